@@ -1,0 +1,243 @@
+//! Connections between processes: [`Pipe`] and [`Connection`] (Python's
+//! `multiprocessing.connection`), and [`wait`] over many of them.
+//!
+//! A connection is one end of a unix stream socket carrying frames (see `wire/frame.rs`):
+//! `send`/`recv` move serde values, `send_bytes`/`recv_bytes` raw byte messages, and handles
+//! inside values (other connections, queues, locks) travel with their descriptors. A peer that
+//! exits closes its end, so a blocked `recv` returns [`Error::Eof`] instead of hanging.
+
+mod wait;
+
+pub use wait::wait;
+
+use crate::error::{Error, Result};
+use crate::sys;
+use crate::wire::{self, frame};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use std::cell::{Cell, RefCell};
+use std::fmt;
+use std::marker::PhantomData;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
+use std::time::Duration;
+
+/// One end of a [`Pipe`] (Python's `multiprocessing.connection.Connection`).
+///
+/// A connection can be moved to another thread or passed to a child process as an argument or
+/// inside a message; it is not shared between threads (`!Sync`), as messages from two writers
+/// could interleave.
+pub struct Connection {
+    fd: RefCell<Option<OwnedFd>>,
+    readable: bool,
+    writable: bool,
+    max_message: Cell<usize>,
+    _not_sync: PhantomData<Cell<()>>,
+}
+
+/// Python's `Pipe()`: a pair of connected [`Connection`]s.
+#[derive(Debug)]
+pub struct Pipe;
+
+impl Pipe {
+    /// Two connected ends. With `duplex`, both send and receive; without, the first only
+    /// receives and the second only sends (Python's `Pipe(duplex=False)`).
+    ///
+    /// ```
+    /// let (a, b) = multiprocessing::Pipe::new(true)?;
+    /// a.send(&(1, "one".to_string()))?;
+    /// let (n, s): (i32, String) = b.recv()?;
+    /// assert_eq!((n, s.as_str()), (1, "one"));
+    /// # Ok::<(), multiprocessing::Error>(())
+    /// ```
+    #[allow(clippy::new_ret_no_self)]
+    pub fn new(duplex: bool) -> Result<(Connection, Connection)> {
+        let (a, b) = sys::socketpair().map_err(Error::io("creating a pipe"))?;
+        if duplex {
+            Ok((Connection::from_fd(a, true, true), Connection::from_fd(b, true, true)))
+        } else {
+            sys::shutdown_write(a.as_fd()).map_err(Error::io("creating a pipe"))?;
+            Ok((Connection::from_fd(a, true, false), Connection::from_fd(b, false, true)))
+        }
+    }
+}
+
+impl Connection {
+    pub(crate) fn from_fd(fd: OwnedFd, readable: bool, writable: bool) -> Connection {
+        Connection {
+            fd: RefCell::new(Some(fd)),
+            readable,
+            writable,
+            max_message: Cell::new(frame::DEFAULT_MAX_MESSAGE),
+            _not_sync: PhantomData,
+        }
+    }
+
+    fn with_fd<T>(&self, f: impl FnOnce(BorrowedFd<'_>) -> Result<T>) -> Result<T> {
+        let fd = self.fd.borrow();
+        let fd = fd.as_ref().ok_or(Error::Closed("connection"))?;
+        f(fd.as_fd())
+    }
+
+    fn check_writable(&self) -> Result<()> {
+        if !self.writable {
+            return Err(Error::invalid("connection is read-only"));
+        }
+        Ok(())
+    }
+
+    fn check_readable(&self) -> Result<()> {
+        if !self.readable {
+            return Err(Error::invalid("connection is write-only"));
+        }
+        Ok(())
+    }
+
+    /// Whether this end can receive.
+    pub fn readable(&self) -> bool {
+        self.readable
+    }
+
+    /// Whether this end can send.
+    pub fn writable(&self) -> bool {
+        self.writable
+    }
+
+    /// Whether [`close`](Self::close) was called.
+    pub fn closed(&self) -> bool {
+        self.fd.borrow().is_none()
+    }
+
+    /// The largest message [`recv`](Self::recv) accepts (1 GiB by default). A longer one is
+    /// discarded unread and reported as [`Error::MessageTooLarge`].
+    pub fn set_max_message_size(&self, bytes: usize) {
+        self.max_message.set(bytes);
+    }
+
+    /// Sends a value (Python's `send(obj)`). Handles inside it travel with their descriptors.
+    pub fn send<T: Serialize + ?Sized>(&self, value: &T) -> Result<()> {
+        self.check_writable()?;
+        let mut msg = frame::start_frame();
+        let fds = wire::encode(value, &mut msg)?;
+        self.with_fd(|fd| frame::send(fd, &mut msg, &fds))
+    }
+
+    /// Receives a value sent with [`send`](Self::send) (Python's `recv()`). Blocks until one
+    /// arrives; [`Error::Eof`] once the peer has closed and nothing is left.
+    pub fn recv<T: DeserializeOwned>(&self) -> Result<T> {
+        self.check_readable()?;
+        let (bytes, fds) = self.with_fd(|fd| frame::recv(fd, self.max_message.get()))?;
+        wire::decode(&bytes, fds)
+    }
+
+    /// Sends raw bytes as one message (Python's `send_bytes`; slice for `offset`/`size`).
+    pub fn send_bytes(&self, bytes: &[u8]) -> Result<()> {
+        self.check_writable()?;
+        let mut msg = Vec::with_capacity(frame::HEADER_LEN + bytes.len());
+        msg.extend_from_slice(&[0u8; frame::HEADER_LEN]);
+        msg.extend_from_slice(bytes);
+        self.with_fd(|fd| frame::send(fd, &mut msg, &[]))
+    }
+
+    /// Receives one message sent with [`send_bytes`](Self::send_bytes) (Python's
+    /// `recv_bytes()`).
+    pub fn recv_bytes(&self) -> Result<Vec<u8>> {
+        self.check_readable()?;
+        self.with_fd(|fd| frame::recv(fd, self.max_message.get())).map(|(bytes, _)| bytes)
+    }
+
+    /// Receives one message into `buf` and returns its length (Python's `recv_bytes_into`).
+    /// If `buf` is too short the message is returned whole in [`Error::BufferTooShort`].
+    pub fn recv_bytes_into(&self, buf: &mut [u8]) -> Result<usize> {
+        self.check_readable()?;
+        self.with_fd(|fd| {
+            let mut incoming = frame::recv_header(fd)?;
+            let len = incoming.len;
+            if len > buf.len() {
+                if len > self.max_message.get() {
+                    let _ = frame::skip_payload(fd, &mut incoming);
+                    return Err(Error::MessageTooLarge {
+                        len: len as u64,
+                        max: self.max_message.get() as u64,
+                    });
+                }
+                let mut whole = vec![0u8; len];
+                frame::recv_payload_into(fd, &mut incoming, &mut whole)?;
+                return Err(Error::BufferTooShort(whole));
+            }
+            frame::recv_payload_into(fd, &mut incoming, &mut buf[..len])?;
+            Ok(len)
+        })
+    }
+
+    /// Whether a message (or end-of-file) is ready to be received within `timeout`; `None`
+    /// waits as long as it takes (Python's `poll(timeout)`; `poll()` is `Some(ZERO)`).
+    pub fn poll(&self, timeout: Option<Duration>) -> Result<bool> {
+        self.check_readable()?;
+        self.with_fd(|fd| {
+            let ready =
+                sys::poll_readable(&[fd], sys::deadline_after(timeout)).map_err(Error::io("polling"))?;
+            Ok(ready.is_some())
+        })
+    }
+
+    /// Closes this end (Python's `close()`); later calls report [`Error::Closed`]. Dropping the
+    /// connection closes it too.
+    pub fn close(&self) {
+        self.fd.borrow_mut().take();
+    }
+}
+
+impl AsRawFd for Connection {
+    /// The socket's descriptor, or -1 once closed.
+    fn as_raw_fd(&self) -> RawFd {
+        self.fd.borrow().as_ref().map_or(-1, |fd| fd.as_raw_fd())
+    }
+}
+
+impl fmt::Debug for Connection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Connection")
+            .field("fd", &self.as_raw_fd())
+            .field("readable", &self.readable)
+            .field("writable", &self.writable)
+            .finish()
+    }
+}
+
+impl Serialize for Connection {
+    fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        use serde::ser::{Error as _, SerializeTuple};
+        let fd = self.fd.borrow();
+        let fd = fd.as_ref().ok_or_else(|| S::Error::custom("cannot send a closed connection"))?;
+        let mut t = s.serialize_tuple(3)?;
+        t.serialize_element(&FdRef(fd.as_fd()))?;
+        t.serialize_element(&self.readable)?;
+        t.serialize_element(&self.writable)?;
+        t.end()
+    }
+}
+
+impl<'de> Deserialize<'de> for Connection {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        let (fd, readable, writable) = <(FdOwned, bool, bool)>::deserialize(d)?;
+        Ok(Connection::from_fd(fd.0, readable, writable))
+    }
+}
+
+/// A descriptor as a serde value (index into the message's descriptor list).
+pub(crate) struct FdRef<'a>(pub(crate) BorrowedFd<'a>);
+
+impl Serialize for FdRef<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        wire::serialize_fd(self.0, s)
+    }
+}
+
+/// A received descriptor as a serde value.
+pub(crate) struct FdOwned(pub(crate) OwnedFd);
+
+impl<'de> Deserialize<'de> for FdOwned {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        wire::deserialize_fd(d).map(FdOwned)
+    }
+}

@@ -1,0 +1,137 @@
+//! The crate's error type.
+
+use std::fmt;
+use std::io;
+
+/// What went wrong in a `multiprocessing` call.
+///
+/// Timeouts, end-of-file, closed handles and misuse are distinct, matchable cases; an
+/// operating-system failure keeps its `io::Error`.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// An operating-system call failed.
+    #[error("{context}: {source}")]
+    Io {
+        /// What the library was doing.
+        context: &'static str,
+        /// The underlying error.
+        #[source]
+        source: io::Error,
+    },
+    /// The peer closed its end: nothing more will arrive (Python's `EOFError`).
+    #[error("end of file: the peer closed the connection")]
+    Eof,
+    /// The handle was closed with `close()` (Python's `ValueError`/`OSError` on closed objects).
+    #[error("{0} is closed")]
+    Closed(&'static str),
+    /// A blocking call reached its timeout.
+    #[error("timed out")]
+    Timeout,
+    /// A value could not be encoded for sending.
+    #[error("cannot encode value: {0}")]
+    Encode(String),
+    /// Bytes that arrived could not be decoded as the expected type.
+    #[error("cannot decode value: {0}")]
+    Decode(String),
+    /// A message is larger than the receiver accepts; its bytes were discarded unread.
+    #[error("message of {len} bytes exceeds the limit of {max} bytes")]
+    MessageTooLarge {
+        /// Announced length.
+        len: u64,
+        /// The receiver's limit.
+        max: u64,
+    },
+    /// The buffer given to `recv_bytes_into` is too small; the whole message is handed back
+    /// (Python's `BufferTooShort`).
+    #[error("buffer too short for a message of {} bytes", .0.len())]
+    BufferTooShort(Vec<u8>),
+    /// A call that is not allowed in the object's current state (Python's `ValueError` or
+    /// `AssertionError` on misuse), with what was wrong.
+    #[error("{0}")]
+    InvalidState(String),
+    /// A child process ended without producing its result.
+    #[error(transparent)]
+    Child(#[from] ChildError),
+}
+
+impl Error {
+    pub(crate) fn io(context: &'static str) -> impl FnOnce(io::Error) -> Error {
+        move |source| Error::Io { context, source }
+    }
+
+    pub(crate) fn invalid(msg: impl Into<String>) -> Error {
+        Error::InvalidState(msg.into())
+    }
+}
+
+/// `Result` with this crate's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// How a child ended when it did not hand back a value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ChildFailure {
+    /// The target panicked; the message and, when `RUST_BACKTRACE` enabled one, the backtrace.
+    Panicked {
+        /// The panic message, with its location.
+        message: String,
+        /// The captured backtrace, if backtraces were enabled in the child.
+        backtrace: Option<String>,
+    },
+    /// The child was killed by this signal.
+    Signaled(i32),
+    /// The child exited with this code before sending its result.
+    Exited(i32),
+}
+
+/// A child that ended without producing its result: which one and how.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChildError {
+    pub(crate) pid: i32,
+    pub(crate) name: String,
+    pub(crate) failure: ChildFailure,
+}
+
+impl ChildError {
+    /// The child's process id.
+    pub fn pid(&self) -> i32 {
+        self.pid
+    }
+    /// The child's name (`Process-3`).
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+    /// How it ended.
+    pub fn failure(&self) -> &ChildFailure {
+        &self.failure
+    }
+    /// The panic message, if the child panicked.
+    pub fn panic_message(&self) -> Option<&str> {
+        match &self.failure {
+            ChildFailure::Panicked { message, .. } => Some(message),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for ChildError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "process {} (pid {}) ", self.name, self.pid)?;
+        match &self.failure {
+            ChildFailure::Panicked { message, backtrace } => {
+                write!(f, "panicked: {message}")?;
+                if let Some(bt) = backtrace {
+                    write!(f, "\nchild backtrace:\n{bt}")?;
+                }
+                Ok(())
+            }
+            ChildFailure::Signaled(sig) => {
+                write!(f, "was killed by {}", crate::sys::signal_name(*sig))
+            }
+            ChildFailure::Exited(code) => write!(f, "exited with code {code} before returning a value"),
+        }
+    }
+}
+
+impl std::error::Error for ChildError {}

@@ -1,0 +1,47 @@
+//! Python's `multiprocessing` for Rust: real processes that run Rust functions, with pipes,
+//! queues, process-shared locks and memory between them.
+//!
+//! ```
+//! use multiprocessing::{Pipe, Process, Connection};
+//!
+//! fn square(n: u64) {
+//!     println!("The Square is {}", n * n);
+//! }
+//!
+//! fn echo(conn: Connection) -> multiprocessing::Result<()> {
+//!     let v: String = conn.recv()?;
+//!     conn.send(&v.to_uppercase())
+//! }
+//!
+//! # fn main() -> multiprocessing::Result<()> {
+//! let p = Process::new(square, (5,)).name("sq").start()?;
+//! assert_eq!(p.join()?.exitcode(), 0);
+//!
+//! let (parent, child) = Pipe::new(true)?;
+//! let p = Process::new(echo, (child,)).start()?;
+//! parent.send(&"hello".to_string())?;
+//! assert_eq!(parent.recv::<String>()?, "HELLO");
+//! p.join()?;
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! Children start with one of three [`StartMethod`]s (`Forkserver` by default). No call is
+//! needed in `main`: a re-executed child is intercepted before `main` runs.
+#![deny(unsafe_op_in_unsafe_fn, unreachable_pub, missing_docs)]
+#![warn(clippy::undocumented_unsafe_blocks)]
+
+mod error;
+#[macro_use]
+mod sys;
+pub mod connection;
+mod process;
+mod wire;
+
+pub use connection::{Connection, Pipe};
+pub use error::{ChildError, ChildFailure, Error, Result};
+pub use process::{
+    active_children, cpu_count, current_process, get_all_start_methods, get_context, get_start_method,
+    parent_process, set_start_method, spawn, Context, CurrentProcess, ExitStatus, JoinHandle, ParentProcess,
+    Process, ProcessOutput, StartMethod, Target,
+};

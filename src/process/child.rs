@@ -1,0 +1,196 @@
+//! What runs in a child: the bootstrap before `main`, the target, and the exit.
+//!
+//! A child created by `spawn` (or the fork server itself) is this same binary, exec'd with
+//! [`BOOT_ENV`] naming the descriptor of its boot socket. A constructor in this crate runs before
+//! `main`, sees the variable, reads the boot message and never returns to `main`: so plain
+//! binaries, examples, test harnesses and doctests need no call in `main`.
+//!
+//! Children always leave through [`exit`]: it does what Python's `_exit_function` does for this
+//! process's own children, flushes stdout, and calls `_exit` (never the parent's `atexit`
+//! handlers, which a forked child has copies of).
+
+use super::state::{self, Identity};
+use super::target::{ChildStart, EntryOffset, Outcome};
+use super::StartMethod;
+use crate::sys;
+use crate::wire::{self, frame};
+use serde::{Deserialize, Serialize};
+use std::io::Write;
+use std::os::fd::{AsFd, FromRawFd, OwnedFd, RawFd};
+use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::Mutex;
+
+/// Environment variable that marks a re-exec'd child; its value is the boot socket's fd.
+pub(crate) const BOOT_ENV: &str = "MULTIPROCESSING_BOOT_FD";
+
+/// The descriptor number the boot socket is moved to before `exec`.
+pub(crate) const BOOT_FD: RawFd = 3;
+
+/// First message on a boot socket.
+#[derive(Serialize, Deserialize)]
+pub(crate) enum Boot {
+    /// Run a target; the encoded arguments follow the encoded `Boot` in the same frame.
+    Run(RunRequest),
+    /// Become the fork server of the process with this pid.
+    Forkserver { parent_pid: i32 },
+}
+
+/// Everything a child needs to become `Process-N` and run its target.
+#[derive(Serialize, Deserialize)]
+pub(crate) struct RunRequest {
+    pub(crate) entry: EntryOffset,
+    pub(crate) name: String,
+    pub(crate) ident: Vec<u32>,
+    pub(crate) daemon: bool,
+    pub(crate) parent_pid: i32,
+    pub(crate) parent_name: String,
+    pub(crate) start_method: StartMethod,
+    /// How many of the frame's descriptors belong to the arguments; one more, if
+    /// `has_result`, is the result socket.
+    pub(crate) n_arg_fds: u32,
+    pub(crate) has_result: bool,
+}
+
+#[ctor::ctor]
+unsafe fn boot_if_child() {
+    let Some(value) = std::env::var_os(BOOT_ENV) else { return };
+    // SAFETY: constructors run before `main`, while the process has a single thread, so nothing
+    // can read the environment concurrently.
+    unsafe { std::env::remove_var(BOOT_ENV) };
+    let fd: RawFd = match value.to_str().and_then(|v| v.parse().ok()) {
+        Some(fd) => fd,
+        None => return,
+    };
+    // SAFETY: the parent placed the boot socket at this descriptor and nothing else in this
+    // fresh process owns it.
+    let sock = unsafe { OwnedFd::from_raw_fd(fd) };
+    boot(sock)
+}
+
+/// Reads the boot message and becomes what it says. Never returns.
+fn boot(sock: OwnedFd) -> ! {
+    sys::ignore_sigpipe();
+    let (bytes, mut fds) = match frame::recv(sock.as_fd(), usize::MAX) {
+        Ok(msg) => msg,
+        Err(crate::Error::Eof) => sys::exit_now(0),
+        Err(e) => fail(&format!("cannot read the boot message: {e}")),
+    };
+    let (boot, payload) = match postcard::take_from_bytes::<Boot>(&bytes) {
+        Ok(v) => v,
+        Err(e) => fail(&format!("cannot decode the boot message: {e}")),
+    };
+    match boot {
+        Boot::Forkserver { parent_pid } => {
+            drop(fds);
+            super::forkserver::serve(sock, parent_pid)
+        }
+        Boot::Run(req) => {
+            drop(sock);
+            let result = if req.has_result { fds.pop() } else { None };
+            run(req, payload.to_vec(), fds, result)
+        }
+    }
+}
+
+fn fail(msg: &str) -> ! {
+    eprintln!("multiprocessing: {msg}");
+    sys::exit_now(1)
+}
+
+/// Runs the target of `req` in this (child) process and exits with its code.
+pub(crate) fn run(req: RunRequest, payload: Vec<u8>, fds: Vec<OwnedFd>, result: Option<OwnedFd>) -> ! {
+    state::set_identity(identity_of(&req));
+    super::set_child_start_method(req.start_method);
+    install_panic_capture();
+    if let Some(r) = &result {
+        RESULT_FD.store(std::os::fd::AsRawFd::as_raw_fd(r), Ordering::Relaxed);
+    }
+    let entry = match req.entry.resolve() {
+        Ok(e) => e,
+        Err(e) => fail(&e.to_string()),
+    };
+    let code = entry(ChildStart { payload, fds, result });
+    exit(code)
+}
+
+pub(crate) fn identity_of(req: &RunRequest) -> Identity {
+    Identity {
+        name: req.name.clone(),
+        ident: req.ident.clone(),
+        daemon: req.daemon,
+        parent: Some((req.parent_pid, req.parent_name.clone())),
+    }
+}
+
+/// Leaves a child process: finish its own children, flush, `_exit`.
+pub(crate) fn exit(code: i32) -> ! {
+    state::finish_children();
+    super::forkserver::shutdown();
+    let _ = std::io::stdout().flush();
+    let _ = std::io::stderr().flush();
+    sys::flush_c_stdio();
+    sys::exit_now(code)
+}
+
+/// The result socket of this child, which its own forked children must not keep open.
+static RESULT_FD: AtomicI32 = AtomicI32::new(-1);
+
+/// In a child forked from this process: closes the copy of this process's result socket, so the
+/// parent sees end-of-file when this process exits, whatever its children do.
+pub(crate) fn close_inherited_result_fd() {
+    let fd = RESULT_FD.swap(-1, Ordering::Relaxed);
+    if fd >= 0 {
+        // SAFETY: `fd` is this process's copy of the result socket, which nothing in the new
+        // child uses; taking ownership here closes it exactly once.
+        drop(unsafe { OwnedFd::from_raw_fd(fd) });
+    }
+}
+
+static LAST_PANIC: Mutex<Option<(String, Option<String>)>> = Mutex::new(None);
+
+/// Records the message and backtrace of a panic in the target, then prints it as usual.
+fn install_panic_capture() {
+    let previous = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let payload = info.payload();
+        let text = if let Some(s) = payload.downcast_ref::<&str>() {
+            (*s).to_string()
+        } else if let Some(s) = payload.downcast_ref::<String>() {
+            s.clone()
+        } else {
+            "Box<dyn Any>".to_string()
+        };
+        let message = match info.location() {
+            Some(loc) => format!("{text} (at {loc})"),
+            None => text,
+        };
+        let bt = std::backtrace::Backtrace::capture();
+        let backtrace = match bt.status() {
+            std::backtrace::BacktraceStatus::Captured => Some(bt.to_string()),
+            _ => None,
+        };
+        *LAST_PANIC.lock().unwrap_or_else(|p| p.into_inner()) = Some((message, backtrace));
+        previous(info);
+    }));
+}
+
+/// The message and backtrace of the last panic captured in this child.
+pub(crate) fn last_panic() -> (String, Option<String>) {
+    LAST_PANIC
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .take()
+        .unwrap_or_else(|| ("panicked".to_string(), None))
+}
+
+/// Sends the outcome (and, for `Returned`, the encoded value) on the result socket.
+pub(crate) fn send_outcome(sock: &OwnedFd, outcome: &Outcome, value: &[u8]) {
+    let mut buf = frame::start_frame();
+    if wire::encode(outcome, &mut buf).is_err() {
+        return;
+    }
+    buf.extend_from_slice(value);
+    if let Err(e) = frame::send(sock.as_fd(), &mut buf, &[]) {
+        eprintln!("multiprocessing: cannot send the result to the parent: {e}");
+    }
+}

@@ -1,0 +1,163 @@
+//! The three start methods: how a prepared child comes to life.
+//!
+//! - `Fork`: fork this process on the stable thread and run the target in the copy.
+//! - `Spawn`: fork + exec `/proc/self/exe` with the boot socket at fd 3; the child's bootstrap
+//!   (before `main`) reads the run request from it.
+//! - `Forkserver`: ask this process's fork server to fork a child (see forkserver.rs).
+//!
+//! Every child gets `PR_SET_PDEATHSIG(SIGKILL)` right after the fork, and exits at once if its
+//! parent is already gone.
+
+use super::child::{self, Boot, RunRequest, BOOT_ENV, BOOT_FD};
+use super::launcher::on_stable_thread;
+use super::state;
+use super::StartMethod;
+use crate::error::{Error, Result};
+use crate::sys::{self, Forked};
+use crate::wire::{self, frame};
+use std::ffi::{CString, OsString};
+use std::io::Write;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
+use std::os::unix::ffi::OsStringExt;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+/// A child that has been created.
+pub(crate) struct Started {
+    pub(crate) pid: i32,
+    pub(crate) pidfd: OwnedFd,
+}
+
+/// Creates a child that runs `req` with the encoded arguments.
+pub(crate) fn launch(
+    method: StartMethod,
+    req: RunRequest,
+    payload: Vec<u8>,
+    arg_fds: Vec<OwnedFd>,
+    result: Option<OwnedFd>,
+) -> Result<Started> {
+    match method {
+        StartMethod::Fork => on_stable_thread(move || fork_and_run(req, payload, arg_fds, result)),
+        StartMethod::Spawn => {
+            let (ours, theirs) = sys::socketpair().map_err(Error::io("creating the boot socket"))?;
+            let started = on_stable_thread(move || exec_child(theirs))?;
+            let (mut msg, fds) = run_message(req, &payload, &arg_fds, result.as_ref())?;
+            if let Err(e) = frame::send(ours.as_fd(), &mut msg, &fds) {
+                let _ = sys::waitid_pidfd(started.pidfd.as_fd(), true);
+                return Err(Error::invalid(format!("the spawned child died before it started: {e}")));
+            }
+            Ok(started)
+        }
+        StartMethod::Forkserver => {
+            let (mut msg, fds) = run_message(req, &payload, &arg_fds, result.as_ref())?;
+            let pid = super::forkserver::request(&mut msg, &fds)?;
+            let pidfd = sys::pidfd_open(pid).map_err(Error::io("opening the child's pidfd"))?;
+            Ok(Started { pid, pidfd })
+        }
+    }
+}
+
+/// The boot frame for a run request: `Boot::Run`, then the arguments; descriptors are the
+/// arguments' followed by the result socket.
+fn run_message(
+    req: RunRequest,
+    payload: &[u8],
+    arg_fds: &[OwnedFd],
+    result: Option<&OwnedFd>,
+) -> Result<(Vec<u8>, Vec<RawFd>)> {
+    let mut msg = frame::start_frame();
+    wire::encode(&Boot::Run(req), &mut msg)?;
+    msg.extend_from_slice(payload);
+    let mut fds: Vec<RawFd> = arg_fds.iter().map(|f| f.as_raw_fd()).collect();
+    fds.extend(result.map(|r| r.as_raw_fd()));
+    Ok((msg, fds))
+}
+
+fn flush_stdio() {
+    let _ = std::io::stdout().flush();
+    let _ = std::io::stderr().flush();
+    sys::flush_c_stdio();
+}
+
+static WARNED_THREADS: AtomicBool = AtomicBool::new(false);
+
+fn warn_if_multithreaded() {
+    // The launcher thread is ours and quiet; any other extra thread may hold a lock the child
+    // will need.
+    let threads = sys::thread_count();
+    let ours = usize::from(!sys::is_main_thread()) + 1;
+    if threads > ours && !WARNED_THREADS.swap(true, Ordering::Relaxed) {
+        log::warn!(
+            "multiprocessing: this process has {threads} threads; using the Fork start method \
+             may deadlock the child if another thread holds a lock. Forkserver or Spawn avoid it."
+        );
+    }
+}
+
+/// The `Fork` start method; runs on the stable thread.
+fn fork_and_run(
+    req: RunRequest,
+    payload: Vec<u8>,
+    arg_fds: Vec<OwnedFd>,
+    result: Option<OwnedFd>,
+) -> Result<Started> {
+    warn_if_multithreaded();
+    flush_stdio();
+    let parent = sys::getpid();
+    let identity = child::identity_of(&req);
+    // Hold the std streams and every lock of ours across the fork, so the child finds them free.
+    let out = std::io::stdout().lock();
+    let err = std::io::stderr().lock();
+    let locks = state::lock_for_fork();
+    match sys::fork().map_err(Error::io("fork"))? {
+        Forked::Child => {
+            locks.reset_in_child(identity);
+            drop((out, err));
+            child::close_inherited_result_fd();
+            sys::die_with_parent(parent);
+            child::run(req, payload, arg_fds, result)
+        }
+        Forked::Parent(pid) => {
+            drop(locks);
+            drop((out, err));
+            let pidfd = sys::pidfd_open(pid).map_err(Error::io("opening the child's pidfd"))?;
+            Ok(Started { pid, pidfd })
+        }
+    }
+}
+
+/// Fork + exec of this binary with `boot` at [`BOOT_FD`]; runs on the stable thread. The caller
+/// sends the boot message on the other end of `boot`.
+pub(crate) fn exec_child(boot: OwnedFd) -> Result<Started> {
+    // Everything the child needs is allocated before the fork: after it, only system calls.
+    let argv0 = std::env::args_os().next().unwrap_or_else(|| OsString::from("multiprocessing-child"));
+    let argv0 = CString::new(argv0.into_vec()).unwrap_or_else(|_| c"multiprocessing-child".to_owned());
+    let mut env: Vec<CString> = std::env::vars_os()
+        .filter(|(k, _)| k != BOOT_ENV)
+        .filter_map(|(k, v)| {
+            let mut kv = k.into_vec();
+            kv.push(b'=');
+            kv.extend(v.into_vec());
+            CString::new(kv).ok()
+        })
+        .collect();
+    env.push(CString::new(format!("{BOOT_ENV}={BOOT_FD}")).expect("no NUL"));
+    let argv = [argv0.as_ptr(), std::ptr::null()];
+    let envp: Vec<*const libc::c_char> =
+        env.iter().map(|e| e.as_ptr()).chain(std::iter::once(std::ptr::null())).collect();
+    let parent = sys::getpid();
+    let boot_raw = boot.as_raw_fd();
+    match sys::fork().map_err(Error::io("fork"))? {
+        Forked::Child => {
+            sys::die_with_parent(parent);
+            if sys::prepare_fds_for_exec(boot_raw, BOOT_FD).is_ok() {
+                let _ = sys::exec_self(&argv, &envp);
+            }
+            sys::exit_now(127)
+        }
+        Forked::Parent(pid) => {
+            drop(boot);
+            let pidfd = sys::pidfd_open(pid).map_err(Error::io("opening the child's pidfd"))?;
+            Ok(Started { pid, pidfd })
+        }
+    }
+}

@@ -1,0 +1,236 @@
+//! Targets: the functions a child runs, and how the child finds them.
+//!
+//! A target is a fn item or a non-capturing closure: a zero-sized, `Copy` type, so the child can
+//! make a value of it from nothing. The child finds the code through a monomorphized *entry*
+//! (`process_entry::<F, A>` or `spawn_entry::<F, A>`) that decodes the arguments, calls the
+//! target and reports. The parent sends the entry's offset from [`anchor`], a fixed function of
+//! this crate; the child adds its own address of `anchor`. Offsets hold across `exec` of the
+//! same binary whatever ASLR does, and across `fork` trivially. See `docs/design.md`.
+
+use crate::error::{Error, Result};
+use crate::wire;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use std::os::fd::OwnedFd;
+use std::panic::AssertUnwindSafe;
+
+/// A function a child process can run with arguments `Args` (a tuple, like Python's `args=`).
+///
+/// Implemented for every `Fn(A1, ..., An) -> R` with `n` from 0 to 12 that is `Copy`: fn items and
+/// closures that capture nothing. A capturing closure is refused at compile time:
+///
+/// ```compile_fail
+/// use multiprocessing::Process;
+/// let offset = 5u64;
+/// let p = Process::new(move |x: u64| println!("{}", x + offset), (1u64,));
+/// ```
+pub trait Target<Args>: Copy + Send + Sync + 'static {
+    /// What the function returns.
+    type Output;
+    /// Calls the function with the unpacked arguments.
+    fn call(self, args: Args) -> Self::Output;
+}
+
+macro_rules! impl_target {
+    ($($A:ident $a:ident),*) => {
+        impl<F, R, $($A,)*> Target<($($A,)*)> for F
+        where
+            F: Fn($($A),*) -> R + Copy + Send + Sync + 'static,
+        {
+            type Output = R;
+            #[allow(clippy::unused_unit)]
+            fn call(self, ($($a,)*): ($($A,)*)) -> R {
+                self($($a),*)
+            }
+        }
+    };
+}
+
+impl_target!();
+impl_target!(A1 a1);
+impl_target!(A1 a1, A2 a2);
+impl_target!(A1 a1, A2 a2, A3 a3);
+impl_target!(A1 a1, A2 a2, A3 a3, A4 a4);
+impl_target!(A1 a1, A2 a2, A3 a3, A4 a4, A5 a5);
+impl_target!(A1 a1, A2 a2, A3 a3, A4 a4, A5 a5, A6 a6);
+impl_target!(A1 a1, A2 a2, A3 a3, A4 a4, A5 a5, A6 a6, A7 a7);
+impl_target!(A1 a1, A2 a2, A3 a3, A4 a4, A5 a5, A6 a6, A7 a7, A8 a8);
+impl_target!(A1 a1, A2 a2, A3 a3, A4 a4, A5 a5, A6 a6, A7 a7, A8 a8, A9 a9);
+impl_target!(A1 a1, A2 a2, A3 a3, A4 a4, A5 a5, A6 a6, A7 a7, A8 a8, A9 a9, A10 a10);
+impl_target!(A1 a1, A2 a2, A3 a3, A4 a4, A5 a5, A6 a6, A7 a7, A8 a8, A9 a9, A10 a10, A11 a11);
+impl_target!(A1 a1, A2 a2, A3 a3, A4 a4, A5 a5, A6 a6, A7 a7, A8 a8, A9 a9, A10 a10, A11 a11, A12 a12);
+
+/// What a [`Process`](crate::Process) target may return: how it maps to the exit code.
+///
+/// `()` and `bool` exit 0 (Python ignores the target's return value); `Err(e)` prints `e` to
+/// stderr and exits 1, as an exception escaping Python's `run()` does.
+pub trait ProcessOutput {
+    /// The exit code this value stands for.
+    fn exit_code(self) -> i32;
+}
+
+impl ProcessOutput for () {
+    fn exit_code(self) -> i32 {
+        0
+    }
+}
+
+impl ProcessOutput for bool {
+    fn exit_code(self) -> i32 {
+        0
+    }
+}
+
+impl<T, E: std::fmt::Debug> ProcessOutput for std::result::Result<T, E> {
+    fn exit_code(self) -> i32 {
+        match self {
+            Ok(_) => 0,
+            Err(e) => {
+                eprintln!("Process {} failed: {e:?}", crate::current_process().name());
+                1
+            }
+        }
+    }
+}
+
+/// What an entry gets in the child: the encoded arguments, their descriptors, and the socket to
+/// send the result on (for [`spawn`](crate::spawn)).
+pub(crate) struct ChildStart {
+    pub(crate) payload: Vec<u8>,
+    pub(crate) fds: Vec<OwnedFd>,
+    pub(crate) result: Option<OwnedFd>,
+}
+
+/// A monomorphized entry: runs the target in the child and returns the exit code.
+pub(crate) type Entry = fn(ChildStart) -> i32;
+
+/// The fixed point that entry offsets are measured from.
+#[inline(never)]
+pub(crate) fn anchor(_: ChildStart) -> i32 {
+    std::hint::black_box(0x6d70)
+}
+
+/// A second fixed point: its distance from [`anchor`] must match in parent and child, which
+/// shows the child runs the same binary as the parent.
+#[inline(never)]
+fn layout_witness(_: ChildStart) -> i32 {
+    std::hint::black_box(0x7077)
+}
+
+/// Where an entry sits relative to [`anchor`], as sent to the child.
+#[derive(Clone, Copy, Debug, Serialize, Deserialize)]
+pub(crate) struct EntryOffset {
+    offset: isize,
+    witness: isize,
+}
+
+impl EntryOffset {
+    pub(crate) fn of(entry: Entry) -> Self {
+        let base = anchor as Entry as usize as isize;
+        EntryOffset {
+            offset: entry as usize as isize - base,
+            witness: layout_witness as Entry as usize as isize - base,
+        }
+    }
+
+    /// The entry in this process's address space.
+    pub(crate) fn resolve(self) -> Result<Entry> {
+        let base = anchor as Entry as usize as isize;
+        if layout_witness as Entry as usize as isize - base != self.witness {
+            return Err(Error::invalid(
+                "the child runs a different binary than its parent (was the executable rebuilt?)",
+            ));
+        }
+        let addr = (base + self.offset) as usize;
+        // SAFETY: the parent computed `offset` from a function of type `Entry` in the same
+        // binary (checked through the witness), and code sits at the same offsets from `anchor`
+        // in every process that runs this binary; so `addr` is that function's address here.
+        Ok(unsafe { std::mem::transmute::<usize, Entry>(addr) })
+    }
+}
+
+/// A value of the zero-sized target type `F`.
+fn conjure<F: Copy>() -> F {
+    const {
+        assert!(
+            std::mem::size_of::<F>() == 0,
+            "a process target must be a fn item or a closure that captures nothing"
+        )
+    };
+    // SAFETY: F is zero-sized, so there are no bytes to initialize, and it is inhabited: the
+    // parent held a value of it when it sent this entry.
+    unsafe { std::mem::zeroed() }
+}
+
+/// Compile-time check, run where a target is accepted.
+pub(crate) const fn assert_zero_sized<F>() {
+    assert!(
+        std::mem::size_of::<F>() == 0,
+        "a process target must be a fn item or a closure that captures nothing"
+    );
+}
+
+/// Decodes the arguments and calls the target, catching a panic.
+fn call_target<F, A>(start_payload: &[u8], fds: Vec<OwnedFd>) -> Result<std::thread::Result<F::Output>>
+where
+    F: Target<A>,
+    A: DeserializeOwned,
+{
+    let args: A = wire::decode(start_payload, fds)?;
+    let f = conjure::<F>();
+    Ok(std::panic::catch_unwind(AssertUnwindSafe(move || f.call(args))))
+}
+
+/// Entry for [`Process`](crate::Process) targets: the return value only sets the exit code.
+pub(crate) fn process_entry<F, A>(start: ChildStart) -> i32
+where
+    F: Target<A>,
+    F::Output: ProcessOutput,
+    A: DeserializeOwned,
+{
+    match call_target::<F, A>(&start.payload, start.fds) {
+        Ok(Ok(out)) => out.exit_code(),
+        Ok(Err(_panic)) => 1,
+        Err(e) => {
+            eprintln!("multiprocessing: cannot start the target: {e}");
+            1
+        }
+    }
+}
+
+/// The message a child sends back on its result socket.
+#[derive(Serialize, Deserialize)]
+pub(crate) enum Outcome {
+    /// The target returned; the encoded value follows in the same frame.
+    Returned,
+    /// The target panicked.
+    Panicked { message: String, backtrace: Option<String> },
+    /// The arguments or the result could not be (de)coded.
+    Failed(String),
+}
+
+/// Entry for [`spawn`](crate::spawn) targets: sends the return value (or the panic) back.
+pub(crate) fn spawn_entry<F, A>(start: ChildStart) -> i32
+where
+    F: Target<A>,
+    F::Output: Serialize,
+    A: DeserializeOwned,
+{
+    let mut value = Vec::new();
+    let (outcome, code) = match call_target::<F, A>(&start.payload, start.fds) {
+        Ok(Ok(ret)) => match wire::encode(&ret, &mut value) {
+            Ok(fds) if fds.is_empty() => (Outcome::Returned, 0),
+            Ok(_) => (Outcome::Failed("a spawn result cannot carry handles".into()), 1),
+            Err(e) => (Outcome::Failed(format!("cannot encode the result: {e}")), 1),
+        },
+        Ok(Err(_panic)) => {
+            let (message, backtrace) = super::child::last_panic();
+            (Outcome::Panicked { message, backtrace }, 1)
+        }
+        Err(e) => (Outcome::Failed(format!("cannot decode the arguments: {e}")), 1),
+    };
+    if let Some(sock) = start.result {
+        super::child::send_outcome(&sock, &outcome, &value);
+    }
+    code
+}

@@ -1,0 +1,229 @@
+//! Process creation, pidfds, signals and exit.
+//!
+//! Code that runs in a child between `fork` and `exec` may only call what is here (raw,
+//! async-signal-safe system calls): the parent may have had other threads holding locks.
+
+use std::ffi::CStr;
+use std::io;
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+
+/// Result of a fork-like call, seen from one side.
+pub(crate) enum Forked {
+    /// In the parent, with the child's pid.
+    Parent(libc::pid_t),
+    /// In the child.
+    Child,
+}
+
+/// `fork(2)` through libc, so its `atfork` handlers (malloc's among them) run.
+pub(crate) fn fork() -> io::Result<Forked> {
+    let pid = syscall!(fork())?;
+    Ok(if pid == 0 { Forked::Child } else { Forked::Parent(pid) })
+}
+
+/// A fork whose child becomes a child of the caller's parent (`CLONE_PARENT`).
+///
+/// The fork server uses it so that workers are children of the user's process, which can then
+/// wait for them, signal them through pidfds and read their exit status directly. Only a
+/// single-threaded caller may use it: libc's `atfork` handlers do not run.
+pub(crate) fn fork_as_sibling() -> io::Result<Forked> {
+    let flags = (libc::CLONE_PARENT | libc::SIGCHLD) as libc::c_ulong;
+    // SAFETY: with no CLONE_VM and a null stack, clone behaves as fork: the child gets a
+    // copy-on-write copy of the single-threaded caller's address space and resumes here.
+    let pid = unsafe { libc::syscall(libc::SYS_clone, flags, 0usize, 0usize, 0usize, 0usize) };
+    match pid {
+        -1 => Err(io::Error::last_os_error()),
+        0 => Ok(Forked::Child),
+        pid => Ok(Forked::Parent(pid as libc::pid_t)),
+    }
+}
+
+/// `pidfd_open(2)`: a file descriptor that refers to `pid` and becomes readable when it exits.
+pub(crate) fn pidfd_open(pid: libc::pid_t) -> io::Result<OwnedFd> {
+    // SAFETY: plain system call with integer arguments.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: the kernel returned a new descriptor that nothing else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
+}
+
+/// `pidfd_send_signal(2)`: signals the process the pidfd refers to, immune to pid reuse.
+pub(crate) fn pidfd_send_signal(pidfd: BorrowedFd<'_>, sig: libc::c_int) -> io::Result<()> {
+    // SAFETY: plain system call; a null siginfo means "as kill(2) would send it".
+    let r = unsafe {
+        libc::syscall(libc::SYS_pidfd_send_signal, pidfd.as_raw_fd(), sig, std::ptr::null::<u8>(), 0)
+    };
+    if r < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// How a child ended, as `waitid(2)` reports it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum WaitStatus {
+    /// Exited with this code.
+    Exited(i32),
+    /// Killed by this signal.
+    Signaled(i32),
+}
+
+/// Reaps the child behind `pidfd`. With `block == false` returns `None` if it still runs.
+pub(crate) fn waitid_pidfd(pidfd: BorrowedFd<'_>, block: bool) -> io::Result<Option<WaitStatus>> {
+    const P_PIDFD: libc::idtype_t = 3;
+    let mut options = libc::WEXITED;
+    if !block {
+        options |= libc::WNOHANG;
+    }
+    loop {
+        // SAFETY: siginfo_t is plain data for which all-zero bytes is a valid value.
+        let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+        let id = pidfd.as_raw_fd() as libc::id_t;
+        match syscall!(waitid(P_PIDFD, id, &mut info, options)) {
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+            Ok(_) => {}
+        }
+        // SAFETY: waitid filled `info` for a child event (or left si_pid 0 with WNOHANG).
+        let (pid, status) = unsafe { (info.si_pid(), info.si_status()) };
+        if pid == 0 {
+            return Ok(None);
+        }
+        return Ok(Some(match info.si_code {
+            libc::CLD_EXITED => WaitStatus::Exited(status),
+            _ => WaitStatus::Signaled(status),
+        }));
+    }
+}
+
+/// The caller's process id.
+pub(crate) fn getpid() -> libc::pid_t {
+    // SAFETY: getpid cannot fail.
+    unsafe { libc::getpid() }
+}
+
+/// The caller's parent's process id.
+pub(crate) fn getppid() -> libc::pid_t {
+    // SAFETY: getppid cannot fail.
+    unsafe { libc::getppid() }
+}
+
+/// Whether the calling thread is the process's main thread.
+pub(crate) fn is_main_thread() -> bool {
+    // SAFETY: gettid cannot fail.
+    unsafe { libc::gettid() == libc::getpid() }
+}
+
+/// Asks for SIGKILL when the parent (the thread that created us) exits, then closes the race
+/// where the parent died before the request: if the parent is no longer `expected_parent`, exit.
+/// Async-signal-safe.
+pub(crate) fn die_with_parent(expected_parent: libc::pid_t) {
+    // SAFETY: prctl(PR_SET_PDEATHSIG) takes integer arguments only.
+    unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong, 0, 0, 0) };
+    if getppid() != expected_parent {
+        exit_now(1);
+    }
+}
+
+/// `_exit(2)`: ends the process at once, running no `atexit` handler and no destructor.
+pub(crate) fn exit_now(code: i32) -> ! {
+    // SAFETY: _exit never returns and is async-signal-safe.
+    unsafe { libc::_exit(code) }
+}
+
+/// Sets the disposition of SIGPIPE to "ignore", as Rust's runtime does before `main`.
+pub(crate) fn ignore_sigpipe() {
+    // SAFETY: installing SIG_IGN has no handler code to be unsafe in.
+    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_IGN) };
+}
+
+/// Flushes C stdio buffers, so that a fork does not copy unwritten output into the child.
+pub(crate) fn flush_c_stdio() {
+    // SAFETY: fflush(NULL) flushes every open C stream.
+    unsafe { libc::fflush(std::ptr::null_mut()) };
+}
+
+/// In a freshly forked child about to exec: moves `keep` to `target`, marks every other
+/// descriptor from 3 up close-on-exec, and clears close-on-exec on `target`.
+/// Async-signal-safe.
+pub(crate) fn prepare_fds_for_exec(keep: RawFd, target: RawFd) -> io::Result<()> {
+    if keep != target {
+        syscall!(dup2(keep, target))?;
+    }
+    const CLOSE_RANGE_CLOEXEC: libc::c_uint = 1 << 2;
+    // SAFETY: plain system call with integer arguments.
+    let r = unsafe { libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, CLOSE_RANGE_CLOEXEC) };
+    if r < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    syscall!(fcntl(target, libc::F_SETFD, 0))?;
+    Ok(())
+}
+
+/// `execve(2)` of this very program (`/proc/self/exe`, which names the running executable even
+/// if its path was replaced on disk). Returns only on failure. Async-signal-safe.
+pub(crate) fn exec_self(argv: &[*const libc::c_char], envp: &[*const libc::c_char]) -> io::Error {
+    const SELF_EXE: &CStr = c"/proc/self/exe";
+    debug_assert!(argv.last().is_some_and(|p| p.is_null()));
+    debug_assert!(envp.last().is_some_and(|p| p.is_null()));
+    // SAFETY: argv and envp are null-terminated arrays of pointers to NUL-terminated strings
+    // that the caller keeps alive; on success execve does not return.
+    unsafe { libc::execve(SELF_EXE.as_ptr(), argv.as_ptr(), envp.as_ptr()) };
+    io::Error::last_os_error()
+}
+
+/// Duplicates `fd` to a new close-on-exec descriptor that the caller owns.
+pub(crate) fn dup_cloexec(fd: RawFd) -> io::Result<OwnedFd> {
+    let new = syscall!(fcntl(fd, libc::F_DUPFD_CLOEXEC, 3))?;
+    // SAFETY: fcntl returned a new descriptor that nothing else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(new) })
+}
+
+/// Number of threads in the calling process.
+pub(crate) fn thread_count() -> usize {
+    std::fs::read_dir("/proc/self/task").map(|d| d.count()).unwrap_or(1)
+}
+
+/// Number of CPUs online.
+pub(crate) fn cpu_count() -> usize {
+    // SAFETY: sysconf with a valid name cannot cause harm.
+    let n = unsafe { libc::sysconf(libc::_SC_NPROCESSORS_ONLN) };
+    if n < 1 {
+        1
+    } else {
+        n as usize
+    }
+}
+
+/// Registers `f` to run at normal process exit (`exit(3)`, returning from `main`).
+pub(crate) fn at_exit(f: extern "C" fn()) {
+    // SAFETY: `f` is a plain function with the C ABI and no arguments.
+    unsafe { libc::atexit(f) };
+}
+
+/// Signal names for messages ("SIGKILL").
+pub(crate) fn signal_name(sig: i32) -> String {
+    let name = match sig {
+        libc::SIGHUP => "SIGHUP",
+        libc::SIGINT => "SIGINT",
+        libc::SIGQUIT => "SIGQUIT",
+        libc::SIGILL => "SIGILL",
+        libc::SIGTRAP => "SIGTRAP",
+        libc::SIGABRT => "SIGABRT",
+        libc::SIGBUS => "SIGBUS",
+        libc::SIGFPE => "SIGFPE",
+        libc::SIGKILL => "SIGKILL",
+        libc::SIGUSR1 => "SIGUSR1",
+        libc::SIGSEGV => "SIGSEGV",
+        libc::SIGUSR2 => "SIGUSR2",
+        libc::SIGPIPE => "SIGPIPE",
+        libc::SIGALRM => "SIGALRM",
+        libc::SIGTERM => "SIGTERM",
+        libc::SIGXCPU => "SIGXCPU",
+        libc::SIGSYS => "SIGSYS",
+        _ => return format!("signal {sig}"),
+    };
+    name.to_string()
+}

@@ -1,0 +1,103 @@
+//! Unix-domain socket pairs and descriptor passing (`SCM_RIGHTS`).
+
+use std::io;
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+
+/// Most descriptors one message may carry (the kernel's `SCM_MAX_FD`).
+pub(crate) const MAX_FDS_PER_MESSAGE: usize = 253;
+
+/// A connected pair of close-on-exec unix stream sockets.
+pub(crate) fn socketpair() -> io::Result<(OwnedFd, OwnedFd)> {
+    let mut fds = [0 as RawFd; 2];
+    syscall!(socketpair(libc::AF_UNIX, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0, fds.as_mut_ptr()))?;
+    // SAFETY: socketpair returned two new descriptors that nothing else owns.
+    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
+}
+
+/// Shuts down the sending direction of a socket, so the peer reads end-of-file.
+pub(crate) fn shutdown_write(fd: BorrowedFd<'_>) -> io::Result<()> {
+    syscall!(shutdown(fd.as_raw_fd(), libc::SHUT_WR))?;
+    Ok(())
+}
+
+fn cmsg_space(nfds: usize) -> usize {
+    // SAFETY: CMSG_SPACE is a pure size computation.
+    unsafe { libc::CMSG_SPACE((nfds * std::mem::size_of::<RawFd>()) as u32) as usize }
+}
+
+/// Sends as much of `data` as the socket takes in one `sendmsg(2)`, with `fds` attached to
+/// its first byte. Never raises SIGPIPE: a closed peer is `EPIPE`. Retries on `EINTR`.
+pub(crate) fn send_with_fds(sock: BorrowedFd<'_>, data: &[u8], fds: &[RawFd]) -> io::Result<usize> {
+    assert!(fds.len() <= MAX_FDS_PER_MESSAGE);
+    let mut iov = libc::iovec { iov_base: data.as_ptr() as *mut libc::c_void, iov_len: data.len() };
+    // u64 elements keep the control buffer aligned for cmsghdr.
+    let mut control = vec![0u64; cmsg_space(fds.len()).div_ceil(8)];
+    // SAFETY: msghdr is plain data for which all-zero bytes is a valid value.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    if !fds.is_empty() {
+        msg.msg_control = control.as_mut_ptr() as *mut libc::c_void;
+        msg.msg_controllen = cmsg_space(fds.len()) as _;
+        // SAFETY: the control buffer holds CMSG_SPACE(fds) bytes, so the first header and its
+        // data of CMSG_LEN(fds) bytes fit inside it.
+        unsafe {
+            let cmsg = libc::CMSG_FIRSTHDR(&msg);
+            (*cmsg).cmsg_level = libc::SOL_SOCKET;
+            (*cmsg).cmsg_type = libc::SCM_RIGHTS;
+            (*cmsg).cmsg_len = libc::CMSG_LEN(std::mem::size_of_val(fds) as u32) as _;
+            std::ptr::copy_nonoverlapping(fds.as_ptr(), libc::CMSG_DATA(cmsg) as *mut RawFd, fds.len());
+        }
+    }
+    loop {
+        match syscall!(sendmsg(sock.as_raw_fd(), &msg, libc::MSG_NOSIGNAL)) {
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+            Ok(n) => return Ok(n as usize),
+        }
+    }
+}
+
+/// Receives up to `buf.len()` bytes with one `recvmsg(2)`, appending any descriptors that
+/// arrive (close-on-exec) to `fds`. Returns 0 at end-of-file. Retries on `EINTR`.
+pub(crate) fn recv_with_fds(
+    sock: BorrowedFd<'_>,
+    buf: &mut [u8],
+    fds: &mut Vec<OwnedFd>,
+) -> io::Result<usize> {
+    let mut iov = libc::iovec { iov_base: buf.as_mut_ptr() as *mut libc::c_void, iov_len: buf.len() };
+    let space = cmsg_space(MAX_FDS_PER_MESSAGE);
+    let mut control = vec![0u64; space.div_ceil(8)];
+    loop {
+        // SAFETY: msghdr is plain data for which all-zero bytes is a valid value.
+        let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+        msg.msg_iov = &mut iov;
+        msg.msg_iovlen = 1;
+        msg.msg_control = control.as_mut_ptr() as *mut libc::c_void;
+        msg.msg_controllen = space as _;
+        let n = match syscall!(recvmsg(sock.as_raw_fd(), &mut msg, libc::MSG_CMSG_CLOEXEC)) {
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+            Ok(n) => n as usize,
+        };
+        // SAFETY: the kernel filled msg_control with msg_controllen bytes of well-formed
+        // cmsghdrs; SCM_RIGHTS payloads are arrays of new descriptors now owned by us.
+        unsafe {
+            let mut cmsg = libc::CMSG_FIRSTHDR(&msg);
+            while !cmsg.is_null() {
+                if (*cmsg).cmsg_level == libc::SOL_SOCKET && (*cmsg).cmsg_type == libc::SCM_RIGHTS {
+                    let data = libc::CMSG_DATA(cmsg) as *const RawFd;
+                    let bytes = (*cmsg).cmsg_len as usize - (data as usize - cmsg as usize);
+                    for i in 0..bytes / std::mem::size_of::<RawFd>() {
+                        fds.push(OwnedFd::from_raw_fd(std::ptr::read_unaligned(data.add(i))));
+                    }
+                }
+                cmsg = libc::CMSG_NXTHDR(&msg, cmsg);
+            }
+        }
+        if msg.msg_flags & libc::MSG_CTRUNC != 0 {
+            return Err(io::Error::new(io::ErrorKind::InvalidData, "descriptors were truncated in transit"));
+        }
+        return Ok(n);
+    }
+}
