@@ -36,6 +36,7 @@ mod error;
 mod sys;
 pub mod connection;
 mod process;
+mod shared_memory;
 mod wire;
 
 pub use connection::{Connection, Pipe};

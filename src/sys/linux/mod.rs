@@ -1,9 +1,13 @@
 //! Linux system calls, grouped by concept.
 
+#[allow(dead_code)] // used by the queue and sync modules
+pub(crate) mod futex;
+pub(crate) mod memory;
 pub(crate) mod process;
 pub(crate) mod socket;
 pub(crate) mod time;
 
+pub(crate) use memory::*;
 pub(crate) use process::*;
 pub(crate) use socket::*;
 pub(crate) use time::*;

@@ -1,0 +1,114 @@
+//! Futex waits and wakes on words in memory shared between processes.
+//!
+//! This is the crate's only futex code; every lock, semaphore, event and queue waits here.
+//! Never `FUTEX_PRIVATE_FLAG`: a private futex is keyed on the address space and silently
+//! never wakes a waiter in another process.
+
+use std::io;
+use std::sync::atomic::AtomicU32;
+use std::time::Instant;
+
+/// Outcome of [`wait`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Wait {
+    /// Woken, or the word no longer held `expected`, or a signal arrived: re-check the state.
+    Retry,
+    /// The deadline passed.
+    TimedOut,
+}
+
+fn to_timespec(deadline: Instant) -> libc::timespec {
+    // FUTEX_WAIT_BITSET takes an absolute CLOCK_MONOTONIC time; `Instant` is CLOCK_MONOTONIC
+    // on Linux, so convert through the distance from now.
+    let mut now = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: clock_gettime writes into the timespec we own.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut now) };
+    let left = deadline.saturating_duration_since(Instant::now());
+    let mut sec = now.tv_sec + left.as_secs() as libc::time_t;
+    let mut nsec = now.tv_nsec + left.subsec_nanos() as libc::c_long;
+    if nsec >= 1_000_000_000 {
+        sec += 1;
+        nsec -= 1_000_000_000;
+    }
+    libc::timespec { tv_sec: sec, tv_nsec: nsec }
+}
+
+/// Sleeps while `*word == expected`, until woken or `deadline`.
+pub(crate) fn wait(word: &AtomicU32, expected: u32, deadline: Option<Instant>) -> io::Result<Wait> {
+    let ts = deadline.map(to_timespec);
+    let ts_ptr = ts.as_ref().map_or(std::ptr::null(), |t| t as *const libc::timespec);
+    // SAFETY: `word` is a valid, aligned u32 for the duration of the call; the kernel only reads
+    // it. The timespec, if any, lives on this stack frame.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_futex,
+            word.as_ptr(),
+            libc::FUTEX_WAIT_BITSET,
+            expected,
+            ts_ptr,
+            std::ptr::null::<u32>(),
+            libc::FUTEX_BITSET_MATCH_ANY,
+        )
+    };
+    if r == 0 {
+        return Ok(Wait::Retry);
+    }
+    let e = io::Error::last_os_error();
+    match e.raw_os_error() {
+        Some(libc::EAGAIN) | Some(libc::EINTR) => Ok(Wait::Retry),
+        Some(libc::ETIMEDOUT) => Ok(Wait::TimedOut),
+        _ => Err(e),
+    }
+}
+
+/// Wakes up to `n` waiters on `word`; returns how many were woken.
+pub(crate) fn wake(word: &AtomicU32, n: i32) -> usize {
+    // SAFETY: `word` is a valid, aligned u32; FUTEX_WAKE does not access it.
+    let r = unsafe { libc::syscall(libc::SYS_futex, word.as_ptr(), libc::FUTEX_WAKE, n) };
+    r.max(0) as usize
+}
+
+/// Wakes every waiter on `word`.
+pub(crate) fn wake_all(word: &AtomicU32) -> usize {
+    wake(word, i32::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::Ordering;
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    #[test]
+    fn wait_times_out_after_the_deadline() {
+        let w = AtomicU32::new(0);
+        let t = Instant::now();
+        let mut r = Wait::Retry;
+        while r == Wait::Retry {
+            r = wait(&w, 0, Some(t + Duration::from_millis(50))).unwrap();
+        }
+        assert!(t.elapsed() >= Duration::from_millis(50));
+        assert!(t.elapsed() < Duration::from_secs(2));
+    }
+
+    #[test]
+    fn wait_returns_at_once_when_the_value_differs() {
+        let w = AtomicU32::new(1);
+        assert_eq!(wait(&w, 0, None).unwrap(), Wait::Retry);
+    }
+
+    #[test]
+    fn wake_releases_a_waiter() {
+        let w = Arc::new(AtomicU32::new(0));
+        let w2 = w.clone();
+        let h = std::thread::spawn(move || {
+            while w2.load(Ordering::Acquire) == 0 {
+                wait(&w2, 0, None).unwrap();
+            }
+        });
+        w.store(1, Ordering::Release);
+        wake_all(&w);
+        h.join().unwrap();
+    }
+}
