@@ -10,7 +10,7 @@ fn square(n: u64) {
     println!("The Square is {}", n * n);
 }
 
-fn main() -> multiprocessing::Result<()> {
+pub fn main() -> multiprocessing::Result<()> {
     let p1 = Process::new(square, (5,));
     let p2 = Process::new(cube, (5,));
     p1.start()?;

@@ -6,7 +6,7 @@ fn disp() {
     println!("Hello Welcome Python Tutorial");
 }
 
-fn main() -> multiprocessing::Result<()> {
+pub fn main() -> multiprocessing::Result<()> {
     let p = Process::new(disp, ());
     p.start()?;
     p.join()?;

@@ -1,0 +1,26 @@
+//! The tutorial tour: runs every example of the tutorial in order, each under a heading.
+//!
+//! `cargo run --release --example tour`
+
+#[path = "process_start_join.rs"]
+mod process_start_join;
+
+#[path = "process_arguments.rs"]
+mod process_arguments;
+
+#[path = "cpu_count.rs"]
+mod cpu_count;
+
+fn heading(n: u32, title: &str) {
+    println!("\n== {n}. {title}");
+}
+
+fn main() -> multiprocessing::Result<()> {
+    heading(1, "Process, start, join");
+    process_start_join::main()?;
+    heading(2, "Arguments");
+    process_arguments::main()?;
+    heading(3, "CPU count");
+    cpu_count::main();
+    Ok(())
+}
