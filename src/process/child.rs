@@ -190,7 +190,10 @@ pub(crate) fn send_outcome(sock: &OwnedFd, outcome: &Outcome, value: &[u8]) {
         return;
     }
     buf.extend_from_slice(value);
-    if let Err(e) = frame::send(sock.as_fd(), &mut buf, &[]) {
+    // End-of-file means the parent dropped its `JoinHandle`: nobody wants the value.
+    if let Err(e @ (crate::Error::Io { .. } | crate::Error::Encode(_))) =
+        frame::send(sock.as_fd(), &mut buf, &[])
+    {
         eprintln!("multiprocessing: cannot send the result to the parent: {e}");
     }
 }
