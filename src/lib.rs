@@ -39,6 +39,9 @@ mod process;
 mod shared_memory;
 mod wire;
 
+#[doc(hidden)]
+pub mod fuzzing;
+
 pub use connection::{Connection, Pipe};
 pub use error::{ChildError, ChildFailure, Error, Result};
 pub use process::{

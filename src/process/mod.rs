@@ -728,3 +728,21 @@ impl AsRawFd for Process {
         self.inner.pidfd.get().map_or(-1, |fd| fd.as_raw_fd())
     }
 }
+
+/// Decodes bytes as a boot message and a typical argument tuple (for the fuzz targets).
+#[doc(hidden)]
+pub(crate) fn fuzz_decode_boot(input: &[u8]) -> bool {
+    let Ok((boot, rest)) = postcard::take_from_bytes::<child::Boot>(input) else { return false };
+    drop(boot);
+    wire::decode::<(String, Vec<u64>, Option<(i32, f64)>)>(rest, Vec::new()).is_ok()
+}
+
+/// Decodes bytes as a child's result message carrying a `Vec<String>` (for the fuzz targets).
+#[doc(hidden)]
+pub(crate) fn fuzz_decode_outcome(input: &[u8]) -> bool {
+    match postcard::take_from_bytes::<Outcome>(input) {
+        Ok((Outcome::Returned, rest)) => wire::decode::<Vec<String>>(rest, Vec::new()).is_ok(),
+        Ok(_) => true,
+        Err(_) => false,
+    }
+}

@@ -1,0 +1,8 @@
+//! Frames as a peer may write them: any bytes, any announced length, truncation anywhere.
+#![no_main]
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    // A small cap makes the oversized-frame path (skip and report) reachable too.
+    multiprocessing::fuzzing::read_frames(data, 1024);
+});

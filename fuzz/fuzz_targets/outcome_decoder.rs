@@ -1,0 +1,7 @@
+//! A child's result message, as `JoinHandle::join` reads it.
+#![no_main]
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    multiprocessing::fuzzing::decode_outcome(data);
+});
