@@ -35,6 +35,7 @@ mod error;
 #[macro_use]
 mod sys;
 pub mod connection;
+mod logging;
 mod process;
 mod shared_memory;
 mod wire;
@@ -44,6 +45,7 @@ pub mod fuzzing;
 
 pub use connection::{Connection, Pipe};
 pub use error::{ChildError, ChildFailure, Error, Result};
+pub use logging::log_to_stderr;
 pub use process::{
     active_children, cpu_count, current_process, get_all_start_methods, get_context, get_start_method,
     parent_process, set_start_method, spawn, Context, CurrentProcess, ExitStatus, JoinHandle, ParentProcess,
