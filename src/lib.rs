@@ -43,8 +43,8 @@ mod wire;
 pub use connection::{Connection, Pipe};
 pub use error::{ChildError, ChildFailure, Error, Result};
 pub use pool::{
-    as_completed, AsCompleted, AsyncResult, Executor, ExecutorBuilder, IMapIterator, MapResult, Pool, PoolBuilder,
-    PoolFuture, TaskError, TaskErrorKind,
+    as_completed, AsCompleted, AsyncResult, Executor, ExecutorBuilder, IMapIterator, MapResult, Pool,
+    PoolBuilder, PoolFuture, TaskError, TaskErrorKind,
 };
 pub use process::{
     active_children, cpu_count, current_process, get_all_start_methods, get_context, get_start_method,

@@ -263,6 +263,8 @@ pub(crate) struct Dispatcher {
     broken: Option<TaskError>,
     phase: Phase,
     open_jobs: usize,
+    /// Workers in a row that died before they were ready.
+    startup_failures: u32,
 }
 
 fn how_it_ended(status: Option<ExitStatus>) -> String {
@@ -294,6 +296,7 @@ impl Dispatcher {
             broken: None,
             phase: Phase::Running,
             open_jobs: 0,
+            startup_failures: 0,
         }
     }
 
@@ -302,7 +305,9 @@ impl Dispatcher {
     pub(crate) fn run(mut self) {
         let served = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.serve()));
         let why = match served {
-            Ok(()) => TaskError::new(TaskErrorKind::Terminated, "the pool was terminated before the task finished"),
+            Ok(()) => {
+                TaskError::new(TaskErrorKind::Terminated, "the pool was terminated before the task finished")
+            }
             Err(_) => TaskError::new(TaskErrorKind::Broken, "the pool's dispatcher thread panicked"),
         };
         self.finish(why);
@@ -468,7 +473,8 @@ impl Dispatcher {
         let Some(ready) = polled else { return };
         if ready[0].0 {
             let mut scratch = [0u8; 64];
-            while let Ok(Some(n)) = sys::recv_now(self.shared.wake_rx.as_fd(), &mut scratch, &mut Vec::new()) {
+            while let Ok(Some(n)) = sys::recv_now(self.shared.wake_rx.as_fd(), &mut scratch, &mut Vec::new())
+            {
                 if n == 0 {
                     break;
                 }
@@ -549,8 +555,10 @@ impl Dispatcher {
             estimates.entry(task.entry).and_modify(|e| *e = (*e * 3 + h.nanos) / 4).or_insert(h.nanos);
             let outcome = match h.tag {
                 protocol::RETURNED => Ok(body),
-                protocol::PANICKED => Err(TaskError::new(TaskErrorKind::Panicked, String::from_utf8_lossy(body))
-                    .at(task.id, Some(w.pid))),
+                protocol::PANICKED => {
+                    Err(TaskError::new(TaskErrorKind::Panicked, String::from_utf8_lossy(body))
+                        .at(task.id, Some(w.pid)))
+                }
                 _ => Err(TaskError::new(TaskErrorKind::Codec, String::from_utf8_lossy(body))
                     .at(task.id, Some(w.pid))),
             };
@@ -575,11 +583,23 @@ impl Dispatcher {
         let slot = self.launch.slots.slot(i);
         let running = slot.running().map(|(id, _)| id);
         slot.end();
-        if !w.ready && self.broken.is_none() {
-            self.broken = Some(TaskError::new(
-                TaskErrorKind::Broken,
-                format!("pool worker pid {} {} while running its initializer", w.pid, how_it_ended(status)),
-            ));
+        if w.ready {
+            self.startup_failures = 0;
+        } else {
+            // Died before it could take tasks: its initializer crashed, or the process could not
+            // start at all. Restarting forever is what Python does; the pool reports it instead.
+            self.startup_failures += 1;
+            let what = if self.launch.config.init.is_some() {
+                "while running its initializer"
+            } else {
+                "while starting"
+            };
+            if self.broken.is_none() && (self.launch.config.init.is_some() || self.startup_failures >= 3) {
+                self.broken = Some(TaskError::new(
+                    TaskErrorKind::Broken,
+                    format!("pool worker pid {} {} {what}", w.pid, how_it_ended(status)),
+                ));
+            }
         }
         let mut requeue = Vec::new();
         for task in w.outstanding.drain(..) {
@@ -590,11 +610,18 @@ impl Dispatcher {
                     task.id, w.pid
                 );
                 let id = task.id;
-                task.sink.complete(task.index, Err(TaskError::new(TaskErrorKind::TimedOut, msg).at(id, Some(w.pid))));
+                task.sink.complete(
+                    task.index,
+                    Err(TaskError::new(TaskErrorKind::TimedOut, msg).at(id, Some(w.pid))),
+                );
             } else if Some(task.id) == running {
-                let msg = format!("worker pid {} {} while running task {}", w.pid, how_it_ended(status), task.id);
+                let msg =
+                    format!("worker pid {} {} while running task {}", w.pid, how_it_ended(status), task.id);
                 let id = task.id;
-                task.sink.complete(task.index, Err(TaskError::new(TaskErrorKind::WorkerDied, msg).at(id, Some(w.pid))));
+                task.sink.complete(
+                    task.index,
+                    Err(TaskError::new(TaskErrorKind::WorkerDied, msg).at(id, Some(w.pid))),
+                );
             } else {
                 requeue.push(task);
             }

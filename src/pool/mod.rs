@@ -226,8 +226,13 @@ impl PoolBuilder {
                 }
             }
         }
-        let dispatcher =
-            Dispatcher::new(shared.clone(), launch, workers, self.maxtasks.map(|m| m as u64), self.task_timeout);
+        let dispatcher = Dispatcher::new(
+            shared.clone(),
+            launch,
+            workers,
+            self.maxtasks.map(|m| m as u64),
+            self.task_timeout,
+        );
         let thread = std::thread::Builder::new()
             .name("multiprocessing-pool".into())
             .spawn(move || dispatcher.run())
@@ -252,7 +257,13 @@ impl Pool {
         self.processes
     }
 
-    fn task<A: Serialize + ?Sized>(&self, entry: EntryOffset, args: &A, sink: Arc<dyn Sink>, index: usize) -> Result<Task> {
+    fn task<A: Serialize + ?Sized>(
+        &self,
+        entry: EntryOffset,
+        args: &A,
+        sink: Arc<dyn Sink>,
+        index: usize,
+    ) -> Result<Task> {
         let id = self.shared.next_id();
         Ok(Task::new(id, entry, protocol::task_frame(id, entry, args)?, sink, index))
     }
@@ -356,7 +367,12 @@ impl Pool {
     }
 
     /// [`map_async`](Self::map_async) with chunks of `chunksize` items.
-    pub fn map_async_chunked<F, T, I>(&self, f: F, iterable: I, chunksize: usize) -> Result<MapResult<F::Output>>
+    pub fn map_async_chunked<F, T, I>(
+        &self,
+        f: F,
+        iterable: I,
+        chunksize: usize,
+    ) -> Result<MapResult<F::Output>>
     where
         F: Target<(T,)>,
         F::Output: Serialize + DeserializeOwned + Send + 'static,
@@ -412,7 +428,12 @@ impl Pool {
     }
 
     /// [`starmap_async`](Self::starmap_async) with chunks of `chunksize` items.
-    pub fn starmap_async_chunked<F, A, I>(&self, f: F, iterable: I, chunksize: usize) -> Result<MapResult<F::Output>>
+    pub fn starmap_async_chunked<F, A, I>(
+        &self,
+        f: F,
+        iterable: I,
+        chunksize: usize,
+    ) -> Result<MapResult<F::Output>>
     where
         F: Target<A>,
         F::Output: Serialize + DeserializeOwned + Send + 'static,
@@ -571,7 +592,9 @@ impl Pool {
     /// raises `ValueError`.
     pub fn join(&self) -> Result<()> {
         if self.shared.phase() == Phase::Running {
-            return Err(Error::invalid("the pool is still running: call close() or terminate() before join()"));
+            return Err(Error::invalid(
+                "the pool is still running: call close() or terminate() before join()",
+            ));
         }
         self.join_thread();
         Ok(())

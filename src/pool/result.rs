@@ -285,8 +285,9 @@ impl<R: DeserializeOwned + Send + 'static> Sink for ApplyJob<R> {
 
     fn complete(&self, _index: usize, outcome: std::result::Result<&[u8], TaskError>) {
         let value = outcome.and_then(|bytes| {
-            wire::decode::<R>(bytes, Vec::new())
-                .map_err(|e| TaskError::new(TaskErrorKind::Codec, format!("cannot decode the task's value: {e}")))
+            wire::decode::<R>(bytes, Vec::new()).map_err(|e| {
+                TaskError::new(TaskErrorKind::Codec, format!("cannot decode the task's value: {e}"))
+            })
         });
         self.completion.set(value);
     }
@@ -401,7 +402,11 @@ pub(crate) struct MapJob<R> {
 impl<R> MapJob<R> {
     pub(crate) fn new(chunks: usize) -> Arc<Self> {
         let job = MapJob {
-            parts: Mutex::new(Parts { chunks: (0..chunks).map(|_| None).collect(), left: chunks, failed: false }),
+            parts: Mutex::new(Parts {
+                chunks: (0..chunks).map(|_| None).collect(),
+                left: chunks,
+                failed: false,
+            }),
             completion: Completion::new(),
             #[cfg(feature = "progress")]
             progress: None,
@@ -423,8 +428,9 @@ impl<R> MapJob<R> {
 impl<R: DeserializeOwned + Send + 'static> Sink for MapJob<R> {
     fn complete(&self, index: usize, outcome: std::result::Result<&[u8], TaskError>) {
         let decoded = outcome.and_then(|bytes| {
-            wire::decode::<Vec<R>>(bytes, Vec::new())
-                .map_err(|e| TaskError::new(TaskErrorKind::Codec, format!("cannot decode a chunk's values: {e}")))
+            wire::decode::<Vec<R>>(bytes, Vec::new()).map_err(|e| {
+                TaskError::new(TaskErrorKind::Codec, format!("cannot decode a chunk's values: {e}"))
+            })
         });
         let mut parts = lock(&self.parts);
         if parts.failed || parts.chunks[index].is_some() {

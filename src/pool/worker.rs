@@ -93,9 +93,8 @@ fn flush(sock: BorrowedFd<'_>, out: &mut Vec<u8>) -> bool {
 
 fn run_init(init: InitCall) -> Result<(), String> {
     let entry = init.entry.resolve_call().map_err(|e| e.to_string())?;
-    let fds = Arc::try_unwrap(init.fds.0).unwrap_or_else(|shared| {
-        shared.iter().filter_map(|f| f.try_clone().ok()).collect()
-    });
+    let fds = Arc::try_unwrap(init.fds.0)
+        .unwrap_or_else(|shared| shared.iter().filter_map(|f| f.try_clone().ok()).collect());
     match entry(&init.args, fds, &mut Vec::new()) {
         CallOutcome::Returned => Ok(()),
         CallOutcome::Panicked(msg) => Err(format!("panicked: {msg}")),

@@ -94,7 +94,11 @@ pub(crate) fn send_now(sock: BorrowedFd<'_>, data: &[u8], fds: &[RawFd]) -> io::
 
 /// Receives what is there now, up to `buf.len()` bytes, appending arriving descriptors
 /// (close-on-exec) to `fds`. `Ok(None)` when nothing is there; `Ok(Some(0))` at end-of-file.
-pub(crate) fn recv_now(sock: BorrowedFd<'_>, buf: &mut [u8], fds: &mut Vec<OwnedFd>) -> io::Result<Option<usize>> {
+pub(crate) fn recv_now(
+    sock: BorrowedFd<'_>,
+    buf: &mut [u8],
+    fds: &mut Vec<OwnedFd>,
+) -> io::Result<Option<usize>> {
     recv_into(sock, buf, fds, libc::MSG_DONTWAIT)
 }
 
