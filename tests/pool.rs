@@ -50,6 +50,13 @@ fn map_keeps_order() {
     for method in METHODS {
         let p = pool(method, 3);
         assert_eq!(p.apply(square, (5,)).unwrap(), 25, "{method}");
+        let name = p.apply(|| multiprocessing::current_process().name().to_string(), ()).unwrap();
+        let prefix = match method {
+            StartMethod::Fork => "ForkPoolWorker-",
+            StartMethod::Spawn => "SpawnPoolWorker-",
+            StartMethod::Forkserver => "ForkServerPoolWorker-",
+        };
+        assert!(name.starts_with(prefix), "{method}: {name}");
         let expected: Vec<u64> = (0..200).map(|x| x * x).collect();
         assert_eq!(p.map(square, 0..200).unwrap(), expected, "{method}");
         assert_eq!(p.map_chunked(square, 0..200, 7).unwrap(), expected, "{method}");
@@ -113,8 +120,12 @@ fn imap_yields_in_order() {
 #[test]
 fn imap_on_an_endless_iterator_yields_the_first_results() {
     let p = Pool::new(2).unwrap();
-    let firsts: Vec<u64> = p.imap(square, 0u64..).unwrap().take(50).map(Result::unwrap).collect();
+    let pulled = std::cell::Cell::new(0u64);
+    let input = (0u64..).inspect(|_| pulled.set(pulled.get() + 1));
+    let firsts: Vec<u64> = p.imap(square, input).unwrap().take(50).map(Result::unwrap).collect();
     assert_eq!(firsts, (0..50).map(|x| x * x).collect::<Vec<_>>());
+    // Input is read only a small window ahead of what was taken.
+    assert!(pulled.get() <= 50 + 4 * 2 + 16, "read {} items", pulled.get());
     let mut it = p.imap_unordered_chunked(square, 0u64.., 4).unwrap();
     let some: HashSet<u64> = (0..20).map(|_| it.next().unwrap().unwrap()).collect();
     assert_eq!(some.len(), 20);
@@ -239,6 +250,17 @@ fn abort_self() -> u32 {
     std::process::abort()
 }
 
+fn segfault() -> u32 {
+    // Rust's runtime handles SIGSEGV (to report stack overflows); restore the default action
+    // so the worker dies of the signal, as it would of a real invalid access.
+    // SAFETY: signal(2) and raise(3) with valid arguments; the worker is meant to die here.
+    unsafe {
+        libc::signal(libc::SIGSEGV, libc::SIG_DFL);
+        libc::raise(libc::SIGSEGV);
+    }
+    0
+}
+
 /// Python's Pool hangs forever when a worker dies mid-task. Here the task fails with the
 /// signal's name, every other task completes, and the pool keeps serving.
 #[test]
@@ -270,6 +292,9 @@ fn sigkill_of_a_worker_mid_task() {
         let e = task_error(p.apply(abort_self, ()));
         assert_eq!(e.kind(), TaskErrorKind::WorkerDied);
         assert!(e.message().contains("SIGABRT"), "{e}");
+        let e = task_error(p.apply(segfault, ()));
+        assert_eq!(e.kind(), TaskErrorKind::WorkerDied);
+        assert!(e.message().contains("SIGSEGV"), "{e}");
         assert_eq!(p.apply(square, (12,)).unwrap(), 144, "{method}");
     }
 }
@@ -413,6 +438,17 @@ fn dropping_the_pool_terminates_it() {
     assert_eq!(task_error(r.get()).kind(), TaskErrorKind::Terminated);
 }
 
+/// A value cannot carry a handle back (Python cannot pickle a Connection into a result
+/// either); the task fails with a clear error and the worker lives on.
+#[test]
+fn a_value_carrying_a_handle_is_refused() {
+    let p = Pool::new(1).unwrap();
+    let e = task_error(p.apply(|| Pipe::new(true).unwrap().0, ()));
+    assert_eq!(e.kind(), TaskErrorKind::Codec);
+    assert!(e.message().contains("cannot carry handles"), "{e}");
+    assert_eq!(p.apply(square, (3,)).unwrap(), 9);
+}
+
 /// Task arguments may carry handles: a Connection to the task.
 #[test]
 fn tasks_receive_handles() {
@@ -524,6 +560,25 @@ fn executor_submit_map_as_completed_shutdown() {
     assert!(matches!(ex.submit(square, (1,)), Err(Error::Closed(_))));
 }
 
+/// ProcessPoolExecutor(max_workers, mp_context, initializer, initargs, max_tasks_per_child).
+#[test]
+fn executor_builder_options() {
+    let ex = Executor::builder()
+        .max_workers(2)
+        .start_method(StartMethod::Spawn)
+        .initializer(set_tag, (7,))
+        .max_tasks_per_child(2)
+        .task_timeout(Duration::from_millis(300))
+        .build()
+        .unwrap();
+    assert_eq!(ex.pool().processes(), 2);
+    let tags: Vec<u32> = ex.map(|_: u8| read_tag(), 0..6).unwrap().map(Result::unwrap).collect();
+    assert_eq!(tags, vec![7; 6]);
+    let slow = ex.submit(sleep_then, (30_000, 0)).unwrap();
+    assert_eq!(task_error(slow.result()).kind(), TaskErrorKind::TimedOut);
+    ex.shutdown(true, false);
+}
+
 /// Future.cancel and shutdown(cancel_futures=True): tasks not yet taken are cancelled,
 /// running ones finish.
 #[test]
@@ -547,8 +602,8 @@ fn executor_cancel_and_shutdown_cancel_futures() {
     assert_eq!(task_error(queued[4].result_timeout(Duration::from_secs(1))).kind(), TaskErrorKind::Cancelled);
     // The worker is held by `running`, so none of the queued tasks can have started.
     ex.shutdown(false, true);
-    for f in queued.into_iter().take(4) {
-        assert_eq!(task_error(f.result()).kind(), TaskErrorKind::Cancelled);
+    for f in queued.iter().take(4) {
+        assert_eq!(task_error(f.result_timeout(Duration::from_secs(20))).kind(), TaskErrorKind::Cancelled);
     }
     ours.send(&()).unwrap();
     assert_eq!(running.result().unwrap(), 1);

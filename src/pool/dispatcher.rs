@@ -318,6 +318,7 @@ impl Dispatcher {
             if !self.take_intake() {
                 return;
             }
+            self.top_up();
             self.dispatch();
             if self.phase == Phase::Closed && self.waiting.is_empty() && self.open_jobs == 0 {
                 self.send_exits();
@@ -377,13 +378,12 @@ impl Dispatcher {
 
     fn dispatch(&mut self) {
         while let Some(front) = self.waiting.front() {
-            if !front.sink.start(front.index) {
-                self.waiting.pop_front();
-                continue;
-            }
             let est = self.estimate(&front.entry);
             let Some(i) = self.pick_worker(est) else { break };
             let mut task = self.waiting.pop_front().expect("front exists");
+            if !task.sink.start(task.index) {
+                continue; // cancelled
+            }
             task.est = est;
             let w = self.workers[i].as_mut().expect("picked a live worker");
             w.out.push(&task.frame, &task.fds);
@@ -566,7 +566,8 @@ impl Dispatcher {
         }
     }
 
-    /// Worker `i` has exited: take its last results, reap it, settle its tasks, replace it.
+    /// Worker `i` has exited: take its last results, reap it, settle its tasks. (`top_up`
+    /// replaces it.)
     fn handle_exit(&mut self, i: usize) {
         while let Some(w) = self.workers[i].as_mut() {
             if w.eof {
@@ -633,24 +634,32 @@ impl Dispatcher {
             for t in self.waiting.drain(..) {
                 t.fail(e.clone());
             }
-            return;
         }
+    }
+
+    /// Starts workers in empty places while the pool has or may get work.
+    fn top_up(&mut self) {
         let wanted = match self.phase {
             Phase::Running => true,
-            Phase::Closed => !self.waiting.is_empty() || self.open_jobs > 0 || !w.exit_sent,
-            _ => false,
+            Phase::Closed => !self.waiting.is_empty() || self.open_jobs > 0,
+            Phase::Terminating | Phase::Finished => false,
         };
-        if wanted {
+        if !wanted || self.broken.is_some() {
+            return;
+        }
+        for i in 0..self.workers.len() {
+            if self.workers[i].is_some() {
+                continue;
+            }
             match self.launch.start_worker(i) {
                 Ok(new) => self.workers[i] = Some(new),
                 Err(e) => {
-                    self.broken = Some(TaskError::new(
-                        TaskErrorKind::Broken,
-                        format!("cannot start a replacement pool worker: {e}"),
-                    ));
+                    let e = TaskError::new(TaskErrorKind::Broken, format!("cannot start a pool worker: {e}"));
                     for t in self.waiting.drain(..) {
-                        t.fail(self.broken.clone().expect("just set"));
+                        t.fail(e.clone());
                     }
+                    self.broken = Some(e);
+                    return;
                 }
             }
         }

@@ -45,7 +45,6 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use slots::Slots;
 use std::fmt;
-use std::marker::PhantomData;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use worker::{InitCall, SharedFds, WorkerConfig};
@@ -307,7 +306,7 @@ impl Pool {
         let chunks = items.len().div_ceil(chunksize);
         let job = MapJob::<F::Output>::new(chunks);
         self.submit_chunks::<F, A>(&items, chunksize, job.clone())?;
-        Ok(MapResult { job, _values: PhantomData })
+        Ok(MapResult { job })
     }
 
     fn submit_chunks<F, A>(&self, items: &[A], chunksize: usize, sink: Arc<dyn Sink>) -> Result<()>
@@ -568,7 +567,7 @@ impl Pool {
         );
         let job = MapJob::<F::Output>::with_progress(items.len().div_ceil(chunksize), bar.clone());
         self.submit_chunks::<F, (T,)>(&items, chunksize, job.clone())?;
-        let values = MapResult { job, _values: PhantomData }.get();
+        let values = MapResult { job }.get();
         bar.finish();
         values
     }
@@ -589,7 +588,8 @@ impl Pool {
 
     /// Waits for the workers to exit (Python's `join`); call [`close`](Self::close) or
     /// [`terminate`](Self::terminate) first, or it is an [`Error::InvalidState`], as Python
-    /// raises `ValueError`.
+    /// raises `ValueError`. After `close`, this also waits for open [`imap`](Self::imap)
+    /// iterators to be exhausted or dropped, since they may still read input.
     pub fn join(&self) -> Result<()> {
         if self.shared.phase() == Phase::Running {
             return Err(Error::invalid(

@@ -191,6 +191,11 @@ impl FrameReader {
         if self.start == self.end {
             self.start = 0;
             self.end = 0;
+            if self.buf.len() > 4 * READ_CHUNK {
+                // Give back what one huge frame made the buffer grow to.
+                self.buf.truncate(READ_CHUNK);
+                self.buf.shrink_to_fit();
+            }
         } else if self.start > 0 && self.buf.len() - self.end < READ_CHUNK {
             self.buf.copy_within(self.start..self.end, 0);
             self.end -= self.start;
@@ -281,6 +286,9 @@ impl OutBuf {
             self.sent += n;
         }
         self.bytes.clear();
+        if self.bytes.capacity() > 1 << 20 {
+            self.bytes.shrink_to(64 * 1024);
+        }
         self.sent = 0;
         Ok(())
     }

@@ -11,7 +11,6 @@ use crate::wire;
 use serde::de::DeserializeOwned;
 use std::fmt;
 use std::future::Future;
-use std::marker::PhantomData;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -478,7 +477,6 @@ impl<R: DeserializeOwned + Send + 'static> Sink for MapJob<R> {
 /// ```
 pub struct MapResult<R> {
     pub(crate) job: Arc<MapJob<R>>,
-    pub(crate) _values: PhantomData<fn() -> R>,
 }
 
 impl<R> MapResult<R> {
