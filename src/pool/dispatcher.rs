@@ -15,7 +15,10 @@
 //!
 //! Failures: when a worker dies, the slot words (`slots.rs`) tell which of its tasks was running:
 //! that task fails with the signal or exit code, and the tasks it held but had not finished are
-//! run by another worker. A task over `task_timeout` gets its worker killed (then the same).
+//! run by another worker. A task over `task_timeout` (counted from its start in the worker) gets
+//! its worker killed (then the same). One case runs a task twice: a worker batches results
+//! (at most 200 µs worth, and only of functions known to be quick), and if it dies while holding
+//! some, their tasks count as unfinished and run again elsewhere.
 //! `terminate` (or dropping the pool) stops everything at once: SIGTERM, SIGKILL for workers
 //! still there after a grace period, every worker reaped, every unfinished task failed.
 

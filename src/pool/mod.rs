@@ -18,6 +18,8 @@
 //! Unlike Python's pool, this one never hangs when things go wrong: a panicking task gives its
 //! caller the panic message, a worker killed mid-task is replaced and that task alone fails, a
 //! task over `task_timeout` is killed, and `terminate` returns promptly with every worker reaped.
+//! (When a worker dies, the other tasks it had been sent run on another worker; a quick task whose
+//! result the dead worker still held for batching may thus run twice.)
 
 mod dispatcher;
 mod entry;
