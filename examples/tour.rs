@@ -11,6 +11,12 @@ mod process_arguments;
 #[path = "cpu_count.rs"]
 mod cpu_count;
 
+#[path = "pool_map.rs"]
+mod pool_map;
+
+#[path = "pool_context.rs"]
+mod pool_context;
+
 fn heading(n: u32, title: &str) {
     println!("\n== {n}. {title}");
 }
@@ -22,5 +28,9 @@ fn main() -> multiprocessing::Result<()> {
     process_arguments::main()?;
     heading(3, "CPU count");
     cpu_count::main();
+    heading(7, "Pool.map over work items that sleep");
+    pool_map::main()?;
+    heading(8, "Pool as a context manager");
+    pool_context::main()?;
     Ok(())
 }

@@ -53,6 +53,10 @@ pub enum Error {
     /// A child process ended without producing its result.
     #[error(transparent)]
     Child(#[from] ChildError),
+    /// A pool task has no value: it panicked, its worker died, it timed out or was cancelled,
+    /// or the pool was terminated first.
+    #[error(transparent)]
+    Task(#[from] crate::pool::TaskError),
 }
 
 impl Error {

@@ -36,6 +36,7 @@ mod error;
 mod sys;
 pub mod connection;
 mod logging;
+mod pool;
 mod process;
 mod shared_memory;
 mod wire;
@@ -46,6 +47,10 @@ pub mod fuzzing;
 pub use connection::{Connection, Pipe};
 pub use error::{ChildError, ChildFailure, Error, Result};
 pub use logging::log_to_stderr;
+pub use pool::{
+    as_completed, AsCompleted, AsyncResult, Executor, ExecutorBuilder, IMapIterator, MapResult, Pool,
+    PoolBuilder, PoolFuture, TaskError, TaskErrorKind,
+};
 pub use process::{
     active_children, cpu_count, current_process, get_all_start_methods, get_context, get_start_method,
     parent_process, set_start_method, spawn, Context, CurrentProcess, ExitStatus, JoinHandle, ParentProcess,

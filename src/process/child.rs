@@ -17,7 +17,7 @@ use crate::wire::{self, frame};
 use serde::{Deserialize, Serialize};
 use std::io::Write;
 use std::os::fd::{AsFd, FromRawFd, OwnedFd, RawFd};
-use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 use std::sync::Mutex;
 
 /// Environment variable that marks a re-exec'd child; its value is the boot socket's fd.
@@ -148,6 +148,15 @@ pub(crate) fn close_inherited_result_fd() {
 
 static LAST_PANIC: Mutex<Option<(String, Option<String>)>> = Mutex::new(None);
 
+/// Whether a panic in this child is also printed to stderr (it always is recorded).
+static PRINT_PANICS: AtomicBool = AtomicBool::new(true);
+
+/// Turns printing of panics off (a pool worker hands the message to the caller instead, as
+/// Python's pool workers do with exceptions) or back on.
+pub(crate) fn print_panics(on: bool) {
+    PRINT_PANICS.store(on, Ordering::Relaxed);
+}
+
 /// Records the message and backtrace of a panic in the target, then prints it as usual.
 fn install_panic_capture() {
     let previous = std::panic::take_hook();
@@ -170,7 +179,9 @@ fn install_panic_capture() {
             _ => None,
         };
         *LAST_PANIC.lock().unwrap_or_else(|p| p.into_inner()) = Some((message, backtrace));
-        previous(info);
+        if PRINT_PANICS.load(Ordering::Relaxed) {
+            previous(info);
+        }
     }));
 }
 

@@ -46,10 +46,12 @@ impl Client {
 
 impl Drop for Client {
     fn drop(&mut self) {
-        let _ = sys::shutdown_write(self.sock.as_fd());
         if sys::getpid() != self.owner {
-            return; // a forked child's copy: the server is not ours to reap
+            // A forked child's copy. It shares the socket with the owner, so it must only close
+            // its descriptor: a shutdown would end the owner's connection to the server too.
+            return;
         }
+        let _ = sys::shutdown_write(self.sock.as_fd());
         let deadline = Some(Instant::now() + Duration::from_secs(1));
         if let Ok(None) = sys::poll_readable(&[self.pidfd.as_fd()], deadline) {
             let _ = sys::pidfd_send_signal(self.pidfd.as_fd(), libc::SIGKILL);

@@ -12,8 +12,9 @@ mod forkserver;
 mod launch;
 mod launcher;
 mod state;
-mod target;
+pub(crate) mod target;
 
+pub(crate) use child::{last_panic, print_panics};
 pub use target::{ProcessOutput, Target};
 
 use crate::error::{ChildError, ChildFailure, Error, Result};

@@ -118,7 +118,7 @@ fn layout_witness(_: ChildStart) -> i32 {
 }
 
 /// Where an entry sits relative to [`anchor`], as sent to the child.
-#[derive(Clone, Copy, Debug, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub(crate) struct EntryOffset {
     offset: isize,
     witness: isize,
@@ -135,18 +135,63 @@ impl EntryOffset {
 
     /// The entry in this process's address space.
     pub(crate) fn resolve(self) -> Result<Entry> {
+        let addr = self.address()?;
+        // SAFETY: the parent computed `offset` from a function of type `Entry` in the same
+        // binary (checked through the witness), and code sits at the same offsets from `anchor`
+        // in every process that runs this binary; so `addr` is that function's address here.
+        Ok(unsafe { std::mem::transmute::<usize, Entry>(addr) })
+    }
+}
+
+/// A monomorphized *call entry*: decodes the arguments in `args` (with their descriptors), calls
+/// a target in the current process and appends the encoded value to `out`. A pool worker runs one
+/// per task; the parent names it with [`EntryOffset::of_call`].
+pub(crate) type CallEntry = fn(args: &[u8], fds: Vec<OwnedFd>, out: &mut Vec<u8>) -> CallOutcome;
+
+/// How a call through a [`CallEntry`] went.
+pub(crate) enum CallOutcome {
+    /// The target returned; its encoded value is in the output buffer.
+    Returned,
+    /// The target panicked, with this message (and location).
+    Panicked(String),
+    /// The arguments or the value could not be (de)coded.
+    Failed(String),
+}
+
+impl EntryOffset {
+    /// The offset of a call entry (see [`CallEntry`]).
+    pub(crate) fn of_call(entry: CallEntry) -> Self {
+        let base = anchor as Entry as usize as isize;
+        EntryOffset {
+            offset: entry as usize as isize - base,
+            witness: layout_witness as Entry as usize as isize - base,
+        }
+    }
+
+    /// The call entry in this process's address space. Only for offsets made by
+    /// [`of_call`](Self::of_call).
+    pub(crate) fn resolve_call(self) -> Result<CallEntry> {
+        let addr = self.address()?;
+        // SAFETY: the sender computed `offset` with `of_call` from a function of type
+        // `CallEntry` in the same binary (checked through the witness), so `addr` is that
+        // function's address in this process.
+        Ok(unsafe { std::mem::transmute::<usize, CallEntry>(addr) })
+    }
+
+    fn address(self) -> Result<usize> {
         let base = anchor as Entry as usize as isize;
         if layout_witness as Entry as usize as isize - base != self.witness {
             return Err(Error::invalid(
                 "the child runs a different binary than its parent (was the executable rebuilt?)",
             ));
         }
-        let addr = (base + self.offset) as usize;
-        // SAFETY: the parent computed `offset` from a function of type `Entry` in the same
-        // binary (checked through the witness), and code sits at the same offsets from `anchor`
-        // in every process that runs this binary; so `addr` is that function's address here.
-        Ok(unsafe { std::mem::transmute::<usize, Entry>(addr) })
+        Ok((base + self.offset) as usize)
     }
+}
+
+/// The value of the target type `F`, for a call entry that runs it.
+pub(crate) fn target_value<F: Target<A>, A>() -> F {
+    conjure::<F>()
 }
 
 /// A value of the zero-sized target type `F`.

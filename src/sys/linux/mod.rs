@@ -4,10 +4,12 @@
 pub(crate) mod futex;
 pub(crate) mod memory;
 pub(crate) mod process;
+pub(crate) mod readiness;
 pub(crate) mod socket;
 pub(crate) mod time;
 
 pub(crate) use memory::*;
 pub(crate) use process::*;
+pub(crate) use readiness::*;
 pub(crate) use socket::*;
 pub(crate) use time::*;
