@@ -6,7 +6,10 @@
 //! inside values (other connections, queues, locks) travel with their descriptors. A peer that
 //! exits closes its end, so a blocked `recv` returns [`Error::Eof`] instead of hanging.
 
+mod registry;
 mod wait;
+
+pub(crate) use registry::{close_inherited as close_inherited_connections, lock as lock_registry};
 
 pub use wait::wait;
 
@@ -63,6 +66,7 @@ impl Pipe {
 
 impl Connection {
     pub(crate) fn from_fd(fd: OwnedFd, readable: bool, writable: bool) -> Connection {
+        registry::add(fd.as_raw_fd());
         Connection {
             fd: RefCell::new(Some(fd)),
             readable,
@@ -183,7 +187,15 @@ impl Connection {
     /// Closes this end (Python's `close()`); later calls report [`Error::Closed`]. Dropping the
     /// connection closes it too.
     pub fn close(&self) {
-        self.fd.borrow_mut().take();
+        if let Some(fd) = self.fd.borrow_mut().take() {
+            registry::remove(fd.as_raw_fd());
+        }
+    }
+}
+
+impl Drop for Connection {
+    fn drop(&mut self) {
+        self.close();
     }
 }
 

@@ -64,6 +64,7 @@ pub(crate) struct ForkLocks {
     forkserver: MutexGuard<'static, Option<super::forkserver::Client>>,
     launcher: MutexGuard<'static, Option<super::launcher::Launcher>>,
     state: MutexGuard<'static, State>,
+    connections: MutexGuard<'static, Option<std::collections::HashSet<std::os::fd::RawFd>>>,
 }
 
 /// Takes every lock a forked child will need, in the crate's one lock order.
@@ -71,7 +72,8 @@ pub(crate) fn lock_for_fork() -> ForkLocks {
     let forkserver = FORKSERVER.lock().unwrap_or_else(|p| p.into_inner());
     let launcher = super::launcher::lock();
     let state = lock();
-    ForkLocks { forkserver, launcher, state }
+    let connections = crate::connection::lock_registry();
+    ForkLocks { forkserver, launcher, state, connections }
 }
 
 impl ForkLocks {
@@ -84,6 +86,7 @@ impl ForkLocks {
         self.state.counter = 0;
         self.state.exit_hook_for = None;
         self.state.identity = identity;
+        crate::connection::close_inherited_connections(self.connections);
     }
 }
 

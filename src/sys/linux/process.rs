@@ -227,3 +227,11 @@ pub(crate) fn signal_name(sig: i32) -> String {
     };
     name.to_string()
 }
+
+/// Closes a descriptor number this process owns but no `OwnedFd` represents any more (an
+/// inherited copy after `fork`).
+pub(crate) fn close_raw(fd: RawFd) {
+    // SAFETY: closing an integer descriptor has no memory effects; the caller guarantees no live
+    // object in this process will use the number again.
+    unsafe { libc::close(fd) };
+}

@@ -1,0 +1,358 @@
+//! Processes under every start method: lifecycle, exit codes, signals, names, typed results.
+//! Test names mention the CPython test (`_test_multiprocessing.py`) they port where one exists.
+
+use multiprocessing::{
+    active_children, current_process, get_context, parent_process, spawn, ChildFailure, Connection, Error,
+    Pipe, Process, StartMethod,
+};
+use std::time::{Duration, Instant};
+
+const METHODS: [StartMethod; 3] = [StartMethod::Fork, StartMethod::Spawn, StartMethod::Forkserver];
+
+fn nothing() {}
+
+fn sleep_ms(ms: u64) {
+    std::thread::sleep(Duration::from_millis(ms));
+}
+
+/// Tells the parent it is running, then sleeps: the parent signals it only once it is inside.
+fn ready_then_sleep(conn: Connection, ms: u64) {
+    conn.send(&"ready").unwrap();
+    std::thread::sleep(Duration::from_millis(ms));
+}
+
+fn start_sleeper(method: StartMethod, ms: u64) -> Process {
+    let (parent, child) = Pipe::new(true).unwrap();
+    let p = Process::new(ready_then_sleep, (child, ms)).start_method(method).start().unwrap();
+    assert_eq!(parent.recv::<String>().unwrap(), "ready");
+    p
+}
+
+#[test]
+fn terminate_gives_minus_sigterm() {
+    // test_terminate
+    for m in METHODS {
+        let p = start_sleeper(m, 30_000);
+        assert!(p.is_alive());
+        p.terminate().unwrap();
+        let status = p.join().unwrap();
+        assert_eq!(status.exitcode(), -libc::SIGTERM, "{m}");
+        assert_eq!(p.exitcode(), Some(-15));
+        assert!(!p.is_alive());
+    }
+}
+
+#[test]
+fn kill_gives_minus_sigkill() {
+    // test_kill
+    for m in METHODS {
+        let p = start_sleeper(m, 30_000);
+        p.kill().unwrap();
+        assert_eq!(p.join().unwrap().exitcode(), -9, "{m}");
+        assert_eq!(p.join().unwrap().signal(), Some(9));
+        // Signalling a finished process is a no-op, as in Python.
+        p.terminate().unwrap();
+    }
+}
+
+fn panics() {
+    panic!("boom from the child");
+}
+
+fn fails() -> Result<(), String> {
+    Err("it went wrong".into())
+}
+
+fn exits_with(code: i32) {
+    std::process::exit(code);
+}
+
+#[test]
+fn exit_codes_of_panic_error_and_exit() {
+    // test_process (exitcode), test_sys_exit
+    for m in METHODS {
+        let p = Process::new(panics, ()).start_method(m).start().unwrap();
+        assert_eq!(p.join().unwrap().exitcode(), 1, "{m}");
+        let p = Process::new(fails, ()).start_method(m).start().unwrap();
+        assert_eq!(p.join().unwrap().exitcode(), 1, "{m}");
+        let p = Process::new(exits_with, (7,)).start_method(m).start().unwrap();
+        assert_eq!(p.join().unwrap().exitcode(), 7, "{m}");
+        let p = Process::new(nothing, ()).start_method(m).start().unwrap();
+        assert!(p.join().unwrap().success(), "{m}");
+    }
+}
+
+fn panics_with_value(n: u32) -> u32 {
+    if n > 0 {
+        panic!("task {n} failed");
+    }
+    n
+}
+
+#[test]
+fn join_handle_carries_the_panic_message() {
+    for m in METHODS {
+        let err = get_context(Some(m)).spawn(panics_with_value, (3,)).unwrap().join().unwrap_err();
+        let Error::Child(child) = err else { panic!("expected a child error, got {err:?}") };
+        let msg = child.panic_message().expect("panic message");
+        assert!(msg.contains("task 3 failed"), "{m}: {msg}");
+        assert!(child.to_string().contains("panicked"), "{child}");
+    }
+}
+
+fn sleep_forever_returning() -> u8 {
+    std::thread::sleep(Duration::from_secs(60));
+    0
+}
+
+#[test]
+fn join_handle_reports_the_killing_signal() {
+    for m in METHODS {
+        let h = get_context(Some(m)).spawn(sleep_forever_returning, ()).unwrap();
+        h.process().kill().unwrap();
+        let err = h.join().unwrap_err();
+        let Error::Child(child) = err else { panic!("expected a child error, got {err:?}") };
+        assert_eq!(child.failure(), &ChildFailure::Signaled(libc::SIGKILL), "{m}");
+        assert!(child.to_string().contains("SIGKILL"), "{child}");
+    }
+}
+
+#[test]
+fn join_timeout_returns_in_time_and_leaves_the_child_running() {
+    // test_process (join with timeout)
+    for m in METHODS {
+        let p = start_sleeper(m, 30_000);
+        let t = Instant::now();
+        assert_eq!(p.join_timeout(Duration::from_millis(200)).unwrap(), None);
+        let took = t.elapsed();
+        assert!(took >= Duration::from_millis(200), "{m}: {took:?}");
+        assert!(took < Duration::from_secs(2), "{m}: {took:?}");
+        assert!(p.is_alive());
+        assert_eq!(p.exitcode(), None);
+        p.kill().unwrap();
+        assert!(p.join_timeout(Duration::from_secs(10)).unwrap().is_some());
+    }
+}
+
+#[test]
+fn is_alive_and_exitcode_through_the_lifecycle() {
+    // test_process
+    for m in METHODS {
+        let p = Process::new(sleep_ms, (300,)).start_method(m);
+        assert!(!p.is_alive());
+        assert_eq!(p.exitcode(), None);
+        assert_eq!(p.pid(), None);
+        assert!(p.join().is_err(), "join before start is an error");
+        p.start().unwrap();
+        assert!(p.pid().is_some());
+        assert!(p.is_alive());
+        assert_eq!(p.exitcode(), None);
+        p.join().unwrap();
+        assert!(!p.is_alive());
+        assert_eq!(p.exitcode(), Some(0));
+    }
+}
+
+#[test]
+fn close_is_refused_while_running_then_closes() {
+    // test_close
+    for m in METHODS {
+        let p = start_sleeper(m, 30_000);
+        assert!(matches!(p.close(), Err(Error::InvalidState(_))));
+        p.terminate().unwrap();
+        p.join().unwrap();
+        p.close().unwrap();
+        assert!(matches!(p.join(), Err(Error::Closed(_))));
+        assert!(matches!(p.sentinel(), Err(Error::Closed(_))));
+        assert!(!p.is_alive());
+        p.close().unwrap(); // closing twice is fine
+    }
+}
+
+#[test]
+fn starting_twice_is_an_error() {
+    for m in METHODS {
+        let p = Process::new(nothing, ()).start_method(m);
+        p.start().unwrap();
+        assert!(matches!(p.start(), Err(Error::InvalidState(_))));
+        p.join().unwrap();
+    }
+}
+
+#[test]
+fn sentinel_becomes_ready_when_the_child_ends() {
+    // test_sentinel
+    for m in METHODS {
+        let p = start_sleeper(m, 30_000);
+        let ready = multiprocessing::connection::wait(&[&p], Some(Duration::from_millis(50))).unwrap();
+        assert!(ready.is_empty());
+        p.kill().unwrap();
+        let ready = multiprocessing::connection::wait(&[&p], Some(Duration::from_secs(10))).unwrap();
+        assert_eq!(ready, vec![0]);
+        p.join().unwrap();
+    }
+}
+
+fn my_name() -> (String, i32, Option<(String, i32)>) {
+    let me = current_process();
+    (me.name().to_string(), me.pid(), parent_process().map(|p| (p.name().to_string(), p.pid())))
+}
+
+fn grandchild_name() -> String {
+    spawn(my_name, ()).unwrap().join().unwrap().0
+}
+
+#[test]
+fn names_pids_and_parents_are_seen_in_the_child() {
+    // test_current, test_parent_process
+    assert_eq!(current_process().name(), "MainProcess");
+    assert!(parent_process().is_none());
+    for m in METHODS {
+        let h = get_context(Some(m)).spawn(my_name, ()).unwrap();
+        let name = h.process().get_name();
+        let pid = h.pid();
+        assert!(name.starts_with("Process-"), "{name}");
+        let (seen, seen_pid, parent) = h.join().unwrap();
+        assert_eq!(seen, name, "{m}");
+        assert_eq!(seen_pid, pid);
+        assert_eq!(parent, Some(("MainProcess".to_string(), std::process::id() as i32)));
+
+        let h = get_context(Some(m)).spawn(grandchild_name, ()).unwrap();
+        let name = h.process().get_name();
+        assert_eq!(h.join().unwrap(), format!("{name}:1"), "{m}");
+    }
+}
+
+#[test]
+fn default_names_count_up() {
+    let a = Process::new(nothing, ());
+    let b = Process::new(nothing, ());
+    let n = |p: &Process| p.get_name().trim_start_matches("Process-").parse::<u32>().unwrap();
+    assert!(n(&b) > n(&a));
+    let c = Process::new(nothing, ()).name("custom");
+    assert_eq!(c.get_name(), "custom");
+}
+
+fn zero() -> u8 {
+    0
+}
+fn one(a: String) -> String {
+    a.to_uppercase()
+}
+fn three(a: u8, b: Vec<u32>, c: Option<String>) -> (u8, u32, String) {
+    (a, b.iter().sum(), c.unwrap_or_default())
+}
+#[allow(clippy::too_many_arguments)]
+fn twelve(a: u8, b: u8, c: u8, d: u8, e: u8, f: u8, g: u8, h: u8, i: u8, j: u8, k: u8, l: u8) -> u32 {
+    [a, b, c, d, e, f, g, h, i, j, k, l].iter().map(|&x| x as u32).sum()
+}
+
+#[derive(serde::Serialize, serde::Deserialize, Debug, PartialEq)]
+struct Point {
+    x: i64,
+    label: String,
+}
+
+fn moved(p: Point) -> Point {
+    Point { x: p.x + 1, label: format!("{}!", p.label) }
+}
+
+#[test]
+fn spawn_returns_values_of_every_arity() {
+    for m in METHODS {
+        let ctx = get_context(Some(m));
+        assert_eq!(ctx.spawn(zero, ()).unwrap().join().unwrap(), 0);
+        assert_eq!(ctx.spawn(one, ("abc".to_string(),)).unwrap().join().unwrap(), "ABC");
+        let r = ctx.spawn(three, (1u8, vec![1u32, 2, 3], Some("x".to_string()))).unwrap().join().unwrap();
+        assert_eq!(r, (1, 6, "x".to_string()));
+        let r = ctx.spawn(twelve, (1u8, 2u8, 3u8, 4u8, 5u8, 6u8, 7u8, 8u8, 9u8, 10u8, 11u8, 12u8)).unwrap();
+        assert_eq!(r.join().unwrap(), 78);
+        let r = ctx.spawn(moved, (Point { x: 1, label: "p".into() },)).unwrap().join().unwrap();
+        assert_eq!(r, Point { x: 2, label: "p!".into() });
+        let closure = ctx.spawn(|a: u64, b: u64| a * b, (6u64, 7u64)).unwrap();
+        assert_eq!(closure.join().unwrap(), 42);
+    }
+}
+
+fn echo_upper(conn: Connection) {
+    while let Ok(s) = conn.recv::<String>() {
+        conn.send(&s.to_uppercase()).unwrap();
+    }
+}
+
+#[test]
+fn a_connection_is_a_valid_argument() {
+    for m in METHODS {
+        let (parent, child) = Pipe::new(true).unwrap();
+        let p = Process::new(echo_upper, (child,)).start_method(m).start().unwrap();
+        for word in ["one", "two", "three"] {
+            parent.send(&word.to_string()).unwrap();
+            assert_eq!(parent.recv::<String>().unwrap(), word.to_uppercase());
+        }
+        drop(parent); // the child's recv sees end-of-file and it returns
+        assert_eq!(p.join_timeout(Duration::from_secs(10)).unwrap().map(|s| s.exitcode()), Some(0), "{m}");
+    }
+}
+
+fn try_start_child() -> String {
+    match Process::new(nothing, ()).start() {
+        Ok(_) => "started".into(),
+        Err(e) => e.to_string(),
+    }
+}
+
+fn report_child_start(conn: Connection) {
+    conn.send(&try_start_child()).unwrap();
+}
+
+#[test]
+fn daemonic_processes_cannot_have_children() {
+    // test_daemon_argument / "daemonic processes are not allowed to have children"
+    for m in METHODS {
+        let (parent, child) = Pipe::new(true).unwrap();
+        let p = Process::new(report_child_start, (child,)).daemon(true).start_method(m).start().unwrap();
+        assert!(p.is_daemon());
+        let msg: String = parent.recv().unwrap();
+        assert!(msg.contains("daemonic"), "{m}: {msg}");
+        p.join().unwrap();
+    }
+}
+
+#[test]
+fn set_daemon_after_start_is_an_error() {
+    let p = start_sleeper(StartMethod::Forkserver, 30_000);
+    assert!(p.set_daemon(true).is_err());
+    p.kill().unwrap();
+    p.join().unwrap();
+}
+
+#[test]
+fn active_children_lists_running_children_only() {
+    // test_active_children
+    let p = start_sleeper(StartMethod::Forkserver, 30_000);
+    let pid = p.pid().unwrap();
+    assert!(active_children().iter().any(|c| c.pid() == Some(pid)));
+    p.kill().unwrap();
+    p.join().unwrap();
+    assert!(!active_children().iter().any(|c| c.pid() == Some(pid)));
+}
+
+#[test]
+fn start_methods_are_named_as_in_python() {
+    assert_eq!(multiprocessing::get_all_start_methods()[0], StartMethod::Forkserver);
+    for m in METHODS {
+        assert_eq!(m.name().parse::<StartMethod>().unwrap(), m);
+    }
+    assert!("threads".parse::<StartMethod>().is_err());
+    assert!(multiprocessing::cpu_count() >= 1);
+}
+
+#[test]
+fn debug_looks_like_pythons_repr() {
+    let p = Process::new(nothing, ()).name("reprtest");
+    assert_eq!(format!("{p:?}"), "<Process name='reprtest' initial>");
+    p.start().unwrap();
+    p.join().unwrap();
+    let s = format!("{p:?}");
+    assert!(s.contains("stopped exitcode=0"), "{s}");
+}
