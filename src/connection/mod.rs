@@ -18,23 +18,24 @@ use crate::sys;
 use crate::wire::{self, frame};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
-use std::cell::{Cell, RefCell};
 use std::fmt;
-use std::marker::PhantomData;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Mutex, MutexGuard, RwLock};
 use std::time::Duration;
 
 /// One end of a [`Pipe`] (Python's `multiprocessing.connection.Connection`).
 ///
-/// A connection can be moved to another thread or passed to a child process as an argument or
-/// inside a message; it is not shared between threads (`!Sync`), as messages from two writers
-/// could interleave.
+/// A connection can be passed to a child process as an argument or inside a message, and shared
+/// between threads: sends are serialized among themselves, and so are receives, so messages never
+/// interleave, and one thread may send while another receives.
 pub struct Connection {
-    fd: RefCell<Option<OwnedFd>>,
+    fd: RwLock<Option<OwnedFd>>,
     readable: bool,
     writable: bool,
-    max_message: Cell<usize>,
-    _not_sync: PhantomData<Cell<()>>,
+    max_message: AtomicUsize,
+    sending: Mutex<()>,
+    receiving: Mutex<()>,
 }
 
 /// Python's `Pipe()`: a pair of connected [`Connection`]s.
@@ -68,18 +69,31 @@ impl Connection {
     pub(crate) fn from_fd(fd: OwnedFd, readable: bool, writable: bool) -> Connection {
         registry::add(fd.as_raw_fd());
         Connection {
-            fd: RefCell::new(Some(fd)),
+            fd: RwLock::new(Some(fd)),
             readable,
             writable,
-            max_message: Cell::new(frame::DEFAULT_MAX_MESSAGE),
-            _not_sync: PhantomData,
+            max_message: AtomicUsize::new(frame::DEFAULT_MAX_MESSAGE),
+            sending: Mutex::new(()),
+            receiving: Mutex::new(()),
         }
     }
 
     fn with_fd<T>(&self, f: impl FnOnce(BorrowedFd<'_>) -> Result<T>) -> Result<T> {
-        let fd = self.fd.borrow();
+        let fd = self.fd.read().unwrap_or_else(|p| p.into_inner());
         let fd = fd.as_ref().ok_or(Error::Closed("connection"))?;
         f(fd.as_fd())
+    }
+
+    fn send_guard(&self) -> MutexGuard<'_, ()> {
+        self.sending.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn recv_guard(&self) -> MutexGuard<'_, ()> {
+        self.receiving.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn max_message(&self) -> usize {
+        self.max_message.load(Ordering::Relaxed)
     }
 
     fn check_writable(&self) -> Result<()> {
@@ -108,13 +122,13 @@ impl Connection {
 
     /// Whether [`close`](Self::close) was called.
     pub fn closed(&self) -> bool {
-        self.fd.borrow().is_none()
+        self.fd.read().unwrap_or_else(|p| p.into_inner()).is_none()
     }
 
     /// The largest message [`recv`](Self::recv) accepts (1 GiB by default). A longer one is
     /// discarded unread and reported as [`Error::MessageTooLarge`].
     pub fn set_max_message_size(&self, bytes: usize) {
-        self.max_message.set(bytes);
+        self.max_message.store(bytes, Ordering::Relaxed);
     }
 
     /// Sends a value (Python's `send(obj)`). Handles inside it travel with their descriptors.
@@ -122,6 +136,7 @@ impl Connection {
         self.check_writable()?;
         let mut msg = frame::start_frame();
         let fds = wire::encode(value, &mut msg)?;
+        let _sending = self.send_guard();
         self.with_fd(|fd| frame::send(fd, &mut msg, &fds))
     }
 
@@ -129,7 +144,8 @@ impl Connection {
     /// arrives; [`Error::Eof`] once the peer has closed and nothing is left.
     pub fn recv<T: DeserializeOwned>(&self) -> Result<T> {
         self.check_readable()?;
-        let (bytes, fds) = self.with_fd(|fd| frame::recv(fd, self.max_message.get()))?;
+        let _receiving = self.recv_guard();
+        let (bytes, fds) = self.with_fd(|fd| frame::recv(fd, self.max_message()))?;
         wire::decode(&bytes, fds)
     }
 
@@ -139,6 +155,7 @@ impl Connection {
         let mut msg = Vec::with_capacity(frame::HEADER_LEN + bytes.len());
         msg.extend_from_slice(&[0u8; frame::HEADER_LEN]);
         msg.extend_from_slice(bytes);
+        let _sending = self.send_guard();
         self.with_fd(|fd| frame::send(fd, &mut msg, &[]))
     }
 
@@ -146,23 +163,22 @@ impl Connection {
     /// `recv_bytes()`).
     pub fn recv_bytes(&self) -> Result<Vec<u8>> {
         self.check_readable()?;
-        self.with_fd(|fd| frame::recv(fd, self.max_message.get())).map(|(bytes, _)| bytes)
+        let _receiving = self.recv_guard();
+        self.with_fd(|fd| frame::recv(fd, self.max_message())).map(|(bytes, _)| bytes)
     }
 
     /// Receives one message into `buf` and returns its length (Python's `recv_bytes_into`).
     /// If `buf` is too short the message is returned whole in [`Error::BufferTooShort`].
     pub fn recv_bytes_into(&self, buf: &mut [u8]) -> Result<usize> {
         self.check_readable()?;
+        let _receiving = self.recv_guard();
         self.with_fd(|fd| {
             let mut incoming = frame::recv_header(fd)?;
             let len = incoming.len;
             if len > buf.len() {
-                if len > self.max_message.get() {
+                if len > self.max_message() {
                     let _ = frame::skip_payload(fd, &mut incoming);
-                    return Err(Error::MessageTooLarge {
-                        len: len as u64,
-                        max: self.max_message.get() as u64,
-                    });
+                    return Err(Error::MessageTooLarge { len: len as u64, max: self.max_message() as u64 });
                 }
                 let mut whole = vec![0u8; len];
                 frame::recv_payload_into(fd, &mut incoming, &mut whole)?;
@@ -186,8 +202,21 @@ impl Connection {
 
     /// Closes this end (Python's `close()`); later calls report [`Error::Closed`]. Dropping the
     /// connection closes it too.
+    ///
+    /// If another thread is blocked on this connection at that moment, the socket is shut down to
+    /// wake it (its call returns [`Error::Eof`]); that ends the connection for every copy of this
+    /// end, in other processes too. Without such a thread only this descriptor is closed.
     pub fn close(&self) {
-        if let Some(fd) = self.fd.borrow_mut().take() {
+        let mut slot = match self.fd.try_write() {
+            Ok(slot) => slot,
+            Err(_) => {
+                if let Some(fd) = self.fd.read().unwrap_or_else(|p| p.into_inner()).as_ref() {
+                    let _ = sys::shutdown_both(fd.as_fd());
+                }
+                self.fd.write().unwrap_or_else(|p| p.into_inner())
+            }
+        };
+        if let Some(fd) = slot.take() {
             registry::remove(fd.as_raw_fd());
         }
     }
@@ -195,14 +224,17 @@ impl Connection {
 
 impl Drop for Connection {
     fn drop(&mut self) {
-        self.close();
+        let slot = self.fd.get_mut().unwrap_or_else(|p| p.into_inner());
+        if let Some(fd) = slot.take() {
+            registry::remove(fd.as_raw_fd());
+        }
     }
 }
 
 impl AsRawFd for Connection {
     /// The socket's descriptor, or -1 once closed.
     fn as_raw_fd(&self) -> RawFd {
-        self.fd.borrow().as_ref().map_or(-1, |fd| fd.as_raw_fd())
+        self.fd.read().unwrap_or_else(|p| p.into_inner()).as_ref().map_or(-1, |fd| fd.as_raw_fd())
     }
 }
 
@@ -219,7 +251,7 @@ impl fmt::Debug for Connection {
 impl Serialize for Connection {
     fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
         use serde::ser::{Error as _, SerializeTuple};
-        let fd = self.fd.borrow();
+        let fd = self.fd.read().unwrap_or_else(|p| p.into_inner());
         let fd = fd.as_ref().ok_or_else(|| S::Error::custom("cannot send a closed connection"))?;
         let mut t = s.serialize_tuple(3)?;
         t.serialize_element(&FdRef(fd.as_fd()))?;

@@ -20,6 +20,13 @@ pub(crate) fn shutdown_write(fd: BorrowedFd<'_>) -> io::Result<()> {
     Ok(())
 }
 
+/// Shuts down both directions of a socket: blocked readers and writers, here and at the peer,
+/// wake up.
+pub(crate) fn shutdown_both(fd: BorrowedFd<'_>) -> io::Result<()> {
+    syscall!(shutdown(fd.as_raw_fd(), libc::SHUT_RDWR))?;
+    Ok(())
+}
+
 fn cmsg_space(nfds: usize) -> usize {
     // SAFETY: CMSG_SPACE is a pure size computation.
     unsafe { libc::CMSG_SPACE((nfds * std::mem::size_of::<RawFd>()) as u32) as usize }

@@ -1,0 +1,164 @@
+//! Lifecycle hygiene: no fd leaks, no zombies, children die with their parent, and at exit
+//! daemonic children are terminated while the others are joined (Python's `_exit_function`).
+
+use multiprocessing::{get_context, spawn, Connection, Pipe, Process, StartMethod};
+use std::time::{Duration, Instant};
+
+const METHODS: [StartMethod; 3] = [StartMethod::Fork, StartMethod::Spawn, StartMethod::Forkserver];
+
+fn nothing() {}
+
+fn open_fds() -> usize {
+    std::fs::read_dir("/proc/self/fd").unwrap().count()
+}
+
+/// Whether `pid` still exists and is not a zombie (only ever asked of pids this test created).
+fn running(pid: i32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Err(_) => false,
+        Ok(stat) => {
+            let state = stat.rsplit(')').next().unwrap_or("").split_whitespace().next().unwrap_or("");
+            state != "Z" && state != "X"
+        }
+    }
+}
+
+fn gone_within(pid: i32, limit: Duration) -> bool {
+    let t = Instant::now();
+    while t.elapsed() < limit {
+        if !running(pid) {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    false
+}
+
+fn count_fds_after_many_starts(method: StartMethod) -> (usize, usize) {
+    // Warm up: the fork server and launcher thread hold descriptors of their own.
+    Process::new(nothing, ()).start_method(method).start().unwrap().join().unwrap();
+    let before = open_fds();
+    let mut pids = Vec::new();
+    for _ in 0..100 {
+        let p = Process::new(nothing, ()).start_method(method).start().unwrap();
+        p.join().unwrap();
+        pids.push(p.pid().unwrap());
+        let h = get_context(Some(method)).spawn(|| 1u8, ()).unwrap();
+        pids.push(h.pid());
+        h.join().unwrap();
+    }
+    for pid in pids {
+        assert!(!std::path::Path::new(&format!("/proc/{pid}")).exists() || !running(pid), "pid {pid} left");
+    }
+    (before, open_fds())
+}
+
+fn fd_report(method: StartMethod) -> (usize, usize) {
+    count_fds_after_many_starts(method)
+}
+
+#[test]
+fn many_starts_leak_no_descriptors_and_leave_no_zombies() {
+    // Measured in a fresh child so other tests' descriptors do not disturb the count.
+    for m in METHODS {
+        let (before, after) =
+            get_context(Some(StartMethod::Spawn)).spawn(fd_report, (m,)).unwrap().join().unwrap();
+        assert_eq!(before, after, "{m}: descriptors before and after 200 starts");
+    }
+}
+
+fn sleep_long() {
+    std::thread::sleep(Duration::from_secs(60));
+}
+
+/// Starts a long-sleeping grandchild, reports its pid, then waits to be killed.
+fn parent_of_sleeper(conn: Connection, method: StartMethod) {
+    let p = Process::new(sleep_long, ()).start_method(method).start().unwrap();
+    conn.send(&p.pid().unwrap()).unwrap();
+    std::thread::sleep(Duration::from_secs(60));
+}
+
+#[test]
+fn children_die_with_a_killed_parent() {
+    for m in METHODS {
+        let (parent, child) = Pipe::new(true).unwrap();
+        let middle = Process::new(parent_of_sleeper, (child, m)).start_method(m).start().unwrap();
+        let grandchild: i32 = parent.recv().unwrap();
+        assert!(running(grandchild));
+        middle.kill().unwrap();
+        middle.join().unwrap();
+        assert!(
+            gone_within(grandchild, Duration::from_secs(2)),
+            "{m}: grandchild {grandchild} outlived its parent"
+        );
+    }
+}
+
+fn report_pid(conn: Connection) {
+    conn.send(&std::process::id()).unwrap();
+    std::thread::sleep(Duration::from_secs(60));
+}
+
+fn daemon_reporting(to_test: Connection, to_parent: Connection) {
+    to_test.send(&std::process::id()).unwrap();
+    to_parent.send(&()).unwrap();
+    std::thread::sleep(Duration::from_secs(60));
+}
+
+fn write_after(conn: Connection, ms: u64) {
+    std::thread::sleep(Duration::from_millis(ms));
+    conn.send(&"finished").unwrap();
+}
+
+/// Plays a parent that returns with a daemonic child still running and a non-daemonic child not
+/// yet finished: at exit the first must be terminated and the second joined.
+fn exits_with_children(daemon_conn: Connection, worker_conn: Connection, method: StartMethod) -> i32 {
+    let (ready, ready_child) = Pipe::new(true).unwrap();
+    let d = Process::new(daemon_reporting, (daemon_conn, ready_child)).daemon(true).start_method(method);
+    let d = d.start().unwrap();
+    ready.recv::<()>().unwrap();
+    Process::new(write_after, (worker_conn, 300u64)).start_method(method).start().unwrap();
+    d.pid().unwrap()
+}
+
+#[test]
+fn at_exit_daemons_are_terminated_and_others_joined() {
+    // test_daemon (terminated at exit), _exit_function joins non-daemonic children
+    for m in METHODS {
+        let (daemon_parent, daemon_child) = Pipe::new(true).unwrap();
+        let (worker_parent, worker_child) = Pipe::new(true).unwrap();
+        let t = Instant::now();
+        let h = get_context(Some(m)).spawn(exits_with_children, (daemon_child, worker_child, m)).unwrap();
+        let daemon_pid = h.join().unwrap();
+        assert!(t.elapsed() >= Duration::from_millis(300), "{m}: the parent waited for its worker");
+        assert_eq!(worker_parent.recv::<String>().unwrap(), "finished");
+        assert_eq!(daemon_parent.recv::<u32>().unwrap() as i32, daemon_pid);
+        assert!(gone_within(daemon_pid, Duration::from_secs(2)), "{m}: the daemon outlived its parent");
+    }
+}
+
+fn spawn_from_thread() -> u32 {
+    std::thread::spawn(|| spawn(|| 5u32, ()).unwrap().join().unwrap()).join().unwrap()
+}
+
+#[test]
+fn children_started_from_short_lived_threads_survive_the_thread() {
+    // PR_SET_PDEATHSIG follows the creating *thread*: children are created from a stable one.
+    for m in METHODS {
+        let (parent, child) = Pipe::new(true).unwrap();
+        let p = std::thread::scope(|s| {
+            s.spawn(|| Process::new(report_pid, (child,)).start_method(m).start().unwrap()).join().unwrap()
+        });
+        let pid: u32 = parent.recv().unwrap();
+        // The creating thread has exited; the child must still be alive.
+        assert_eq!(
+            p.join_timeout(Duration::from_millis(100)).unwrap(),
+            None,
+            "{m}: child died with its thread"
+        );
+        assert!(running(pid as i32));
+        p.kill().unwrap();
+        p.join().unwrap();
+        assert_eq!(get_context(Some(m)).spawn(spawn_from_thread, ()).unwrap().join().unwrap(), 5);
+    }
+}
