@@ -1,0 +1,65 @@
+//! This library on the benchmark workloads (definitions in `python/anchor.py`).
+
+use multiprocessing::{Connection, Pipe, Pool, Process, StartMethod};
+use std::time::Instant;
+
+fn nothing() {}
+
+fn square(x: u64) -> u64 {
+    x * x
+}
+
+/// Start + join of a child that does nothing, microseconds per process.
+pub fn spawn_join(method: StartMethod, n: usize) -> f64 {
+    Process::new(nothing, ()).start_method(method).start().unwrap().join().unwrap();
+    let t = Instant::now();
+    for _ in 0..n {
+        let p = Process::new(nothing, ()).start_method(method).start().unwrap();
+        assert!(p.join().unwrap().success());
+    }
+    t.elapsed().as_secs_f64() / n as f64 * 1e6
+}
+
+fn echo(conn: Connection, n: usize) {
+    for _ in 0..n {
+        let v: u64 = conn.recv().unwrap();
+        conn.send(&v).unwrap();
+    }
+}
+
+/// Ping-pong of an 8-byte item over a duplex pipe, round trips per second.
+pub fn pipe_roundtrip(n: usize) -> f64 {
+    let (a, b) = Pipe::new(true).unwrap();
+    let p = Process::new(echo, (b, n)).start().unwrap();
+    let t = Instant::now();
+    for i in 0..n as u64 {
+        a.send(&i).unwrap();
+        assert_eq!(a.recv::<u64>().unwrap(), i);
+    }
+    let rate = n as f64 / t.elapsed().as_secs_f64();
+    p.join().unwrap();
+    rate
+}
+
+/// `Pool(2).map(square, range(n))` with the default chunk size, tasks per second.
+pub fn pool_map_tiny(n: usize) -> f64 {
+    let pool = Pool::new(2).unwrap();
+    pool.map(square, 0..100u64).unwrap();
+    let t = Instant::now();
+    let out = pool.map(square, 0..n as u64).unwrap();
+    let rate = n as f64 / t.elapsed().as_secs_f64();
+    assert_eq!(out[n - 1], ((n - 1) * (n - 1)) as u64);
+    rate
+}
+
+/// `Pool(2).apply_async(square)` n times, then `get()` each, tasks per second.
+pub fn pool_apply_async(n: usize) -> f64 {
+    let pool = Pool::new(2).unwrap();
+    pool.map(square, 0..100u64).unwrap();
+    let t = Instant::now();
+    let results: Vec<_> = (0..n as u64).map(|i| pool.apply_async(square, (i,)).unwrap()).collect();
+    for (i, r) in results.into_iter().enumerate() {
+        assert_eq!(r.get().unwrap(), (i * i) as u64);
+    }
+    n as f64 / t.elapsed().as_secs_f64()
+}
