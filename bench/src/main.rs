@@ -42,14 +42,17 @@ fn run_cpython(quick: bool, only: &Option<Vec<String>>) -> HashMap<String, f64> 
         .collect()
 }
 
+/// A figure-producing run: iterations in, the workload's figure out.
+type Measure = fn(usize) -> f64;
+
 struct Workload {
     name: &'static str,
     unit: &'static str,
     better: Better,
-    ours: fn(usize) -> f64,
+    ours: Measure,
     /// Iterations in a full run (`--quick` uses a tenth).
     n: usize,
-    peer: Option<(&'static str, fn(usize) -> f64)>,
+    peer: Option<(&'static str, Measure)>,
 }
 
 fn workloads() -> Vec<Workload> {
