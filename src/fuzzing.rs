@@ -19,7 +19,8 @@ pub fn read_frames(input: &[u8], max: usize) -> usize {
     }
     drop(a);
     let mut frames = 0;
-    while frame::recv(b.as_fd(), max).is_ok() {
+    let mut reader = frame::Reader::buffered();
+    while reader.recv(b.as_fd(), max).is_ok() {
         frames += 1;
     }
     frames

@@ -35,7 +35,7 @@ pub struct Connection {
     writable: bool,
     max_message: AtomicUsize,
     sending: Mutex<()>,
-    receiving: Mutex<()>,
+    receiving: Mutex<frame::Reader>,
 }
 
 /// Python's `Pipe()`: a pair of connected [`Connection`]s.
@@ -74,7 +74,7 @@ impl Connection {
             writable,
             max_message: AtomicUsize::new(frame::DEFAULT_MAX_MESSAGE),
             sending: Mutex::new(()),
-            receiving: Mutex::new(()),
+            receiving: Mutex::new(frame::Reader::buffered()),
         }
     }
 
@@ -88,7 +88,7 @@ impl Connection {
         self.sending.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn recv_guard(&self) -> MutexGuard<'_, ()> {
+    fn recv_guard(&self) -> MutexGuard<'_, frame::Reader> {
         self.receiving.lock().unwrap_or_else(|p| p.into_inner())
     }
 
@@ -144,8 +144,8 @@ impl Connection {
     /// arrives; [`Error::Eof`] once the peer has closed and nothing is left.
     pub fn recv<T: DeserializeOwned>(&self) -> Result<T> {
         self.check_readable()?;
-        let _receiving = self.recv_guard();
-        let (bytes, fds) = self.with_fd(|fd| frame::recv(fd, self.max_message()))?;
+        let mut reader = self.recv_guard();
+        let (bytes, fds) = self.with_fd(|fd| reader.recv(fd, self.max_message()))?;
         wire::decode(&bytes, fds)
     }
 
@@ -163,28 +163,28 @@ impl Connection {
     /// `recv_bytes()`).
     pub fn recv_bytes(&self) -> Result<Vec<u8>> {
         self.check_readable()?;
-        let _receiving = self.recv_guard();
-        self.with_fd(|fd| frame::recv(fd, self.max_message())).map(|(bytes, _)| bytes)
+        let mut reader = self.recv_guard();
+        self.with_fd(|fd| reader.recv(fd, self.max_message())).map(|(bytes, _)| bytes)
     }
 
     /// Receives one message into `buf` and returns its length (Python's `recv_bytes_into`).
     /// If `buf` is too short the message is returned whole in [`Error::BufferTooShort`].
     pub fn recv_bytes_into(&self, buf: &mut [u8]) -> Result<usize> {
         self.check_readable()?;
-        let _receiving = self.recv_guard();
+        let mut reader = self.recv_guard();
         self.with_fd(|fd| {
-            let mut incoming = frame::recv_header(fd)?;
+            let mut incoming = reader.recv_header(fd)?;
             let len = incoming.len;
             if len > buf.len() {
                 if len > self.max_message() {
-                    let _ = frame::skip_payload(fd, &mut incoming);
+                    let _ = reader.skip_payload(fd, &mut incoming);
                     return Err(Error::MessageTooLarge { len: len as u64, max: self.max_message() as u64 });
                 }
                 let mut whole = vec![0u8; len];
-                frame::recv_payload_into(fd, &mut incoming, &mut whole)?;
+                reader.recv_payload_into(fd, &mut incoming, &mut whole)?;
                 return Err(Error::BufferTooShort(whole));
             }
-            frame::recv_payload_into(fd, &mut incoming, &mut buf[..len])?;
+            reader.recv_payload_into(fd, &mut incoming, &mut buf[..len])?;
             Ok(len)
         })
     }
@@ -253,6 +253,11 @@ impl Serialize for Connection {
         use serde::ser::{Error as _, SerializeTuple};
         let fd = self.fd.read().unwrap_or_else(|p| p.into_inner());
         let fd = fd.as_ref().ok_or_else(|| S::Error::custom("cannot send a closed connection"))?;
+        if self.recv_guard().has_buffered() {
+            return Err(S::Error::custom(
+                "cannot send a connection that has received data not yet read; read it first",
+            ));
+        }
         let mut t = s.serialize_tuple(3)?;
         t.serialize_element(&FdRef(fd.as_fd()))?;
         t.serialize_element(&self.readable)?;

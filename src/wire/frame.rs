@@ -67,91 +67,160 @@ pub(crate) struct Incoming {
     nfds: usize,
 }
 
-/// Reads exactly `buf.len()` bytes, collecting descriptors. `Ok(false)` if end-of-file came
-/// before the first byte.
-fn read_exact(sock: BorrowedFd<'_>, buf: &mut [u8], fds: &mut Vec<OwnedFd>) -> Result<bool> {
-    let mut got = 0;
-    while got < buf.len() {
-        let n = sys::recv_with_fds(sock, &mut buf[got..], fds).map_err(recv_error)?;
-        if n == 0 {
-            if got == 0 {
-                return Ok(false);
+/// Bytes of read-ahead a buffered [`Reader`] keeps.
+const READ_AHEAD: usize = 64 * 1024;
+
+/// The receiving side of a stream of frames.
+///
+/// A buffered reader reads ahead (one system call brings in a small frame whole, or several);
+/// an unbuffered one never reads past the frame it is asked
+/// for, for sockets that change hands after one message. Descriptors are queued in arrival
+/// order; each frame takes as many as its header announces.
+pub(crate) struct Reader {
+    buf: Vec<u8>,
+    pos: usize,
+    end: usize,
+    fds: std::collections::VecDeque<OwnedFd>,
+    buffered: bool,
+}
+
+impl Reader {
+    /// A reader with read-ahead, for a connection that it alone reads.
+    pub(crate) fn buffered() -> Reader {
+        Reader { buf: Vec::new(), pos: 0, end: 0, fds: Default::default(), buffered: true }
+    }
+
+    /// A reader that never reads past the current frame.
+    pub(crate) fn unbuffered() -> Reader {
+        Reader { buf: Vec::new(), pos: 0, end: 0, fds: Default::default(), buffered: false }
+    }
+
+    /// Whether bytes or descriptors have been read ahead and not yet handed out.
+    pub(crate) fn has_buffered(&self) -> bool {
+        self.pos < self.end || !self.fds.is_empty()
+    }
+
+    /// One receive system call into `target`.
+    fn recv_some(&mut self, sock: BorrowedFd<'_>, target: &mut [u8]) -> Result<usize> {
+        let mut got = Vec::new();
+        let n = sys::recv_with_fds(sock, target, &mut got).map_err(recv_error)?;
+        self.fds.extend(got);
+        Ok(n)
+    }
+
+    /// Fills `dst` exactly. `Ok(false)` if end-of-file came before the first byte.
+    fn read_exact(&mut self, sock: BorrowedFd<'_>, dst: &mut [u8]) -> Result<bool> {
+        let mut got = 0;
+        while got < dst.len() {
+            if self.pos < self.end {
+                let n = (self.end - self.pos).min(dst.len() - got);
+                dst[got..got + n].copy_from_slice(&self.buf[self.pos..self.pos + n]);
+                self.pos += n;
+                got += n;
+                continue;
             }
+            let n = if !self.buffered || dst.len() - got >= READ_AHEAD / 2 {
+                self.recv_some(sock, &mut dst[got..])?
+            } else {
+                let mut buf = std::mem::take(&mut self.buf);
+                buf.resize(READ_AHEAD, 0);
+                let r = self.recv_some(sock, &mut buf);
+                self.buf = buf;
+                self.pos = 0;
+                self.end = *r.as_ref().unwrap_or(&0);
+                let n = r?;
+                if n > 0 {
+                    continue;
+                }
+                0
+            };
+            if n == 0 {
+                if got == 0 {
+                    return Ok(false);
+                }
+                return Err(Error::Decode(format!(
+                    "truncated message: the peer closed after {got} of {} bytes",
+                    dst.len()
+                )));
+            }
+            got += n;
+        }
+        Ok(true)
+    }
+
+    /// Reads a frame header. End-of-file before it is [`Error::Eof`].
+    pub(crate) fn recv_header(&mut self, sock: BorrowedFd<'_>) -> Result<Incoming> {
+        let mut header = [0u8; HEADER_LEN];
+        if !self.read_exact(sock, &mut header)? {
+            return Err(Error::Eof);
+        }
+        let len = u32::from_le_bytes(header[..4].try_into().expect("4 bytes")) as usize;
+        let nfds = u32::from_le_bytes(header[4..].try_into().expect("4 bytes")) as usize;
+        if nfds > sys::MAX_FDS_PER_MESSAGE {
             return Err(Error::Decode(format!(
-                "truncated message: the peer closed after {got} of {} bytes",
-                buf.len()
+                "header announces {nfds} descriptors, more than any message can carry"
             )));
         }
-        got += n;
+        Ok(Incoming { len, fds: Vec::new(), nfds })
     }
-    Ok(true)
+
+    /// Reads the payload of `incoming` into `buf` (exactly `incoming.len` bytes long), and takes
+    /// the descriptors the header announced.
+    pub(crate) fn recv_payload_into(
+        &mut self,
+        sock: BorrowedFd<'_>,
+        incoming: &mut Incoming,
+        buf: &mut [u8],
+    ) -> Result<()> {
+        debug_assert_eq!(buf.len(), incoming.len);
+        if !self.read_exact(sock, buf)? && !buf.is_empty() {
+            return Err(Error::Decode("truncated message: the peer closed after the header".into()));
+        }
+        if self.fds.len() < incoming.nfds {
+            return Err(Error::Decode(format!(
+                "message announced {} descriptors but {} arrived",
+                incoming.nfds,
+                self.fds.len()
+            )));
+        }
+        incoming.fds.extend(self.fds.drain(..incoming.nfds));
+        Ok(())
+    }
+
+    /// Reads and discards the payload of `incoming`, in pieces, without allocating it.
+    pub(crate) fn skip_payload(&mut self, sock: BorrowedFd<'_>, incoming: &mut Incoming) -> Result<()> {
+        let mut left = incoming.len;
+        let mut scratch = vec![0u8; left.min(64 * 1024)];
+        while left > 0 {
+            let n = left.min(scratch.len());
+            if !self.read_exact(sock, &mut scratch[..n])? {
+                return Err(Error::Decode("truncated message: the peer closed inside the payload".into()));
+            }
+            left -= n;
+        }
+        let n = incoming.nfds.min(self.fds.len());
+        self.fds.drain(..n);
+        Ok(())
+    }
+
+    /// Reads one whole frame whose payload is at most `max` bytes.
+    pub(crate) fn recv(&mut self, sock: BorrowedFd<'_>, max: usize) -> Result<(Vec<u8>, Vec<OwnedFd>)> {
+        let mut incoming = self.recv_header(sock)?;
+        if incoming.len > max {
+            // Keep the stream in step when the peer is still there; either way the caller learns
+            // the size. End-of-file inside the skip shows up on the next receive.
+            let _ = self.skip_payload(sock, &mut incoming);
+            return Err(Error::MessageTooLarge { len: incoming.len as u64, max: max as u64 });
+        }
+        let mut buf = vec![0u8; incoming.len];
+        self.recv_payload_into(sock, &mut incoming, &mut buf)?;
+        Ok((buf, incoming.fds))
+    }
 }
 
-/// Reads a frame header. End-of-file before it is [`Error::Eof`].
-pub(crate) fn recv_header(sock: BorrowedFd<'_>) -> Result<Incoming> {
-    let mut header = [0u8; HEADER_LEN];
-    let mut fds = Vec::new();
-    if !read_exact(sock, &mut header, &mut fds)? {
-        return Err(Error::Eof);
-    }
-    let len = u32::from_le_bytes(header[..4].try_into().expect("4 bytes")) as usize;
-    let nfds = u32::from_le_bytes(header[4..].try_into().expect("4 bytes")) as usize;
-    if nfds > sys::MAX_FDS_PER_MESSAGE {
-        return Err(Error::Decode(format!(
-            "header announces {nfds} descriptors, more than any message can carry"
-        )));
-    }
-    Ok(Incoming { len, fds, nfds })
-}
-
-/// Reads the payload of `incoming` into `buf` (exactly `incoming.len` bytes long).
-pub(crate) fn recv_payload_into(sock: BorrowedFd<'_>, incoming: &mut Incoming, buf: &mut [u8]) -> Result<()> {
-    debug_assert_eq!(buf.len(), incoming.len);
-    if !read_exact(sock, buf, &mut incoming.fds)? && !buf.is_empty() {
-        return Err(Error::Decode("truncated message: the peer closed after the header".into()));
-    }
-    if incoming.fds.len() != incoming.nfds {
-        return Err(Error::Decode(format!(
-            "message announced {} descriptors but {} arrived",
-            incoming.nfds,
-            incoming.fds.len()
-        )));
-    }
-    Ok(())
-}
-
-/// Reads and discards the payload of `incoming`, in pieces, without allocating it.
-pub(crate) fn skip_payload(sock: BorrowedFd<'_>, incoming: &mut Incoming) -> Result<()> {
-    let mut left = incoming.len;
-    let mut scratch = vec![0u8; 64 * 1024];
-    while left > 0 {
-        let n = left.min(scratch.len());
-        recv_payload_part(sock, &mut scratch[..n], &mut incoming.fds)?;
-        left -= n;
-    }
-    incoming.fds.clear();
-    Ok(())
-}
-
-fn recv_payload_part(sock: BorrowedFd<'_>, buf: &mut [u8], fds: &mut Vec<OwnedFd>) -> Result<()> {
-    if !read_exact(sock, buf, fds)? {
-        return Err(Error::Decode("truncated message: the peer closed inside the payload".into()));
-    }
-    Ok(())
-}
-
-/// Reads one whole frame whose payload is at most `max` bytes.
+/// Reads one whole frame whose payload is at most `max` bytes, and nothing past it.
 pub(crate) fn recv(sock: BorrowedFd<'_>, max: usize) -> Result<(Vec<u8>, Vec<OwnedFd>)> {
-    let mut incoming = recv_header(sock)?;
-    if incoming.len > max {
-        // Keep the stream in step when the peer is still there; either way the caller learns
-        // the size. End-of-file inside the skip shows up on the next receive.
-        let _ = skip_payload(sock, &mut incoming);
-        return Err(Error::MessageTooLarge { len: incoming.len as u64, max: max as u64 });
-    }
-    let mut buf = vec![0u8; incoming.len];
-    recv_payload_into(sock, &mut incoming, &mut buf)?;
-    Ok((buf, incoming.fds))
+    Reader::unbuffered().recv(sock, max)
 }
 
 #[cfg(test)]

@@ -72,9 +72,22 @@ pub(crate) fn recv_with_fds(
     buf: &mut [u8],
     fds: &mut Vec<OwnedFd>,
 ) -> io::Result<usize> {
+    recv_with_fds_flags(sock, buf, fds, 0)
+}
+
+/// Control-buffer room for `MAX_FDS_PER_MESSAGE` descriptors, in u64s (aligned for cmsghdr).
+const CONTROL_WORDS: usize = (16 + MAX_FDS_PER_MESSAGE * 4).div_ceil(8) + 2;
+
+fn recv_with_fds_flags(
+    sock: BorrowedFd<'_>,
+    buf: &mut [u8],
+    fds: &mut Vec<OwnedFd>,
+    flags: libc::c_int,
+) -> io::Result<usize> {
     let mut iov = libc::iovec { iov_base: buf.as_mut_ptr() as *mut libc::c_void, iov_len: buf.len() };
     let space = cmsg_space(MAX_FDS_PER_MESSAGE);
-    let mut control = vec![0u64; space.div_ceil(8)];
+    debug_assert!(space <= CONTROL_WORDS * 8);
+    let mut control = [0u64; CONTROL_WORDS];
     loop {
         // SAFETY: msghdr is plain data for which all-zero bytes is a valid value.
         let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
@@ -82,7 +95,7 @@ pub(crate) fn recv_with_fds(
         msg.msg_iovlen = 1;
         msg.msg_control = control.as_mut_ptr() as *mut libc::c_void;
         msg.msg_controllen = space as _;
-        let n = match syscall!(recvmsg(sock.as_raw_fd(), &mut msg, libc::MSG_CMSG_CLOEXEC)) {
+        let n = match syscall!(recvmsg(sock.as_raw_fd(), &mut msg, libc::MSG_CMSG_CLOEXEC | flags)) {
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(e) => return Err(e),
             Ok(n) => n as usize,
