@@ -74,7 +74,8 @@ impl Connection {
             writable,
             max_message: AtomicUsize::new(frame::DEFAULT_MAX_MESSAGE),
             sending: Mutex::new(()),
-            receiving: Mutex::new(frame::Reader::buffered()),
+            // Never reads past the current frame: pending frames stay visible to `poll` and `wait`.
+            receiving: Mutex::new(frame::Reader::unbuffered()),
         }
     }
 
