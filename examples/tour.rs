@@ -11,6 +11,9 @@ mod process_arguments;
 #[path = "cpu_count.rs"]
 mod cpu_count;
 
+#[path = "lock.rs"]
+mod lock;
+
 #[path = "pool_map.rs"]
 mod pool_map;
 
@@ -28,6 +31,8 @@ fn main() -> multiprocessing::Result<()> {
     process_arguments::main()?;
     heading(3, "CPU count");
     cpu_count::main();
+    heading(5, "Lock");
+    lock::main()?;
     heading(7, "Pool.map over work items that sleep");
     pool_map::main()?;
     heading(8, "Pool as a context manager");

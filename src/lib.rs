@@ -39,6 +39,7 @@ mod logging;
 mod pool;
 mod process;
 mod shared_memory;
+mod sync;
 mod wire;
 
 #[doc(hidden)]
@@ -55,4 +56,9 @@ pub use process::{
     active_children, cpu_count, current_process, get_all_start_methods, get_context, get_start_method,
     parent_process, set_start_method, spawn, Context, CurrentProcess, ExitStatus, JoinHandle, ParentProcess,
     Process, ProcessOutput, StartMethod, Target,
+};
+pub use shared_memory::{Array, Pod, Value};
+pub use sync::{
+    BoundedSemaphore, BoundedSemaphoreGuard, Event, Lock, LockGuard, LockResult, OwnerDied, RLock,
+    RLockGuard, Semaphore, SemaphoreGuard,
 };

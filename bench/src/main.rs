@@ -106,6 +106,22 @@ fn workloads() -> Vec<Workload> {
             n: 20_000,
             peer: None,
         },
+        Workload {
+            name: "lock_uncontended",
+            unit: "ops/s",
+            better: Higher,
+            ours: workloads::lock_uncontended,
+            n: 1_000_000,
+            peer: None,
+        },
+        Workload {
+            name: "value_increment",
+            unit: "increments/s",
+            better: Higher,
+            ours: workloads::value_increment,
+            n: 50_000,
+            peer: None,
+        },
     ]
 }
 

@@ -63,3 +63,32 @@ pub fn pool_apply_async(n: usize) -> f64 {
     }
     n as f64 / t.elapsed().as_secs_f64()
 }
+
+/// Lock acquire + release in one process, operations per second.
+pub fn lock_uncontended(n: usize) -> f64 {
+    let lock = multiprocessing::Lock::new().unwrap();
+    let t = Instant::now();
+    for _ in 0..n {
+        drop(lock.acquire().unwrap());
+    }
+    n as f64 / t.elapsed().as_secs_f64()
+}
+
+fn increment(v: multiprocessing::Value<i64>, n: usize) {
+    for _ in 0..n {
+        v.with_lock(|x| *x += 1);
+    }
+}
+
+/// Two processes each add 1 to a shared `Value` n times under its lock, increments per second.
+pub fn value_increment(n: usize) -> f64 {
+    let v = multiprocessing::Value::new(0i64).unwrap();
+    let t = Instant::now();
+    let ps: Vec<Process> = (0..2).map(|_| Process::new(increment, (v.clone(), n)).start().unwrap()).collect();
+    for p in ps {
+        p.join().unwrap();
+    }
+    let rate = 2.0 * n as f64 / t.elapsed().as_secs_f64();
+    assert_eq!(v.get(), 2 * n as i64);
+    rate
+}

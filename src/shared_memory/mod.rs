@@ -1,4 +1,6 @@
-//! Shared memory between processes.
+//! Shared memory between processes: [`Value`] and [`Array`] over anonymous regions.
 
-#[allow(dead_code)] // used by the queue and sync modules
 pub(crate) mod region;
+mod value;
+
+pub use value::{Array, Pod, Value};

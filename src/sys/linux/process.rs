@@ -33,7 +33,11 @@ pub(crate) fn fork_as_sibling() -> io::Result<Forked> {
     let pid = unsafe { libc::syscall(libc::SYS_clone, flags, 0usize, 0usize, 0usize, 0usize) };
     match pid {
         -1 => Err(io::Error::last_os_error()),
-        0 => Ok(Forked::Child),
+        0 => {
+            // A raw clone runs no atfork handler: forget the parent's pid by hand.
+            forget_pid();
+            Ok(Forked::Child)
+        }
         pid => Ok(Forked::Parent(pid as libc::pid_t)),
     }
 }
@@ -98,10 +102,29 @@ pub(crate) fn waitid_pidfd(pidfd: BorrowedFd<'_>, block: bool) -> io::Result<Opt
     }
 }
 
+/// This process's pid, cached: glibc's `getpid` is a system call, and locks ask on every
+/// acquisition. 0 means "not known"; every fork resets it in the child.
+static PID: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(0);
+static PID_RESET_REGISTERED: std::sync::Once = std::sync::Once::new();
+
+extern "C" fn forget_pid() {
+    PID.store(0, std::sync::atomic::Ordering::Relaxed);
+}
+
 /// The caller's process id.
 pub(crate) fn getpid() -> libc::pid_t {
+    let cached = PID.load(std::sync::atomic::Ordering::Relaxed);
+    if cached != 0 {
+        return cached;
+    }
+    PID_RESET_REGISTERED.call_once(|| {
+        // SAFETY: registers a plain C function, run in the child of every libc fork.
+        unsafe { libc::pthread_atfork(None, None, Some(forget_pid)) };
+    });
     // SAFETY: getpid cannot fail.
-    unsafe { libc::getpid() }
+    let pid = unsafe { libc::getpid() };
+    PID.store(pid, std::sync::atomic::Ordering::Relaxed);
+    pid
 }
 
 /// The caller's parent's process id.
@@ -234,4 +257,17 @@ pub(crate) fn close_raw(fd: RawFd) {
     // SAFETY: closing an integer descriptor has no memory effects; the caller guarantees no live
     // object in this process will use the number again.
     unsafe { libc::close(fd) };
+}
+
+/// Whether a process with this pid exists (`kill(pid, 0)`; a process we may not signal exists).
+pub(crate) fn pid_alive(pid: libc::pid_t) -> bool {
+    // SAFETY: signal 0 only checks for existence and permission.
+    let r = unsafe { libc::kill(pid, 0) };
+    r == 0 || io::Error::last_os_error().raw_os_error() != Some(libc::ESRCH)
+}
+
+/// The calling thread's id.
+pub(crate) fn gettid() -> libc::pid_t {
+    // SAFETY: gettid cannot fail.
+    unsafe { libc::gettid() }
 }

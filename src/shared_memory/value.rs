@@ -1,0 +1,255 @@
+//! `Value<T>` and `Array<T>`: plain-old-data in shared memory with a lock beside it (Python's
+//! `multiprocessing.Value` and `Array`, whose `get_lock()` is that lock).
+//!
+//! Layout of the region: a 32-byte header (magic, element size, length, the lock's state), then
+//! the elements. `get`/`set`/`with_lock` hold the lock; if its holder died, they take the lock
+//! over, log a warning and go on (the data may be half-updated by the dead process).
+
+use crate::error::{Error, Result};
+use crate::sync::{Lock, LockGuard, LockState, Shared, SharedLayout};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use std::fmt;
+use std::marker::PhantomData;
+
+/// Plain-old-data: types whose every bit pattern written by this crate is valid and that hold
+/// no pointers, so they can live in memory shared between processes.
+///
+/// # Safety
+/// Implement only for `Copy` types without pointers, references or padding-dependent invariants,
+/// for which all-zero bytes is a valid value.
+pub unsafe trait Pod: Copy + Send + Sync + 'static {}
+
+macro_rules! pod {
+    ($($t:ty),*) => { $(
+        // SAFETY: a primitive without pointers; all-zero is a valid value.
+        unsafe impl Pod for $t {}
+    )* };
+}
+pod!(i8, i16, i32, i64, i128, isize, u8, u16, u32, u64, u128, usize, f32, f64, bool, char);
+// SAFETY: an array of Pod is Pod.
+unsafe impl<T: Pod, const N: usize> Pod for [T; N] {}
+
+#[repr(C)]
+pub(crate) struct Header {
+    magic: u32,
+    elem_size: u32,
+    len: u64,
+    lock: LockState,
+}
+
+// SAFETY: repr(C), integers and a LockState (itself SharedLayout-valid when zero), magic first.
+unsafe impl SharedLayout for Header {
+    const MAGIC: u32 = 0x5641_4c31; // "VAL1"
+}
+
+const HEADER: usize = std::mem::size_of::<Header>();
+const _: () = assert!(HEADER == 32);
+const LOCK_OFFSET: usize = std::mem::offset_of!(Header, lock);
+
+fn create<T: Pod>(len: usize) -> Result<(Shared<Header>, Lock)> {
+    const { assert!(std::mem::align_of::<T>() <= 32, "element alignment above 32 bytes") };
+    let shared: Shared<Header> = Shared::new(c"mp-value", len.max(1) * std::mem::size_of::<T>())?;
+    let lock_state = shared.project::<LockState>(LOCK_OFFSET);
+    // SAFETY: the magic word of the embedded lock is its first u32, inside the header.
+    unsafe { (shared.tail_ptr().sub(HEADER - LOCK_OFFSET) as *mut u32).write(LockState::MAGIC) };
+    let header = shared.get() as *const Header as *mut Header;
+    // SAFETY: fresh region, no other handle yet: plain writes race with nothing.
+    unsafe {
+        (*header).elem_size = std::mem::size_of::<T>() as u32;
+        (*header).len = len as u64;
+    }
+    Ok((shared, Lock::from_state(lock_state)))
+}
+
+fn attach<T: Pod, E: serde::de::Error>(
+    shared: Shared<Header>,
+) -> std::result::Result<(Shared<Header>, Lock), E> {
+    let h = shared.get();
+    let need = (h.len as usize).max(1).checked_mul(std::mem::size_of::<T>());
+    if h.elem_size as usize != std::mem::size_of::<T>() || need.is_none_or(|n| n > shared.tail_len()) {
+        return Err(E::custom("shared value has another element type or size than expected"));
+    }
+    let lock = Lock::from_state(shared.project::<LockState>(LOCK_OFFSET));
+    Ok((shared, lock))
+}
+
+fn locked<'a>(lock: &'a Lock) -> LockGuard<'a> {
+    lock.acquire().unwrap_or_else(|died| {
+        log::warn!("multiprocessing: {died}; the shared value may be inconsistent");
+        died.into_inner()
+    })
+}
+
+/// One `T` in shared memory, with a lock (Python's `multiprocessing.Value`).
+///
+/// ```
+/// use multiprocessing::{Process, Value};
+/// fn add(v: Value<i64>, n: i64) {
+///     v.with_lock(|x| *x += n);
+/// }
+/// let v = Value::new(1i64)?;
+/// Process::new(add, (v.clone(), 41)).start()?.join()?;
+/// assert_eq!(v.get(), 42);
+/// # Ok::<(), multiprocessing::Error>(())
+/// ```
+pub struct Value<T: Pod> {
+    shared: Shared<Header>,
+    lock: Lock,
+    _t: PhantomData<T>,
+}
+
+impl<T: Pod> Value<T> {
+    /// A shared value holding `init`.
+    pub fn new(init: T) -> Result<Value<T>> {
+        let (shared, lock) = create::<T>(1)?;
+        let v = Value { shared, lock, _t: PhantomData };
+        v.set(init);
+        Ok(v)
+    }
+
+    fn ptr(&self) -> *mut T {
+        self.shared.tail_ptr() as *mut T
+    }
+
+    /// The lock that guards the value (Python's `get_lock()`).
+    pub fn get_lock(&self) -> &Lock {
+        &self.lock
+    }
+
+    /// Reads the value under the lock (Python's `v.value`).
+    pub fn get(&self) -> T {
+        let _g = locked(&self.lock);
+        // SAFETY: the lock gives this process exclusive access; the pointer is in bounds and
+        // aligned (header is 32 bytes, element alignment <= 32).
+        unsafe { self.ptr().read_volatile() }
+    }
+
+    /// Writes the value under the lock (Python's `v.value = x`).
+    pub fn set(&self, value: T) {
+        let _g = locked(&self.lock);
+        // SAFETY: as in `get`.
+        unsafe { self.ptr().write_volatile(value) }
+    }
+
+    /// Runs `f` on the value with the lock held: a read-modify-write that other processes cannot
+    /// interleave with (`with v.get_lock(): v.value += 1`).
+    pub fn with_lock<R>(&self, f: impl FnOnce(&mut T) -> R) -> R {
+        let _g = locked(&self.lock);
+        // SAFETY: the lock gives exclusive access for the closure's duration; in bounds, aligned.
+        f(unsafe { &mut *self.ptr() })
+    }
+}
+
+/// A fixed-length array of `T` in shared memory, with a lock (Python's `multiprocessing.Array`).
+///
+/// ```
+/// let a = multiprocessing::Array::from_slice(&[1u32, 2, 3])?;
+/// a.set(0, 10)?;
+/// assert_eq!(a.to_vec(), vec![10, 2, 3]);
+/// a.with_lock(|xs| xs.reverse());
+/// assert_eq!(a.get(0), Some(3));
+/// # Ok::<(), multiprocessing::Error>(())
+/// ```
+pub struct Array<T: Pod> {
+    shared: Shared<Header>,
+    lock: Lock,
+    _t: PhantomData<T>,
+}
+
+impl<T: Pod> Array<T> {
+    /// An array holding a copy of `items`.
+    pub fn from_slice(items: &[T]) -> Result<Array<T>> {
+        let (shared, lock) = create::<T>(items.len())?;
+        let a = Array { shared, lock, _t: PhantomData };
+        a.with_lock(|xs| xs.copy_from_slice(items));
+        Ok(a)
+    }
+
+    /// An array of `len` copies of `value`.
+    pub fn new(len: usize, value: T) -> Result<Array<T>> {
+        Self::from_slice(&vec![value; len])
+    }
+
+    /// Number of elements.
+    pub fn len(&self) -> usize {
+        self.shared.get().len as usize
+    }
+
+    /// Whether the array has no elements.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The lock that guards the array (Python's `get_lock()`).
+    pub fn get_lock(&self) -> &Lock {
+        &self.lock
+    }
+
+    /// Runs `f` on the elements with the lock held.
+    pub fn with_lock<R>(&self, f: impl FnOnce(&mut [T]) -> R) -> R {
+        let _g = locked(&self.lock);
+        // SAFETY: the lock gives exclusive access; `len` elements fit after the header (checked
+        // at creation and on arrival) and are aligned.
+        f(unsafe { std::slice::from_raw_parts_mut(self.shared.tail_ptr() as *mut T, self.len()) })
+    }
+
+    /// Element `i`, read under the lock.
+    pub fn get(&self, i: usize) -> Option<T> {
+        self.with_lock(|xs| xs.get(i).copied())
+    }
+
+    /// Writes element `i` under the lock; an error if `i` is out of range (Python's
+    /// `IndexError`).
+    pub fn set(&self, i: usize, value: T) -> Result<()> {
+        self.with_lock(|xs| match xs.get_mut(i) {
+            Some(x) => {
+                *x = value;
+                Ok(())
+            }
+            None => Err(Error::invalid(format!("index {i} out of range for an array of {}", xs.len()))),
+        })
+    }
+
+    /// A copy of every element, read under the lock.
+    pub fn to_vec(&self) -> Vec<T> {
+        self.with_lock(|xs| xs.to_vec())
+    }
+}
+
+macro_rules! handle_impls {
+    ($ty:ident) => {
+        impl<T: Pod> Clone for $ty<T> {
+            fn clone(&self) -> Self {
+                $ty { shared: self.shared.clone(), lock: self.lock.clone(), _t: PhantomData }
+            }
+        }
+
+        impl<T: Pod> Serialize for $ty<T> {
+            fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+                self.shared.serialize(s)
+            }
+        }
+
+        impl<'de, T: Pod> Deserialize<'de> for $ty<T> {
+            fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+                let (shared, lock) = attach::<T, D::Error>(Shared::deserialize(d)?)?;
+                Ok($ty { shared, lock, _t: PhantomData })
+            }
+        }
+    };
+}
+
+handle_impls!(Value);
+handle_impls!(Array);
+
+impl<T: Pod + fmt::Debug> fmt::Debug for Value<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "<Synchronized wrapper for {:?}>", self.get())
+    }
+}
+
+impl<T: Pod + fmt::Debug> fmt::Debug for Array<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "<SynchronizedArray wrapper for {:?}>", self.to_vec())
+    }
+}

@@ -1,0 +1,19 @@
+//! Process-shared synchronisation: [`Lock`], [`RLock`], [`Semaphore`], [`BoundedSemaphore`],
+//! [`Event`].
+//!
+//! Three layers, as in `lock_api`: the public types (guards, timeouts, Python names) over raw
+//! state machines on atomics in shared memory (`raw.rs` and each module's state), over the one
+//! futex module in `sys`. Every primitive lives in a memfd-backed region, so it can be passed to
+//! a child as a process argument or sent through a pipe, and leaves nothing in `/dev/shm`.
+
+mod cell;
+mod event;
+mod lock;
+mod raw;
+mod semaphore;
+
+pub(crate) use cell::{Shared, SharedLayout};
+pub use event::Event;
+pub(crate) use lock::LockState;
+pub use lock::{Lock, LockGuard, LockResult, OwnerDied, RLock, RLockGuard};
+pub use semaphore::{BoundedSemaphore, BoundedSemaphoreGuard, Semaphore, SemaphoreGuard};

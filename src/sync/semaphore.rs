@@ -1,0 +1,177 @@
+//! `Semaphore` and `BoundedSemaphore`: a process-shared counter with blocking decrement.
+//!
+//! State: `value` (the futex word: the number of free permits), `max` (0 = unbounded), `sleepers`
+//! (processes possibly asleep on `value`, so a release without sleepers makes no system call).
+//! Acquire: CAS `value` from v > 0 to v - 1; at 0, sleep on the word until a release or the
+//! deadline. Release: increment (refused past `max` for the bounded form), wake one sleeper.
+//! A process that dies holding permits does not give them back — semaphores have no owner, in
+//! Python as here — so waiters with a timeout time out; without one they wait, as in Python.
+
+use super::cell::{Shared, SharedLayout};
+use crate::error::{Error, Result};
+use crate::sys::futex;
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+#[repr(C)]
+pub(crate) struct SemState {
+    magic: u32,
+    value: AtomicU32,
+    max: AtomicU32,
+    sleepers: AtomicU32,
+}
+
+// SAFETY: repr(C), atomics and a u32, magic first; all-zero is a valid (empty) state.
+unsafe impl SharedLayout for SemState {
+    const MAGIC: u32 = 0x5345_4d31; // "SEM1"
+}
+
+const _: () = assert!(std::mem::size_of::<SemState>() == 16);
+
+fn acquire(s: &SemState, deadline: Option<Instant>) -> bool {
+    loop {
+        let v = s.value.load(Ordering::Relaxed);
+        if v > 0 {
+            if s.value.compare_exchange(v, v - 1, Ordering::Acquire, Ordering::Relaxed).is_ok() {
+                return true;
+            }
+            continue;
+        }
+        if deadline.is_some_and(|d| Instant::now() >= d) {
+            return false;
+        }
+        s.sleepers.fetch_add(1, Ordering::SeqCst);
+        let _ = futex::wait(&s.value, 0, deadline);
+        s.sleepers.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+fn release(s: &SemState, bounded: bool) -> Result<()> {
+    let mut v = s.value.load(Ordering::Relaxed);
+    loop {
+        if bounded && v >= s.max.load(Ordering::Relaxed) {
+            return Err(Error::invalid("semaphore or lock released too many times"));
+        }
+        match s.value.compare_exchange(v, v + 1, Ordering::Release, Ordering::Relaxed) {
+            Ok(_) => break,
+            Err(now) => v = now,
+        }
+    }
+    if s.sleepers.load(Ordering::SeqCst) > 0 {
+        futex::wake(&s.value, 1);
+    }
+    Ok(())
+}
+
+macro_rules! semaphore {
+    ($(#[$doc:meta])* $name:ident, $guard:ident, $bounded:expr, $tag:literal) => {
+        $(#[$doc])*
+        #[derive(Clone, Serialize, Deserialize)]
+        pub struct $name {
+            state: Shared<SemState>,
+        }
+
+        #[doc = concat!("One permit of a [`", stringify!($name), "`]; given back when dropped.")]
+        #[must_use = "the permit is released when the guard is dropped"]
+        pub struct $guard<'a> {
+            sem: &'a $name,
+        }
+
+        impl $name {
+            #[doc = concat!("A ", $tag, " with `value` permits.")]
+            pub fn new(value: u32) -> Result<Self> {
+                let state: Shared<SemState> = Shared::new(c"mp-semaphore", 0)?;
+                state.get().value.store(value, Ordering::Relaxed);
+                state.get().max.store(if $bounded { value } else { 0 }, Ordering::Relaxed);
+                Ok($name { state })
+            }
+
+            /// Blocks until a permit is free and takes it (Python's `acquire()`).
+            pub fn acquire(&self) -> $guard<'_> {
+                acquire(self.state.get(), None);
+                $guard { sem: self }
+            }
+
+            /// Takes a permit if one is free (Python's `acquire(block=False)`).
+            pub fn try_acquire(&self) -> Option<$guard<'_>> {
+                acquire(self.state.get(), Some(Instant::now())).then_some($guard { sem: self })
+            }
+
+            /// Waits at most `timeout` for a permit (Python's `acquire(timeout=...)`).
+            pub fn acquire_timeout(&self, timeout: Duration) -> Option<$guard<'_>> {
+                acquire(self.state.get(), Some(Instant::now() + timeout)).then_some($guard { sem: self })
+            }
+
+            /// Gives a permit back without a guard (Python's `release()`).
+            pub fn release(&self) -> Result<()> {
+                release(self.state.get(), $bounded)
+            }
+
+            /// Free permits now (Python's `get_value()`).
+            pub fn get_value(&self) -> u32 {
+                self.state.get().value.load(Ordering::Relaxed)
+            }
+        }
+
+        impl $guard<'_> {
+            /// Keeps the permit after the guard is gone; give it back with `release`.
+            pub fn forget(self) {
+                std::mem::forget(self);
+            }
+        }
+
+        impl Drop for $guard<'_> {
+            fn drop(&mut self) {
+                let _ = release(self.sem.state.get(), false);
+            }
+        }
+
+        impl fmt::Debug for $guard<'_> {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.debug_struct(stringify!($guard)).field("semaphore", self.sem).finish()
+            }
+        }
+
+        impl fmt::Debug for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                write!(f, "<{}(value={})>", stringify!($name), self.get_value())
+            }
+        }
+    };
+}
+
+semaphore!(
+    /// A process-shared counting semaphore (Python's `multiprocessing.Semaphore`).
+    ///
+    /// ```
+    /// let sem = multiprocessing::Semaphore::new(2)?;
+    /// let a = sem.acquire();
+    /// let b = sem.acquire();
+    /// assert!(sem.try_acquire().is_none());
+    /// drop(a);
+    /// assert!(sem.try_acquire().is_some());
+    /// # drop(b);
+    /// # Ok::<(), multiprocessing::Error>(())
+    /// ```
+    Semaphore,
+    SemaphoreGuard,
+    false,
+    "semaphore"
+);
+
+semaphore!(
+    /// A semaphore that refuses to be released above its initial value (Python's
+    /// `multiprocessing.BoundedSemaphore`).
+    ///
+    /// ```
+    /// let sem = multiprocessing::BoundedSemaphore::new(1)?;
+    /// assert!(sem.release().is_err());
+    /// # Ok::<(), multiprocessing::Error>(())
+    /// ```
+    BoundedSemaphore,
+    BoundedSemaphoreGuard,
+    true,
+    "bounded semaphore"
+);

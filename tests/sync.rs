@@ -1,0 +1,254 @@
+//! Process-shared locks, semaphores, events and values, across real processes under every start
+//! method. Test names mention the CPython test (`_test_multiprocessing.py`) they port.
+
+use multiprocessing::{
+    get_context, Array, BoundedSemaphore, Connection, Event, Lock, Pipe, Process, RLock, Semaphore,
+    StartMethod, Value,
+};
+use std::time::{Duration, Instant};
+
+const METHODS: [StartMethod; 3] = [StartMethod::Fork, StartMethod::Spawn, StartMethod::Forkserver];
+
+fn hold_then_report(lock: Lock, conn: Connection) {
+    let guard = lock.acquire().unwrap();
+    conn.send(&"held").unwrap();
+    std::thread::sleep(Duration::from_secs(60));
+    drop(guard);
+}
+
+#[test]
+fn a_killed_holder_gives_the_waiter_owner_died_quickly() {
+    for m in METHODS {
+        let lock = Lock::new().unwrap();
+        let (parent, child) = Pipe::new(true).unwrap();
+        let p = Process::new(hold_then_report, (lock.clone(), child)).start_method(m).start().unwrap();
+        assert_eq!(parent.recv::<String>().unwrap(), "held");
+        assert!(lock.try_acquire().unwrap().is_none(), "{m}: held by the child");
+        p.kill().unwrap();
+        p.join().unwrap();
+        let t = Instant::now();
+        let died = lock.acquire_timeout(Duration::from_secs(5)).expect_err("owner died");
+        assert!(t.elapsed() < Duration::from_millis(100 + 150), "{m}: took {:?}", t.elapsed());
+        assert_eq!(died.pid(), p.pid().unwrap());
+        let guard = died.into_inner().expect("the lock is ours");
+        drop(guard);
+        assert!(lock.try_acquire().unwrap().is_some(), "{m}: usable again");
+    }
+}
+
+fn count_under_lock(v: Value<i64>, n: u32) {
+    for _ in 0..n {
+        v.with_lock(|x| *x += 1);
+    }
+}
+
+#[test]
+fn value_increments_from_four_processes_sum_right() {
+    // test_value (synchronized), as the value_increment workload
+    for m in METHODS {
+        let v = Value::new(0i64).unwrap();
+        let ps: Vec<Process> = (0..4)
+            .map(|_| Process::new(count_under_lock, (v.clone(), 5000)).start_method(m).start().unwrap())
+            .collect();
+        for p in ps {
+            assert!(p.join().unwrap().success());
+        }
+        assert_eq!(v.get(), 20_000, "{m}");
+    }
+}
+
+fn enter_semaphore(sem: Semaphore, inside: Value<i32>, max_seen: Value<i32>, rounds: u32) {
+    for _ in 0..rounds {
+        let _permit = sem.acquire();
+        let now = inside.with_lock(|x| {
+            *x += 1;
+            *x
+        });
+        max_seen.with_lock(|m| *m = (*m).max(now));
+        std::thread::yield_now();
+        inside.with_lock(|x| *x -= 1);
+    }
+}
+
+#[test]
+fn a_semaphore_of_two_never_lets_three_in() {
+    // test_semaphore
+    for m in METHODS {
+        let sem = Semaphore::new(2).unwrap();
+        let inside = Value::new(0i32).unwrap();
+        let max_seen = Value::new(0i32).unwrap();
+        let ps: Vec<Process> = (0..4)
+            .map(|_| {
+                Process::new(enter_semaphore, (sem.clone(), inside.clone(), max_seen.clone(), 300))
+                    .start_method(m)
+                    .start()
+                    .unwrap()
+            })
+            .collect();
+        for p in ps {
+            assert!(p.join().unwrap().success());
+        }
+        assert!(max_seen.get() <= 2, "{m}: {} inside at once", max_seen.get());
+        assert!(max_seen.get() >= 1);
+        assert_eq!(sem.get_value(), 2);
+    }
+}
+
+#[test]
+fn semaphore_timeouts_and_bounds() {
+    // test_timeout, test_bounded_semaphore
+    let sem = Semaphore::new(0).unwrap();
+    let t = Instant::now();
+    assert!(sem.acquire_timeout(Duration::from_millis(100)).is_none());
+    assert!(t.elapsed() >= Duration::from_millis(100));
+    assert!(t.elapsed() < Duration::from_secs(2));
+    sem.release().unwrap();
+    assert!(sem.try_acquire().is_some());
+    let b = BoundedSemaphore::new(2).unwrap();
+    assert!(b.release().is_err(), "over-release of a bounded semaphore");
+    let g = b.acquire();
+    g.forget();
+    b.release().unwrap();
+    assert!(b.release().is_err());
+}
+
+fn wait_then_report(ev: Event, conn: Connection) {
+    conn.send(&"waiting").unwrap();
+    let set = ev.wait_timeout(Duration::from_secs(30));
+    conn.send(&set).unwrap();
+}
+
+#[test]
+fn an_event_wakes_waiters_in_other_processes() {
+    // test_event
+    for m in METHODS {
+        let ev = Event::new().unwrap();
+        let mut conns = Vec::new();
+        let mut ps = Vec::new();
+        for _ in 0..3 {
+            let (parent, child) = Pipe::new(true).unwrap();
+            ps.push(Process::new(wait_then_report, (ev.clone(), child)).start_method(m).start().unwrap());
+            assert_eq!(parent.recv::<String>().unwrap(), "waiting");
+            conns.push(parent);
+        }
+        let t = Instant::now();
+        ev.set();
+        for c in &conns {
+            assert!(c.recv::<bool>().unwrap(), "{m}");
+        }
+        assert!(t.elapsed() < Duration::from_secs(5));
+        for p in ps {
+            p.join().unwrap();
+        }
+        ev.clear();
+        assert!(!ev.is_set());
+        let t = Instant::now();
+        assert!(!ev.wait_timeout(Duration::from_millis(100)));
+        assert!(t.elapsed() >= Duration::from_millis(100));
+    }
+}
+
+fn try_release_foreign(lock: RLock) -> String {
+    match lock.release() {
+        Ok(()) => "released".into(),
+        Err(e) => e.to_string(),
+    }
+}
+
+#[test]
+fn rlock_recursion_and_foreign_release() {
+    // test_rlock
+    let lock = RLock::new().unwrap();
+    let a = lock.acquire().unwrap();
+    let b = lock.acquire().unwrap();
+    assert_eq!(lock.count(), 2);
+    for m in METHODS {
+        let msg = get_context(Some(m)).spawn(try_release_foreign, (lock.clone(),)).unwrap().join().unwrap();
+        assert!(msg.contains("un-acquired"), "{m}: {msg}");
+    }
+    let other_thread = std::thread::scope(|s| s.spawn(|| lock.release().is_err()).join().unwrap());
+    assert!(other_thread, "another thread of the holder's process may not release it");
+    drop(b);
+    drop(a);
+    assert_eq!(lock.count(), 0);
+    assert!(lock.release().is_err());
+}
+
+#[test]
+fn lock_release_rules_and_timeouts() {
+    // test_lock
+    let lock = Lock::new().unwrap();
+    assert!(lock.release().is_err(), "releasing an unlocked lock");
+    let g = lock.acquire().unwrap();
+    assert!(lock.is_locked());
+    let t = Instant::now();
+    assert!(lock.acquire_timeout(Duration::from_millis(100)).unwrap().is_none());
+    assert!(t.elapsed() >= Duration::from_millis(100));
+    g.forget();
+    lock.release().unwrap();
+    assert!(!lock.is_locked());
+}
+
+fn fill(a: Array<u32>) {
+    a.with_lock(|xs| {
+        for (i, x) in xs.iter_mut().enumerate() {
+            *x = i as u32 * 10;
+        }
+    });
+}
+
+#[test]
+fn arrays_are_shared_with_children() {
+    // test_array
+    for m in METHODS {
+        let a = Array::new(5, 0u32).unwrap();
+        Process::new(fill, (a.clone(),)).start_method(m).start().unwrap().join().unwrap();
+        assert_eq!(a.to_vec(), vec![0, 10, 20, 30, 40], "{m}");
+        assert!(a.set(5, 1).is_err());
+        assert_eq!(a.get(9), None);
+    }
+}
+
+fn send_lock_back(conn: Connection) {
+    let lock: Lock = conn.recv().unwrap();
+    let _g = lock.acquire().unwrap();
+    conn.send(&"locked").unwrap();
+    let _: String = conn.recv().unwrap();
+}
+
+#[test]
+fn a_lock_travels_through_a_pipe() {
+    for m in METHODS {
+        let (parent, child) = Pipe::new(true).unwrap();
+        let p = Process::new(send_lock_back, (child,)).start_method(m).start().unwrap();
+        let lock = Lock::new().unwrap();
+        parent.send(&lock).unwrap();
+        assert_eq!(parent.recv::<String>().unwrap(), "locked");
+        assert!(lock.try_acquire().unwrap().is_none(), "{m}: the child holds the same lock");
+        parent.send(&"done").unwrap();
+        p.join().unwrap();
+        assert!(lock.acquire_timeout(Duration::from_secs(5)).unwrap().is_some());
+    }
+}
+
+#[test]
+#[ignore = "benchmark: cargo test --release --test sync -- --ignored --nocapture"]
+fn bench_lock_and_value() {
+    let lock = Lock::new().unwrap();
+    let n = 5_000_000;
+    let t = Instant::now();
+    for _ in 0..n {
+        drop(lock.acquire().unwrap());
+    }
+    println!("lock_uncontended\t{:.0}\tops/s", n as f64 / t.elapsed().as_secs_f64());
+    let v = Value::new(0i64).unwrap();
+    let k = 50_000;
+    let t = Instant::now();
+    let ps: Vec<Process> =
+        (0..2).map(|_| Process::new(count_under_lock, (v.clone(), k)).start().unwrap()).collect();
+    for p in ps {
+        p.join().unwrap();
+    }
+    assert_eq!(v.get(), 2 * k as i64);
+    println!("value_increment\t{:.0}\tincrements/s", 2.0 * k as f64 / t.elapsed().as_secs_f64());
+}
