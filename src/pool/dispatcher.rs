@@ -372,7 +372,7 @@ impl Dispatcher {
                 continue;
             }
             let fits = w.outstanding.is_empty() || w.load_ns.saturating_add(est) <= QUEUE_BUDGET_NS;
-            if fits && best.map_or(true, |(_, load)| w.load_ns < load) {
+            if fits && best.is_none_or(|(_, load)| w.load_ns < load) {
                 best = Some((i, w.load_ns));
             }
         }

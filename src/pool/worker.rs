@@ -163,7 +163,7 @@ pub(crate) fn worker_main(sock: WorkerSocket, region: Region, index: u32, config
         let estimate = quick.get(&entry_at).copied();
         if !out.is_empty() {
             let old = sys::monotonic_ns().saturating_sub(held_since) > MAX_HOLD_NS;
-            if (old || estimate.map_or(true, |e| e > QUICK_TASK_NS)) && !flush(fd, &mut out) {
+            if (old || estimate.is_none_or(|e| e > QUICK_TASK_NS)) && !flush(fd, &mut out) {
                 return;
             }
         }

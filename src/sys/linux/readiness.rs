@@ -41,7 +41,7 @@ pub(crate) fn poll_watches(watches: &mut [Watch<'_>], deadline: Option<Instant>)
         match syscall!(poll(pfds.as_mut_ptr(), pfds.len() as libc::nfds_t, ms)) {
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(e) => return Err(e),
-            Ok(0) if deadline.map_or(true, |d| Instant::now() < d) => continue,
+            Ok(0) if deadline.is_none_or(|d| Instant::now() < d) => continue,
             Ok(n) => {
                 for (w, p) in watches.iter_mut().zip(&pfds) {
                     let trouble = p.revents & (libc::POLLERR | libc::POLLHUP | libc::POLLNVAL) != 0;
