@@ -59,6 +59,6 @@ pub use process::{
 };
 pub use shared_memory::{Array, Pod, Value};
 pub use sync::{
-    BoundedSemaphore, BoundedSemaphoreGuard, Event, Lock, LockGuard, LockResult, OwnerDied, RLock,
-    RLockGuard, Semaphore, SemaphoreGuard,
+    Barrier, BoundedSemaphore, BoundedSemaphoreGuard, BrokenBarrier, Condition, Event, Lock, LockGuard,
+    LockResult, OwnerDied, RLock, RLockGuard, Semaphore, SemaphoreGuard,
 };

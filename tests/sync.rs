@@ -252,3 +252,80 @@ fn bench_lock_and_value() {
     assert_eq!(v.get(), 2 * k as i64);
     println!("value_increment\t{:.0}\tincrements/s", 2.0 * k as f64 / t.elapsed().as_secs_f64());
 }
+
+fn arrive(b: multiprocessing::Barrier, conn: Connection) {
+    conn.send(&b.wait_timeout(Duration::from_secs(30)).ok()).unwrap();
+}
+
+#[test]
+fn a_barrier_of_three_releases_all_three() {
+    // test_barrier
+    for m in METHODS {
+        let b = multiprocessing::Barrier::new(3).unwrap();
+        let mut conns = Vec::new();
+        let mut ps = Vec::new();
+        for _ in 0..2 {
+            let (parent, child) = Pipe::new(true).unwrap();
+            ps.push(Process::new(arrive, (b.clone(), child)).start_method(m).start().unwrap());
+            conns.push(parent);
+        }
+        let mine = b.wait_timeout(Duration::from_secs(30)).unwrap();
+        let mut indices: Vec<u32> = conns.iter().map(|c| c.recv::<Option<u32>>().unwrap().unwrap()).collect();
+        indices.push(mine);
+        indices.sort();
+        assert_eq!(indices, vec![0, 1, 2], "{m}");
+        for p in ps {
+            p.join().unwrap();
+        }
+        assert_eq!(b.n_waiting(), 0);
+    }
+}
+
+#[test]
+fn a_barrier_timeout_breaks_it_until_reset() {
+    // test_timeout, test_reset, test_abort
+    let b = multiprocessing::Barrier::new(2).unwrap();
+    let t = Instant::now();
+    assert_eq!(b.wait_timeout(Duration::from_millis(100)), Err(multiprocessing::BrokenBarrier));
+    assert!(t.elapsed() >= Duration::from_millis(100));
+    assert!(b.broken());
+    assert!(b.wait().is_err());
+    b.reset();
+    assert!(!b.broken());
+    b.abort();
+    assert!(b.wait().is_err());
+    assert!(multiprocessing::Barrier::new(0).is_err());
+}
+
+fn wait_for_flag(cond: multiprocessing::Condition, flag: Value<u32>, conn: Connection) {
+    let g = cond.acquire().unwrap();
+    conn.send(&"waiting").unwrap();
+    let (_g, ok) = cond.wait_for(g, || flag.get() == 1, Some(Duration::from_secs(30)));
+    conn.send(&ok).unwrap();
+}
+
+#[test]
+fn a_condition_notifies_across_processes() {
+    // test_notify, test_waitfor
+    for m in METHODS {
+        let cond = multiprocessing::Condition::new().unwrap();
+        let flag = Value::new(0u32).unwrap();
+        let (parent, child) = Pipe::new(true).unwrap();
+        let p =
+            Process::new(wait_for_flag, (cond.clone(), flag.clone(), child)).start_method(m).start().unwrap();
+        assert_eq!(parent.recv::<String>().unwrap(), "waiting");
+        {
+            let _g = cond.acquire().unwrap();
+            flag.set(1);
+            cond.notify_all().unwrap();
+        }
+        assert!(parent.recv::<bool>().unwrap(), "{m}");
+        p.join().unwrap();
+        assert!(cond.notify(1).is_err(), "notify without the lock");
+        let g = cond.acquire().unwrap();
+        let t = Instant::now();
+        let (_g, notified) = cond.wait_timeout(g, Duration::from_millis(100));
+        assert!(!notified);
+        assert!(t.elapsed() >= Duration::from_millis(100));
+    }
+}

@@ -138,6 +138,11 @@ impl Lock {
         Ok(())
     }
 
+    /// Whether this process holds the lock.
+    pub(crate) fn held_by_me(&self) -> bool {
+        raw::holder(&self.state.get().word) == Some(sys::getpid())
+    }
+
     /// Whether some process holds the lock now.
     pub fn is_locked(&self) -> bool {
         raw::holder(&self.state.get().word).is_some()

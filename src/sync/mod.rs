@@ -1,18 +1,22 @@
 //! Process-shared synchronisation: [`Lock`], [`RLock`], [`Semaphore`], [`BoundedSemaphore`],
-//! [`Event`].
+//! [`Condition`], [`Event`], [`Barrier`].
 //!
 //! Three layers, as in `lock_api`: the public types (guards, timeouts, Python names) over raw
 //! state machines on atomics in shared memory (`raw.rs` and each module's state), over the one
 //! futex module in `sys`. Every primitive lives in a memfd-backed region, so it can be passed to
 //! a child as a process argument or sent through a pipe, and leaves nothing in `/dev/shm`.
 
+mod barrier;
 mod cell;
+mod condition;
 mod event;
 mod lock;
 mod raw;
 mod semaphore;
 
+pub use barrier::{Barrier, BrokenBarrier};
 pub(crate) use cell::{Shared, SharedLayout};
+pub use condition::Condition;
 pub use event::Event;
 pub(crate) use lock::LockState;
 pub use lock::{Lock, LockGuard, LockResult, OwnerDied, RLock, RLockGuard};
