@@ -38,6 +38,7 @@ pub mod connection;
 mod logging;
 mod pool;
 mod process;
+mod queue;
 mod shared_memory;
 mod wire;
 
@@ -56,3 +57,4 @@ pub use process::{
     parent_process, set_start_method, spawn, Context, CurrentProcess, ExitStatus, JoinHandle, ParentProcess,
     Process, ProcessOutput, StartMethod, Target,
 };
+pub use queue::{GetError, JoinableQueue, PutError, Queue, SimpleQueue, TaskDoneError, DEFAULT_RING_BYTES};

@@ -2,12 +2,14 @@
 
 #[allow(dead_code)] // used by the queue and sync modules
 pub(crate) mod futex;
+pub(crate) mod liveness;
 pub(crate) mod memory;
 pub(crate) mod process;
 pub(crate) mod readiness;
 pub(crate) mod socket;
 pub(crate) mod time;
 
+pub(crate) use liveness::*;
 pub(crate) use memory::*;
 pub(crate) use process::*;
 pub(crate) use readiness::*;
