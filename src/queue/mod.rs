@@ -42,6 +42,8 @@ struct Backlog {
 
 struct Shared {
     ring: Ring,
+    /// This process's pid, the lock-holder mark (handles are made anew in each child).
+    pid: u32,
     joinable: bool,
     closed: AtomicBool,
     cancel_join: AtomicBool,
@@ -72,7 +74,7 @@ fn me() -> u32 {
 }
 
 fn feed(shared: Arc<Shared>) {
-    let me = me();
+    let me = shared.pid;
     loop {
         let item = {
             let mut b = shared.backlog.lock().unwrap_or_else(|e| e.into_inner());
@@ -155,6 +157,7 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     fn from_ring(ring: Ring, joinable: bool) -> Queue<T> {
         let shared = Arc::new(Shared {
             ring,
+            pid: me(),
             joinable,
             closed: AtomicBool::new(false),
             cancel_join: AtomicBool::new(false),
@@ -208,7 +211,7 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
         if s.joinable {
             s.ring.task_added();
         }
-        let me = me();
+        let me = s.pid;
         let mut b = s.backlog.lock().unwrap_or_else(|e| e.into_inner());
         if b.pending == 0 {
             if s.ring.try_write(&buf, me) {
@@ -265,7 +268,7 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
         if s.closed.load(SeqCst) {
             return Err(GetError::Closed);
         }
-        let bytes = s.ring.read(me(), deadline, block).ok_or(GetError::Empty)?;
+        let bytes = s.ring.read(s.pid, deadline, block).ok_or(GetError::Empty)?;
         wire::decode(&bytes, Vec::new()).map_err(|e| GetError::Decode(e.to_string()))
     }
 

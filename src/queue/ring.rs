@@ -29,7 +29,7 @@ const LAST: u32 = 2;
 const WAITERS: u32 = 1 << 31;
 /// How long a waiter sleeps before checking that the process it waits on is alive.
 const SLICE: Duration = Duration::from_millis(15);
-const SPIN: u32 = 200;
+const SPIN: u32 = 1000;
 
 /// The header at the start of the region.
 #[repr(C)]
@@ -154,7 +154,7 @@ impl Ring {
         }
     }
 
-    fn read_at(&self, pos: u64, out: &mut [u8]) {
+    fn read_at(&self, pos: u64, out: &mut [std::mem::MaybeUninit<u8>]) {
         let cap = self.capacity();
         let off = (pos % cap as u64) as usize;
         let first = out.len().min(cap - off);
@@ -162,8 +162,9 @@ impl Ring {
         // (between head and tail) that no writer touches until head moves past them.
         unsafe {
             let ring = self.region.as_ptr().add(RING_OFFSET);
-            std::ptr::copy_nonoverlapping(ring.add(off), out.as_mut_ptr(), first);
-            std::ptr::copy_nonoverlapping(ring, out.as_mut_ptr().add(first), out.len() - first);
+            let dst = out.as_mut_ptr() as *mut u8;
+            std::ptr::copy_nonoverlapping(ring.add(off), dst, first);
+            std::ptr::copy_nonoverlapping(ring, dst.add(first), out.len() - first);
         }
     }
 
@@ -416,8 +417,10 @@ impl Ring {
                 }
                 continue;
             }
-            let mut rec = [0u8; REC];
+            let mut rec = [std::mem::MaybeUninit::new(0u8); REC];
             self.read_at(head, &mut rec);
+            // SAFETY: every byte was initialised above.
+            let rec: [u8; REC] = unsafe { std::mem::transmute(rec) };
             let len = u32::from_le_bytes(rec[0..4].try_into().unwrap()) as usize;
             let flags = u32::from_le_bytes(rec[4..8].try_into().unwrap());
             let pid = u32::from_le_bytes(rec[8..12].try_into().unwrap());
@@ -434,8 +437,10 @@ impl Ring {
             match partial.as_mut() {
                 Some((buf, _)) => {
                     let at = buf.len();
-                    buf.resize(at + len, 0);
-                    self.read_at(head + REC as u64, &mut buf[at..]);
+                    buf.reserve(len);
+                    self.read_at(head + REC as u64, &mut buf.spare_capacity_mut()[..len]);
+                    // SAFETY: `read_at` just initialised the `len` bytes after `at`.
+                    unsafe { buf.set_len(at + len) };
                     done = flags & LAST != 0;
                 }
                 None => {
