@@ -57,4 +57,6 @@ pub use process::{
     parent_process, set_start_method, spawn, Context, CurrentProcess, ExitStatus, JoinHandle, ParentProcess,
     Process, ProcessOutput, StartMethod, Target,
 };
-pub use queue::{GetError, JoinableQueue, PutError, Queue, SimpleQueue, TaskDoneError, DEFAULT_RING_BYTES};
+pub use queue::{
+    Bytes, GetError, JoinableQueue, PutError, Queue, SimpleQueue, TaskDoneError, DEFAULT_RING_BYTES,
+};

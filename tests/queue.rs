@@ -3,9 +3,8 @@
 //! what Python lacks.
 
 use multiprocessing::{
-    Connection, GetError, JoinableQueue, Pipe, Process, PutError, Queue, SimpleQueue, StartMethod,
+    Bytes, Connection, GetError, JoinableQueue, Pipe, Process, PutError, Queue, SimpleQueue, StartMethod,
 };
-use std::collections::HashSet;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -289,6 +288,9 @@ fn item_bigger_than_ring() {
         // In one process too: the feeder thread writes it while this thread reads.
         q.put(vec![5; 100_000]).unwrap();
         assert_eq!(q.get().unwrap(), vec![5; 100_000]);
+        let qb = Queue::with_ring(0, 4096).unwrap();
+        qb.put(Bytes(vec![6; 50_000])).unwrap();
+        assert_eq!(qb.get().unwrap(), Bytes(vec![6; 50_000]));
     }
 }
 
@@ -312,8 +314,8 @@ fn bench_small(q: Queue<u64>, n: u64) {
     }
 }
 
-fn bench_big(q: Queue<Vec<u8>>, n: usize) {
-    let blob = vec![b'x'; 1 << 20];
+fn bench_big(q: Queue<Bytes>, n: usize) {
+    let blob = Bytes(vec![b'x'; 1 << 20]);
     for _ in 0..n {
         q.put(blob.clone()).unwrap();
     }
@@ -342,5 +344,4 @@ fn bench_queue() {
     }
     p.join().unwrap();
     println!("queue_1mb\t{:.1}\tMiB/s", big as f64 / t.elapsed().as_secs_f64());
-    let _ = HashSet::<u8>::new();
 }

@@ -11,9 +11,11 @@
 //! such a `put` fails with [`PutError::Encode`]. Send them through a [`Pipe`](crate::Pipe) or as
 //! process arguments instead.
 
+mod bytes;
 mod error;
 mod ring;
 
+pub use bytes::Bytes;
 pub use error::{GetError, PutError, TaskDoneError};
 
 use crate::error::{Error, Result};
