@@ -11,6 +11,12 @@ mod process_arguments;
 #[path = "cpu_count.rs"]
 mod cpu_count;
 
+#[path = "queue_fifo.rs"]
+mod queue_fifo;
+
+#[path = "tasks_queue.rs"]
+mod tasks_queue;
+
 #[path = "lock.rs"]
 mod lock;
 
@@ -31,8 +37,12 @@ fn main() -> multiprocessing::Result<()> {
     process_arguments::main()?;
     heading(3, "CPU count");
     cpu_count::main();
+    heading(4, "Queue, FIFO");
+    queue_fifo::main()?;
     heading(5, "Lock");
     lock::main()?;
+    heading(6, "Tasks and completed-tasks queues with several workers");
+    tasks_queue::main()?;
     heading(7, "Pool.map over work items that sleep");
     pool_map::main()?;
     heading(8, "Pool as a context manager");

@@ -57,6 +57,12 @@ pub enum Error {
     /// or the pool was terminated first.
     #[error(transparent)]
     Task(#[from] crate::pool::TaskError),
+    /// A queue had no item to give (Python's `queue.Empty`), also when a `get` timed out.
+    #[error("the queue is empty")]
+    Empty,
+    /// A bounded queue had no room (Python's `queue.Full`); the item was handed back and dropped.
+    #[error("the queue is full")]
+    Full,
 }
 
 impl Error {

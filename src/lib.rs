@@ -38,6 +38,7 @@ pub mod connection;
 mod logging;
 mod pool;
 mod process;
+mod queue;
 mod shared_memory;
 mod sync;
 mod wire;
@@ -56,6 +57,9 @@ pub use process::{
     active_children, cpu_count, current_process, get_all_start_methods, get_context, get_start_method,
     parent_process, set_start_method, spawn, Context, CurrentProcess, ExitStatus, JoinHandle, ParentProcess,
     Process, ProcessOutput, StartMethod, Target,
+};
+pub use queue::{
+    Bytes, GetError, JoinableQueue, PutError, Queue, SimpleQueue, TaskDoneError, DEFAULT_RING_BYTES,
 };
 pub use shared_memory::{Array, Pod, Value};
 pub use sync::{

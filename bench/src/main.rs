@@ -83,6 +83,22 @@ fn workloads() -> Vec<Workload> {
             peer: Some(("procspawn", peers::procspawn_spawn_join)),
         },
         Workload {
+            name: "queue_small",
+            unit: "items/s",
+            better: Higher,
+            ours: workloads::queue_small,
+            n: 200_000,
+            peer: None,
+        },
+        Workload {
+            name: "queue_1mb",
+            unit: "MiB/s",
+            better: Higher,
+            ours: workloads::queue_1mb,
+            n: 1000,
+            peer: None,
+        },
+        Workload {
             name: "pipe_roundtrip",
             unit: "roundtrips/s",
             better: Higher,

@@ -92,3 +92,40 @@ pub fn value_increment(n: usize) -> f64 {
     assert_eq!(v.get(), 2 * n as i64);
     rate
 }
+
+fn produce_small(q: multiprocessing::Queue<u64>, n: usize) {
+    for i in 0..n as u64 {
+        q.put(i).unwrap();
+    }
+}
+
+/// One producer process puts n 8-byte integers; the parent gets them, items per second.
+pub fn queue_small(n: usize) -> f64 {
+    let q = multiprocessing::Queue::new().unwrap();
+    let t = Instant::now();
+    let p = Process::new(produce_small, (q.clone(), n)).start().unwrap();
+    for i in 0..n as u64 {
+        assert_eq!(q.get().unwrap(), i);
+    }
+    p.join().unwrap();
+    n as f64 / t.elapsed().as_secs_f64()
+}
+
+fn produce_big(q: multiprocessing::Queue<multiprocessing::Bytes>, n: usize) {
+    let blob = multiprocessing::Bytes(vec![b'x'; 1 << 20]);
+    for _ in 0..n {
+        q.put(blob.clone()).unwrap();
+    }
+}
+
+/// One producer process puts n 1 MiB byte strings; the parent gets them, MiB per second.
+pub fn queue_1mb(n: usize) -> f64 {
+    let q = multiprocessing::Queue::new().unwrap();
+    let t = Instant::now();
+    let p = Process::new(produce_big, (q.clone(), n)).start().unwrap();
+    for _ in 0..n {
+        assert_eq!(q.get().unwrap().0.len(), 1 << 20);
+    }
+    p.join().unwrap();
+    n as f64 / t.elapsed().as_secs_f64()
+}

@@ -260,7 +260,11 @@ pub(crate) fn close_raw(fd: RawFd) {
 }
 
 /// Whether a process with this pid exists (`kill(pid, 0)`; a process we may not signal exists).
+/// Zero and negative numbers name no process here (for `kill` they mean process groups).
 pub(crate) fn pid_alive(pid: libc::pid_t) -> bool {
+    if pid <= 0 {
+        return false;
+    }
     // SAFETY: signal 0 only checks for existence and permission.
     let r = unsafe { libc::kill(pid, 0) };
     r == 0 || io::Error::last_os_error().raw_os_error() != Some(libc::ESRCH)

@@ -1,0 +1,490 @@
+//! `Queue`, `SimpleQueue` and `JoinableQueue`: FIFO queues shared by any number of producer and
+//! consumer processes, in shared memory (Python's `multiprocessing.Queue` and friends).
+//!
+//! Items are encoded with serde into a byte ring in a memfd region (see `ring.rs`). A `put` on
+//! a queue with no `maxsize` never blocks: when the ring is full (or an item is larger than the
+//! ring) the encoded item goes to this process's backlog, which a feeder thread writes out in
+//! order, as CPython's feeder thread does. An item larger than the ring is written in chunks
+//! while the producer holds the producer lock; the consumer assembles it.
+//!
+//! Handles inside items (connections, queues, shared memory) cannot be put on a queue yet:
+//! such a `put` fails with [`PutError::Encode`]. Send them through a [`Pipe`](crate::Pipe) or as
+//! process arguments instead.
+
+mod bytes;
+mod error;
+mod ring;
+
+pub use bytes::Bytes;
+pub use error::{GetError, PutError, TaskDoneError};
+
+use crate::error::{Error, Result};
+use crate::shared_memory::region::Region;
+use crate::wire;
+use ring::Ring;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use std::collections::VecDeque;
+use std::fmt;
+use std::marker::PhantomData;
+use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
+use std::sync::{Arc, Condvar, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+/// Ring size of [`Queue::new`]: 4 MiB (memfd pages are only allocated when first written).
+pub const DEFAULT_RING_BYTES: usize = 4 << 20;
+
+struct Backlog {
+    items: VecDeque<Vec<u8>>,
+    /// Items in `items` plus the one the feeder is writing.
+    pending: usize,
+    stop: bool,
+}
+
+struct Shared {
+    ring: Ring,
+    joinable: bool,
+    closed: AtomicBool,
+    cancel_join: AtomicBool,
+    backlog: Mutex<Backlog>,
+    cv: Condvar,
+}
+
+struct Handle {
+    shared: Arc<Shared>,
+    feeder: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl Drop for Handle {
+    fn drop(&mut self) {
+        self.shared.backlog.lock().unwrap_or_else(|e| e.into_inner()).stop = true;
+        self.shared.cv.notify_all();
+        let feeder = self.feeder.get_mut().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(t) = feeder {
+            if !self.shared.cancel_join.load(SeqCst) {
+                let _ = t.join();
+            }
+        }
+    }
+}
+
+/// This process's pid (cached process-wide, forgotten in every forked child).
+fn me() -> u32 {
+    crate::sys::getpid() as u32
+}
+
+fn feed(shared: Arc<Shared>) {
+    let me = me();
+    loop {
+        let item = {
+            let mut b = shared.backlog.lock().unwrap_or_else(|e| e.into_inner());
+            loop {
+                if let Some(item) = b.items.pop_front() {
+                    break item;
+                }
+                if b.stop {
+                    return;
+                }
+                b = shared.cv.wait(b).unwrap_or_else(|e| e.into_inner());
+            }
+        };
+        shared.ring.write(&item, me, None);
+        shared.backlog.lock().unwrap_or_else(|e| e.into_inner()).pending -= 1;
+        shared.cv.notify_all();
+    }
+}
+
+/// A FIFO queue between processes (Python's `multiprocessing.Queue`).
+///
+/// Clones are further handles to the same queue; a queue passes to a child as a process
+/// argument.
+///
+/// ```
+/// use multiprocessing::{Process, Queue};
+///
+/// fn produce(q: Queue<u64>) {
+///     for i in 0..3 {
+///         q.put(i).unwrap();
+///     }
+/// }
+///
+/// # fn main() -> multiprocessing::Result<()> {
+/// let q = Queue::new()?;
+/// let p = Process::new(produce, (q.clone(),)).start()?;
+/// let got: Vec<u64> = (0..3).map(|_| q.get().unwrap()).collect();
+/// assert_eq!(got, [0, 1, 2]);
+/// p.join()?;
+/// # Ok(())
+/// # }
+/// ```
+pub struct Queue<T> {
+    h: Arc<Handle>,
+    _t: PhantomData<fn(T) -> T>,
+}
+
+impl<T> Clone for Queue<T> {
+    fn clone(&self) -> Self {
+        Queue { h: self.h.clone(), _t: PhantomData }
+    }
+}
+
+impl<T> fmt::Debug for Queue<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Queue")
+            .field("maxsize", &self.h.shared.ring.maxsize())
+            .field("qsize", &self.h.shared.ring.count())
+            .finish()
+    }
+}
+
+impl<T: Serialize + DeserializeOwned> Queue<T> {
+    /// An unbounded queue (Python's `Queue()`).
+    pub fn new() -> Result<Queue<T>> {
+        Self::with_ring(0, DEFAULT_RING_BYTES)
+    }
+
+    /// A queue holding at most `maxsize` items (Python's `Queue(maxsize)`); 0 is unbounded.
+    pub fn with_maxsize(maxsize: usize) -> Result<Queue<T>> {
+        Self::with_ring(maxsize, DEFAULT_RING_BYTES)
+    }
+
+    /// A queue whose shared ring holds `ring_bytes` bytes of encoded items (at least 4 KiB).
+    /// Larger items still pass, in pieces.
+    pub fn with_ring(maxsize: usize, ring_bytes: usize) -> Result<Queue<T>> {
+        Ok(Self::from_ring(Ring::new(maxsize, ring_bytes)?, false))
+    }
+
+    fn from_ring(ring: Ring, joinable: bool) -> Queue<T> {
+        let shared = Arc::new(Shared {
+            ring,
+            joinable,
+            closed: AtomicBool::new(false),
+            cancel_join: AtomicBool::new(false),
+            backlog: Mutex::new(Backlog { items: VecDeque::new(), pending: 0, stop: false }),
+            cv: Condvar::new(),
+        });
+        Queue { h: Arc::new(Handle { shared, feeder: Mutex::new(None) }), _t: PhantomData }
+    }
+
+    fn s(&self) -> &Shared {
+        &self.h.shared
+    }
+
+    /// Puts `value`, waiting while a bounded queue is full (Python's `put(obj)`). An unbounded
+    /// queue never waits.
+    pub fn put(&self, value: T) -> std::result::Result<(), PutError<T>> {
+        self.put_inner(value, None, true)
+    }
+
+    /// Puts `value`, waiting at most `timeout` for room (Python's `put(obj, timeout=t)`).
+    pub fn put_timeout(&self, value: T, timeout: Duration) -> std::result::Result<(), PutError<T>> {
+        self.put_inner(value, Some(Instant::now() + timeout), true)
+    }
+
+    /// Puts `value` only if there is room now (Python's `put_nowait`).
+    pub fn put_nowait(&self, value: T) -> std::result::Result<(), PutError<T>> {
+        self.put_inner(value, None, false)
+    }
+
+    fn put_inner(
+        &self,
+        value: T,
+        deadline: Option<Instant>,
+        block: bool,
+    ) -> std::result::Result<(), PutError<T>> {
+        let s = self.s();
+        if s.closed.load(SeqCst) {
+            return Err(PutError::Closed(value));
+        }
+        let mut buf = Vec::new();
+        match wire::encode(&value, &mut buf) {
+            Err(e) => return Err(PutError::Encode(value, e.to_string())),
+            Ok(fds) if !fds.is_empty() => {
+                return Err(PutError::Encode(value, "handles cannot be put on a queue yet".into()))
+            }
+            Ok(_) => {}
+        }
+        if !s.ring.reserve(deadline, block) {
+            return Err(PutError::Full(value));
+        }
+        if s.joinable {
+            s.ring.task_added();
+        }
+        let me = me();
+        let mut b = s.backlog.lock().unwrap_or_else(|e| e.into_inner());
+        if b.pending == 0 {
+            if s.ring.try_write(&buf, me) {
+                return Ok(());
+            }
+            if block && s.ring.maxsize() != 0 {
+                drop(b);
+                if s.ring.write(&buf, me, deadline) {
+                    return Ok(());
+                }
+                s.ring.unreserve();
+                if s.joinable {
+                    s.ring.task_done();
+                }
+                return Err(PutError::Full(value));
+            }
+        }
+        b.items.push_back(buf);
+        b.pending += 1;
+        b.stop = false;
+        drop(b);
+        self.s().cv.notify_all();
+        let mut feeder = self.h.feeder.lock().unwrap_or_else(|e| e.into_inner());
+        if feeder.as_ref().is_none_or(|t| t.is_finished()) {
+            let shared = self.h.shared.clone();
+            *feeder = Some(
+                std::thread::Builder::new()
+                    .name("queue-feeder".into())
+                    .spawn(move || feed(shared))
+                    .expect("starting the queue feeder thread"),
+            );
+        }
+        Ok(())
+    }
+
+    /// Takes the next item, waiting as long as it takes (Python's `get()`).
+    pub fn get(&self) -> std::result::Result<T, GetError> {
+        self.get_inner(None, true)
+    }
+
+    /// Takes the next item, waiting at most `timeout`; [`GetError::Empty`] when it expires
+    /// (Python's `get(timeout=t)`).
+    pub fn get_timeout(&self, timeout: Duration) -> std::result::Result<T, GetError> {
+        self.get_inner(Some(Instant::now() + timeout), true)
+    }
+
+    /// Takes the next item if one is there now (Python's `get_nowait`).
+    pub fn get_nowait(&self) -> std::result::Result<T, GetError> {
+        self.get_inner(None, false)
+    }
+
+    fn get_inner(&self, deadline: Option<Instant>, block: bool) -> std::result::Result<T, GetError> {
+        let s = self.s();
+        if s.closed.load(SeqCst) {
+            return Err(GetError::Closed);
+        }
+        let bytes = s.ring.read(me(), deadline, block).ok_or(GetError::Empty)?;
+        wire::decode(&bytes, Vec::new()).map_err(|e| GetError::Decode(e.to_string()))
+    }
+
+    /// Items put and not yet taken, counting those still in feeder backlogs (Python's
+    /// `qsize`). A snapshot: other processes may change it at once.
+    pub fn qsize(&self) -> usize {
+        self.s().ring.count()
+    }
+
+    /// Whether no item is waiting (Python's `empty`).
+    pub fn empty(&self) -> bool {
+        self.qsize() == 0
+    }
+
+    /// Whether a bounded queue holds `maxsize` items (Python's `full`).
+    pub fn full(&self) -> bool {
+        let m = self.s().ring.maxsize();
+        m != 0 && self.qsize() >= m
+    }
+
+    /// The item limit, 0 when unbounded.
+    pub fn maxsize(&self) -> usize {
+        self.s().ring.maxsize()
+    }
+
+    /// This process will put and get no more through this handle and its clones (Python's
+    /// `close`). Items already put are still written out by the feeder thread.
+    pub fn close(&self) {
+        let s = self.s();
+        s.closed.store(true, SeqCst);
+        s.backlog.lock().unwrap_or_else(|e| e.into_inner()).stop = true;
+        s.cv.notify_all();
+    }
+
+    /// Waits until the feeder thread has written every item this process put (Python's
+    /// `join_thread`). Only after [`close`](Self::close), as in Python.
+    pub fn join_thread(&self) -> Result<()> {
+        if !self.s().closed.load(SeqCst) {
+            return Err(Error::InvalidState("join_thread() needs close() first".into()));
+        }
+        let t = self.h.feeder.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(t) = t {
+            let _ = t.join();
+        }
+        Ok(())
+    }
+
+    /// Dropping the last handle (or exiting) will not wait for the feeder to write out the
+    /// backlog (Python's `cancel_join_thread`); items still there may be lost.
+    pub fn cancel_join_thread(&self) {
+        self.s().cancel_join.store(true, SeqCst);
+    }
+
+    #[doc(hidden)]
+    /// Bytes of records now in the shared ring (for tests).
+    pub fn ring_bytes_used(&self) -> usize {
+        self.s().ring.used()
+    }
+
+    #[doc(hidden)]
+    /// Size of the shared ring in bytes.
+    pub fn ring_capacity(&self) -> usize {
+        self.s().ring.capacity()
+    }
+}
+
+impl<T> Serialize for Queue<T> {
+    fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        self.h.shared.ring.region().serialize(s)
+    }
+}
+
+impl<'de, T: Serialize + DeserializeOwned> Deserialize<'de> for Queue<T> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        let ring = Ring::from_region(Region::deserialize(d)?).map_err(serde::de::Error::custom)?;
+        Ok(Queue::from_ring(ring, false))
+    }
+}
+
+/// A simpler unbounded queue (Python's `multiprocessing.SimpleQueue`): `put`, `get`, `empty`,
+/// `close`.
+///
+/// ```
+/// let q = multiprocessing::SimpleQueue::new()?;
+/// q.put("a".to_string()).unwrap();
+/// assert_eq!(q.get().unwrap(), "a");
+/// assert!(q.empty());
+/// # Ok::<(), multiprocessing::Error>(())
+/// ```
+pub struct SimpleQueue<T>(Queue<T>);
+
+impl<T> Clone for SimpleQueue<T> {
+    fn clone(&self) -> Self {
+        SimpleQueue(self.0.clone())
+    }
+}
+
+impl<T> fmt::Debug for SimpleQueue<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("SimpleQueue").field(&self.0).finish()
+    }
+}
+
+impl<T: Serialize + DeserializeOwned> SimpleQueue<T> {
+    /// A new empty queue.
+    pub fn new() -> Result<SimpleQueue<T>> {
+        Ok(SimpleQueue(Queue::new()?))
+    }
+
+    /// Puts `value` (never waits).
+    pub fn put(&self, value: T) -> std::result::Result<(), PutError<T>> {
+        self.0.put(value)
+    }
+
+    /// Takes the next item, waiting for one.
+    pub fn get(&self) -> std::result::Result<T, GetError> {
+        self.0.get()
+    }
+
+    /// Whether no item is waiting.
+    pub fn empty(&self) -> bool {
+        self.0.empty()
+    }
+
+    /// This handle will be used no more.
+    pub fn close(&self) {
+        self.0.close()
+    }
+}
+
+impl<T> Serialize for SimpleQueue<T> {
+    fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        self.0.serialize(s)
+    }
+}
+
+impl<'de, T: Serialize + DeserializeOwned> Deserialize<'de> for SimpleQueue<T> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        Ok(SimpleQueue(Queue::deserialize(d)?))
+    }
+}
+
+/// A [`Queue`] that counts unfinished tasks (Python's `multiprocessing.JoinableQueue`): every
+/// `put` adds one, [`task_done`](Self::task_done) removes one, [`join`](Self::join) waits for
+/// none. Derefs to [`Queue`] for the rest.
+///
+/// ```
+/// let q = multiprocessing::JoinableQueue::new()?;
+/// q.put(1u8).unwrap();
+/// q.get().unwrap();
+/// q.task_done().unwrap();
+/// q.join();
+/// assert!(q.task_done().is_err());
+/// # Ok::<(), multiprocessing::Error>(())
+/// ```
+pub struct JoinableQueue<T>(Queue<T>);
+
+impl<T> Clone for JoinableQueue<T> {
+    fn clone(&self) -> Self {
+        JoinableQueue(self.0.clone())
+    }
+}
+
+impl<T> fmt::Debug for JoinableQueue<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("JoinableQueue").field(&self.0).finish()
+    }
+}
+
+impl<T> std::ops::Deref for JoinableQueue<T> {
+    type Target = Queue<T>;
+    fn deref(&self) -> &Queue<T> {
+        &self.0
+    }
+}
+
+impl<T: Serialize + DeserializeOwned> JoinableQueue<T> {
+    /// An unbounded joinable queue.
+    pub fn new() -> Result<JoinableQueue<T>> {
+        Self::with_maxsize(0)
+    }
+
+    /// A joinable queue of at most `maxsize` items (0: unbounded).
+    pub fn with_maxsize(maxsize: usize) -> Result<JoinableQueue<T>> {
+        Ok(JoinableQueue(Queue::from_ring(Ring::new(maxsize, DEFAULT_RING_BYTES)?, true)))
+    }
+
+    /// One item taken with `get` is fully processed (Python's `task_done`).
+    pub fn task_done(&self) -> std::result::Result<(), TaskDoneError> {
+        if self.0.s().ring.task_done() {
+            Ok(())
+        } else {
+            Err(TaskDoneError::TooManyCalls)
+        }
+    }
+
+    /// Waits until every item put has been marked done (Python's `join`).
+    pub fn join(&self) {
+        self.0.s().ring.join_tasks(None);
+    }
+
+    /// As [`join`](Self::join), giving up after `timeout` (false).
+    pub fn join_timeout(&self, timeout: Duration) -> bool {
+        self.0.s().ring.join_tasks(Some(Instant::now() + timeout))
+    }
+}
+
+impl<T> Serialize for JoinableQueue<T> {
+    fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        self.0.serialize(s)
+    }
+}
+
+impl<'de, T: Serialize + DeserializeOwned> Deserialize<'de> for JoinableQueue<T> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        let ring = Ring::from_region(Region::deserialize(d)?).map_err(serde::de::Error::custom)?;
+        Ok(JoinableQueue(Queue::from_ring(ring, true)))
+    }
+}

@@ -1,0 +1,491 @@
+//! The shared part of a queue: a `#[repr(C)]` header and a byte ring of records in one memfd
+//! [`Region`].
+//!
+//! Producers serialize on `put_lock` and consumers on `get_lock` (as CPython's `wlock` and
+//! `rlock`), so the ring itself has one writer and one reader at a time. A record is a 24-byte
+//! header (chunk length, flags, writer pid, item length) and the chunk's bytes; `tail` moves past
+//! a record only after it is fully copied, so a producer killed mid-put leaves no torn item. An
+//! item larger than the ring is written as several chunks while the producer keeps `put_lock`;
+//! a consumer that finds the chunk writer dead drops the partial item.
+//!
+//! The locks hold the holder's pid: a waiter whose bounded futex wait (15 ms) expires checks the
+//! holder with `kill(pid, 0)` and takes the lock over if the holder is gone.
+
+use crate::error::{Error, Result};
+use crate::shared_memory::region::Region;
+use crate::sys;
+use crate::sys::futex::{self, Wait};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::*};
+use std::time::{Duration, Instant};
+
+const MAGIC: u64 = 0x4d50_5155_4555_4531; // "MPQUEUE1"
+const VERSION: u32 = 1;
+/// The ring starts here, after the header.
+const RING_OFFSET: usize = 128;
+/// Record header: chunk length, flags, writer pid, padding, whole item length.
+pub(crate) const REC: usize = 24;
+const FIRST: u32 = 1;
+const LAST: u32 = 2;
+const WAITERS: u32 = 1 << 31;
+/// How long a waiter sleeps before checking that the process it waits on is alive.
+const SLICE: Duration = Duration::from_millis(15);
+const SPIN: u32 = 1000;
+
+/// The header at the start of the region.
+#[repr(C)]
+struct Header {
+    magic: u64,
+    version: u32,
+    put_lock: AtomicU32,
+    get_lock: AtomicU32,
+    /// Bumped when a record is committed.
+    not_empty: AtomicU32,
+    /// Bumped when ring space or an item slot is freed.
+    not_full: AtomicU32,
+    empty_waiters: AtomicU32,
+    full_waiters: AtomicU32,
+    /// Bumped when `unfinished` reaches zero.
+    tasks_done: AtomicU32,
+    tasks_waiters: AtomicU32,
+    _pad: u32,
+    /// Most items at once; 0 for no limit.
+    maxsize: u64,
+    /// Bytes in the ring.
+    capacity: u64,
+    head: AtomicU64,
+    tail: AtomicU64,
+    /// Items accepted by `put` and not yet taken by `get`.
+    count: AtomicU64,
+    /// Items put and not yet marked done (`JoinableQueue`).
+    unfinished: AtomicU64,
+}
+
+const _: () = assert!(std::mem::size_of::<Header>() == 96);
+const _: () = assert!(std::mem::size_of::<Header>() <= RING_OFFSET);
+const _: () = assert!(std::mem::align_of::<Header>() == 8);
+
+/// Outcome of a bounded wait.
+enum Waited {
+    Ready,
+    TimedOut,
+    Abandon,
+}
+
+/// The mapped queue memory.
+#[derive(Clone, Debug)]
+pub(crate) struct Ring {
+    region: Region,
+}
+
+impl Ring {
+    pub(crate) fn new(maxsize: usize, capacity: usize) -> Result<Ring> {
+        let capacity = capacity.max(4096).next_multiple_of(8);
+        let region = Region::new(c"mp-queue", RING_OFFSET + capacity)?;
+        // SAFETY: the region is fresh, zero-filled, page aligned and large enough for a Header;
+        // nobody else can see it yet.
+        unsafe {
+            let h = region.as_ptr() as *mut Header;
+            (*h).maxsize = maxsize as u64;
+            (*h).capacity = capacity as u64;
+            (*h).version = VERSION;
+            (*h).magic = MAGIC;
+        }
+        Ok(Ring { region })
+    }
+
+    /// Checks a region received from another process.
+    pub(crate) fn from_region(region: Region) -> Result<Ring> {
+        if region.len() < RING_OFFSET {
+            return Err(Error::Decode("queue memory too small".into()));
+        }
+        let ring = Ring { region };
+        let h = ring.h();
+        if h.magic != MAGIC || h.version != VERSION {
+            return Err(Error::Decode("not a queue of this version".into()));
+        }
+        if ring.region.len() < RING_OFFSET + h.capacity as usize {
+            return Err(Error::Decode("queue memory smaller than its ring".into()));
+        }
+        Ok(ring)
+    }
+
+    pub(crate) fn region(&self) -> &Region {
+        &self.region
+    }
+
+    fn h(&self) -> &Header {
+        // SAFETY: the region starts with an initialised Header (checked in `from_region`),
+        // is page aligned, and lives as long as `self`. Fields shared across processes are
+        // atomics; the plain fields are written only before the region is shared.
+        unsafe { &*(self.region.as_ptr() as *const Header) }
+    }
+
+    pub(crate) fn maxsize(&self) -> usize {
+        self.h().maxsize as usize
+    }
+
+    pub(crate) fn capacity(&self) -> usize {
+        self.h().capacity as usize
+    }
+
+    pub(crate) fn count(&self) -> usize {
+        self.h().count.load(SeqCst) as usize
+    }
+
+    /// Bytes of records now in the ring.
+    pub(crate) fn used(&self) -> usize {
+        let h = self.h();
+        (h.tail.load(SeqCst) - h.head.load(SeqCst)) as usize
+    }
+
+    // ---- ring bytes ---------------------------------------------------------------------
+
+    fn write_at(&self, pos: u64, data: &[u8]) {
+        let cap = self.capacity();
+        let off = (pos % cap as u64) as usize;
+        let first = data.len().min(cap - off);
+        // SAFETY: `off + first <= cap` and `data.len() - first <= cap` bytes lie inside the ring
+        // (RING_OFFSET + cap <= region.len()). Only the put-lock holder writes, and only in the
+        // free part of the ring (between tail and head + cap) that no reader looks at.
+        unsafe {
+            let ring = self.region.as_ptr().add(RING_OFFSET);
+            std::ptr::copy_nonoverlapping(data.as_ptr(), ring.add(off), first);
+            std::ptr::copy_nonoverlapping(data.as_ptr().add(first), ring, data.len() - first);
+        }
+    }
+
+    fn read_at(&self, pos: u64, out: &mut [std::mem::MaybeUninit<u8>]) {
+        let cap = self.capacity();
+        let off = (pos % cap as u64) as usize;
+        let first = out.len().min(cap - off);
+        // SAFETY: as in `write_at`; only the get-lock holder reads, and only committed bytes
+        // (between head and tail) that no writer touches until head moves past them.
+        unsafe {
+            let ring = self.region.as_ptr().add(RING_OFFSET);
+            let dst = out.as_mut_ptr() as *mut u8;
+            std::ptr::copy_nonoverlapping(ring.add(off), dst, first);
+            std::ptr::copy_nonoverlapping(ring, dst.add(first), out.len() - first);
+        }
+    }
+
+    // ---- waiting ------------------------------------------------------------------------
+
+    fn notify(seq: &AtomicU32, waiters: &AtomicU32) {
+        seq.fetch_add(1, SeqCst);
+        if waiters.load(SeqCst) != 0 {
+            futex::wake_all(seq);
+        }
+    }
+
+    fn wait_for(
+        seq: &AtomicU32,
+        waiters: &AtomicU32,
+        ready: impl Fn() -> bool,
+        deadline: Option<Instant>,
+        mut abandon: impl FnMut() -> bool,
+    ) -> Waited {
+        for _ in 0..SPIN {
+            if ready() {
+                return Waited::Ready;
+            }
+            std::hint::spin_loop();
+        }
+        loop {
+            let seen = seq.load(SeqCst);
+            waiters.fetch_add(1, SeqCst);
+            if ready() {
+                waiters.fetch_sub(1, SeqCst);
+                return Waited::Ready;
+            }
+            let now = Instant::now();
+            if deadline.is_some_and(|d| now >= d) {
+                waiters.fetch_sub(1, SeqCst);
+                return Waited::TimedOut;
+            }
+            let slice = now + SLICE;
+            let until = deadline.map_or(slice, |d| d.min(slice));
+            let r = futex::wait(seq, seen, Some(until));
+            waiters.fetch_sub(1, SeqCst);
+            if ready() {
+                return Waited::Ready;
+            }
+            if matches!(r, Ok(Wait::TimedOut)) && abandon() {
+                return Waited::Abandon;
+            }
+        }
+    }
+
+    // ---- locks --------------------------------------------------------------------------
+
+    fn try_lock(word: &AtomicU32, me: u32) -> bool {
+        if word.compare_exchange(0, me, Acquire, Relaxed).is_ok() {
+            return true;
+        }
+        let v = word.load(Relaxed);
+        v != 0
+            && !sys::pid_alive((v & !WAITERS) as libc::pid_t)
+            && word.compare_exchange(v, me | WAITERS, Acquire, Relaxed).is_ok()
+    }
+
+    fn lock(word: &AtomicU32, me: u32, deadline: Option<Instant>) -> bool {
+        if word.compare_exchange(0, me, Acquire, Relaxed).is_ok() {
+            return true;
+        }
+        for _ in 0..SPIN {
+            std::hint::spin_loop();
+            if word.load(Relaxed) == 0 && word.compare_exchange(0, me, Acquire, Relaxed).is_ok() {
+                return true;
+            }
+        }
+        loop {
+            let v = word.load(Relaxed);
+            if v == 0 {
+                if word.compare_exchange(0, me | WAITERS, Acquire, Relaxed).is_ok() {
+                    return true;
+                }
+                continue;
+            }
+            if v & WAITERS == 0 && word.compare_exchange(v, v | WAITERS, Relaxed, Relaxed).is_err() {
+                continue;
+            }
+            let now = Instant::now();
+            if deadline.is_some_and(|d| now >= d) {
+                return false;
+            }
+            let slice = now + SLICE;
+            let until = deadline.map_or(slice, |d| d.min(slice));
+            if let Ok(Wait::TimedOut) = futex::wait(word, v | WAITERS, Some(until)) {
+                if !sys::pid_alive((v & !WAITERS) as libc::pid_t)
+                    && word.compare_exchange(v | WAITERS, me | WAITERS, Acquire, Relaxed).is_ok()
+                {
+                    log::debug!("queue lock recovered from dead process {}", v & !WAITERS);
+                    return true;
+                }
+            }
+        }
+    }
+
+    fn unlock(word: &AtomicU32) {
+        if word.swap(0, Release) & WAITERS != 0 {
+            futex::wake(word, 1);
+        }
+    }
+
+    // ---- producer side ------------------------------------------------------------------
+
+    /// Takes one of `maxsize` item slots (always succeeds when unbounded).
+    pub(crate) fn reserve(&self, deadline: Option<Instant>, block: bool) -> bool {
+        let h = self.h();
+        if h.maxsize == 0 {
+            h.count.fetch_add(1, SeqCst);
+            return true;
+        }
+        loop {
+            let c = h.count.load(SeqCst);
+            if c < h.maxsize {
+                if h.count.compare_exchange(c, c + 1, SeqCst, Relaxed).is_ok() {
+                    return true;
+                }
+                continue;
+            }
+            if !block {
+                return false;
+            }
+            let ready = || h.count.load(SeqCst) < h.maxsize;
+            if let Waited::TimedOut = Self::wait_for(&h.not_full, &h.full_waiters, ready, deadline, || false)
+            {
+                return false;
+            }
+        }
+    }
+
+    /// Gives back a slot taken by [`reserve`](Self::reserve) for an item never written.
+    pub(crate) fn unreserve(&self) {
+        let h = self.h();
+        h.count.fetch_sub(1, SeqCst);
+        Self::notify(&h.not_full, &h.full_waiters);
+    }
+
+    pub(crate) fn task_added(&self) {
+        self.h().unfinished.fetch_add(1, SeqCst);
+    }
+
+    /// Writes `item` now if the put lock is free and the ring has room; false otherwise.
+    pub(crate) fn try_write(&self, item: &[u8], me: u32) -> bool {
+        let h = self.h();
+        if REC + item.len() > self.capacity() || !Self::try_lock(&h.put_lock, me) {
+            return false;
+        }
+        let free = self.capacity() as u64 - (h.tail.load(Relaxed) - h.head.load(Acquire));
+        let ok = free >= (REC + item.len()) as u64;
+        if ok {
+            self.commit(item, FIRST | LAST, me, item.len());
+        }
+        Self::unlock(&h.put_lock);
+        ok
+    }
+
+    fn commit(&self, chunk: &[u8], flags: u32, me: u32, total: usize) {
+        let h = self.h();
+        let tail = h.tail.load(Relaxed);
+        let mut rec = [0u8; REC];
+        rec[0..4].copy_from_slice(&(chunk.len() as u32).to_le_bytes());
+        rec[4..8].copy_from_slice(&flags.to_le_bytes());
+        rec[8..12].copy_from_slice(&me.to_le_bytes());
+        rec[16..24].copy_from_slice(&(total as u64).to_le_bytes());
+        self.write_at(tail, &rec);
+        self.write_at(tail + REC as u64, chunk);
+        h.tail.store(tail + (REC + chunk.len()) as u64, SeqCst);
+        Self::notify(&h.not_empty, &h.empty_waiters);
+    }
+
+    /// Writes `item`, waiting for the put lock and ring space. The deadline covers the wait
+    /// before the first chunk; once an item is started it is finished. False on timeout.
+    pub(crate) fn write(&self, item: &[u8], me: u32, deadline: Option<Instant>) -> bool {
+        let h = self.h();
+        if !Self::lock(&h.put_lock, me, deadline) {
+            return false;
+        }
+        let cap = self.capacity();
+        let fits = REC + item.len() <= cap;
+        let mut off = 0;
+        loop {
+            let remaining = item.len() - off;
+            let want = if fits { REC + remaining } else { (REC + remaining).min(cap / 4) } as u64;
+            let free = || cap as u64 - (h.tail.load(Relaxed) - h.head.load(SeqCst));
+            let d = if off == 0 { deadline } else { None };
+            if let Waited::TimedOut =
+                Self::wait_for(&h.not_full, &h.full_waiters, || free() >= want, d, || false)
+            {
+                Self::unlock(&h.put_lock);
+                return false;
+            }
+            let chunk = remaining.min(free() as usize - REC);
+            let mut flags = if off == 0 { FIRST } else { 0 };
+            if off + chunk == item.len() {
+                flags |= LAST;
+            }
+            self.commit(&item[off..off + chunk], flags, me, item.len());
+            off += chunk;
+            if off == item.len() {
+                break;
+            }
+        }
+        Self::unlock(&h.put_lock);
+        true
+    }
+
+    // ---- consumer side ------------------------------------------------------------------
+
+    /// Takes the next whole item. `None` when nothing came before the deadline (or at once,
+    /// with `block` false).
+    pub(crate) fn read(&self, me: u32, deadline: Option<Instant>, block: bool) -> Option<Vec<u8>> {
+        let h = self.h();
+        let locked =
+            if block { Self::lock(&h.get_lock, me, deadline) } else { Self::try_lock(&h.get_lock, me) };
+        if !locked {
+            return None;
+        }
+        let out = self.read_locked(deadline, block);
+        Self::unlock(&h.get_lock);
+        out
+    }
+
+    fn read_locked(&self, deadline: Option<Instant>, block: bool) -> Option<Vec<u8>> {
+        let h = self.h();
+        let cap = self.capacity() as u64;
+        // The item being assembled from chunks, and the pid of its writer.
+        let mut partial: Option<(Vec<u8>, u32)> = None;
+        loop {
+            let head = h.head.load(Relaxed);
+            if h.tail.load(SeqCst) == head {
+                if partial.is_none() && !block {
+                    return None;
+                }
+                let writer = partial.as_ref().map(|p| p.1);
+                let d = if writer.is_some() { None } else { deadline };
+                let ready = || h.tail.load(SeqCst) != head;
+                let abandon = || writer.is_some_and(|pid| !sys::pid_alive(pid as libc::pid_t));
+                match Self::wait_for(&h.not_empty, &h.empty_waiters, ready, d, abandon) {
+                    Waited::Ready => {}
+                    Waited::TimedOut => return None,
+                    Waited::Abandon => {
+                        log::debug!("queue: dropping an item whose writer died mid-put");
+                        partial = None;
+                        self.unreserve();
+                    }
+                }
+                continue;
+            }
+            let mut rec = [std::mem::MaybeUninit::new(0u8); REC];
+            self.read_at(head, &mut rec);
+            // SAFETY: every byte was initialised above.
+            let rec: [u8; REC] = unsafe { std::mem::transmute(rec) };
+            let len = u32::from_le_bytes(rec[0..4].try_into().unwrap()) as usize;
+            let flags = u32::from_le_bytes(rec[4..8].try_into().unwrap());
+            let pid = u32::from_le_bytes(rec[8..12].try_into().unwrap());
+            let total = u64::from_le_bytes(rec[16..24].try_into().unwrap()) as usize;
+            assert!((REC + len) as u64 <= cap, "queue ring corrupted");
+            let mut done = false;
+            if flags & FIRST != 0 {
+                if partial.take().is_some() {
+                    // A writer died mid-item and another producer went on: drop the pieces.
+                    h.count.fetch_sub(1, SeqCst);
+                }
+                partial = Some((Vec::with_capacity(total.min(1 << 30)), pid));
+            }
+            match partial.as_mut() {
+                Some((buf, _)) => {
+                    let at = buf.len();
+                    buf.reserve(len);
+                    self.read_at(head + REC as u64, &mut buf.spare_capacity_mut()[..len]);
+                    // SAFETY: `read_at` just initialised the `len` bytes after `at`.
+                    unsafe { buf.set_len(at + len) };
+                    done = flags & LAST != 0;
+                }
+                None => {
+                    // The rest of an item whose reader died: skip it.
+                    if flags & LAST != 0 {
+                        h.count.fetch_sub(1, SeqCst);
+                    }
+                }
+            }
+            h.head.store(head + (REC + len) as u64, SeqCst);
+            if done {
+                h.count.fetch_sub(1, SeqCst);
+            }
+            Self::notify(&h.not_full, &h.full_waiters);
+            if done {
+                return partial.map(|p| p.0);
+            }
+        }
+    }
+
+    // ---- JoinableQueue ------------------------------------------------------------------
+
+    /// Marks one task done; false if none was unfinished.
+    pub(crate) fn task_done(&self) -> bool {
+        let h = self.h();
+        let mut n = h.unfinished.load(SeqCst);
+        loop {
+            if n == 0 {
+                return false;
+            }
+            match h.unfinished.compare_exchange(n, n - 1, SeqCst, SeqCst) {
+                Ok(_) => break,
+                Err(v) => n = v,
+            }
+        }
+        if n == 1 {
+            Self::notify(&h.tasks_done, &h.tasks_waiters);
+        }
+        true
+    }
+
+    /// Waits until every task is done, or the deadline passes (false).
+    pub(crate) fn join_tasks(&self, deadline: Option<Instant>) -> bool {
+        let h = self.h();
+        let ready = || h.unfinished.load(SeqCst) == 0;
+        matches!(Self::wait_for(&h.tasks_done, &h.tasks_waiters, ready, deadline, || false), Waited::Ready)
+    }
+}

@@ -1,0 +1,347 @@
+//! `Queue`, `SimpleQueue` and `JoinableQueue` across real processes, under each start method.
+//! Each test names the CPython test (`_test_multiprocessing.py`, `_TestQueue`) it ports, or says
+//! what Python lacks.
+
+use multiprocessing::{
+    Bytes, Connection, GetError, JoinableQueue, Pipe, Process, PutError, Queue, SimpleQueue, StartMethod,
+};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+const METHODS: [StartMethod; 3] = [StartMethod::Fork, StartMethod::Spawn, StartMethod::Forkserver];
+
+/// Tests run one at a time so that the descriptor checks see only their own queues.
+static SERIAL: Mutex<()> = Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// This process's descriptors for queue memory.
+fn open_fds() -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir("/proc/self/fd")
+        .unwrap()
+        .filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
+        .map(|p| p.display().to_string())
+        .filter(|p| p.contains("mp-queue"))
+        .collect();
+    v.sort();
+    v
+}
+
+fn start<F, A>(method: StartMethod, f: F, args: A) -> Process
+where
+    F: multiprocessing::Target<A>,
+    F::Output: multiprocessing::ProcessOutput,
+    A: serde::Serialize + serde::de::DeserializeOwned + 'static,
+{
+    Process::new(f, args).start_method(method).start().unwrap()
+}
+
+fn produce(q: Queue<(u32, u64)>, id: u32, n: u64) {
+    for i in 0..n {
+        q.put((id, i)).unwrap();
+    }
+}
+
+fn consume(q: Queue<Option<u64>>, out: Queue<(u64, u64, u64)>) {
+    let (mut count, mut sum, mut xor) = (0, 0, 0);
+    while let Some(v) = q.get().unwrap() {
+        count += 1;
+        sum += v;
+        xor ^= v.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    }
+    out.put((count, sum, xor)).unwrap();
+}
+
+fn produce_range(q: Queue<Option<u64>>, from: u64, to: u64) {
+    for i in from..to {
+        q.put(Some(i)).unwrap();
+    }
+}
+
+/// _TestQueue.test_put/test_get: items from each producer arrive in the order it put them,
+/// and a drop at exit flushes the feeder.
+#[test]
+fn fifo_per_producer() {
+    let _g = serial();
+    for method in METHODS {
+        // The library keeps a few descriptors of its own after the first child (fork server).
+        start(method, || (), ()).join().unwrap();
+        let fds = open_fds();
+        {
+            let q = Queue::new().unwrap();
+            let n = 3000;
+            let ps: Vec<_> = (0..2).map(|id| start(method, produce, (q.clone(), id, n))).collect();
+            let mut next = [0u64; 2];
+            for _ in 0..2 * n {
+                let (id, i) = q.get_timeout(Duration::from_secs(20)).unwrap();
+                assert_eq!(next[id as usize], i, "{method}");
+                next[id as usize] += 1;
+            }
+            for p in ps {
+                assert_eq!(p.join().unwrap().exitcode(), 0, "{method}");
+            }
+            assert!(q.empty());
+        }
+        assert_eq!(open_fds(), fds, "{method}: descriptors leaked");
+    }
+}
+
+/// Beyond CPython's tests: 4 producers x 4 consumers, nothing lost or duplicated (checksums).
+#[test]
+fn four_producers_four_consumers() {
+    let _g = serial();
+    for method in METHODS {
+        let q: Queue<Option<u64>> = Queue::with_maxsize(64).unwrap();
+        let out = Queue::new().unwrap();
+        let n = 2000u64;
+        let cs: Vec<_> = (0..4).map(|_| start(method, consume, (q.clone(), out.clone()))).collect();
+        let ps: Vec<_> =
+            (0..4).map(|k| start(method, produce_range, (q.clone(), k * n, (k + 1) * n))).collect();
+        for p in ps {
+            assert_eq!(p.join().unwrap().exitcode(), 0);
+        }
+        for _ in 0..4 {
+            q.put(None).unwrap();
+        }
+        let (mut count, mut sum, mut xor) = (0, 0, 0);
+        for _ in 0..4 {
+            let (c, s, x) = out.get_timeout(Duration::from_secs(20)).unwrap();
+            count += c;
+            sum += s;
+            xor ^= x;
+        }
+        for c in cs {
+            assert_eq!(c.join().unwrap().exitcode(), 0);
+        }
+        let total = 4 * n;
+        assert_eq!(count, total, "{method}");
+        assert_eq!(sum, total * (total - 1) / 2, "{method}");
+        let want = (0..total).fold(0, |a, v| a ^ v.wrapping_mul(0x9e37_79b9_7f4a_7c15));
+        assert_eq!(xor, want, "{method}");
+        assert!(q.empty() && out.empty());
+    }
+}
+
+/// _TestQueue.test_timeout: get(timeout) on an empty queue raises Empty after the timeout.
+#[test]
+fn get_timeout_on_empty() {
+    let _g = serial();
+    let q: Queue<u8> = Queue::new().unwrap();
+    let t = Instant::now();
+    assert_eq!(q.get_timeout(Duration::from_millis(100)), Err(GetError::Empty));
+    let took = t.elapsed();
+    assert!(took >= Duration::from_millis(100) && took < Duration::from_secs(1), "{took:?}");
+    assert_eq!(q.get_nowait(), Err(GetError::Empty));
+}
+
+/// _TestQueue.test_qsize and the Full cases of test_put.
+#[test]
+fn bounded_full_qsize_empty() {
+    let _g = serial();
+    let q = Queue::with_maxsize(3).unwrap();
+    assert!(q.empty() && !q.full() && q.qsize() == 0);
+    for i in 0..3 {
+        q.put_nowait(i).unwrap();
+    }
+    assert!(q.full() && q.qsize() == 3 && !q.empty());
+    assert_eq!(q.put_nowait(9), Err(PutError::Full(9)));
+    let t = Instant::now();
+    assert_eq!(q.put_timeout(9, Duration::from_millis(50)), Err(PutError::Full(9)));
+    assert!(t.elapsed() >= Duration::from_millis(50));
+    assert_eq!(q.get().unwrap(), 0);
+    assert!(!q.full() && q.qsize() == 2);
+    q.put(3).unwrap();
+    assert_eq!((1..4).map(|_| q.get_nowait().unwrap()).collect::<Vec<_>>(), [1, 2, 3]);
+    assert!(q.empty());
+}
+
+/// _TestQueue.test_closed_queue_put_get_exceptions: put and get after close are errors.
+#[test]
+fn close_then_put_errors() {
+    let _g = serial();
+    let q = Queue::new().unwrap();
+    assert!(q.join_thread().is_err(), "join_thread needs close first");
+    q.put(1u32).unwrap();
+    q.close();
+    assert_eq!(q.put(2), Err(PutError::Closed(2)));
+    assert_eq!(q.get(), Err(GetError::Closed));
+    q.join_thread().unwrap();
+}
+
+/// Beyond Python: a handle inside an item is refused cleanly for now.
+#[test]
+fn handles_in_items_are_refused() {
+    let _g = serial();
+    let q: Queue<Connection> = Queue::new().unwrap();
+    let (a, _b) = Pipe::new(true).unwrap();
+    match q.put(a) {
+        Err(PutError::Encode(_, msg)) => assert!(msg.contains("handles"), "{msg}"),
+        other => panic!("{other:?}"),
+    }
+}
+
+fn work(q: JoinableQueue<u64>, done: Queue<u64>) {
+    loop {
+        let v = q.get().unwrap();
+        done.put(v).unwrap();
+        q.task_done().unwrap();
+    }
+}
+
+/// _TestJoinableQueue.test_task_done: join returns only after every task_done.
+#[test]
+fn joinable_join_waits_for_task_done() {
+    let _g = serial();
+    for method in METHODS {
+        let q = JoinableQueue::new().unwrap();
+        let done = Queue::new().unwrap();
+        let ws: Vec<_> = (0..2).map(|_| start(method, work, (q.clone(), done.clone()))).collect();
+        for i in 0..200u64 {
+            q.put(i).unwrap();
+        }
+        q.join();
+        assert_eq!(done.qsize(), 200, "{method}: join returned before every task_done");
+        for w in ws {
+            w.kill().unwrap();
+            w.join().unwrap();
+        }
+        assert_eq!(q.task_done(), Err(multiprocessing::TaskDoneError::TooManyCalls));
+    }
+}
+
+fn blocked_get(q: Queue<u64>, ready: Connection) {
+    ready.send(&()).unwrap();
+    let _ = q.get();
+}
+
+/// Beyond CPython (where this can leave the queue's lock held forever): a consumer killed while
+/// blocked in get does not stop the next one.
+#[test]
+fn consumer_killed_in_get() {
+    let _g = serial();
+    for method in METHODS {
+        let q = Queue::new().unwrap();
+        let (a, b) = Pipe::new(true).unwrap();
+        let p = start(method, blocked_get, (q.clone(), b));
+        a.recv::<()>().unwrap();
+        p.kill().unwrap();
+        p.join().unwrap();
+        q.put(42).unwrap();
+        assert_eq!(q.get_timeout(Duration::from_secs(5)), Ok(42), "{method}");
+    }
+}
+
+fn put_big_forever(q: Queue<Vec<u8>>) {
+    q.put(vec![1]).unwrap();
+    loop {
+        q.put(vec![0xab; 64 * 1024]).unwrap();
+    }
+}
+
+/// Beyond CPython: a producer killed in the middle of a put leaves no torn item.
+#[test]
+fn producer_killed_mid_put() {
+    let _g = serial();
+    for method in METHODS {
+        let q = Queue::with_ring(100, 4096).unwrap();
+        let p = start(method, put_big_forever, (q.clone(),));
+        assert_eq!(q.get_timeout(Duration::from_secs(10)).unwrap(), vec![1]);
+        // The big item does not fit the ring: once bytes are there the child is mid-item.
+        let t = Instant::now();
+        while q.ring_bytes_used() == 0 {
+            assert!(t.elapsed() < Duration::from_secs(10));
+            std::thread::yield_now();
+        }
+        p.kill().unwrap();
+        p.join().unwrap();
+        // The dead writer's pieces fill the ring: put from a thread while this one reads.
+        let q2 = q.clone();
+        let putter = std::thread::spawn(move || q2.put(vec![7; 10]).unwrap());
+        assert_eq!(q.get_timeout(Duration::from_secs(5)).unwrap(), vec![7; 10], "{method}");
+        putter.join().unwrap();
+        assert!(q.empty(), "{method}: {}", q.qsize());
+    }
+}
+
+fn put_pattern(q: Queue<Vec<u8>>, len: usize, count: usize) {
+    for k in 0..count {
+        q.put((0..len).map(|i| (i * 31 + k) as u8).collect()).unwrap();
+    }
+}
+
+/// Beyond CPython's tests: items far larger than the ring pass whole, in order.
+#[test]
+fn item_bigger_than_ring() {
+    let _g = serial();
+    for method in METHODS {
+        let q = Queue::with_ring(0, 4096).unwrap();
+        let len = 300 * 1024 + 7;
+        let p = start(method, put_pattern, (q.clone(), len, 3));
+        for k in 0..3 {
+            let v = q.get_timeout(Duration::from_secs(10)).unwrap();
+            assert_eq!(v.len(), len);
+            assert!(v.iter().enumerate().all(|(i, &b)| b == (i * 31 + k) as u8), "{method}");
+        }
+        assert_eq!(p.join().unwrap().exitcode(), 0);
+        // In one process too: the feeder thread writes it while this thread reads.
+        q.put(vec![5; 100_000]).unwrap();
+        assert_eq!(q.get().unwrap(), vec![5; 100_000]);
+        let qb = Queue::with_ring(0, 4096).unwrap();
+        qb.put(Bytes(vec![6; 50_000])).unwrap();
+        assert_eq!(qb.get().unwrap(), Bytes(vec![6; 50_000]));
+    }
+}
+
+/// _TestSimpleQueue.test_empty.
+#[test]
+fn simple_queue() {
+    let _g = serial();
+    for method in METHODS {
+        let q = SimpleQueue::new().unwrap();
+        assert!(q.empty());
+        let p = start(method, |q: SimpleQueue<String>| q.put("hi".into()).unwrap(), (q.clone(),));
+        assert_eq!(q.get().unwrap(), "hi");
+        p.join().unwrap();
+        assert!(q.empty());
+    }
+}
+
+fn bench_small(q: Queue<u64>, n: u64) {
+    for i in 0..n {
+        q.put(i).unwrap();
+    }
+}
+
+fn bench_big(q: Queue<Bytes>, n: usize) {
+    let blob = Bytes(vec![b'x'; 1 << 20]);
+    for _ in 0..n {
+        q.put(blob.clone()).unwrap();
+    }
+}
+
+/// queue_small and queue_1mb of bench/python_anchor.py (run with --release --ignored).
+#[test]
+#[ignore]
+fn bench_queue() {
+    let _g = serial();
+    let n = 200_000u64;
+    let q = Queue::new().unwrap();
+    let t = Instant::now();
+    let p = Process::new(bench_small, (q.clone(), n)).start().unwrap();
+    for _ in 0..n {
+        q.get().unwrap();
+    }
+    p.join().unwrap();
+    println!("queue_small\t{:.1}\titems/s", n as f64 / t.elapsed().as_secs_f64());
+    let big = 1000;
+    let q = Queue::new().unwrap();
+    let t = Instant::now();
+    let p = Process::new(bench_big, (q.clone(), big)).start().unwrap();
+    for _ in 0..big {
+        q.get().unwrap();
+    }
+    p.join().unwrap();
+    println!("queue_1mb\t{:.1}\tMiB/s", big as f64 / t.elapsed().as_secs_f64());
+}
