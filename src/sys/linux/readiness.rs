@@ -5,7 +5,7 @@
 //! their results, and must never block on one worker while another waits to be served.
 
 use std::io;
-use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::time::Instant;
 
 /// One descriptor to watch, and what was found ready on it.
@@ -61,34 +61,9 @@ fn would_block(e: &io::Error) -> bool {
 /// Sends as much of `data` as the socket takes now, with `fds` attached to its first byte;
 /// `Ok(0)` when the socket's buffer is full. A closed peer is `EPIPE`, never SIGPIPE.
 pub(crate) fn send_now(sock: BorrowedFd<'_>, data: &[u8], fds: &[RawFd]) -> io::Result<usize> {
-    assert!(fds.len() <= super::socket::MAX_FDS_PER_MESSAGE);
-    let mut iov = libc::iovec { iov_base: data.as_ptr() as *mut libc::c_void, iov_len: data.len() };
-    let space = cmsg_space(fds.len());
-    let mut control = vec![0u64; space.div_ceil(8)];
-    // SAFETY: msghdr is plain data for which all-zero bytes is a valid value.
-    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
-    msg.msg_iov = &mut iov;
-    msg.msg_iovlen = 1;
-    if !fds.is_empty() {
-        msg.msg_control = control.as_mut_ptr() as *mut libc::c_void;
-        msg.msg_controllen = space as _;
-        // SAFETY: the control buffer holds CMSG_SPACE(fds) bytes, so the first header and its
-        // data of CMSG_LEN(fds) bytes fit inside it.
-        unsafe {
-            let cmsg = libc::CMSG_FIRSTHDR(&msg);
-            (*cmsg).cmsg_level = libc::SOL_SOCKET;
-            (*cmsg).cmsg_type = libc::SCM_RIGHTS;
-            (*cmsg).cmsg_len = libc::CMSG_LEN(std::mem::size_of_val(fds) as u32) as _;
-            std::ptr::copy_nonoverlapping(fds.as_ptr(), libc::CMSG_DATA(cmsg) as *mut RawFd, fds.len());
-        }
-    }
-    loop {
-        match syscall!(sendmsg(sock.as_raw_fd(), &msg, libc::MSG_NOSIGNAL | libc::MSG_DONTWAIT)) {
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) if would_block(&e) => return Ok(0),
-            Err(e) => return Err(e),
-            Ok(n) => return Ok(n as usize),
-        }
+    match super::socket::send_with_fds_flags(sock, data, fds, libc::MSG_DONTWAIT) {
+        Err(e) if would_block(&e) => Ok(0),
+        r => r,
     }
 }
 
@@ -108,52 +83,15 @@ pub(crate) fn recv_some(sock: BorrowedFd<'_>, buf: &mut [u8], fds: &mut Vec<Owne
     Ok(recv_into(sock, buf, fds, 0)?.unwrap_or(0))
 }
 
-fn cmsg_space(nfds: usize) -> usize {
-    // SAFETY: CMSG_SPACE is a pure size computation.
-    unsafe { libc::CMSG_SPACE((nfds * std::mem::size_of::<RawFd>()) as u32) as usize }
-}
-
 fn recv_into(
     sock: BorrowedFd<'_>,
     buf: &mut [u8],
     fds: &mut Vec<OwnedFd>,
     flags: libc::c_int,
 ) -> io::Result<Option<usize>> {
-    let mut iov = libc::iovec { iov_base: buf.as_mut_ptr() as *mut libc::c_void, iov_len: buf.len() };
-    let space = cmsg_space(super::socket::MAX_FDS_PER_MESSAGE);
-    let mut control = vec![0u64; space.div_ceil(8)];
-    loop {
-        // SAFETY: msghdr is plain data for which all-zero bytes is a valid value.
-        let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
-        msg.msg_iov = &mut iov;
-        msg.msg_iovlen = 1;
-        msg.msg_control = control.as_mut_ptr() as *mut libc::c_void;
-        msg.msg_controllen = space as _;
-        let n = match syscall!(recvmsg(sock.as_raw_fd(), &mut msg, libc::MSG_CMSG_CLOEXEC | flags)) {
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) if would_block(&e) => return Ok(None),
-            Err(e) => return Err(e),
-            Ok(n) => n as usize,
-        };
-        // SAFETY: the kernel filled msg_control with msg_controllen bytes of well-formed
-        // cmsghdrs; SCM_RIGHTS payloads are arrays of new descriptors now owned by us.
-        unsafe {
-            let mut cmsg = libc::CMSG_FIRSTHDR(&msg);
-            while !cmsg.is_null() {
-                if (*cmsg).cmsg_level == libc::SOL_SOCKET && (*cmsg).cmsg_type == libc::SCM_RIGHTS {
-                    let data = libc::CMSG_DATA(cmsg) as *const RawFd;
-                    let bytes = (*cmsg).cmsg_len as usize - (data as usize - cmsg as usize);
-                    for i in 0..bytes / std::mem::size_of::<RawFd>() {
-                        fds.push(OwnedFd::from_raw_fd(std::ptr::read_unaligned(data.add(i))));
-                    }
-                }
-                cmsg = libc::CMSG_NXTHDR(&msg, cmsg);
-            }
-        }
-        if msg.msg_flags & libc::MSG_CTRUNC != 0 {
-            return Err(io::Error::new(io::ErrorKind::InvalidData, "descriptors were truncated in transit"));
-        }
-        return Ok(Some(n));
+    match super::socket::recv_with_fds_flags(sock, buf, fds, flags) {
+        Err(e) if would_block(&e) => Ok(None),
+        r => r.map(Some),
     }
 }
 

@@ -35,6 +35,16 @@ fn cmsg_space(nfds: usize) -> usize {
 /// Sends as much of `data` as the socket takes in one `sendmsg(2)`, with `fds` attached to
 /// its first byte. Never raises SIGPIPE: a closed peer is `EPIPE`. Retries on `EINTR`.
 pub(crate) fn send_with_fds(sock: BorrowedFd<'_>, data: &[u8], fds: &[RawFd]) -> io::Result<usize> {
+    send_with_fds_flags(sock, data, fds, 0)
+}
+
+/// As [`send_with_fds`] with extra `sendmsg` flags (`MSG_DONTWAIT`).
+pub(crate) fn send_with_fds_flags(
+    sock: BorrowedFd<'_>,
+    data: &[u8],
+    fds: &[RawFd],
+    flags: libc::c_int,
+) -> io::Result<usize> {
     assert!(fds.len() <= MAX_FDS_PER_MESSAGE);
     let mut iov = libc::iovec { iov_base: data.as_ptr() as *mut libc::c_void, iov_len: data.len() };
     // u64 elements keep the control buffer aligned for cmsghdr.
@@ -57,7 +67,7 @@ pub(crate) fn send_with_fds(sock: BorrowedFd<'_>, data: &[u8], fds: &[RawFd]) ->
         }
     }
     loop {
-        match syscall!(sendmsg(sock.as_raw_fd(), &msg, libc::MSG_NOSIGNAL)) {
+        match syscall!(sendmsg(sock.as_raw_fd(), &msg, libc::MSG_NOSIGNAL | flags)) {
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(e) => return Err(e),
             Ok(n) => return Ok(n as usize),
@@ -78,7 +88,8 @@ pub(crate) fn recv_with_fds(
 /// Control-buffer room for `MAX_FDS_PER_MESSAGE` descriptors, in u64s (aligned for cmsghdr).
 const CONTROL_WORDS: usize = (16 + MAX_FDS_PER_MESSAGE * 4).div_ceil(8) + 2;
 
-fn recv_with_fds_flags(
+/// As [`recv_with_fds`] with extra `recvmsg` flags (`MSG_DONTWAIT`).
+pub(crate) fn recv_with_fds_flags(
     sock: BorrowedFd<'_>,
     buf: &mut [u8],
     fds: &mut Vec<OwnedFd>,
