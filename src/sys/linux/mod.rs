@@ -5,11 +5,13 @@ pub(crate) mod futex;
 pub(crate) mod memory;
 pub(crate) mod process;
 pub(crate) mod readiness;
+pub(crate) mod shm;
 pub(crate) mod socket;
 pub(crate) mod time;
 
 pub(crate) use memory::*;
 pub(crate) use process::*;
 pub(crate) use readiness::*;
+pub(crate) use shm::*;
 pub(crate) use socket::*;
 pub(crate) use time::*;

@@ -1,0 +1,71 @@
+//! Named shared memory across processes (CPython's `_TestSharedMemory`).
+
+use multiprocessing::{get_context, SharedMemory, StartMethod};
+use std::path::Path;
+
+const METHODS: [StartMethod; 3] = [StartMethod::Fork, StartMethod::Spawn, StartMethod::Forkserver];
+
+fn exists(name: &str) -> bool {
+    Path::new(&format!("/dev/shm/{name}")).exists()
+}
+
+fn read_and_write(name: String) -> Vec<u8> {
+    let shm = SharedMemory::attach(&name).unwrap();
+    let mut buf = vec![0u8; 5];
+    shm.read(0, &mut buf).unwrap();
+    shm.write(5, b"world").unwrap();
+    buf
+}
+
+fn through_argument(shm: SharedMemory) -> usize {
+    shm.write(0, b"X").unwrap();
+    shm.size()
+}
+
+#[test]
+fn visible_across_processes_by_name_and_as_an_argument() {
+    // test_shared_memory_basics, test_shared_memory_across_processes
+    for m in METHODS {
+        let shm = SharedMemory::create(None, 64).unwrap();
+        assert!(shm.name().starts_with("mp-"));
+        shm.write(0, b"hello").unwrap();
+        let seen =
+            get_context(Some(m)).spawn(read_and_write, (shm.name().to_string(),)).unwrap().join().unwrap();
+        assert_eq!(seen, b"hello", "{m}");
+        let mut buf = [0u8; 5];
+        shm.read(5, &mut buf).unwrap();
+        assert_eq!(&buf, b"world");
+
+        let other = SharedMemory::attach(shm.name()).unwrap();
+        let size = get_context(Some(m)).spawn(through_argument, (other,)).unwrap().join().unwrap();
+        assert_eq!(size, 64);
+        shm.read(0, &mut buf[..1]).unwrap();
+        assert_eq!(buf[0], b'X');
+    }
+}
+
+#[test]
+fn the_creator_unlinks_on_drop_and_attachers_keep_their_mapping() {
+    let shm = SharedMemory::create(None, 10).unwrap();
+    let name = shm.name().to_string();
+    assert!(exists(&name));
+    let attached = SharedMemory::attach(&name).unwrap();
+    drop(shm);
+    assert!(!exists(&name), "nothing left in /dev/shm");
+    attached.write(0, b"still mapped").unwrap_err(); // 12 bytes do not fit in 10
+    attached.write(0, b"mapped").unwrap();
+    assert!(SharedMemory::attach(&name).is_err());
+}
+
+#[test]
+fn misuse_is_an_error() {
+    // test_shared_memory_cleaned_after_process_termination (names), invalid sizes
+    assert!(SharedMemory::create(None, 0).is_err());
+    let shm = SharedMemory::create(None, 8).unwrap();
+    assert!(SharedMemory::create(Some(shm.name()), 8).is_err(), "the name exists");
+    assert!(shm.write(4, &[0; 8]).is_err());
+    assert!(shm.read(usize::MAX, &mut [0; 2]).is_err());
+    shm.unlink().unwrap();
+    shm.unlink().unwrap();
+    assert!(SharedMemory::attach("mp-no-such-block").is_err());
+}
