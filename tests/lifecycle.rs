@@ -162,3 +162,73 @@ fn children_started_from_short_lived_threads_survive_the_thread() {
         assert_eq!(get_context(Some(m)).spawn(spawn_from_thread, ()).unwrap().join().unwrap(), 5);
     }
 }
+
+/// Forks a helper with raw `fork` (as some C libraries do): the helper inherits every descriptor
+/// of this child, its result socket included, and lives until told to quit (at most 30 s). Then
+/// this child dies by SIGKILL without producing a result.
+fn fork_helper_then_die(conn: Connection) -> u32 {
+    // SAFETY: this child is single-threaded; the helper only polls the connection and `_exit`s.
+    match unsafe { libc::fork() } {
+        0 => {
+            let _ = conn.poll(Some(Duration::from_secs(30)));
+            // SAFETY: `_exit` ends the helper without running the parent's exit handlers.
+            unsafe { libc::_exit(0) }
+        }
+        helper if helper > 0 => {
+            conn.send(&helper).expect("report");
+            // SAFETY: sending a signal to this very process.
+            unsafe { libc::raise(libc::SIGKILL) };
+            unreachable!("SIGKILL cannot be caught")
+        }
+        _ => panic!("fork failed: {}", std::io::Error::last_os_error()),
+    }
+}
+
+#[test]
+fn join_does_not_wait_for_a_helper_holding_the_result_socket() {
+    for m in METHODS {
+        let (ours, theirs) = Pipe::new(true).unwrap();
+        let handle = get_context(Some(m)).spawn(fork_helper_then_die, (theirs,)).unwrap();
+        let helper: i32 = ours.recv().unwrap();
+        let t = Instant::now();
+        let result =
+            handle.join_timeout(Duration::from_secs(10)).unwrap_or_else(|_| panic!("{m}: join hung"));
+        assert!(t.elapsed() < Duration::from_secs(5), "{m}: join took {:?}", t.elapsed());
+        match result {
+            Err(multiprocessing::Error::Child(c)) => {
+                assert_eq!(c.failure(), &multiprocessing::ChildFailure::Signaled(9), "{m}")
+            }
+            other => panic!("{m}: expected the child's death, got {other:?}"),
+        }
+        ours.send(&()).unwrap(); // tells the helper to quit
+        assert!(gone_within(helper, Duration::from_secs(5)), "{m}: helper {helper} survived");
+    }
+}
+
+fn exit_with_three() -> u32 {
+    std::process::exit(3)
+}
+
+#[test]
+fn a_target_that_exits_reports_its_code() {
+    for m in METHODS {
+        let err = get_context(Some(m)).spawn(exit_with_three, ()).unwrap().join().expect_err("no value");
+        match err {
+            multiprocessing::Error::Child(c) => {
+                assert_eq!(c.failure(), &multiprocessing::ChildFailure::Exited(3), "{m}")
+            }
+            other => panic!("{m}: {other:?}"),
+        }
+    }
+}
+
+#[test]
+fn joined_children_leave_the_list_of_children() {
+    // Python's join discards the child from `_children`.
+    let p = Process::new(nothing, ()).start().unwrap();
+    let pid = p.pid();
+    p.join().unwrap();
+    assert!(!multiprocessing::active_children().iter().any(|c| c.pid() == pid));
+    let failed = Process::new(nothing, ()).start_method(StartMethod::Spawn);
+    assert!(failed.sentinel().is_err(), "no sentinel before start");
+}

@@ -367,14 +367,22 @@ impl Process {
 
     fn wait_until(&self, deadline: Option<Instant>) -> Result<Option<ExitStatus>> {
         self.check_child("join")?;
-        if let Some(status) = self.poll_exit()? {
-            return Ok(Some(status));
+        let mut status = self.poll_exit()?;
+        if status.is_none() {
+            let pidfd = self.inner.pidfd.get().expect("started process has a pidfd");
+            if sys::poll_readable(&[pidfd.as_fd()], deadline)
+                .map_err(Error::io("waiting for a child"))?
+                .is_some()
+            {
+                status = self.poll_exit()?;
+            }
         }
-        let pidfd = self.inner.pidfd.get().expect("started process has a pidfd");
-        match sys::poll_readable(&[pidfd.as_fd()], deadline).map_err(Error::io("waiting for a child"))? {
-            None => Ok(None),
-            Some(_) => self.poll_exit(),
+        if status.is_some() {
+            // As Python's `join` discards the child from `_children`: a joined child's pidfd
+            // is not kept alive by the list of children.
+            state::forget_child(&self.inner);
         }
+        Ok(status)
     }
 
     /// Waits for the process to end (Python's `join()`), and returns how it ended.
@@ -450,7 +458,10 @@ impl Process {
             Run::Closed => return Err(Error::Closed("process")),
             _ => {}
         }
-        Ok(self.inner.pidfd.get().expect("started process has a pidfd").as_fd())
+        match self.inner.pidfd.get() {
+            Some(pidfd) => Ok(pidfd.as_fd()),
+            None => Err(Error::invalid("process failed to start")),
+        }
     }
 }
 
@@ -510,25 +521,41 @@ impl<R: DeserializeOwned> JoinHandle<R> {
     /// message (and backtrace when `RUST_BACKTRACE` was set), the signal that killed it, or the
     /// code it exited with.
     pub fn join(self) -> Result<R> {
-        self.finish(None).map(|r| r.expect("an unbounded wait ends with the process"))
+        self.wait_for_result_or_exit(None)?;
+        self.finish()
     }
 
-    /// As [`join`](Self::join), waiting at most `timeout`; gives the handle back if the child is
-    /// still running.
+    /// As [`join`](Self::join), waiting at most `timeout` for the result (or the child's end);
+    /// gives the handle back if neither came.
     pub fn join_timeout(self, timeout: Duration) -> std::result::Result<Result<R>, JoinHandle<R>> {
-        let deadline = sys::deadline_after(Some(timeout));
-        match sys::poll_readable(&[self.result.as_fd()], deadline) {
-            Ok(None) => Err(self),
-            _ => Ok(self.finish(None).map(|r| r.expect("ready"))),
+        match self.wait_for_result_or_exit(sys::deadline_after(Some(timeout))) {
+            Ok(false) => Err(self),
+            Ok(true) => Ok(self.finish()),
+            Err(e) => Ok(Err(e)),
         }
     }
 
-    fn finish(self, deadline: Option<Instant>) -> Result<Option<R>> {
+    /// Waits until the result socket is readable or the child has ended; `false` on timeout.
+    ///
+    /// Not the socket alone: its end-of-file comes only when *every* copy of the child's end is
+    /// closed, and a process that inherited one (a raw `fork` in the target, or a `Fork` child
+    /// of another thread started while the socket was being set up) may keep it open long after
+    /// the child died.
+    fn wait_for_result_or_exit(&self, deadline: Option<Instant>) -> Result<bool> {
+        let pidfd = self.process.sentinel()?;
+        let ready = sys::poll_readable(&[self.result.as_fd(), pidfd], deadline)
+            .map_err(Error::io("waiting for a child"))?;
+        Ok(ready.is_some())
+    }
+
+    /// Reads the result, waits for the child to end, and turns both into the value or the error.
+    fn finish(self) -> Result<R> {
+        if self.process.poll_exit()?.is_some() {
+            // Everything the child sent is buffered by now; never wait for more (see above).
+            sys::set_nonblocking(self.result.as_fd()).map_err(Error::io("reading a child's result"))?;
+        }
         let received = frame::recv(self.result.as_fd(), usize::MAX);
-        let status = match self.process.wait_until(deadline)? {
-            Some(s) => s,
-            None => return Ok(None),
-        };
+        let status = self.process.join()?;
         let child_error =
             |failure| Error::Child(ChildError { pid: self.pid(), name: self.process.get_name(), failure });
         let no_result = || match status.signal() {
@@ -538,12 +565,17 @@ impl<R: DeserializeOwned> JoinHandle<R> {
         let (bytes, _) = match received {
             Ok(msg) => msg,
             Err(Error::Eof) => return Err(no_result()),
+            // Nothing (or only part of a frame) was buffered when the child died.
+            Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::WouldBlock => {
+                return Err(no_result())
+            }
+            Err(Error::Decode(_)) if !status.success() => return Err(no_result()),
             Err(e) => return Err(e),
         };
         let (outcome, value) =
             postcard::take_from_bytes::<Outcome>(&bytes).map_err(|e| Error::Decode(e.to_string()))?;
         match outcome {
-            Outcome::Returned => wire::decode(value, Vec::new()).map(Some),
+            Outcome::Returned => wire::decode(value, Vec::new()),
             Outcome::Panicked { message, backtrace } => {
                 Err(child_error(ChildFailure::Panicked { message, backtrace }))
             }

@@ -103,6 +103,11 @@ pub(crate) fn register_child(p: Process) {
     }
 }
 
+/// Drops a child that has been joined from the list of children.
+pub(crate) fn forget_child(child: &std::sync::Arc<super::Inner>) {
+    lock().children.retain(|c| !std::sync::Arc::ptr_eq(&c.inner, child));
+}
+
 /// Started children that are still running, reaping those that finished (Python's
 /// `active_children`).
 pub(crate) fn active_children() -> Vec<Process> {

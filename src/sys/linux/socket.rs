@@ -132,3 +132,10 @@ pub(crate) fn recv_with_fds_flags(
         return Ok(n);
     }
 }
+
+/// Puts a descriptor in non-blocking mode: reads with nothing to read fail with `WouldBlock`.
+pub(crate) fn set_nonblocking(fd: BorrowedFd<'_>) -> io::Result<()> {
+    let flags = syscall!(fcntl(fd.as_raw_fd(), libc::F_GETFL))?;
+    syscall!(fcntl(fd.as_raw_fd(), libc::F_SETFL, flags | libc::O_NONBLOCK))?;
+    Ok(())
+}
