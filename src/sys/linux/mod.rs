@@ -3,6 +3,7 @@
 #[allow(dead_code)] // used by the queue and sync modules
 pub(crate) mod futex;
 pub(crate) mod memory;
+pub(crate) mod net;
 pub(crate) mod process;
 pub(crate) mod socket;
 pub(crate) mod time;
