@@ -42,6 +42,52 @@ mod wire;
 
 pub use connection::{Connection, Pipe};
 pub use manager::Manager;
+/// Registers a type with the managers of this program and generates its proxy (Python's
+/// `BaseManager.register(typeid, callable)`), as an attribute on the type's `impl` block.
+///
+/// The server keeps the object; the generated `TypeProxy` (or `#[register(proxy = "Name")]`)
+/// has one method per `pub` method of the block, with the same name and parameters, returning
+/// `multiprocessing::Result<R>` of the method's `R`. `pub` associated functions returning `Self`
+/// become constructors that take the [`Manager`] first. Methods taking `&self` run concurrently
+/// in the server, `&mut self` ones one at a time. Parameters and results must be serde types;
+/// `&str`, `&[T]` and `&T` parameters are accepted. The type id defaults to the type's name
+/// (`#[register(typeid = "...")]` to choose), and a remote client's program must register the
+/// same type under the same id.
+///
+/// ```
+/// use multiprocessing::{Manager, Process};
+///
+/// pub struct Counter {
+///     value: i64,
+/// }
+///
+/// #[multiprocessing::register]
+/// impl Counter {
+///     pub fn new(start: i64) -> Self {
+///         Counter { value: start }
+///     }
+///     pub fn add(&mut self, n: i64) -> i64 {
+///         self.value += n;
+///         self.value
+///     }
+///     pub fn get(&self) -> i64 {
+///         self.value
+///     }
+/// }
+///
+/// fn work(c: CounterProxy) -> i64 {
+///     c.add(10).expect("the manager is running")
+/// }
+///
+/// # fn main() -> multiprocessing::Result<()> {
+/// let manager = Manager::start()?;
+/// let c = CounterProxy::new(&manager, 5)?;
+/// assert_eq!(c.add(1)?, 6);
+/// assert_eq!(multiprocessing::spawn(work, (c.clone(),))?.join()?, 16);
+/// assert_eq!(c.get()?, 16);
+/// # Ok(())
+/// # }
+/// ```
 pub use multiprocessing_macros::register;
 pub use error::{ChildError, ChildFailure, Error, Result};
 pub use process::{

@@ -367,8 +367,8 @@ impl Manager {
 
     /// A shared list holding `items` (Python's `manager.list(sequence)`); `manager.list::<T>([])`
     /// for an empty one.
-    pub fn list<T: Serialize + DeserializeOwned>(&self, items: impl IntoIterator<Item = impl Borrow<T>>) -> Result<ListProxy<T>> {
-        let (buf, bounds) = encode_items(items)?;
+    pub fn list<T: Serialize + DeserializeOwned>(&self, items: impl IntoIterator<Item = T>) -> Result<ListProxy<T>> {
+        let (buf, bounds) = encode_items::<T, _>(items)?;
         self.create("list", &list::buf_as_seq(&buf, &bounds)?)
     }
 
@@ -408,8 +408,8 @@ impl Manager {
     }
 
     /// A shared fixed-length array (Python's `manager.Array(typecode, sequence)`).
-    pub fn array<T: Serialize + DeserializeOwned>(&self, items: impl IntoIterator<Item = impl Borrow<T>>) -> Result<ArrayProxy<T>> {
-        let (buf, bounds) = encode_items(items)?;
+    pub fn array<T: Serialize + DeserializeOwned>(&self, items: impl IntoIterator<Item = T>) -> Result<ArrayProxy<T>> {
+        let (buf, bounds) = encode_items::<T, _>(items)?;
         self.create("Array", &list::buf_as_seq(&buf, &bounds)?)
     }
 

@@ -159,7 +159,8 @@ impl BaseProxy {
     }
 
     /// Python's `repr` of a proxy: `<ListProxy object, typeid 'list' at 0x7f...>`.
-    pub(crate) fn fmt_repr(&self, f: &mut fmt::Formatter<'_>, proxy_name: &str) -> fmt::Result {
+    #[doc(hidden)]
+    pub fn fmt_repr(&self, f: &mut fmt::Formatter<'_>, proxy_name: &str) -> fmt::Result {
         write!(f, "<{proxy_name} object, typeid '{}' at {:#x}>", self.inner.typeid, Arc::as_ptr(&self.inner) as usize)
     }
 }
