@@ -113,7 +113,7 @@ where
     V: Serialize + DeserializeOwned,
 {
     fn call_key<R: DeserializeOwned>(&self, method: &str, key: &K) -> Result<R> {
-        self.base.call_raw(method, &encode_one(key)?, decode_reply)
+        self.base.call_encoded(method, key, decode_reply)
     }
 
     fn call_pair<R: DeserializeOwned>(&self, method: &str, key: &K, value: &V) -> Result<R> {

@@ -203,7 +203,7 @@ impl<T: Serialize + DeserializeOwned> ListProxy<T> {
     }
 
     fn call_item<R: DeserializeOwned>(&self, method: &str, item: &T) -> Result<R> {
-        self.base.call_raw(method, &encode_one(item)?, decode_reply)
+        self.base.call_encoded(method, item, decode_reply)
     }
 
     /// The number of items (Python's `len(l)`).

@@ -354,7 +354,13 @@ impl Manager {
     }
 
     fn create_with(&self, typeid: &str, ctor: &str, args: &[u8]) -> Result<BaseProxy> {
-        let id = self.request(&Request::Create { typeid, ctor, args }, |b| protocol::decode::<u64>(b).map_err(Error::Remote))?;
+        let id = with_connection(&self.address, &self.authkey, |c| {
+            c.request_with(
+                &Request::Create { typeid, ctor },
+                |out| Ok(out.extend_from_slice(args)),
+                |b| protocol::decode::<u64>(b).map_err(Error::Remote),
+            )
+        })?;
         Ok(BaseProxy::new(typeid, self.address.clone(), self.authkey.clone(), id))
     }
 

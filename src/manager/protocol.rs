@@ -1,7 +1,8 @@
 //! The manager protocol: what a proxy asks and how the server answers.
 //!
-//! After the HMAC handshake, each frame from a client holds one postcard-encoded [`Request`];
-//! the server answers each with one frame: a status byte ([`REPLY_OK`] or [`REPLY_ERR`]) and
+//! After the HMAC handshake, each frame from a client holds one postcard-encoded [`Request`],
+//! followed for `Call` and `Create` by the encoded arguments (the rest of the frame, so a proxy
+//! encodes them straight into the frame); the server answers each with one frame: a status byte ([`REPLY_OK`] or [`REPLY_ERR`]) and
 //! then either the method's encoded result or an encoded [`RemoteError`]. Object state in the
 //! server is kept as the postcard encodings of the values (see the module doc of `manager`), so
 //! a result is usually those stored bytes copied straight into the reply.
@@ -24,10 +25,11 @@ pub(crate) const MAX_REPLY: usize = 1 << 30;
 /// `create`, `incref`, `decref`, `shutdown`, ...).
 #[derive(Debug, Serialize, Deserialize)]
 pub(crate) enum Request<'a> {
-    /// Calls `method` of object `id` with encoded `args`.
-    Call { id: u64, method: &'a str, args: &'a [u8] },
-    /// Creates an object of type `typeid` with its constructor `ctor`; replies with its id.
-    Create { typeid: &'a str, ctor: &'a str, args: &'a [u8] },
+    /// Calls `method` of object `id`; the encoded arguments follow.
+    Call { id: u64, method: &'a str },
+    /// Creates an object of type `typeid` with its constructor `ctor` (the arguments follow);
+    /// replies with its id.
+    Create { typeid: &'a str, ctor: &'a str },
     /// Adds a reference to an object.
     IncRef { id: u64 },
     /// Drops a reference; the object goes when the last one does.
@@ -204,10 +206,11 @@ mod tests {
 
     #[test]
     fn requests_round_trip() {
-        let r = Request::Call { id: 7, method: "append", args: &[1, 2] };
-        let bytes = postcard::to_stdvec(&r).unwrap();
-        match postcard::from_bytes::<Request<'_>>(&bytes).unwrap() {
-            Request::Call { id, method, args } => assert_eq!((id, method, args), (7, "append", &[1u8, 2][..])),
+        let r = Request::Call { id: 7, method: "append" };
+        let mut bytes = postcard::to_stdvec(&r).unwrap();
+        bytes.extend_from_slice(&[1, 2]);
+        match postcard::take_from_bytes::<Request<'_>>(&bytes).unwrap() {
+            (Request::Call { id, method }, args) => assert_eq!((id, method, args), (7, "append", &[1u8, 2][..])),
             other => panic!("{other:?}"),
         }
     }

@@ -14,7 +14,7 @@
 //! is on its way to a child process, even if the sender drops its own at once.
 
 use super::protocol::{self, RemoteError, Request, MAX_REPLY, REPLY_OK};
-use super::stream::{spin_budget, Reader, Writer};
+use super::stream::{spin_budget, Kind, Reader, Writer};
 use crate::connection::{connect_handshake, Address};
 use crate::error::{Error, Result};
 use crate::sys;
@@ -22,14 +22,19 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::cell::RefCell;
 use std::fmt;
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::sync::Arc;
 
 /// One authenticated connection to a manager's server.
 pub(crate) struct ClientConn {
     address: Address,
     pid: i32,
+    /// The socket; kept open while pipes carry the messages, so the server sees us leave.
     sock: OwnedFd,
+    /// Where replies arrive and requests go: the socket itself, or two pipes.
+    rx: Option<OwnedFd>,
+    tx: Option<OwnedFd>,
+    kind: Kind,
     reader: Reader,
     writer: Writer,
 }
@@ -38,15 +43,48 @@ impl ClientConn {
     pub(crate) fn open(address: &Address, authkey: &[u8]) -> Result<ClientConn> {
         let sock = address.connect_raw()?;
         connect_handshake(sock.as_fd(), authkey)?;
-        Ok(ClientConn { address: address.clone(), pid: sys::getpid(), sock, reader: Reader::new(), writer: Writer::new() })
+        let (rx, tx, kind) = if address.is_unix() {
+            let (req_r, req_w) = sys::pipe::pipe_nonblocking_reader().map_err(Error::io("creating pipes"))?;
+            let (rep_r, rep_w) = sys::pipe::pipe_nonblocking_reader().map_err(Error::io("creating pipes"))?;
+            let mut msg = crate::wire::frame::start_frame();
+            msg.extend_from_slice(PIPES_HELLO);
+            crate::wire::frame::send(sock.as_fd(), &mut msg, &[req_r.as_raw_fd(), rep_w.as_raw_fd()])?;
+            (Some(rep_r), Some(req_w), Kind::Pipe)
+        } else {
+            (None, None, Kind::Socket)
+        };
+        Ok(ClientConn {
+            address: address.clone(),
+            pid: sys::atfork::cached_pid(),
+            sock,
+            rx,
+            tx,
+            kind,
+            reader: Reader::new(),
+            writer: Writer::new(),
+        })
     }
 
     /// Sends `req` and hands the successful reply's bytes to `f`.
     pub(crate) fn request<R>(&mut self, req: &Request<'_>, f: impl FnOnce(&[u8]) -> Result<R>) -> Result<R> {
+        self.request_with(req, |_| Ok(()), f)
+    }
+
+    /// Sends `req` followed by the arguments `args` writes, and hands the successful reply's
+    /// bytes to `f`.
+    pub(crate) fn request_with<R>(
+        &mut self,
+        req: &Request<'_>,
+        args: impl FnOnce(&mut Vec<u8>) -> Result<()>,
+        f: impl FnOnce(&[u8]) -> Result<R>,
+    ) -> Result<R> {
         let out = self.writer.begin();
         postcard::to_io(req, &mut *out).map_err(|e| Error::Encode(e.to_string()))?;
-        self.writer.send(self.sock.as_fd())?;
-        let reply = self.reader.next_frame(self.sock.as_fd(), MAX_REPLY, spin_budget())?;
+        args(out)?;
+        let tx = self.tx.as_ref().unwrap_or(&self.sock).as_fd();
+        self.writer.send(tx, self.kind)?;
+        let rx = self.rx.as_ref().unwrap_or(&self.sock).as_fd();
+        let reply = self.reader.next_frame(rx, self.kind, MAX_REPLY, spin_budget())?;
         match reply.split_first() {
             Some((&REPLY_OK, body)) => f(body),
             Some((_, body)) => {
@@ -57,6 +95,10 @@ impl ClientConn {
         }
     }
 }
+
+/// The first frame on a unix connection after the handshake: it carries the server's ends of
+/// the request and reply pipes.
+pub(crate) const PIPES_HELLO: &[u8] = b"pipes";
 
 thread_local! {
     static CONNECTIONS: RefCell<Vec<ClientConn>> = const { RefCell::new(Vec::new()) };
@@ -69,7 +111,7 @@ pub(crate) fn with_connection<R>(
     authkey: &[u8],
     f: impl FnOnce(&mut ClientConn) -> Result<R>,
 ) -> Result<R> {
-    let pid = sys::getpid();
+    let pid = sys::atfork::cached_pid();
     let cached = CONNECTIONS
         .try_with(|c| {
             let mut c = c.borrow_mut();
@@ -104,7 +146,7 @@ struct ProxyInner {
 
 impl Drop for ProxyInner {
     fn drop(&mut self) {
-        if sys::getpid() != self.pid {
+        if sys::atfork::cached_pid() != self.pid {
             return;
         }
         // Python's `_decref`; a server already gone has nothing left to release.
@@ -124,7 +166,7 @@ pub struct BaseProxy {
 
 impl BaseProxy {
     pub(crate) fn new(typeid: &str, address: Address, authkey: Arc<[u8]>, id: u64) -> BaseProxy {
-        BaseProxy { inner: Arc::new(ProxyInner { typeid: typeid.to_string(), address, authkey, id, pid: sys::getpid() }) }
+        BaseProxy { inner: Arc::new(ProxyInner { typeid: typeid.to_string(), address, authkey, id, pid: sys::atfork::cached_pid() }) }
     }
 
     /// The object's type id in the server (Python's `_token.typeid`).
@@ -145,7 +187,19 @@ impl BaseProxy {
     /// Calls `method` with already-encoded arguments; `f` decodes the reply.
     pub(crate) fn call_raw<R>(&self, method: &str, args: &[u8], f: impl FnOnce(&[u8]) -> Result<R>) -> Result<R> {
         with_connection(&self.inner.address, &self.inner.authkey, |c| {
-            c.request(&Request::Call { id: self.inner.id, method, args }, f)
+            c.request_with(&Request::Call { id: self.inner.id, method }, |out| Ok(out.extend_from_slice(args)), f)
+        })
+    }
+
+    /// Calls `method` with `args` encoded straight into the request; `f` decodes the reply.
+    pub(crate) fn call_encoded<A: Serialize + ?Sized, R>(
+        &self,
+        method: &str,
+        args: &A,
+        f: impl FnOnce(&[u8]) -> Result<R>,
+    ) -> Result<R> {
+        with_connection(&self.inner.address, &self.inner.authkey, |c| {
+            c.request_with(&Request::Call { id: self.inner.id, method }, |out| protocol::encode_value(args, out), f)
         })
     }
 
@@ -153,9 +207,7 @@ impl BaseProxy {
     /// `_callmethod`). Used by the proxies `#[register]` generates.
     #[doc(hidden)]
     pub fn call<A: Serialize + ?Sized, R: DeserializeOwned>(&self, method: &str, args: &A) -> Result<R> {
-        let mut buf = Vec::new();
-        protocol::encode_value(args, &mut buf)?;
-        self.call_raw(method, &buf, decode_reply)
+        self.call_encoded(method, args, decode_reply)
     }
 
     /// Python's `repr` of a proxy: `<ListProxy object, typeid 'list' at 0x7f...>`.

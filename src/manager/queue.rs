@@ -6,7 +6,7 @@
 //! an item cannot be sent, the item goes back to the front of the queue.
 
 use super::protocol::{decode, encode_into, RemoteError, RemoteErrorKind};
-use super::proxy::{decode_reply, BaseProxy};
+use super::proxy::BaseProxy;
 use super::registry::{deadline, CallCx, Served};
 use super::wire_bytes::{encode_one, Bytes};
 use crate::error::Result;
@@ -144,8 +144,7 @@ impl<T: Serialize + DeserializeOwned> QueueProxy<T> {
     }
 
     fn get_with(&self, block: bool, timeout: Option<f64>) -> Result<T> {
-        let args = encode_one(&(block, timeout))?;
-        self.base.call_raw("get", &args, decode_reply)
+        self.base.call("get", &(block, timeout))
     }
 
     /// Adds an item, waiting for room if the queue is bounded (Python's `put(item)`).

@@ -11,7 +11,9 @@
 use super::protocol::{self, Request, ServerInfo, MAX_REQUEST, REPLY_ERR, REPLY_OK};
 use super::protocol::{RemoteError, RemoteErrorKind};
 use super::registry::{self, CallCx, Served};
-use super::stream::{spin_budget, Reader, Writer};
+use super::proxy::PIPES_HELLO;
+use super::stream::{spin_budget, Kind, Reader, Writer};
+use crate::wire::frame;
 use crate::connection::{accept_handshake, Address, Connection, Listener};
 use crate::error::{Error, Result};
 use crate::sys;
@@ -97,14 +99,15 @@ impl Server {
         &self,
         cx: &CallCx<'_>,
         req: Request<'_>,
+        args: &[u8],
         out: &mut Vec<u8>,
     ) -> std::result::Result<bool, RemoteError> {
         match req {
-            Request::Call { id, method, args } => {
+            Request::Call { id, method } => {
                 let obj = self.object(id)?;
                 obj.call(cx, method, args, out)?;
             }
-            Request::Create { typeid, ctor, args } => {
+            Request::Create { typeid, ctor } => {
                 let obj = registry::create(typeid, ctor, args)?;
                 let id = self.next_id.fetch_add(1, Ordering::Relaxed);
                 let mut t = self.table();
@@ -165,22 +168,40 @@ impl Server {
             return; // refused: wrong key, garbage, silence or a truncated handshake
         }
         let conn = self.next_conn.fetch_add(1, Ordering::Relaxed);
+        let (pipes, kind) = if sys::net::is_unix_socket(sock.as_fd()) {
+            match frame::recv(sock.as_fd(), 64) {
+                Ok((hello, fds)) if hello == PIPES_HELLO && fds.len() == 2 => {
+                    let mut fds = fds.into_iter();
+                    (Some((fds.next().expect("two"), fds.next().expect("two"))), Kind::Pipe)
+                }
+                _ => return,
+            }
+        } else {
+            (None, Kind::Socket)
+        };
+        let (rx, tx) = match &pipes {
+            Some((r, w)) => (r.as_fd(), w.as_fd()),
+            None => (sock.as_fd(), sock.as_fd()),
+        };
         let mut reader = Reader::new();
         let mut writer = Writer::new();
         let spin = spin_budget();
         let mut stop = false;
         loop {
-            let payload = match reader.next_frame(sock.as_fd(), MAX_REQUEST, spin) {
+            let payload = match reader.next_frame(rx, kind, MAX_REQUEST, spin) {
                 Ok(p) => p,
                 Err(_) => break, // end of file, a truncated or oversized frame: drop the client
             };
-            let Ok(req) = postcard::from_bytes::<Request<'_>>(payload) else {
+            let Ok((req, args)) = postcard::take_from_bytes::<Request<'_>>(payload) else {
                 break; // not a request: the client is broken or hostile
             };
             let cx = CallCx { conn, sock: sock.as_fd(), undo: Default::default() };
             let out = writer.begin();
             out.push(REPLY_OK);
-            match self.handle(&cx, req, out) {
+            if !args.is_empty() && !matches!(req, Request::Call { .. } | Request::Create { .. }) {
+                break; // trailing bytes after a request that takes none
+            }
+            match self.handle(&cx, req, args, out) {
                 Ok(true) => {}
                 Ok(false) => stop = true,
                 Err(e) => {
@@ -189,7 +210,7 @@ impl Server {
                     let _ = protocol::encode_into(&e, out);
                 }
             }
-            let sent = writer.send(sock.as_fd());
+            let sent = writer.send(tx, kind);
             if sent.is_err() {
                 if let Some(undo) = cx.undo.borrow_mut().take() {
                     undo();
