@@ -65,13 +65,20 @@ fn main() -> multiprocessing::Result<()> {
                 .spawn()
                 .expect("start the server");
             let mut line = String::new();
-            std::io::BufRead::read_line(&mut std::io::BufReader::new(server.stdout.take().expect("piped")), &mut line)
-                .expect("the server reports its address");
+            std::io::BufRead::read_line(
+                &mut std::io::BufReader::new(server.stdout.take().expect("piped")),
+                &mut line,
+            )
+            .expect("the server reports its address");
             print!("server: {line}");
             let address = line.trim().rsplit(' ').next().expect("an address").to_string();
             // ... and connect to it like any other program would.
-            connect(&address)?;
+            let used = connect(&address);
+            if used.is_err() {
+                let _ = server.kill();
+            }
             let status = server.wait().expect("the server exits");
+            used?;
             println!("server exited: {status}");
             Ok(())
         }

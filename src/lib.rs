@@ -41,6 +41,7 @@ mod shared_memory;
 mod wire;
 
 pub use connection::{Connection, Pipe};
+pub use error::{ChildError, ChildFailure, Error, Result};
 pub use manager::Manager;
 /// Registers a type with the managers of this program and generates its proxy (Python's
 /// `BaseManager.register(typeid, callable)`), as an attribute on the type's `impl` block.
@@ -89,7 +90,6 @@ pub use manager::Manager;
 /// # }
 /// ```
 pub use multiprocessing_macros::register;
-pub use error::{ChildError, ChildFailure, Error, Result};
 pub use process::{
     active_children, cpu_count, current_process, get_all_start_methods, get_context, get_start_method,
     parent_process, set_start_method, spawn, Context, CurrentProcess, ExitStatus, JoinHandle, ParentProcess,

@@ -21,7 +21,9 @@ fn a_child_connects_with_the_authkey_under_each_start_method() {
     for method in METHODS {
         for address in [Address::local(), Address::tcp("127.0.0.1:0").unwrap()] {
             let listener = Listener::bind(address, Some(b"key")).unwrap();
-            let h = get_context(Some(method)).spawn(echo_client, (listener.address().clone(), b"key".to_vec())).unwrap();
+            let h = get_context(Some(method))
+                .spawn(echo_client, (listener.address().clone(), b"key".to_vec()))
+                .unwrap();
             let conn = listener.accept().unwrap();
             let msg: String = conn.recv().unwrap();
             conn.send(&format!("{msg}-pong")).unwrap();
@@ -58,7 +60,11 @@ fn a_wrong_authkey_is_refused_both_ways_and_the_listener_keeps_serving() {
 fn garbage_and_oversized_handshakes_are_refused() {
     let listener = Listener::bind(Address::tcp("127.0.0.1:0").unwrap(), Some(b"key")).unwrap();
     let Address::Tcp(sa) = listener.address().clone() else { unreachable!() };
-    for bytes in [&b"\x05\0\0\0\0\0\0\0hello"[..], &[0xff, 0xff, 0xff, 0xff, 0, 0, 0, 0][..], &[40, 0, 0, 0, 0, 0, 0, 0, 1][..]] {
+    for bytes in [
+        &b"\x05\0\0\0\0\0\0\0hello"[..],
+        &[0xff, 0xff, 0xff, 0xff, 0, 0, 0, 0][..],
+        &[40, 0, 0, 0, 0, 0, 0, 0, 1][..],
+    ] {
         let mut s = std::net::TcpStream::connect(sa).unwrap();
         s.write_all(bytes).unwrap();
         s.shutdown(std::net::Shutdown::Write).unwrap();

@@ -5,8 +5,8 @@
 
 use multiprocessing::connection::{Address, Client};
 use multiprocessing::manager::{
-    BarrierProxy, ConditionProxy, DictProxy, EventProxy, JoinableQueueProxy, ListProxy, LockProxy, NamespaceProxy,
-    QueueProxy, RLockProxy, RemoteErrorKind, SemaphoreProxy, ValueProxy,
+    BarrierProxy, ConditionProxy, DictProxy, EventProxy, JoinableQueueProxy, ListProxy, LockProxy,
+    NamespaceProxy, QueueProxy, RLockProxy, RemoteErrorKind, SemaphoreProxy, ValueProxy,
 };
 use multiprocessing::{get_context, Connection, Manager, Pipe, Process, StartMethod};
 use std::io::{Read, Write};
@@ -19,6 +19,12 @@ const METHODS: [StartMethod; 3] = [StartMethod::Fork, StartMethod::Spawn, StartM
 pub struct Tally {
     items: Vec<String>,
     total: i64,
+}
+
+impl Default for Tally {
+    fn default() -> Self {
+        Tally::new()
+    }
 }
 
 #[multiprocessing::register]
@@ -93,7 +99,8 @@ fn list_proxy_behaves_like_a_list() {
 
     let words = m.list::<String>([]).unwrap();
     words.append("b".to_string()).unwrap();
-    words.append(&"a".to_string()).unwrap();
+    let a = "a".to_string();
+    words.append(&a).unwrap(); // by reference works too
     words.sort().unwrap();
     assert_eq!(words.to_string(), r#"["a", "b"]"#);
 }
@@ -172,7 +179,11 @@ fn proxies_mutated_from_four_processes_under_each_start_method() {
         let lock = m.lock().unwrap();
         let ctx = get_context(Some(method));
         let children: Vec<Process> = (0..4)
-            .map(|w| ctx.process(mutate_shared, (l.clone(), d.clone(), counter.clone(), lock.clone(), w)).start().unwrap())
+            .map(|w| {
+                ctx.process(mutate_shared, (l.clone(), d.clone(), counter.clone(), lock.clone(), w))
+                    .start()
+                    .unwrap()
+            })
             .collect();
         for c in children {
             assert!(c.join().unwrap().success(), "{method}");
@@ -198,7 +209,11 @@ fn registered_type_works_through_its_proxy_from_a_child() {
     for method in METHODS {
         let m = manager_with(method);
         let t = TallyProxy::starting_at(&m, 5).unwrap();
-        let r = get_context(Some(method)).spawn(use_tally, (t.clone(), "child".to_string())).unwrap().join().unwrap();
+        let r = get_context(Some(method))
+            .spawn(use_tally, (t.clone(), "child".to_string()))
+            .unwrap()
+            .join()
+            .unwrap();
         assert_eq!(r, 15, "{method}");
         assert_eq!(t.record("parent", 1).unwrap(), 16);
         assert_eq!(t.names().unwrap(), ["child", "parent"]);
@@ -230,7 +245,10 @@ fn queue_proxies() {
     assert!(q.empty().unwrap());
     assert_eq!(q.get_nowait().unwrap_err().remote_kind(), Some(RemoteErrorKind::Empty));
     let t = Instant::now();
-    assert_eq!(q.get_timeout(Duration::from_millis(100)).unwrap_err().remote_kind(), Some(RemoteErrorKind::Empty));
+    assert_eq!(
+        q.get_timeout(Duration::from_millis(100)).unwrap_err().remote_kind(),
+        Some(RemoteErrorKind::Empty)
+    );
     assert!(t.elapsed() >= Duration::from_millis(90) && t.elapsed() < Duration::from_secs(5));
 
     let jq: JoinableQueueProxy<u32> = m.joinable_queue(0).unwrap();
@@ -295,7 +313,13 @@ fn locks_held_by_a_killed_process_are_released() {
     assert_eq!(lock.release().unwrap_err().remote_kind(), Some(RemoteErrorKind::Runtime));
 }
 
-fn wait_then_report(e: EventProxy, b: BarrierProxy, c: ConditionProxy, s: SemaphoreProxy, ns: NamespaceProxy) -> usize {
+fn wait_then_report(
+    e: EventProxy,
+    b: BarrierProxy,
+    c: ConditionProxy,
+    s: SemaphoreProxy,
+    ns: NamespaceProxy,
+) -> usize {
     e.wait().unwrap();
     let i = b.wait().unwrap();
     s.acquire().unwrap();
@@ -316,7 +340,10 @@ fn event_barrier_condition_semaphore_across_processes() {
     let s = m.semaphore(2).unwrap();
     let ns = m.namespace().unwrap();
     let hs: Vec<_> = (0..2)
-        .map(|_| multiprocessing::spawn(wait_then_report, (e.clone(), b.clone(), c.clone(), s.clone(), ns.clone())).unwrap())
+        .map(|_| {
+            multiprocessing::spawn(wait_then_report, (e.clone(), b.clone(), c.clone(), s.clone(), ns.clone()))
+                .unwrap()
+        })
         .collect();
     assert!(!e.is_set().unwrap());
     e.set().unwrap();
@@ -337,7 +364,10 @@ fn event_barrier_condition_semaphore_across_processes() {
     assert_eq!(bs.release().unwrap_err().remote_kind(), Some(RemoteErrorKind::Value));
     let b2 = m.barrier(2).unwrap();
     let t = Instant::now();
-    assert_eq!(b2.wait_timeout(Duration::from_millis(50)).unwrap_err().remote_kind(), Some(RemoteErrorKind::BrokenBarrier));
+    assert_eq!(
+        b2.wait_timeout(Duration::from_millis(50)).unwrap_err().remote_kind(),
+        Some(RemoteErrorKind::BrokenBarrier)
+    );
     assert!(t.elapsed() >= Duration::from_millis(45));
     assert!(b2.broken().unwrap());
     b2.reset().unwrap();
@@ -379,7 +409,11 @@ fn proxies_pass_through_pipes_and_references_are_counted() {
 // CPython: test_remote (TCP, an authkey, objects shared by name) and the wrong-key case.
 #[test]
 fn remote_manager_over_tcp_refuses_a_wrong_authkey_and_keeps_serving() {
-    let server = Manager::builder().address(Address::tcp("127.0.0.1:0").unwrap()).authkey(b"right key").start().unwrap();
+    let server = Manager::builder()
+        .address(Address::tcp("127.0.0.1:0").unwrap())
+        .authkey(b"right key")
+        .start()
+        .unwrap();
     let jobs = server.queue::<String>(0).unwrap();
     server.publish("jobs", &jobs).unwrap();
     let refused = Manager::connect(server.address().clone(), b"wrong key").unwrap_err();
@@ -389,7 +423,10 @@ fn remote_manager_over_tcp_refuses_a_wrong_authkey_and_keeps_serving() {
     q.put("from the remote side".to_string()).unwrap();
     assert_eq!(jobs.get().unwrap(), "from the remote side");
     assert!(remote.lookup::<LockProxy>("jobs").is_err(), "wrong proxy type");
-    assert_eq!(remote.lookup::<LockProxy>("nothing").unwrap_err().remote_kind(), Some(RemoteErrorKind::NoSuchName));
+    assert_eq!(
+        remote.lookup::<LockProxy>("nothing").unwrap_err().remote_kind(),
+        Some(RemoteErrorKind::NoSuchName)
+    );
 }
 
 fn raw_tcp(address: &Address) -> std::net::TcpStream {
@@ -479,7 +516,9 @@ fn arbiter(method: StartMethod) -> Option<u128> {
         let mut status = 0;
         // SAFETY: waitpid on a pid that is (by now) our child, with a valid status pointer.
         let r = unsafe { libc::waitpid(server_pid, &mut status, libc::WNOHANG) };
-        if r == server_pid || (r == -1 && std::io::Error::last_os_error().raw_os_error() == Some(libc::ECHILD)) {
+        if r == server_pid
+            || (r == -1 && std::io::Error::last_os_error().raw_os_error() == Some(libc::ECHILD))
+        {
             // SAFETY: kill with signal 0 only checks for existence.
             let gone = unsafe { libc::kill(server_pid, 0) } == -1;
             died = gone.then(|| t.elapsed().as_millis());

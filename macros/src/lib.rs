@@ -42,7 +42,10 @@ impl Parse for Options {
             } else if p.path.is_ident("proxy") {
                 o.proxy = Some(lit);
             } else {
-                return Err(syn::Error::new(p.path.span(), "expected `typeid = \"...\"` or `proxy = \"...\"`"));
+                return Err(syn::Error::new(
+                    p.path.span(),
+                    "expected `typeid = \"...\"` or `proxy = \"...\"`",
+                ));
             }
         }
         Ok(o)
@@ -66,7 +69,10 @@ fn params(f: &ImplItemFn) -> syn::Result<Vec<Param>> {
         let (owned, by_ref) = match &ty {
             Type::Reference(r) => {
                 if r.mutability.is_some() {
-                    return Err(syn::Error::new(r.span(), "a registered method cannot take `&mut` arguments: they would be copies"));
+                    return Err(syn::Error::new(
+                        r.span(),
+                        "a registered method cannot take `&mut` arguments: they would be copies",
+                    ));
                 }
                 let owned: Type = match &*r.elem {
                     Type::Path(p) if p.path.is_ident("str") => syn::parse_quote!(::std::string::String),
@@ -98,14 +104,22 @@ fn doc_attrs(f: &ImplItemFn) -> Vec<&syn::Attribute> {
 
 fn expand(options: Options, input: ItemImpl) -> syn::Result<TokenStream2> {
     if !input.generics.params.is_empty() {
-        return Err(syn::Error::new(input.generics.span(), "#[register] cannot register a generic type: register a concrete one"));
+        return Err(syn::Error::new(
+            input.generics.span(),
+            "#[register] cannot register a generic type: register a concrete one",
+        ));
     }
     if let Some((_, path, _)) = &input.trait_ {
-        return Err(syn::Error::new(path.span(), "#[register] goes on an inherent `impl Type { ... }` block, not a trait impl"));
+        return Err(syn::Error::new(
+            path.span(),
+            "#[register] goes on an inherent `impl Type { ... }` block, not a trait impl",
+        ));
     }
     let self_ty = &input.self_ty;
     let self_ident = match &**self_ty {
-        Type::Path(p) if p.qself.is_none() => p.path.segments.last().expect("a path has a segment").ident.clone(),
+        Type::Path(p) if p.qself.is_none() => {
+            p.path.segments.last().expect("a path has a segment").ident.clone()
+        }
         other => return Err(syn::Error::new(other.span(), "#[register] needs a named type")),
     };
     let typeid = options.typeid.map(|l| l.value()).unwrap_or_else(|| self_ident.to_string());
@@ -145,7 +159,8 @@ fn expand(options: Options, input: ItemImpl) -> syn::Result<TokenStream2> {
         };
         match receiver {
             None => {
-                let returns_self = matches!(&sig.output, ReturnType::Type(_, t) if is_self_type(t, &self_ident));
+                let returns_self =
+                    matches!(&sig.output, ReturnType::Type(_, t) if is_self_type(t, &self_ident));
                 if !returns_self {
                     continue; // an associated function that is not a constructor stays local
                 }
@@ -170,7 +185,11 @@ fn expand(options: Options, input: ItemImpl) -> syn::Result<TokenStream2> {
                 if r.reference.is_none() {
                     return Err(syn::Error::new(r.span(), "a registered method must take `&self` or `&mut self`: the object stays in the server"));
                 }
-                let access = if r.mutability.is_some() { quote!(#private::write(__this)) } else { quote!(#private::read(__this)) };
+                let access = if r.mutability.is_some() {
+                    quote!(#private::write(__this))
+                } else {
+                    quote!(#private::read(__this))
+                };
                 let ret: Type = match &sig.output {
                     ReturnType::Default => syn::parse_quote!(()),
                     ReturnType::Type(_, t) => {

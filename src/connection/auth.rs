@@ -120,7 +120,8 @@ fn answer_challenge(sock: BorrowedFd<'_>, authkey: &[u8], own_label: &[u8]) -> R
 }
 
 fn with_timeout(sock: BorrowedFd<'_>, f: impl FnOnce() -> Result<()>) -> Result<()> {
-    sys::net::set_recv_timeout(sock, Some(HANDSHAKE_TIMEOUT)).map_err(Error::io("authenticating a connection"))?;
+    sys::net::set_recv_timeout(sock, Some(HANDSHAKE_TIMEOUT))
+        .map_err(Error::io("authenticating a connection"))?;
     let r = f();
     sys::net::set_recv_timeout(sock, None).map_err(Error::io("authenticating a connection"))?;
     r

@@ -164,22 +164,30 @@ impl Listener {
         let address = address.into();
         let (fd, address, unlink) = match &address {
             Address::Tcp(sa) => {
-                let fd = sys::net::tcp_listen(sa, BACKLOG).map_err(Error::io("listening on a TCP address"))?;
+                let fd =
+                    sys::net::tcp_listen(sa, BACKLOG).map_err(Error::io("listening on a TCP address"))?;
                 let bound = sys::net::tcp_local_addr(fd.as_fd()).map_err(Error::io("listening"))?;
                 (fd, Address::Tcp(bound), None)
             }
             Address::Unix(p) => {
                 let name = address.unix_name().expect("unix");
-                let fd = sys::net::unix_listen(&name, BACKLOG).map_err(Error::io("listening on a unix socket"))?;
+                let fd =
+                    sys::net::unix_listen(&name, BACKLOG).map_err(Error::io("listening on a unix socket"))?;
                 (fd, address.clone(), Some(p.clone()))
             }
             Address::Abstract(_) => {
                 let name = address.unix_name().expect("unix");
-                let fd = sys::net::unix_listen(&name, BACKLOG).map_err(Error::io("listening on a unix socket"))?;
+                let fd =
+                    sys::net::unix_listen(&name, BACKLOG).map_err(Error::io("listening on a unix socket"))?;
                 (fd, address.clone(), None)
             }
         };
-        Ok(Listener { fd: Mutex::new(Some(Arc::new(fd))), address, authkey: authkey.map(<[u8]>::to_vec), unlink })
+        Ok(Listener {
+            fd: Mutex::new(Some(Arc::new(fd))),
+            address,
+            authkey: authkey.map(<[u8]>::to_vec),
+            unlink,
+        })
     }
 
     /// The address this listener is bound to (Python's `address`).
@@ -202,13 +210,16 @@ impl Listener {
     pub(crate) fn accept_raw(&self) -> Result<OwnedFd> {
         // Our own reference keeps the descriptor open while we wait; `close` shuts the socket
         // down, which wakes this call with an error.
-        let fd = self.fd.lock().unwrap_or_else(|p| p.into_inner()).clone().ok_or(Error::Closed("listener"))?;
+        let fd =
+            self.fd.lock().unwrap_or_else(|p| p.into_inner()).clone().ok_or(Error::Closed("listener"))?;
         match sys::net::accept(fd.as_fd()) {
             Ok(sock) => {
                 sys::net::set_nodelay_if_tcp(sock.as_fd());
                 Ok(sock)
             }
-            Err(_) if self.fd.lock().unwrap_or_else(|p| p.into_inner()).is_none() => Err(Error::Closed("listener")),
+            Err(_) if self.fd.lock().unwrap_or_else(|p| p.into_inner()).is_none() => {
+                Err(Error::Closed("listener"))
+            }
             Err(e) => Err(Error::Io { context: "accepting a connection", source: e }),
         }
     }
@@ -235,7 +246,10 @@ impl Drop for Listener {
 
 impl fmt::Debug for Listener {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Listener").field("address", &self.address).field("authenticated", &self.authkey.is_some()).finish()
+        f.debug_struct("Listener")
+            .field("address", &self.address)
+            .field("authenticated", &self.authkey.is_some())
+            .finish()
     }
 }
 

@@ -46,7 +46,13 @@ fn broken() -> RemoteError {
 }
 
 impl Served for ServedBarrier {
-    fn call(&self, cx: &CallCx<'_>, method: &str, args: &[u8], out: &mut Vec<u8>) -> std::result::Result<(), RemoteError> {
+    fn call(
+        &self,
+        cx: &CallCx<'_>,
+        method: &str,
+        args: &[u8],
+        out: &mut Vec<u8>,
+    ) -> std::result::Result<(), RemoteError> {
         let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
         match method {
             "wait" => {

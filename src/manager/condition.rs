@@ -41,7 +41,13 @@ fn not_owner(what: &str) -> RemoteError {
 }
 
 impl Served for ServedCondition {
-    fn call(&self, cx: &CallCx<'_>, method: &str, args: &[u8], out: &mut Vec<u8>) -> std::result::Result<(), RemoteError> {
+    fn call(
+        &self,
+        cx: &CallCx<'_>,
+        method: &str,
+        args: &[u8],
+        out: &mut Vec<u8>,
+    ) -> std::result::Result<(), RemoteError> {
         let me = cx.conn;
         let st = self.state.lock().unwrap_or_else(|p| p.into_inner());
         match method {

@@ -22,13 +22,20 @@ pub trait Registered: Sized + Send + Sync + 'static {
     /// Runs the constructor `ctor` with encoded arguments.
     fn construct(ctor: &str, args: &[u8]) -> Result<Self, RemoteError>;
     /// Runs `method` with encoded arguments, appending the encoded result to `out`.
-    fn dispatch(this: &RwLock<Self>, method: &str, args: &[u8], out: &mut Vec<u8>) -> Result<(), RemoteError>;
+    fn dispatch(this: &RwLock<Self>, method: &str, args: &[u8], out: &mut Vec<u8>)
+        -> Result<(), RemoteError>;
 }
 
 struct CustomObject<T>(RwLock<T>);
 
 impl<T: Registered> Served for CustomObject<T> {
-    fn call(&self, _cx: &CallCx<'_>, method: &str, args: &[u8], out: &mut Vec<u8>) -> Result<(), RemoteError> {
+    fn call(
+        &self,
+        _cx: &CallCx<'_>,
+        method: &str,
+        args: &[u8],
+        out: &mut Vec<u8>,
+    ) -> Result<(), RemoteError> {
         match std::panic::catch_unwind(AssertUnwindSafe(|| T::dispatch(&self.0, method, args, out))) {
             Ok(r) => r,
             Err(payload) => {
@@ -70,7 +77,10 @@ pub fn encode_result<R: Serialize>(value: &R, out: &mut Vec<u8>) -> Result<(), R
 /// The error for an unknown method or constructor name.
 #[doc(hidden)]
 pub fn no_such_method(typeid: &str, method: &str) -> RemoteError {
-    RemoteError::new(RemoteErrorKind::NoSuchMethod, format!("{typeid:?} object has no exposed method {method:?}"))
+    RemoteError::new(
+        RemoteErrorKind::NoSuchMethod,
+        format!("{typeid:?} object has no exposed method {method:?}"),
+    )
 }
 
 /// Shared access for a `&self` method.

@@ -14,9 +14,12 @@ use std::fmt;
 use std::marker::PhantomData;
 use std::sync::{Arc, Mutex};
 
-/// The server side: encoded keys to encoded values, in insertion order (as Python's `dict`).
+/// Encoded keys to encoded values, in insertion order (as Python's `dict`).
+type EncodedMap = IndexMap<Box<[u8]>, Box<[u8]>>;
+
+/// The server side of a dictionary.
 pub(crate) struct ServedDict {
-    map: Mutex<IndexMap<Box<[u8]>, Box<[u8]>>>,
+    map: Mutex<EncodedMap>,
 }
 
 fn put_option(out: &mut Vec<u8>, v: Option<&[u8]>) {
@@ -38,7 +41,13 @@ impl ServedDict {
 }
 
 impl Served for ServedDict {
-    fn call(&self, _cx: &CallCx<'_>, method: &str, args: &[u8], out: &mut Vec<u8>) -> std::result::Result<(), RemoteError> {
+    fn call(
+        &self,
+        _cx: &CallCx<'_>,
+        method: &str,
+        args: &[u8],
+        out: &mut Vec<u8>,
+    ) -> std::result::Result<(), RemoteError> {
         let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
         match method {
             "get" => put_option(out, map.get(args).map(|v| &**v)),
@@ -88,6 +97,9 @@ impl Served for ServedDict {
     }
 }
 
+/// Marks the key and value types without owning any (and without affecting auto traits).
+type KeyValue<K, V> = fn(K, V) -> (K, V);
+
 /// A proxy to a dictionary in a manager's server (Python's `DictProxy`, from `manager.dict()`).
 ///
 /// Keys are compared by their encoding (equal for integers, strings, and structs, enums, tuples
@@ -104,7 +116,7 @@ impl Served for ServedDict {
 /// ```
 pub struct DictProxy<K, V> {
     base: BaseProxy,
-    _t: PhantomData<fn(K, V) -> (K, V)>,
+    _t: PhantomData<KeyValue<K, V>>,
 }
 
 impl<K, V> DictProxy<K, V>

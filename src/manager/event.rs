@@ -21,7 +21,13 @@ impl ServedEvent {
 }
 
 impl Served for ServedEvent {
-    fn call(&self, cx: &CallCx<'_>, method: &str, args: &[u8], out: &mut Vec<u8>) -> std::result::Result<(), RemoteError> {
+    fn call(
+        &self,
+        cx: &CallCx<'_>,
+        method: &str,
+        args: &[u8],
+        out: &mut Vec<u8>,
+    ) -> std::result::Result<(), RemoteError> {
         let mut flag = self.flag.lock().unwrap_or_else(|p| p.into_inner());
         match method {
             "set" => {

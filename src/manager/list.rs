@@ -45,7 +45,13 @@ pub(crate) fn write_seq<'a>(out: &mut Vec<u8>, items: impl ExactSizeIterator<Ite
 }
 
 impl Served for ServedList {
-    fn call(&self, _cx: &CallCx<'_>, method: &str, args: &[u8], out: &mut Vec<u8>) -> std::result::Result<(), RemoteError> {
+    fn call(
+        &self,
+        _cx: &CallCx<'_>,
+        method: &str,
+        args: &[u8],
+        out: &mut Vec<u8>,
+    ) -> std::result::Result<(), RemoteError> {
         let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
         let len = st.items.len();
         let mutated = match method {
@@ -65,7 +71,10 @@ impl Served for ServedList {
             }
             "set" => {
                 let (i, item): (u64, &[u8]) = decode(args)?;
-                let slot = st.items.get_mut(i as usize).ok_or_else(|| index_error("list assignment index out of range"))?;
+                let slot = st
+                    .items
+                    .get_mut(i as usize)
+                    .ok_or_else(|| index_error("list assignment index out of range"))?;
                 *slot = item.into();
                 true
             }
@@ -108,7 +117,9 @@ impl Served for ServedList {
             }
             "remove" => {
                 let at = st.items.iter().position(|x| **x == *args);
-                let at = at.ok_or_else(|| RemoteError::new(RemoteErrorKind::Value, "list.remove(x): x not in list"))?;
+                let at = at.ok_or_else(|| {
+                    RemoteError::new(RemoteErrorKind::Value, "list.remove(x): x not in list")
+                })?;
                 st.items.remove(at);
                 true
             }

@@ -42,7 +42,13 @@ impl ServedLock {
 }
 
 impl Served for ServedLock {
-    fn call(&self, cx: &CallCx<'_>, method: &str, args: &[u8], out: &mut Vec<u8>) -> std::result::Result<(), RemoteError> {
+    fn call(
+        &self,
+        cx: &CallCx<'_>,
+        method: &str,
+        args: &[u8],
+        out: &mut Vec<u8>,
+    ) -> std::result::Result<(), RemoteError> {
         let st = self.state.lock().unwrap_or_else(|p| p.into_inner());
         match method {
             "acquire" => {
@@ -62,7 +68,11 @@ impl Served for ServedLock {
                 let mut st = st;
                 let held_by_me = st.owner == Some(cx.conn);
                 if st.owner.is_none() || (self.reentrant && !held_by_me) {
-                    let msg = if self.reentrant { "cannot release un-acquired lock" } else { "release unlocked lock" };
+                    let msg = if self.reentrant {
+                        "cannot release un-acquired lock"
+                    } else {
+                        "release unlocked lock"
+                    };
                     return Err(RemoteError::new(RemoteErrorKind::Runtime, msg));
                 }
                 st.count -= 1;
@@ -73,7 +83,12 @@ impl Served for ServedLock {
                 }
             }
             "locked" => encode_into(&st.owner.is_some(), out)?,
-            _ => return Err(super::custom::no_such_method(if self.reentrant { "RLock" } else { "Lock" }, method)),
+            _ => {
+                return Err(super::custom::no_such_method(
+                    if self.reentrant { "RLock" } else { "Lock" },
+                    method,
+                ))
+            }
         }
         Ok(())
     }

@@ -236,7 +236,9 @@ impl ManagerBuilder {
         let authkey: Arc<[u8]> = Arc::from(&*config.authkey);
         let (ready_rx, ready_tx) = Pipe::new(false)?;
         let n = COUNTER.fetch_add(1, Ordering::Relaxed) + 1;
-        let mut p = Process::new(server::manager_process, (config, ready_tx)).name(format!("SyncManager-{n}")).daemon(true);
+        let mut p = Process::new(server::manager_process, (config, ready_tx))
+            .name(format!("SyncManager-{n}"))
+            .daemon(true);
         if let Some(m) = self.start_method {
             p = p.start_method(m);
         }
@@ -244,7 +246,10 @@ impl ManagerBuilder {
         let report: std::result::Result<Address, String> = match ready_rx.poll(Some(START_TIMEOUT)) {
             Ok(true) => match ready_rx.recv() {
                 Ok(r) => r,
-                Err(e) => Err(format!("the manager process ended before it listened ({e}; {:?})", p.join_timeout(Duration::from_secs(1)))),
+                Err(e) => Err(format!(
+                    "the manager process ended before it listened ({e}; {:?})",
+                    p.join_timeout(Duration::from_secs(1))
+                )),
             },
             _ => {
                 let _ = p.kill();
@@ -253,7 +258,13 @@ impl ManagerBuilder {
             }
         };
         match report {
-            Ok(address) => Ok(Manager { address, authkey, process: Some(p), owner_pid: sys::getpid(), stopped: AtomicBool::new(false) }),
+            Ok(address) => Ok(Manager {
+                address,
+                authkey,
+                process: Some(p),
+                owner_pid: sys::getpid(),
+                stopped: AtomicBool::new(false),
+            }),
             Err(e) => {
                 let _ = p.join_timeout(Duration::from_secs(1));
                 Err(Error::invalid(format!("cannot start the manager: {e}")))
@@ -312,7 +323,13 @@ impl Manager {
         // Authenticate now, so a wrong key or address is reported here.
         let mut conn = ClientConn::open(&address, &authkey)?;
         conn.request(&Request::Info, |b| protocol::decode::<ServerInfo>(b).map_err(Error::Remote))?;
-        Ok(Manager { address, authkey, process: None, owner_pid: sys::getpid(), stopped: AtomicBool::new(false) })
+        Ok(Manager {
+            address,
+            authkey,
+            process: None,
+            owner_pid: sys::getpid(),
+            stopped: AtomicBool::new(false),
+        })
     }
 
     /// The server's address (Python's `manager.address`).
@@ -357,7 +374,10 @@ impl Manager {
         let id = with_connection(&self.address, &self.authkey, |c| {
             c.request_with(
                 &Request::Create { typeid, ctor },
-                |out| Ok(out.extend_from_slice(args)),
+                |out| {
+                    out.extend_from_slice(args);
+                    Ok(())
+                },
                 |b| protocol::decode::<u64>(b).map_err(Error::Remote),
             )
         })?;
@@ -367,13 +387,21 @@ impl Manager {
     /// Creates an object of a type registered with `#[register]` by calling its constructor
     /// `ctor` with the argument tuple `args` in the server. Used by the generated proxies.
     #[doc(hidden)]
-    pub fn create_registered<A: Serialize + ?Sized>(&self, typeid: &str, ctor: &str, args: &A) -> Result<BaseProxy> {
+    pub fn create_registered<A: Serialize + ?Sized>(
+        &self,
+        typeid: &str,
+        ctor: &str,
+        args: &A,
+    ) -> Result<BaseProxy> {
         self.create_with(typeid, ctor, &encode_one(args)?)
     }
 
     /// A shared list holding `items` (Python's `manager.list(sequence)`); `manager.list::<T>([])`
     /// for an empty one.
-    pub fn list<T: Serialize + DeserializeOwned>(&self, items: impl IntoIterator<Item = T>) -> Result<ListProxy<T>> {
+    pub fn list<T: Serialize + DeserializeOwned>(
+        &self,
+        items: impl IntoIterator<Item = T>,
+    ) -> Result<ListProxy<T>> {
         let (buf, bounds) = encode_items::<T, _>(items)?;
         self.create("list", &list::buf_as_seq(&buf, &bounds)?)
     }
@@ -388,7 +416,10 @@ impl Manager {
     }
 
     /// A shared dictionary holding `items` (Python's `manager.dict(mapping)`).
-    pub fn dict_from<K, V, KB, VB>(&self, items: impl IntoIterator<Item = (KB, VB)>) -> Result<DictProxy<K, V>>
+    pub fn dict_from<K, V, KB, VB>(
+        &self,
+        items: impl IntoIterator<Item = (KB, VB)>,
+    ) -> Result<DictProxy<K, V>>
     where
         K: Serialize + DeserializeOwned,
         V: Serialize + DeserializeOwned,
@@ -414,7 +445,10 @@ impl Manager {
     }
 
     /// A shared fixed-length array (Python's `manager.Array(typecode, sequence)`).
-    pub fn array<T: Serialize + DeserializeOwned>(&self, items: impl IntoIterator<Item = T>) -> Result<ArrayProxy<T>> {
+    pub fn array<T: Serialize + DeserializeOwned>(
+        &self,
+        items: impl IntoIterator<Item = T>,
+    ) -> Result<ArrayProxy<T>> {
         let (buf, bounds) = encode_items::<T, _>(items)?;
         self.create("Array", &list::buf_as_seq(&buf, &bounds)?)
     }
@@ -426,7 +460,10 @@ impl Manager {
     }
 
     /// A shared joinable queue (Python's `manager.JoinableQueue(maxsize)`).
-    pub fn joinable_queue<T: Serialize + DeserializeOwned>(&self, maxsize: usize) -> Result<JoinableQueueProxy<T>> {
+    pub fn joinable_queue<T: Serialize + DeserializeOwned>(
+        &self,
+        maxsize: usize,
+    ) -> Result<JoinableQueueProxy<T>> {
         self.create("JoinableQueue", &encode_one(&(maxsize as u64))?)
     }
 
@@ -484,10 +521,14 @@ impl Manager {
     /// A proxy to the object published as `name`. An error if nothing is, or if it is not an
     /// object of `P`'s type.
     pub fn lookup<P: Proxy>(&self, name: &str) -> Result<P> {
-        let (id, typeid): (u64, String) = self.request(&Request::Lookup { name }, |b| protocol::decode(b).map_err(Error::Remote))?;
+        let (id, typeid): (u64, String) =
+            self.request(&Request::Lookup { name }, |b| protocol::decode(b).map_err(Error::Remote))?;
         let base = BaseProxy::new(&typeid, self.address.clone(), self.authkey.clone(), id);
         if !P::accepts(&typeid) {
-            return Err(Error::invalid(format!("{name:?} is a {typeid:?} object, not one a {} can front", P::NAME)));
+            return Err(Error::invalid(format!(
+                "{name:?} is a {typeid:?} object, not one a {} can front",
+                P::NAME
+            )));
         }
         Ok(P::from_base(base))
     }
@@ -499,7 +540,8 @@ impl Manager {
         if self.stopped.swap(true, Ordering::SeqCst) {
             return Ok(());
         }
-        let asked = ClientConn::open(&self.address, &self.authkey).and_then(|mut c| c.request(&Request::Shutdown, |_| Ok(())));
+        let asked = ClientConn::open(&self.address, &self.authkey)
+            .and_then(|mut c| c.request(&Request::Shutdown, |_| Ok(())));
         if let Some(p) = &self.process {
             if p.join_timeout(Duration::from_secs(1))?.is_none() {
                 p.kill()?;

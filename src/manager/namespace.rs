@@ -30,7 +30,13 @@ fn no_attribute(name: &str) -> RemoteError {
 }
 
 impl Served for ServedNamespace {
-    fn call(&self, _cx: &CallCx<'_>, method: &str, args: &[u8], out: &mut Vec<u8>) -> std::result::Result<(), RemoteError> {
+    fn call(
+        &self,
+        _cx: &CallCx<'_>,
+        method: &str,
+        args: &[u8],
+        out: &mut Vec<u8>,
+    ) -> std::result::Result<(), RemoteError> {
         let mut attrs = self.attrs.lock().unwrap_or_else(|p| p.into_inner());
         match method {
             "get" => {

@@ -151,14 +151,20 @@ pub(crate) fn decode<'a, T: Deserialize<'a>>(bytes: &'a [u8]) -> std::result::Re
     postcard::from_bytes(bytes).map_err(|e| RemoteError::new(RemoteErrorKind::BadArguments, e.to_string()))
 }
 
-pub(crate) fn encode_into<T: Serialize + ?Sized>(value: &T, out: &mut Vec<u8>) -> std::result::Result<(), RemoteError> {
+pub(crate) fn encode_into<T: Serialize + ?Sized>(
+    value: &T,
+    out: &mut Vec<u8>,
+) -> std::result::Result<(), RemoteError> {
     crate::wire::encode(value, out)
         .map_err(|e| RemoteError::new(RemoteErrorKind::BadArguments, e.to_string()))
         .and_then(|fds| {
             if fds.is_empty() {
                 Ok(())
             } else {
-                Err(RemoteError::new(RemoteErrorKind::BadArguments, "a manager result cannot hold descriptors"))
+                Err(RemoteError::new(
+                    RemoteErrorKind::BadArguments,
+                    "a manager result cannot hold descriptors",
+                ))
             }
         })
 }
@@ -210,7 +216,9 @@ mod tests {
         let mut bytes = postcard::to_stdvec(&r).unwrap();
         bytes.extend_from_slice(&[1, 2]);
         match postcard::take_from_bytes::<Request<'_>>(&bytes).unwrap() {
-            (Request::Call { id, method }, args) => assert_eq!((id, method, args), (7, "append", &[1u8, 2][..])),
+            (Request::Call { id, method }, args) => {
+                assert_eq!((id, method, args), (7, "append", &[1u8, 2][..]))
+            }
             other => panic!("{other:?}"),
         }
     }

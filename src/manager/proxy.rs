@@ -88,7 +88,8 @@ impl ClientConn {
         match reply.split_first() {
             Some((&REPLY_OK, body)) => f(body),
             Some((_, body)) => {
-                let err: RemoteError = postcard::from_bytes(body).map_err(|e| Error::Decode(e.to_string()))?;
+                let err: RemoteError =
+                    postcard::from_bytes(body).map_err(|e| Error::Decode(e.to_string()))?;
                 Err(Error::Remote(err))
             }
             None => Err(Error::Decode("empty reply from the manager".into())),
@@ -166,7 +167,15 @@ pub struct BaseProxy {
 
 impl BaseProxy {
     pub(crate) fn new(typeid: &str, address: Address, authkey: Arc<[u8]>, id: u64) -> BaseProxy {
-        BaseProxy { inner: Arc::new(ProxyInner { typeid: typeid.to_string(), address, authkey, id, pid: sys::atfork::cached_pid() }) }
+        BaseProxy {
+            inner: Arc::new(ProxyInner {
+                typeid: typeid.to_string(),
+                address,
+                authkey,
+                id,
+                pid: sys::atfork::cached_pid(),
+            }),
+        }
     }
 
     /// The object's type id in the server (Python's `_token.typeid`).
@@ -185,9 +194,21 @@ impl BaseProxy {
     }
 
     /// Calls `method` with already-encoded arguments; `f` decodes the reply.
-    pub(crate) fn call_raw<R>(&self, method: &str, args: &[u8], f: impl FnOnce(&[u8]) -> Result<R>) -> Result<R> {
+    pub(crate) fn call_raw<R>(
+        &self,
+        method: &str,
+        args: &[u8],
+        f: impl FnOnce(&[u8]) -> Result<R>,
+    ) -> Result<R> {
         with_connection(&self.inner.address, &self.inner.authkey, |c| {
-            c.request_with(&Request::Call { id: self.inner.id, method }, |out| Ok(out.extend_from_slice(args)), f)
+            c.request_with(
+                &Request::Call { id: self.inner.id, method },
+                |out| {
+                    out.extend_from_slice(args);
+                    Ok(())
+                },
+                f,
+            )
         })
     }
 
@@ -199,7 +220,11 @@ impl BaseProxy {
         f: impl FnOnce(&[u8]) -> Result<R>,
     ) -> Result<R> {
         with_connection(&self.inner.address, &self.inner.authkey, |c| {
-            c.request_with(&Request::Call { id: self.inner.id, method }, |out| protocol::encode_value(args, out), f)
+            c.request_with(
+                &Request::Call { id: self.inner.id, method },
+                |out| protocol::encode_value(args, out),
+                f,
+            )
         })
     }
 
@@ -213,7 +238,12 @@ impl BaseProxy {
     /// Python's `repr` of a proxy: `<ListProxy object, typeid 'list' at 0x7f...>`.
     #[doc(hidden)]
     pub fn fmt_repr(&self, f: &mut fmt::Formatter<'_>, proxy_name: &str) -> fmt::Result {
-        write!(f, "<{proxy_name} object, typeid '{}' at {:#x}>", self.inner.typeid, Arc::as_ptr(&self.inner) as usize)
+        write!(
+            f,
+            "<{proxy_name} object, typeid '{}' at {:#x}>",
+            self.inner.typeid,
+            Arc::as_ptr(&self.inner) as usize
+        )
     }
 }
 
@@ -265,8 +295,10 @@ impl<'de> Deserialize<'de> for BaseProxy {
         use serde::de::Error as _;
         let t = WireToken::deserialize(d)?;
         let authkey: Arc<[u8]> = Arc::from(&*t.authkey);
-        with_connection(&t.address, &authkey, |c| c.request(&Request::Claim { id: t.id, ticket: t.ticket }, |_| Ok(())))
-            .map_err(|e| D::Error::custom(format!("cannot reconnect a proxy to its manager: {e}")))?;
+        with_connection(&t.address, &authkey, |c| {
+            c.request(&Request::Claim { id: t.id, ticket: t.ticket }, |_| Ok(()))
+        })
+        .map_err(|e| D::Error::custom(format!("cannot reconnect a proxy to its manager: {e}")))?;
         Ok(BaseProxy::new(&t.typeid, t.address, authkey, t.id))
     }
 }

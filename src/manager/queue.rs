@@ -54,7 +54,13 @@ fn wait_deadline(block: bool, timeout: Option<f64>) -> Option<Instant> {
 }
 
 impl Served for ServedQueue {
-    fn call(&self, cx: &CallCx<'_>, method: &str, args: &[u8], out: &mut Vec<u8>) -> std::result::Result<(), RemoteError> {
+    fn call(
+        &self,
+        cx: &CallCx<'_>,
+        method: &str,
+        args: &[u8],
+        out: &mut Vec<u8>,
+    ) -> std::result::Result<(), RemoteError> {
         let st = self.state.lock().unwrap_or_else(|p| p.into_inner());
         match method {
             "put" => {
@@ -73,7 +79,9 @@ impl Served for ServedQueue {
             "get" => {
                 let (block, timeout): (bool, Option<f64>) = decode(args)?;
                 let (mut st, ok) =
-                    cx.wait_until(&self.not_empty, st, wait_deadline(block, timeout), |s| !s.items.is_empty())?;
+                    cx.wait_until(&self.not_empty, st, wait_deadline(block, timeout), |s| {
+                        !s.items.is_empty()
+                    })?;
                 if !ok {
                     return Err(RemoteError::new(RemoteErrorKind::Empty, "queue is empty"));
                 }
@@ -92,7 +100,10 @@ impl Served for ServedQueue {
             "task_done" => {
                 let mut st = st;
                 if st.unfinished == 0 {
-                    return Err(RemoteError::new(RemoteErrorKind::Value, "task_done() called too many times"));
+                    return Err(RemoteError::new(
+                        RemoteErrorKind::Value,
+                        "task_done() called too many times",
+                    ));
                 }
                 st.unfinished -= 1;
                 if st.unfinished == 0 {
@@ -101,7 +112,8 @@ impl Served for ServedQueue {
             }
             "join" => {
                 let timeout: Option<f64> = decode(args)?;
-                let (_st, ok) = cx.wait_until(&self.all_done, st, deadline(timeout), |s| s.unfinished == 0)?;
+                let (_st, ok) =
+                    cx.wait_until(&self.all_done, st, deadline(timeout), |s| s.unfinished == 0)?;
                 encode_into(&ok, out)?;
             }
             _ => return Err(super::custom::no_such_method("Queue", method)),

@@ -86,7 +86,9 @@ pub(crate) fn create(typeid: &str, ctor: &str, args: &[u8]) -> Result<Arc<dyn Se
         "Array" => super::value::ServedArray::create(args)?,
         "Queue" | "JoinableQueue" => super::queue::ServedQueue::create(args)?,
         "Lock" | "RLock" => super::lock::ServedLock::create(typeid == "RLock"),
-        "Semaphore" | "BoundedSemaphore" => super::semaphore::ServedSemaphore::create(args, typeid == "BoundedSemaphore")?,
+        "Semaphore" | "BoundedSemaphore" => {
+            super::semaphore::ServedSemaphore::create(args, typeid == "BoundedSemaphore")?
+        }
         "Condition" => super::condition::ServedCondition::create(),
         "Event" => super::event::ServedEvent::create(),
         "Barrier" => super::barrier::ServedBarrier::create(args)?,

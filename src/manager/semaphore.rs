@@ -20,12 +20,22 @@ pub(crate) struct ServedSemaphore {
 impl ServedSemaphore {
     pub(crate) fn create(args: &[u8], bounded: bool) -> std::result::Result<Arc<dyn Served>, RemoteError> {
         let value: u64 = decode(args)?;
-        Ok(Arc::new(ServedSemaphore { value: Mutex::new(value), cv: Condvar::new(), bound: bounded.then_some(value) }))
+        Ok(Arc::new(ServedSemaphore {
+            value: Mutex::new(value),
+            cv: Condvar::new(),
+            bound: bounded.then_some(value),
+        }))
     }
 }
 
 impl Served for ServedSemaphore {
-    fn call(&self, cx: &CallCx<'_>, method: &str, args: &[u8], out: &mut Vec<u8>) -> std::result::Result<(), RemoteError> {
+    fn call(
+        &self,
+        cx: &CallCx<'_>,
+        method: &str,
+        args: &[u8],
+        out: &mut Vec<u8>,
+    ) -> std::result::Result<(), RemoteError> {
         let v = self.value.lock().unwrap_or_else(|p| p.into_inner());
         match method {
             "acquire" => {
@@ -40,7 +50,10 @@ impl Served for ServedSemaphore {
                 let n: u64 = if args.is_empty() { 1 } else { decode(args)? };
                 let mut v = v;
                 if self.bound.is_some_and(|b| *v + n > b) {
-                    return Err(RemoteError::new(RemoteErrorKind::Value, "Semaphore released too many times"));
+                    return Err(RemoteError::new(
+                        RemoteErrorKind::Value,
+                        "Semaphore released too many times",
+                    ));
                 }
                 *v += n;
                 self.cv.notify_all();

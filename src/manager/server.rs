@@ -10,13 +10,13 @@
 
 use super::protocol::{self, Request, ServerInfo, MAX_REQUEST, REPLY_ERR, REPLY_OK};
 use super::protocol::{RemoteError, RemoteErrorKind};
-use super::registry::{self, CallCx, Served};
 use super::proxy::PIPES_HELLO;
+use super::registry::{self, CallCx, Served};
 use super::stream::{spin_budget, Kind, Reader, Writer};
-use crate::wire::frame;
 use crate::connection::{accept_handshake, Address, Connection, Listener};
 use crate::error::{Error, Result};
 use crate::sys;
+use crate::wire::frame;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::os::fd::{AsFd, OwnedFd};
@@ -187,11 +187,8 @@ impl Server {
         let mut writer = Writer::new();
         let spin = spin_budget();
         let mut stop = false;
-        loop {
-            let payload = match reader.next_frame(rx, kind, MAX_REQUEST, spin) {
-                Ok(p) => p,
-                Err(_) => break, // end of file, a truncated or oversized frame: drop the client
-            };
+        // End of file, a truncated or an oversized frame: drop the client.
+        while let Ok(payload) = reader.next_frame(rx, kind, MAX_REQUEST, spin) {
             let Ok((req, args)) = postcard::take_from_bytes::<Request<'_>>(payload) else {
                 break; // not a request: the client is broken or hostile
             };
@@ -252,7 +249,10 @@ impl Server {
 }
 
 fn is_transient(e: &std::io::Error) -> bool {
-    matches!(e.raw_os_error(), Some(libc::EMFILE) | Some(libc::ENFILE) | Some(libc::ENOBUFS) | Some(libc::ENOMEM))
+    matches!(
+        e.raw_os_error(),
+        Some(libc::EMFILE) | Some(libc::ENFILE) | Some(libc::ENOBUFS) | Some(libc::ENOMEM)
+    )
 }
 
 fn no_object(id: u64) -> RemoteError {

@@ -59,7 +59,13 @@ impl Reader {
     /// frame cut short or one that claims descriptors, [`Error::MessageTooLarge`] when the
     /// header announces more than `cap` bytes (nothing is allocated for it; the stream is then
     /// out of step and must be dropped).
-    pub(crate) fn next_frame(&mut self, sock: BorrowedFd<'_>, kind: Kind, cap: usize, spin: Duration) -> Result<&[u8]> {
+    pub(crate) fn next_frame(
+        &mut self,
+        sock: BorrowedFd<'_>,
+        kind: Kind,
+        cap: usize,
+        spin: Duration,
+    ) -> Result<&[u8]> {
         self.fill(sock, kind, HEADER_LEN, spin, true)?;
         let h = &self.buf[self.start..self.start + HEADER_LEN];
         let len = u32::from_le_bytes(h[..4].try_into().expect("4 bytes")) as usize;
@@ -77,7 +83,14 @@ impl Reader {
     }
 
     /// Makes at least `need` unconsumed bytes available.
-    fn fill(&mut self, sock: BorrowedFd<'_>, kind: Kind, need: usize, spin: Duration, at_boundary: bool) -> Result<()> {
+    fn fill(
+        &mut self,
+        sock: BorrowedFd<'_>,
+        kind: Kind,
+        need: usize,
+        spin: Duration,
+        at_boundary: bool,
+    ) -> Result<()> {
         if self.end - self.start >= need {
             return Ok(());
         }
@@ -91,12 +104,12 @@ impl Reader {
         }
         let mut deadline = None;
         while self.end - self.start < need {
-            let n = recv_spinning(sock, kind, &mut self.buf[self.end..], spin, &mut deadline).map_err(|e| {
-                match e.raw_os_error() {
+            let n = recv_spinning(sock, kind, &mut self.buf[self.end..], spin, &mut deadline).map_err(
+                |e| match e.raw_os_error() {
                     Some(libc::ECONNRESET) => Error::Eof,
                     _ => Error::Io { context: "receiving from a manager connection", source: e },
-                }
-            })?;
+                },
+            )?;
             if n == 0 {
                 if at_boundary && self.end == self.start {
                     return Err(Error::Eof);
@@ -159,7 +172,8 @@ impl Writer {
     /// Fills in the header of the frame built since [`begin`](Self::begin) and sends it.
     pub(crate) fn send(&mut self, sock: BorrowedFd<'_>, kind: Kind) -> Result<()> {
         let len = self.buf.len() - HEADER_LEN;
-        let len = u32::try_from(len).map_err(|_| Error::Encode(format!("message of {len} bytes is over 4 GiB")))?;
+        let len =
+            u32::try_from(len).map_err(|_| Error::Encode(format!("message of {len} bytes is over 4 GiB")))?;
         self.buf[..4].copy_from_slice(&len.to_le_bytes());
         self.buf[4..8].copy_from_slice(&0u32.to_le_bytes());
         let sent = match kind {

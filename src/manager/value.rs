@@ -26,7 +26,13 @@ impl ServedValue {
 }
 
 impl Served for ServedValue {
-    fn call(&self, _cx: &CallCx<'_>, method: &str, args: &[u8], out: &mut Vec<u8>) -> std::result::Result<(), RemoteError> {
+    fn call(
+        &self,
+        _cx: &CallCx<'_>,
+        method: &str,
+        args: &[u8],
+        out: &mut Vec<u8>,
+    ) -> std::result::Result<(), RemoteError> {
         let mut v = self.value.lock().unwrap_or_else(|p| p.into_inner());
         match method {
             "get" => out.extend_from_slice(&v),
@@ -88,7 +94,13 @@ impl ServedArray {
 }
 
 impl Served for ServedArray {
-    fn call(&self, _cx: &CallCx<'_>, method: &str, args: &[u8], out: &mut Vec<u8>) -> std::result::Result<(), RemoteError> {
+    fn call(
+        &self,
+        _cx: &CallCx<'_>,
+        method: &str,
+        args: &[u8],
+        out: &mut Vec<u8>,
+    ) -> std::result::Result<(), RemoteError> {
         let mut items = self.items.lock().unwrap_or_else(|p| p.into_inner());
         let out_of_range = || RemoteError::new(RemoteErrorKind::Index, "array index out of range");
         match method {

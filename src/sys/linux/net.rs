@@ -74,7 +74,12 @@ fn inet_sockaddr(addr: &SocketAddr) -> (libc::sockaddr_storage, libc::socklen_t)
     (storage, len as libc::socklen_t)
 }
 
-fn set_int_option(fd: BorrowedFd<'_>, level: libc::c_int, name: libc::c_int, value: libc::c_int) -> io::Result<()> {
+fn set_int_option(
+    fd: BorrowedFd<'_>,
+    level: libc::c_int,
+    name: libc::c_int,
+    value: libc::c_int,
+) -> io::Result<()> {
     syscall!(setsockopt(
         fd.as_raw_fd(),
         level,
@@ -198,7 +203,12 @@ pub(crate) fn tcp_local_addr(fd: BorrowedFd<'_>) -> io::Result<SocketAddr> {
 /// the connection being accepted (the peer reset it before we took it).
 pub(crate) fn accept(listener: BorrowedFd<'_>) -> io::Result<OwnedFd> {
     loop {
-        let r = syscall!(accept4(listener.as_raw_fd(), std::ptr::null_mut(), std::ptr::null_mut(), libc::SOCK_CLOEXEC));
+        let r = syscall!(accept4(
+            listener.as_raw_fd(),
+            std::ptr::null_mut(),
+            std::ptr::null_mut(),
+            libc::SOCK_CLOEXEC
+        ));
         match r {
             Ok(fd) => {
                 // SAFETY: accept4 returned a new descriptor that nothing else owns.
@@ -235,7 +245,10 @@ pub(crate) fn is_unix_socket(fd: BorrowedFd<'_>) -> bool {
 /// Sets (or with `None` clears) the receive timeout of a socket.
 pub(crate) fn set_recv_timeout(fd: BorrowedFd<'_>, timeout: Option<Duration>) -> io::Result<()> {
     let t = timeout.unwrap_or(Duration::ZERO);
-    let tv = libc::timeval { tv_sec: t.as_secs() as libc::time_t, tv_usec: t.subsec_micros() as libc::suseconds_t };
+    let tv = libc::timeval {
+        tv_sec: t.as_secs() as libc::time_t,
+        tv_usec: t.subsec_micros() as libc::suseconds_t,
+    };
     syscall!(setsockopt(
         fd.as_raw_fd(),
         libc::SOL_SOCKET,
@@ -262,7 +275,12 @@ pub(crate) fn recv_some(fd: BorrowedFd<'_>, buf: &mut [u8], nonblocking: bool) -
 /// Writes all of `buf`; a closed peer is `EPIPE`, never SIGPIPE. Retries on `EINTR`.
 pub(crate) fn send_all(fd: BorrowedFd<'_>, mut buf: &[u8]) -> io::Result<()> {
     while !buf.is_empty() {
-        match syscall!(send(fd.as_raw_fd(), buf.as_ptr() as *const libc::c_void, buf.len(), libc::MSG_NOSIGNAL)) {
+        match syscall!(send(
+            fd.as_raw_fd(),
+            buf.as_ptr() as *const libc::c_void,
+            buf.len(),
+            libc::MSG_NOSIGNAL
+        )) {
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(e) => return Err(e),
             Ok(n) => buf = &buf[n as usize..],
@@ -274,8 +292,7 @@ pub(crate) fn send_all(fd: BorrowedFd<'_>, mut buf: &[u8]) -> io::Result<()> {
 /// Whether the peer of a connected socket has closed or sent something (a client that waits for
 /// a reply sends nothing, so either way the wait on its behalf is over).
 pub(crate) fn peer_gone_or_talking(fd: BorrowedFd<'_>) -> bool {
-    let mut pfd =
-        libc::pollfd { fd: fd.as_raw_fd(), events: libc::POLLIN | libc::POLLRDHUP, revents: 0 };
+    let mut pfd = libc::pollfd { fd: fd.as_raw_fd(), events: libc::POLLIN | libc::POLLRDHUP, revents: 0 };
     matches!(syscall!(poll(&mut pfd, 1, 0)), Ok(n) if n > 0)
 }
 
