@@ -493,6 +493,30 @@ fn garbage_truncated_and_huge_frames_are_disconnected_and_the_server_keeps_servi
     assert_eq!(other.number_of_objects().unwrap(), m.number_of_objects().unwrap());
 }
 
+// The same hostile bytes on a local (unix socket) manager, before authentication.
+#[test]
+fn garbage_on_a_local_manager_is_disconnected() {
+    use std::os::linux::net::SocketAddrExt;
+    let m = Manager::start().unwrap();
+    let l = m.list([1u8]).unwrap();
+    let Address::Abstract(name) = m.address().clone() else {
+        panic!("a local manager uses an abstract address")
+    };
+    let addr = std::os::unix::net::SocketAddr::from_abstract_name(&name).unwrap();
+    for bytes in [
+        &b"garbage garbage garbage"[..],
+        &[0xff, 0xff, 0xff, 0xff, 0, 0, 0, 0][..],
+        &[9, 0, 0, 0, 0, 0, 0, 0, 1][..],
+    ] {
+        let mut s = std::os::unix::net::UnixStream::connect_addr(&addr).unwrap();
+        s.write_all(bytes).unwrap();
+        s.shutdown(std::net::Shutdown::Write).unwrap();
+        expect_disconnect(s);
+    }
+    l.append(2).unwrap();
+    assert_eq!(l.len().unwrap(), 2);
+}
+
 fn own_a_manager(method: StartMethod, report: Connection) {
     let m = manager_with(method);
     report.send(&m.server_pid().unwrap()).unwrap();

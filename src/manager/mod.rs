@@ -120,6 +120,8 @@ mod condition;
 pub(crate) mod custom;
 mod dict;
 mod event;
+#[doc(hidden)]
+pub mod fuzzing;
 mod list;
 mod lock;
 mod namespace;
@@ -151,7 +153,7 @@ use crate::error::{Error, Result};
 use crate::process::{Process, StartMethod};
 use crate::sys;
 use protocol::{Request, ServerInfo};
-use proxy::{with_connection, ClientConn};
+use proxy::{forget_connections, with_connection, ClientConn};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use std::borrow::Borrow;
@@ -542,6 +544,7 @@ impl Manager {
         }
         let asked = ClientConn::open(&self.address, &self.authkey)
             .and_then(|mut c| c.request(&Request::Shutdown, |_| Ok(())));
+        forget_connections(&self.address);
         if let Some(p) = &self.process {
             if p.join_timeout(Duration::from_secs(1))?.is_none() {
                 p.kill()?;

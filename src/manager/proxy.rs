@@ -136,6 +136,11 @@ pub(crate) fn with_connection<R>(
     r
 }
 
+/// Closes this thread's connections to `address` (its server has stopped).
+pub(crate) fn forget_connections(address: &Address) {
+    let _ = CONNECTIONS.try_with(|c| c.borrow_mut().retain(|conn| conn.address != *address));
+}
+
 struct ProxyInner {
     typeid: String,
     address: Address,
