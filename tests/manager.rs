@@ -598,3 +598,45 @@ fn descriptors_cannot_be_stored_in_a_manager() {
     let e = l.append(a).unwrap_err();
     assert!(e.to_string().contains("cannot be stored"), "{e}");
 }
+
+fn open_fds() -> usize {
+    std::fs::read_dir("/proc/self/fd").unwrap().count()
+}
+
+fn fd_delta_after_manager_use(method: StartMethod) -> (usize, usize) {
+    let mut before = 0;
+    for round in 0..4 {
+        if round == 1 {
+            // After a first round, which starts what lives on (a fork server).
+            multiprocessing::active_children();
+            before = open_fds();
+        }
+        let m = manager_with(method);
+        let l = m.list([1u32]).unwrap();
+        let q = m.queue::<u32>(0).unwrap();
+        let h = get_context(Some(method)).spawn(receive_and_use_list, (l.clone(), q.clone())).unwrap();
+        assert_eq!(h.join().unwrap(), 2);
+        assert_eq!(q.get().unwrap(), 5);
+        drop((l, q));
+        m.shutdown().unwrap();
+    }
+    multiprocessing::active_children(); // drops the bookkeeping of children that have ended
+    (before, open_fds())
+}
+
+fn receive_and_use_list(l: ListProxy<u32>, q: QueueProxy<u32>) -> usize {
+    l.append(2).unwrap();
+    q.put(5).unwrap();
+    l.len().unwrap()
+}
+
+// Nothing leaks: a process that starts, uses and shuts down managers ends with the descriptors it
+// had (checked in a fresh child, away from the other tests' threads).
+#[test]
+fn no_descriptor_is_leaked() {
+    for method in METHODS {
+        let (before, after) =
+            multiprocessing::spawn(fd_delta_after_manager_use, (method,)).unwrap().join().unwrap();
+        assert_eq!(after, before, "{method}: {before} descriptors before, {after} after");
+    }
+}
