@@ -523,6 +523,23 @@ fn own_a_manager(method: StartMethod, report: Connection) {
     std::thread::sleep(Duration::from_secs(120)); // the test kills this process
 }
 
+/// Zombie children of the process `ppid`, from /proc.
+fn zombie_children(ppid: &str) -> Vec<i32> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else { continue };
+        // pid (comm) state ppid ...: comm may hold spaces, so split after the last ')'.
+        let Some((head, rest)) = stat.rsplit_once(')') else { continue };
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        if fields.len() > 1 && fields[0] == "Z" && fields[1] == ppid {
+            if let Some(pid) = head.split_whitespace().next().and_then(|p| p.parse().ok()) {
+                out.push(pid);
+            }
+        }
+    }
+    out
+}
+
 /// Becomes a subreaper (so the orphaned manager is reparented here and can be waited for), runs
 /// an owner process that starts a manager, kills the owner with SIGKILL, and reports how long
 /// the manager took to die.
@@ -550,17 +567,21 @@ fn arbiter(method: StartMethod) -> Option<u128> {
         }
         std::thread::sleep(Duration::from_millis(5));
     }
-    // Reap every other orphan reparented here (the owner's fork server), leaving no zombie.
-    while t.elapsed() < Duration::from_secs(10) {
-        let mut status = 0;
-        // SAFETY: waitpid for any child, with a valid status pointer.
-        let r = unsafe { libc::waitpid(-1, &mut status, libc::WNOHANG) };
-        if r == -1 {
-            break; // ECHILD: none left
+    // Reap the other orphans reparented here (the owner's fork server), leaving no zombie; the
+    // arbiter's own children are left to it.
+    let me = std::process::id().to_string();
+    let reap_from = Instant::now();
+    while reap_from.elapsed() < Duration::from_secs(2) {
+        let zombies = zombie_children(&me);
+        if zombies.is_empty() && reap_from.elapsed() > Duration::from_millis(300) {
+            break;
         }
-        if r == 0 {
-            std::thread::sleep(Duration::from_millis(5));
+        for pid in zombies {
+            let mut status = 0;
+            // SAFETY: waitpid on a zombie child of this process, with a valid status pointer.
+            unsafe { libc::waitpid(pid, &mut status, 0) };
         }
+        std::thread::sleep(Duration::from_millis(10));
     }
     died
 }
