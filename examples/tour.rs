@@ -26,6 +26,9 @@ mod pool_map;
 #[path = "pool_context.rs"]
 mod pool_context;
 
+#[path = "manager_proxy.rs"]
+mod manager_proxy;
+
 fn heading(n: u32, title: &str) {
     println!("\n== {n}. {title}");
 }
@@ -47,5 +50,7 @@ fn main() -> multiprocessing::Result<()> {
     pool_map::main()?;
     heading(8, "Pool as a context manager");
     pool_context::main()?;
+    heading(9, "Manager proxy objects");
+    manager_proxy::main()?;
     Ok(())
 }

@@ -63,6 +63,15 @@ pub enum Error {
     /// A bounded queue had no room (Python's `queue.Full`); the item was handed back and dropped.
     #[error("the queue is full")]
     Full,
+    /// The peer of a [`Listener`](crate::connection::Listener) or
+    /// [`Client`](crate::connection::Client) does not hold the same `authkey`, or broke the
+    /// handshake (Python's `AuthenticationError`).
+    #[error("authentication failed: {0}")]
+    Authentication(String),
+    /// A manager's server refused a call or the method raised an error there (Python
+    /// re-raises the server's exception in the caller).
+    #[error(transparent)]
+    Remote(#[from] crate::manager::RemoteError),
 }
 
 impl Error {

@@ -35,3 +35,5 @@ pub fn decode_boot(input: &[u8]) -> bool {
 pub fn decode_outcome(input: &[u8]) -> bool {
     crate::process::fuzz_decode_outcome(input)
 }
+
+pub use crate::manager::fuzzing::{frame_decoder, manager_request};

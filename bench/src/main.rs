@@ -123,6 +123,14 @@ fn workloads() -> Vec<Workload> {
             peer: None,
         },
         Workload {
+            name: "manager_list_append",
+            unit: "ops/s",
+            better: Higher,
+            ours: workloads::manager_list_append,
+            n: 20_000,
+            peer: None,
+        },
+        Workload {
             name: "lock_uncontended",
             unit: "ops/s",
             better: Higher,

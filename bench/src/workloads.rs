@@ -129,3 +129,19 @@ pub fn queue_1mb(n: usize) -> f64 {
     p.join().unwrap();
     n as f64 / t.elapsed().as_secs_f64()
 }
+
+/// `ListProxy::append` from the parent to a manager's list, operations per second.
+pub fn manager_list_append(n: usize) -> f64 {
+    let manager = multiprocessing::Manager::start().unwrap();
+    let l = manager.list::<u64>([]).unwrap();
+    for i in 0..100 {
+        l.append(i).unwrap(); // warm up, as the CPython script's manager is already connected
+    }
+    let t = Instant::now();
+    for i in 0..n as u64 {
+        l.append(i).unwrap();
+    }
+    let rate = n as f64 / t.elapsed().as_secs_f64();
+    assert_eq!(l.len().unwrap(), 100 + n);
+    rate
+}

@@ -6,9 +6,13 @@
 //! inside values (other connections, queues, locks) travel with their descriptors. A peer that
 //! exits closes its end, so a blocked `recv` returns [`Error::Eof`] instead of hanging.
 
+mod auth;
+mod listener;
 mod registry;
 mod wait;
 
+pub(crate) use auth::{accept_handshake, connect_handshake};
+pub use listener::{Address, Client, Listener};
 pub(crate) use registry::{close_inherited as close_inherited_connections, lock as lock_registry};
 
 pub use wait::wait;
@@ -138,7 +142,15 @@ impl Connection {
         let mut msg = frame::start_frame();
         let fds = wire::encode(value, &mut msg)?;
         let _sending = self.send_guard();
-        self.with_fd(|fd| frame::send(fd, &mut msg, &fds))
+        self.with_fd(|fd| {
+            if !fds.is_empty() && !sys::net::is_unix_socket(fd) {
+                return Err(Error::invalid(
+                    "a handle that owns a file descriptor cannot be sent over a TCP connection \
+                     (descriptors travel only over unix sockets)",
+                ));
+            }
+            frame::send(fd, &mut msg, &fds)
+        })
     }
 
     /// Receives a value sent with [`send`](Self::send) (Python's `recv()`). Blocks until one

@@ -1,8 +1,11 @@
 //! Linux system calls, grouped by concept.
 
+pub(crate) mod atfork;
 #[allow(dead_code)] // used by the queue and sync modules
 pub(crate) mod futex;
 pub(crate) mod memory;
+pub(crate) mod net;
+pub(crate) mod pipe;
 pub(crate) mod process;
 pub(crate) mod readiness;
 pub(crate) mod shm;

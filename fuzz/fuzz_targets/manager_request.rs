@@ -1,0 +1,8 @@
+//! Arbitrary requests and arguments, dispatched to a manager's built-in objects.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    multiprocessing::fuzzing::manager_request(data);
+});

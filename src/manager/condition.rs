@@ -1,0 +1,201 @@
+//! `Condition` kept in a manager's server: [`ConditionProxy`] (Python's `manager.Condition()`,
+//! a condition variable with its own reentrant lock).
+//!
+//! Waiters queue with tickets, so `notify(n)` wakes exactly the `n` longest-waiting ones, as
+//! Python's `threading.Condition` does. A waiter whose client disconnects leaves the queue; a
+//! holder that disconnects releases the lock.
+
+use super::lock::{acquire_deadline, acquirer_methods, AcquireGuard};
+use super::protocol::{decode, encode_into, RemoteError, RemoteErrorKind};
+use super::proxy::BaseProxy;
+use super::registry::{deadline, CallCx, Served};
+use crate::error::Result;
+use std::collections::{HashSet, VecDeque};
+use std::marker::PhantomData;
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+#[derive(Default)]
+struct CondState {
+    owner: Option<u64>,
+    count: u32,
+    next_ticket: u64,
+    waiting: VecDeque<u64>,
+    notified: HashSet<u64>,
+}
+
+/// The server side of a condition variable.
+pub(crate) struct ServedCondition {
+    state: Mutex<CondState>,
+    cv: Condvar,
+}
+
+impl ServedCondition {
+    pub(crate) fn create() -> Arc<dyn Served> {
+        Arc::new(ServedCondition { state: Mutex::new(CondState::default()), cv: Condvar::new() })
+    }
+}
+
+fn not_owner(what: &str) -> RemoteError {
+    RemoteError::new(RemoteErrorKind::Runtime, format!("cannot {what} un-acquired lock"))
+}
+
+impl Served for ServedCondition {
+    fn call(
+        &self,
+        cx: &CallCx<'_>,
+        method: &str,
+        args: &[u8],
+        out: &mut Vec<u8>,
+    ) -> std::result::Result<(), RemoteError> {
+        let me = cx.conn;
+        let st = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        match method {
+            "acquire" => {
+                let (block, timeout): (bool, Option<f64>) = decode(args)?;
+                let (mut st, ok) = cx.wait_until(&self.cv, st, acquire_deadline(block, timeout), |s| {
+                    s.owner.is_none() || s.owner == Some(me)
+                })?;
+                if ok {
+                    st.owner = Some(me);
+                    st.count += 1;
+                }
+                encode_into(&ok, out)?;
+            }
+            "release" => {
+                let mut st = st;
+                if st.owner != Some(me) {
+                    return Err(not_owner("release"));
+                }
+                st.count -= 1;
+                if st.count == 0 {
+                    st.owner = None;
+                    self.cv.notify_all();
+                }
+            }
+            "wait" => {
+                let timeout: Option<f64> = decode(args)?;
+                let mut st = st;
+                if st.owner != Some(me) {
+                    return Err(not_owner("wait on"));
+                }
+                let saved = st.count;
+                st.owner = None;
+                st.count = 0;
+                let ticket = st.next_ticket;
+                st.next_ticket += 1;
+                st.waiting.push_back(ticket);
+                self.cv.notify_all();
+                let waited = cx.wait_until(&self.cv, st, deadline(timeout), |s| s.notified.contains(&ticket));
+                let (mut st, notified) = match waited {
+                    Ok(r) => r,
+                    Err(e) => {
+                        let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
+                        st.waiting.retain(|t| *t != ticket);
+                        st.notified.remove(&ticket);
+                        return Err(e);
+                    }
+                };
+                st.notified.remove(&ticket);
+                st.waiting.retain(|t| *t != ticket);
+                // Take the lock back before returning, as Python does, however long it takes.
+                let (mut st, _) = cx.wait_until(&self.cv, st, None::<Instant>, |s| s.owner.is_none())?;
+                st.owner = Some(me);
+                st.count = saved;
+                encode_into(&notified, out)?;
+            }
+            "notify" => {
+                let n: u64 = decode(args)?;
+                let mut st = st;
+                if st.owner != Some(me) {
+                    return Err(not_owner("notify on"));
+                }
+                for _ in 0..n {
+                    match st.waiting.pop_front() {
+                        Some(t) => {
+                            st.notified.insert(t);
+                        }
+                        None => break,
+                    }
+                }
+                self.cv.notify_all();
+            }
+            _ => return Err(super::custom::no_such_method("Condition", method)),
+        }
+        Ok(())
+    }
+
+    fn disconnected(&self, conn: u64) {
+        let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        if st.owner == Some(conn) {
+            st.owner = None;
+            st.count = 0;
+            self.cv.notify_all();
+        }
+    }
+}
+
+/// A proxy to a condition variable in a manager's server (Python's `manager.Condition()`).
+///
+/// ```
+/// use std::time::Duration;
+/// let manager = multiprocessing::Manager::start()?;
+/// let cond = manager.condition()?;
+/// let _held = cond.lock()?;
+/// // Nobody notifies: the wait times out, and the lock is held again afterwards.
+/// assert!(!cond.wait_timeout(Duration::from_millis(20))?);
+/// cond.notify_all()?;
+/// # Ok::<(), multiprocessing::Error>(())
+/// ```
+pub struct ConditionProxy {
+    base: BaseProxy,
+    _t: PhantomData<()>,
+}
+
+impl ConditionProxy {
+    acquirer_methods!();
+
+    /// Releases the lock, waits for a notification, and takes the lock again (Python's
+    /// `wait()`). The caller must hold the lock.
+    pub fn wait(&self) -> Result<()> {
+        self.base.call::<_, bool>("wait", &None::<f64>).map(|_| ())
+    }
+
+    /// As [`wait`](Self::wait), for at most `timeout`: `false` if no notification came.
+    pub fn wait_timeout(&self, timeout: Duration) -> Result<bool> {
+        self.base.call("wait", &Some(timeout.as_secs_f64()))
+    }
+
+    /// Waits until `predicate()` holds, re-checking after each notification, for at most
+    /// `timeout` if given (Python's `wait_for`); returns the predicate's last value.
+    pub fn wait_for(&self, mut predicate: impl FnMut() -> bool, timeout: Option<Duration>) -> Result<bool> {
+        let end = timeout.map(|t| Instant::now() + t);
+        loop {
+            if predicate() {
+                return Ok(true);
+            }
+            match end {
+                None => self.wait()?,
+                Some(end) => {
+                    let left = end.saturating_duration_since(Instant::now());
+                    if left.is_zero() {
+                        return Ok(predicate());
+                    }
+                    self.wait_timeout(left)?;
+                }
+            }
+        }
+    }
+
+    /// Wakes up to `n` waiters (Python's `notify(n)`). The caller must hold the lock.
+    pub fn notify(&self, n: usize) -> Result<()> {
+        self.base.call("notify", &(n as u64))
+    }
+
+    /// Wakes every waiter (Python's `notify_all`).
+    pub fn notify_all(&self) -> Result<()> {
+        self.base.call("notify", &u64::MAX)
+    }
+}
+
+proxy_impls!(ConditionProxy, "ConditionProxy", "Condition");

@@ -1,0 +1,51 @@
+//! Pipes as a fast local channel: a round trip through two pipes costs about a third of one
+//! through a unix stream socket (no socket buffers to allocate per message).
+
+use std::io;
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+
+/// A close-on-exec pipe: `(read end, write end)`. The read end is non-blocking, so a reader can
+/// poll it in a spin loop; the write end blocks, so a large message is written whole.
+pub(crate) fn pipe_nonblocking_reader() -> io::Result<(OwnedFd, OwnedFd)> {
+    let mut fds = [0 as RawFd; 2];
+    syscall!(pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC))?;
+    // SAFETY: pipe2 returned two new descriptors that nothing else owns.
+    let (r, w) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+    let flags = syscall!(fcntl(r.as_raw_fd(), libc::F_GETFL))?;
+    syscall!(fcntl(r.as_raw_fd(), libc::F_SETFL, flags | libc::O_NONBLOCK))?;
+    Ok((r, w))
+}
+
+/// One `read(2)` from a non-blocking descriptor: `WouldBlock` when nothing is there; `Ok(0)` at
+/// end-of-file. With `block`, first waits until it is readable. Retries on `EINTR`.
+pub(crate) fn read_some(fd: BorrowedFd<'_>, buf: &mut [u8], block: bool) -> io::Result<usize> {
+    loop {
+        if block {
+            let mut pfd = libc::pollfd { fd: fd.as_raw_fd(), events: libc::POLLIN, revents: 0 };
+            match syscall!(poll(&mut pfd, 1, -1)) {
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+                Ok(_) => {}
+            }
+        }
+        match syscall!(read(fd.as_raw_fd(), buf.as_mut_ptr() as *mut libc::c_void, buf.len())) {
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) if block && e.kind() == io::ErrorKind::WouldBlock => continue,
+            Err(e) => return Err(e),
+            Ok(n) => return Ok(n as usize),
+        }
+    }
+}
+
+/// Writes all of `buf` to a blocking descriptor. Retries on `EINTR`; a pipe without a reader is
+/// `EPIPE` (the process ignores SIGPIPE, as Rust programs and this crate's children do).
+pub(crate) fn write_all(fd: BorrowedFd<'_>, mut buf: &[u8]) -> io::Result<()> {
+    while !buf.is_empty() {
+        match syscall!(write(fd.as_raw_fd(), buf.as_ptr() as *const libc::c_void, buf.len())) {
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+            Ok(n) => buf = &buf[n as usize..],
+        }
+    }
+    Ok(())
+}
