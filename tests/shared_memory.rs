@@ -69,3 +69,24 @@ fn misuse_is_an_error() {
     shm.unlink().unwrap();
     assert!(SharedMemory::attach("mp-no-such-block").is_err());
 }
+
+fn create_and_report(conn: multiprocessing::Connection) {
+    let shm = SharedMemory::create(None, 32).unwrap();
+    conn.send(&shm.name().to_string()).unwrap();
+    std::thread::sleep(std::time::Duration::from_secs(60));
+}
+
+#[test]
+fn a_killed_creators_block_is_swept_by_the_next_create() {
+    for m in METHODS {
+        let (parent, child) = multiprocessing::Pipe::new(true).unwrap();
+        let p = multiprocessing::Process::new(create_and_report, (child,)).start_method(m).start().unwrap();
+        let name: String = parent.recv().unwrap();
+        assert!(exists(&name));
+        p.kill().unwrap();
+        p.join().unwrap();
+        assert!(exists(&name), "{m}: a killed creator cannot unlink");
+        drop(SharedMemory::create(None, 8).unwrap());
+        assert!(!exists(&name), "{m}: the next create sweeps the orphan");
+    }
+}

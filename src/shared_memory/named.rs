@@ -5,8 +5,10 @@
 //! the name when its `SharedMemory` is dropped (or on [`SharedMemory::unlink`]); processes that
 //! attached keep their mapping, which lives until the last one is dropped. Python leaves the
 //! unlink to the user and a resource-tracker process; here the creator owns the name.
-//! If the creator is killed before it unlinks, the name stays in `/dev/shm` until someone calls
-//! `unlink` — prefer the anonymous `Value`/`Array`/queues, which can leave nothing behind.
+//! A creator that is killed cannot unlink. Names the library generates have the form
+//! `mp-<creator pid>-<n>-<stamp>`, and every later [`SharedMemory::create`], in any process,
+//! removes such names whose creator no longer exists (what Python's resource tracker does at the
+//! creator's exit). Names chosen by the caller carry no pid and stay until someone unlinks them.
 
 use crate::error::{Error, Result};
 use crate::sys;
@@ -44,6 +46,28 @@ fn fresh_name() -> String {
     format!("mp-{}-{n}-{t:08x}", sys::getpid())
 }
 
+/// The creator pid inside a generated name (`mp-<pid>-<n>-<stamp>`).
+fn creator_of(name: &str) -> Option<i32> {
+    let mut parts = name.strip_prefix("mp-")?.split('-');
+    let pid = parts.next()?.parse().ok()?;
+    parts.next()?.parse::<u64>().ok()?;
+    u32::from_str_radix(parts.next()?, 16).ok()?;
+    parts.next().is_none().then_some(pid)
+}
+
+/// Unlinks generated names whose creator process is gone.
+fn sweep_orphans() {
+    let Ok(dir) = std::fs::read_dir("/dev/shm") else { return };
+    let me = sys::getpid();
+    for entry in dir.flatten() {
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else { continue };
+        if creator_of(name).is_some_and(|pid| pid != me && !sys::pid_alive(pid)) {
+            let _ = sys::shm_unlink(name);
+        }
+    }
+}
+
 impl SharedMemory {
     /// Creates a block of `size` bytes (zero-filled) named `name`, or a fresh `mp-...` name
     /// (Python's `SharedMemory(name, create=True, size=size)`). An existing name is an error.
@@ -51,6 +75,7 @@ impl SharedMemory {
         if size == 0 {
             return Err(Error::invalid("'size' must be a positive number different from zero"));
         }
+        sweep_orphans();
         let name = name.map_or_else(fresh_name, str::to_string);
         let fd = sys::shm_open(&name, true).map_err(Error::io("creating shared memory"))?;
         let made = sys::set_len(fd.as_fd(), size)
