@@ -19,7 +19,7 @@ pub fn read_frames(input: &[u8], max: usize) -> usize {
     }
     drop(a);
     let mut frames = 0;
-    let mut reader = frame::Reader::buffered();
+    let mut reader = frame::Reader::new();
     while reader.recv(b.as_fd(), max).is_ok() {
         frames += 1;
     }

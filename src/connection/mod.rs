@@ -78,8 +78,7 @@ impl Connection {
             writable,
             max_message: AtomicUsize::new(frame::DEFAULT_MAX_MESSAGE),
             sending: Mutex::new(()),
-            // Never reads past the current frame: pending frames stay visible to `poll` and `wait`.
-            receiving: Mutex::new(frame::Reader::unbuffered()),
+            receiving: Mutex::new(frame::Reader::new()),
         }
     }
 
@@ -266,11 +265,6 @@ impl Serialize for Connection {
         use serde::ser::{Error as _, SerializeTuple};
         let fd = self.fd.read().unwrap_or_else(|p| p.into_inner());
         let fd = fd.as_ref().ok_or_else(|| S::Error::custom("cannot send a closed connection"))?;
-        if self.recv_guard().has_buffered() {
-            return Err(S::Error::custom(
-                "cannot send a connection that has received data not yet read; read it first",
-            ));
-        }
         let mut t = s.serialize_tuple(3)?;
         t.serialize_element(&FdRef(fd.as_fd()))?;
         t.serialize_element(&self.readable)?;

@@ -501,10 +501,7 @@ impl Pool {
         I: IntoIterator<Item = T>,
         I::IntoIter: 'a,
     {
-        const { target::assert_zero_sized::<F>() };
-        let _ = f;
-        let feed = self.feed::<F, (T,)>(iterable.into_iter().map(|x| (x,)), check_chunksize(chunksize)?);
-        IMapIterator::new(self.shared.clone(), feed, true, self.imap_window())
+        self.imap_with(f, iterable, chunksize, true)
     }
 
     /// Like [`imap`](Self::imap) but yields values in the order they finish (Python's
@@ -542,10 +539,28 @@ impl Pool {
         I: IntoIterator<Item = T>,
         I::IntoIter: 'a,
     {
+        self.imap_with(f, iterable, chunksize, false)
+    }
+
+    /// The lazy map behind `imap` (`ordered`) and `imap_unordered`.
+    fn imap_with<'a, F, T, I>(
+        &'a self,
+        f: F,
+        iterable: I,
+        chunksize: usize,
+        ordered: bool,
+    ) -> Result<IMapIterator<'a, F::Output>>
+    where
+        F: Target<(T,)>,
+        F::Output: Serialize + DeserializeOwned + Send + 'static,
+        T: Serialize + DeserializeOwned + 'a,
+        I: IntoIterator<Item = T>,
+        I::IntoIter: 'a,
+    {
         const { target::assert_zero_sized::<F>() };
         let _ = f;
         let feed = self.feed::<F, (T,)>(iterable.into_iter().map(|x| (x,)), check_chunksize(chunksize)?);
-        IMapIterator::new(self.shared.clone(), feed, false, self.imap_window())
+        IMapIterator::new(self.shared.clone(), feed, ordered, self.imap_window())
     }
 
     /// [`map`](Self::map) with a progress bar on stderr that advances as chunks finish, as

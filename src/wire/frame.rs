@@ -67,37 +67,17 @@ pub(crate) struct Incoming {
     nfds: usize,
 }
 
-/// Bytes of read-ahead a buffered [`Reader`] keeps.
-const READ_AHEAD: usize = 64 * 1024;
-
-/// The receiving side of a stream of frames.
-///
-/// A buffered reader reads ahead (one system call brings in a small frame whole, or several);
-/// an unbuffered one never reads past the frame it is asked
-/// for, for sockets that change hands after one message. Descriptors are queued in arrival
-/// order; each frame takes as many as its header announces.
+/// The receiving side of a stream of frames. It never reads past the frame it is asked for, so
+/// frames still in the socket stay visible to `poll` and `connection::wait`, and a socket can
+/// change hands between frames. Descriptors are queued in arrival order; each frame takes as many
+/// as its header announces.
 pub(crate) struct Reader {
-    buf: Vec<u8>,
-    pos: usize,
-    end: usize,
     fds: std::collections::VecDeque<OwnedFd>,
-    buffered: bool,
 }
 
 impl Reader {
-    /// A reader with read-ahead, for a connection that it alone reads.
-    pub(crate) fn buffered() -> Reader {
-        Reader { buf: Vec::new(), pos: 0, end: 0, fds: Default::default(), buffered: true }
-    }
-
-    /// A reader that never reads past the current frame.
-    pub(crate) fn unbuffered() -> Reader {
-        Reader { buf: Vec::new(), pos: 0, end: 0, fds: Default::default(), buffered: false }
-    }
-
-    /// Whether bytes or descriptors have been read ahead and not yet handed out.
-    pub(crate) fn has_buffered(&self) -> bool {
-        self.pos < self.end || !self.fds.is_empty()
+    pub(crate) fn new() -> Reader {
+        Reader { fds: Default::default() }
     }
 
     /// One receive system call into `target`.
@@ -112,28 +92,7 @@ impl Reader {
     fn read_exact(&mut self, sock: BorrowedFd<'_>, dst: &mut [u8]) -> Result<bool> {
         let mut got = 0;
         while got < dst.len() {
-            if self.pos < self.end {
-                let n = (self.end - self.pos).min(dst.len() - got);
-                dst[got..got + n].copy_from_slice(&self.buf[self.pos..self.pos + n]);
-                self.pos += n;
-                got += n;
-                continue;
-            }
-            let n = if !self.buffered || dst.len() - got >= READ_AHEAD / 2 {
-                self.recv_some(sock, &mut dst[got..])?
-            } else {
-                let mut buf = std::mem::take(&mut self.buf);
-                buf.resize(READ_AHEAD, 0);
-                let r = self.recv_some(sock, &mut buf);
-                self.buf = buf;
-                self.pos = 0;
-                self.end = *r.as_ref().unwrap_or(&0);
-                let n = r?;
-                if n > 0 {
-                    continue;
-                }
-                0
-            };
+            let n = self.recv_some(sock, &mut dst[got..])?;
             if n == 0 {
                 if got == 0 {
                     return Ok(false);
@@ -220,7 +179,7 @@ impl Reader {
 
 /// Reads one whole frame whose payload is at most `max` bytes, and nothing past it.
 pub(crate) fn recv(sock: BorrowedFd<'_>, max: usize) -> Result<(Vec<u8>, Vec<OwnedFd>)> {
-    Reader::unbuffered().recv(sock, max)
+    Reader::new().recv(sock, max)
 }
 
 #[cfg(test)]
