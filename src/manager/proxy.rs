@@ -55,7 +55,7 @@ impl ClientConn {
         };
         Ok(ClientConn {
             address: address.clone(),
-            pid: sys::atfork::cached_pid(),
+            pid: sys::getpid(),
             sock,
             rx,
             tx,
@@ -112,7 +112,7 @@ pub(crate) fn with_connection<R>(
     authkey: &[u8],
     f: impl FnOnce(&mut ClientConn) -> Result<R>,
 ) -> Result<R> {
-    let pid = sys::atfork::cached_pid();
+    let pid = sys::getpid();
     let cached = CONNECTIONS
         .try_with(|c| {
             let mut c = c.borrow_mut();
@@ -152,7 +152,7 @@ struct ProxyInner {
 
 impl Drop for ProxyInner {
     fn drop(&mut self) {
-        if sys::atfork::cached_pid() != self.pid {
+        if sys::getpid() != self.pid {
             return;
         }
         // Python's `_decref`; a server already gone has nothing left to release.
@@ -178,7 +178,7 @@ impl BaseProxy {
                 address,
                 authkey,
                 id,
-                pid: sys::atfork::cached_pid(),
+                pid: sys::getpid(),
             }),
         }
     }

@@ -1,6 +1,5 @@
 //! Linux system calls, grouped by concept.
 
-pub(crate) mod atfork;
 #[allow(dead_code)] // used by the queue and sync modules
 pub(crate) mod futex;
 pub(crate) mod memory;
