@@ -214,3 +214,163 @@ fn close_from_another_thread_wakes_a_blocked_recv() {
     }
     assert!(matches!(h.join().unwrap(), Err(Error::Eof) | Err(Error::Closed(_))));
 }
+
+// ---- the shared-memory transport of a pipe -----------------------------------------------------
+
+/// A message whose size and contents follow from its number: small ones travel in shared
+/// memory, large ones (over 32 KiB) through the socket.
+fn numbered(i: u64) -> Vec<u8> {
+    let len = match i % 7 {
+        0 => 0,
+        1 => 8,
+        2 => 1000,
+        3 => 32 * 1024,
+        4 => 32 * 1024 + 1,
+        5 => 200_000,
+        _ => (i * 7919 % 20_000) as usize,
+    };
+    (0..len).map(|k| (i as usize * 31 + k) as u8).collect()
+}
+
+fn echo_numbered(conn: Connection, n: u64) {
+    for _ in 0..n {
+        let (i, bytes): (u64, multiprocessing::Bytes) = conn.recv().unwrap();
+        assert_eq!(bytes.0, numbered(i), "message {i} intact");
+        conn.send(&(i, bytes)).unwrap();
+    }
+}
+
+#[test]
+fn mixed_sizes_keep_their_order_through_ring_and_socket() {
+    // Small messages go through the ring, large ones through the socket: the order must hold
+    // across both, with the ring wrapping many times and the sender waiting for room.
+    let n = 600;
+    for m in METHODS {
+        let (parent, child) = Pipe::new(true).unwrap();
+        let p = Process::new(echo_numbered, (child, n)).start_method(m).start().unwrap();
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                for i in 0..n {
+                    parent.send(&(i, multiprocessing::Bytes(numbered(i)))).unwrap();
+                }
+            });
+            for i in 0..n {
+                let (j, bytes): (u64, multiprocessing::Bytes) = parent.recv().unwrap();
+                assert_eq!(j, i, "{m}: in order");
+                assert!(bytes.0 == numbered(i), "{m}: message {i} intact");
+            }
+        });
+        assert_eq!(p.join().unwrap().exitcode(), 0, "{m}");
+    }
+}
+
+fn send_handles_between_values(conn: Connection) {
+    for i in 0..20u32 {
+        conn.send(&i).unwrap();
+        let (x, y) = Pipe::new(true).unwrap();
+        x.send(&(i * 10)).unwrap();
+        conn.send(&y).unwrap();
+    }
+}
+
+#[test]
+fn handles_and_values_arrive_in_the_order_sent() {
+    for m in METHODS {
+        let (parent, child) = Pipe::new(true).unwrap();
+        let p = Process::new(send_handles_between_values, (child,)).start_method(m).start().unwrap();
+        for i in 0..20u32 {
+            assert_eq!(parent.recv::<u32>().unwrap(), i, "{m}");
+            let inner: Connection = parent.recv().unwrap();
+            assert_eq!(inner.recv::<u32>().unwrap(), i * 10, "{m}");
+        }
+        assert!(matches!(parent.recv::<u32>(), Err(Error::Eof)), "{m}");
+        assert_eq!(p.join().unwrap().exitcode(), 0);
+    }
+}
+
+fn take_one_then_hang(conn: Connection) {
+    let _: u8 = conn.recv().unwrap();
+    conn.send(&1u8).unwrap();
+    // Stays alive, not reading, until killed.
+    let (_r, _w) = Pipe::new(true).unwrap();
+    let _ = _r.recv::<u8>();
+}
+
+#[test]
+fn a_sender_learns_that_a_killed_receiver_is_gone() {
+    // The killed receiver was last seen reading, so no doorbell is rung: the sender fills the
+    // ring and must then notice the dead peer instead of waiting for room forever.
+    for m in METHODS {
+        let (parent, child) = Pipe::new(true).unwrap();
+        let p = Process::new(take_one_then_hang, (child,)).start_method(m).start().unwrap();
+        parent.send(&0u8).unwrap();
+        assert_eq!(parent.recv::<u8>().unwrap(), 1);
+        p.kill().unwrap();
+        p.join().unwrap();
+        let t = Instant::now();
+        let chunk = vec![0u8; 1000];
+        let err = loop {
+            if let Err(e) = parent.send_bytes(&chunk) {
+                break e;
+            }
+            assert!(t.elapsed() < Duration::from_secs(5), "{m}: send to a dead peer kept succeeding");
+        };
+        assert!(matches!(err, Error::Eof), "{m}: {err:?}");
+        assert!(t.elapsed() < Duration::from_secs(2), "{m}: took {:?}", t.elapsed());
+    }
+}
+
+#[test]
+fn a_consumed_message_leaves_no_stale_readiness() {
+    // The receiver was not reading when the message came, so the sender rang the doorbell;
+    // receiving the message must also take the doorbell, or poll and wait would report a
+    // message that is not there.
+    let (a, b) = Pipe::new(true).unwrap();
+    assert!(!b.poll(Some(Duration::ZERO)).unwrap());
+    for i in 0..5u32 {
+        a.send(&i).unwrap();
+        assert!(b.poll(Some(Duration::ZERO)).unwrap());
+        assert_eq!(b.recv::<u32>().unwrap(), i);
+        assert!(!b.poll(Some(Duration::from_millis(20))).unwrap(), "round {i}");
+        assert!(multiprocessing::connection::wait(&[&b], Some(Duration::from_millis(20)))
+            .unwrap()
+            .is_empty());
+    }
+}
+
+/// A second handle on the same end (its descriptors duplicated by passing it through a pipe).
+fn copy_of(conn: &Connection) -> Connection {
+    let (a, b) = Pipe::new(true).unwrap();
+    a.send(conn).unwrap();
+    b.recv().unwrap()
+}
+
+fn receive_until_none(conn: Connection) -> Vec<u64> {
+    let mut got = Vec::new();
+    while let Some(i) = conn.recv::<Option<u64>>().unwrap() {
+        got.push(i);
+    }
+    got
+}
+
+#[test]
+fn two_processes_sharing_one_end_each_get_whole_messages() {
+    // Python warns that two readers of one end may interleave; here each message still goes
+    // whole to exactly one of them.
+    for m in METHODS {
+        let (reading, writing) = Pipe::new(false).unwrap();
+        let readers: Vec<_> = (0..2)
+            .map(|_| multiprocessing::get_context(Some(m)).spawn(receive_until_none, (copy_of(&reading),)))
+            .collect();
+        drop(reading);
+        let n = 3000u64;
+        for i in 0..n {
+            writing.send(&Some(i)).unwrap();
+        }
+        writing.send(&None::<u64>).unwrap();
+        writing.send(&None::<u64>).unwrap();
+        let mut all: Vec<u64> = readers.into_iter().flat_map(|h| h.unwrap().join().unwrap()).collect();
+        all.sort_unstable();
+        assert_eq!(all, (0..n).collect::<Vec<_>>(), "{m}: each message exactly once");
+    }
+}

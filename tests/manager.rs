@@ -476,7 +476,7 @@ fn garbage_truncated_and_huge_frames_are_disconnected_and_the_server_keeps_servi
     let authed = |bytes: &[u8]| {
         let conn = Client::connect(m.address(), Some(key)).unwrap();
         // SAFETY: dup returns a new descriptor that the TcpStream then owns.
-        let mut s = unsafe { std::net::TcpStream::from_raw_fd(libc::dup(conn.as_raw_fd())) };
+        let mut s = unsafe { std::net::TcpStream::from_raw_fd(libc::dup(conn.fileno())) };
         drop(conn);
         s.write_all(bytes).unwrap();
         s

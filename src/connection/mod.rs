@@ -5,8 +5,14 @@
 //! `send`/`recv` move serde values, `send_bytes`/`recv_bytes` raw byte messages, and handles
 //! inside values (other connections, queues, locks) travel with their descriptors. A peer that
 //! exits closes its end, so a blocked `recv` returns [`Error::Eof`] instead of hanging.
+//!
+//! The two ends of a [`Pipe`] also share memory (see `lane.rs`): small messages without handles
+//! pass through a ring per direction and are decoded in place, and a receiver that is waiting
+//! picks them up without a system call. The socket still carries large messages and handles,
+//! and still tells each side when the other is gone.
 
 mod auth;
+mod lane;
 mod listener;
 mod registry;
 mod wait;
@@ -15,11 +21,12 @@ pub(crate) use auth::{accept_handshake, connect_handshake};
 pub use listener::{Address, Client, Listener};
 pub(crate) use registry::{close_inherited as close_inherited_connections, lock as lock_registry};
 
-pub use wait::wait;
+pub use wait::{wait, Waitable};
 
 use crate::error::{Error, Result};
 use crate::sys;
 use crate::wire::{self, frame};
+use lane::{Lanes, Next, SocketFront};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::fmt;
@@ -40,6 +47,8 @@ pub struct Connection {
     max_message: AtomicUsize,
     sending: Mutex<()>,
     receiving: Mutex<frame::Reader>,
+    /// The shared-memory lanes of a pipe; `None` for sockets from a `Listener`/`Client`.
+    lanes: Option<Lanes>,
 }
 
 /// Python's `Pipe()`: a pair of connected [`Connection`]s.
@@ -60,17 +69,22 @@ impl Pipe {
     #[allow(clippy::new_ret_no_self)]
     pub fn new(duplex: bool) -> Result<(Connection, Connection)> {
         let (a, b) = sys::socketpair().map_err(Error::io("creating a pipe"))?;
+        let (la, lb) = Lanes::pair()?;
         if duplex {
-            Ok((Connection::from_fd(a, true, true), Connection::from_fd(b, true, true)))
+            Ok((Connection::new(a, true, true, Some(la)), Connection::new(b, true, true, Some(lb))))
         } else {
             sys::shutdown_write(a.as_fd()).map_err(Error::io("creating a pipe"))?;
-            Ok((Connection::from_fd(a, true, false), Connection::from_fd(b, false, true)))
+            Ok((Connection::new(a, true, false, Some(la)), Connection::new(b, false, true, Some(lb))))
         }
     }
 }
 
 impl Connection {
     pub(crate) fn from_fd(fd: OwnedFd, readable: bool, writable: bool) -> Connection {
+        Connection::new(fd, readable, writable, None)
+    }
+
+    fn new(fd: OwnedFd, readable: bool, writable: bool, lanes: Option<Lanes>) -> Connection {
         registry::add(fd.as_raw_fd());
         Connection {
             fd: RwLock::new(Some(fd)),
@@ -79,7 +93,101 @@ impl Connection {
             max_message: AtomicUsize::new(frame::DEFAULT_MAX_MESSAGE),
             sending: Mutex::new(()),
             receiving: Mutex::new(frame::Reader::new()),
+            lanes,
         }
+    }
+
+    /// The socket's descriptor, or -1 once closed (Python's `fileno()`). Bytes written to it
+    /// directly would corrupt the stream of messages.
+    pub fn fileno(&self) -> RawFd {
+        self.fd.read().unwrap_or_else(|p| p.into_inner()).as_ref().map_or(-1, |fd| fd.as_raw_fd())
+    }
+
+    /// Sends one encoded message: `msg` is a frame built on [`frame::start_frame`].
+    fn transmit(&self, msg: &mut [u8], fds: &[RawFd]) -> Result<()> {
+        let _sending = self.send_guard();
+        self.with_fd(|fd| {
+            let Some(lanes) = &self.lanes else {
+                if !fds.is_empty() && !sys::net::is_unix_socket(fd) {
+                    return Err(Error::invalid(
+                        "a handle that owns a file descriptor cannot be sent over a TCP connection \
+                         (descriptors travel only over unix sockets)",
+                    ));
+                }
+                return frame::send(fd, msg, fds);
+            };
+            let tx = lanes.tx();
+            let _put = tx.lock_put();
+            let payload = &msg[frame::HEADER_LEN..];
+            if fds.is_empty() && payload.len() <= lane::INLINE_MAX {
+                tx.push(false, payload, fd)?;
+                tx.ring_bell(fd)
+            } else {
+                // The marker goes first, so a receiver drains the socket while the frame is sent.
+                tx.push(true, &[], fd)?;
+                frame::send(fd, msg, fds)
+            }
+        })
+    }
+
+    /// Receives one message and hands it to `take`: `Some(bytes)` for a message in shared
+    /// memory (already checked against the size cap), `None` when the next frame on the socket
+    /// is the message (`take` reads it with the reader it is given).
+    fn receive<R>(
+        &self,
+        take: impl FnOnce(&mut frame::Reader, BorrowedFd<'_>, Option<&[u8]>) -> Result<R>,
+    ) -> Result<R> {
+        let mut reader = self.recv_guard();
+        self.with_fd(|fd| {
+            let Some(lanes) = &self.lanes else {
+                return take(&mut reader, fd, None);
+            };
+            let rx = lanes.rx();
+            let _get = rx.lock_get();
+            rx.set_active(true);
+            let mut spun = false;
+            loop {
+                if let Some((next, after)) = rx.peek()? {
+                    let out = match next {
+                        Next::Inline(bytes) if bytes.len() > self.max_message() => {
+                            Err(Error::MessageTooLarge {
+                                len: bytes.len() as u64,
+                                max: self.max_message() as u64,
+                            })
+                        }
+                        Next::Inline(bytes) => take(&mut reader, fd, Some(bytes)),
+                        Next::Socket => {
+                            rx.advance(after);
+                            take(&mut reader, fd, None)
+                        }
+                    };
+                    rx.advance(after);
+                    rx.drained(std::mem::take(&mut reader.bells));
+                    if rx.bells_pending() {
+                        lane::drain_bells(&rx, fd)?;
+                    }
+                    return out;
+                }
+                if !spun {
+                    spun = true;
+                    if rx.spin_for_data() {
+                        continue;
+                    }
+                }
+                // Sleep on the socket: a sender that sees `active` clear rings the doorbell.
+                rx.set_active(false);
+                if !rx.has_data() {
+                    sys::poll_readable(&[fd], None).map_err(Error::io("receiving a message"))?;
+                    if let SocketFront::EndOfFile = lane::drain_bells(&rx, fd)? {
+                        if !rx.has_data() {
+                            return Err(Error::Eof);
+                        }
+                    }
+                }
+                rx.set_active(true);
+                spun = false;
+            }
+        })
     }
 
     fn with_fd<T>(&self, f: impl FnOnce(BorrowedFd<'_>) -> Result<T>) -> Result<T> {
@@ -140,25 +248,20 @@ impl Connection {
         self.check_writable()?;
         let mut msg = frame::start_frame();
         let fds = wire::encode(value, &mut msg)?;
-        let _sending = self.send_guard();
-        self.with_fd(|fd| {
-            if !fds.is_empty() && !sys::net::is_unix_socket(fd) {
-                return Err(Error::invalid(
-                    "a handle that owns a file descriptor cannot be sent over a TCP connection \
-                     (descriptors travel only over unix sockets)",
-                ));
-            }
-            frame::send(fd, &mut msg, &fds)
-        })
+        self.transmit(&mut msg, &fds)
     }
 
     /// Receives a value sent with [`send`](Self::send) (Python's `recv()`). Blocks until one
     /// arrives; [`Error::Eof`] once the peer has closed and nothing is left.
     pub fn recv<T: DeserializeOwned>(&self) -> Result<T> {
         self.check_readable()?;
-        let mut reader = self.recv_guard();
-        let (bytes, fds) = self.with_fd(|fd| reader.recv(fd, self.max_message()))?;
-        wire::decode(&bytes, fds)
+        self.receive(|reader, fd, inline| match inline {
+            Some(bytes) => wire::decode(bytes, Vec::new()),
+            None => {
+                let (bytes, fds) = reader.recv(fd, self.max_message())?;
+                wire::decode(&bytes, fds)
+            }
+        })
     }
 
     /// Sends raw bytes as one message (Python's `send_bytes`; slice for `offset`/`size`).
@@ -167,24 +270,31 @@ impl Connection {
         let mut msg = Vec::with_capacity(frame::HEADER_LEN + bytes.len());
         msg.extend_from_slice(&[0u8; frame::HEADER_LEN]);
         msg.extend_from_slice(bytes);
-        let _sending = self.send_guard();
-        self.with_fd(|fd| frame::send(fd, &mut msg, &[]))
+        self.transmit(&mut msg, &[])
     }
 
     /// Receives one message sent with [`send_bytes`](Self::send_bytes) (Python's
     /// `recv_bytes()`).
     pub fn recv_bytes(&self) -> Result<Vec<u8>> {
         self.check_readable()?;
-        let mut reader = self.recv_guard();
-        self.with_fd(|fd| reader.recv(fd, self.max_message())).map(|(bytes, _)| bytes)
+        self.receive(|reader, fd, inline| match inline {
+            Some(bytes) => Ok(bytes.to_vec()),
+            None => reader.recv(fd, self.max_message()).map(|(bytes, _)| bytes),
+        })
     }
 
     /// Receives one message into `buf` and returns its length (Python's `recv_bytes_into`).
     /// If `buf` is too short the message is returned whole in [`Error::BufferTooShort`].
     pub fn recv_bytes_into(&self, buf: &mut [u8]) -> Result<usize> {
         self.check_readable()?;
-        let mut reader = self.recv_guard();
-        self.with_fd(|fd| {
+        self.receive(|reader, fd, inline| {
+            if let Some(bytes) = inline {
+                if bytes.len() > buf.len() {
+                    return Err(Error::BufferTooShort(bytes.to_vec()));
+                }
+                buf[..bytes.len()].copy_from_slice(bytes);
+                return Ok(bytes.len());
+            }
             let mut incoming = reader.recv_header(fd)?;
             let len = incoming.len;
             if len > buf.len() {
@@ -205,11 +315,46 @@ impl Connection {
     /// waits as long as it takes (Python's `poll(timeout)`; `poll()` is `Some(ZERO)`).
     pub fn poll(&self, timeout: Option<Duration>) -> Result<bool> {
         self.check_readable()?;
-        self.with_fd(|fd| {
-            let ready =
-                sys::poll_readable(&[fd], sys::deadline_after(timeout)).map_err(Error::io("polling"))?;
-            Ok(ready.is_some())
+        let deadline = sys::deadline_after(timeout);
+        self.with_fd(|fd| loop {
+            if self.lanes.is_some() && self.ready_check(fd)? {
+                return Ok(true);
+            }
+            if sys::poll_readable(&[fd], deadline).map_err(Error::io("polling"))?.is_none() {
+                return Ok(false);
+            }
+            if self.lanes.is_none() || self.ready_check(fd)? {
+                return Ok(true);
+            }
         })
+    }
+
+    /// For a connection with lanes: whether a message or end-of-file is there now. When not,
+    /// the receiver is marked asleep, so the next message rings the socket's doorbell; stale
+    /// doorbells are read off the socket when no other thread or process is receiving.
+    fn ready_check(&self, fd: BorrowedFd<'_>) -> Result<bool> {
+        let Some(lanes) = &self.lanes else { return Ok(true) };
+        let rx = lanes.rx();
+        if rx.has_data() {
+            return Ok(true);
+        }
+        rx.set_active(false);
+        if rx.has_data() {
+            return Ok(true);
+        }
+        let front = match (self.receiving.try_lock(), rx.try_lock_get()) {
+            (Ok(_reader), Some(_get)) => lane::drain_bells(&rx, fd)?,
+            _ => {
+                // Someone else is receiving: report what the socket shows.
+                let mut b = [0u8; 1];
+                match sys::peek_now(fd, &mut b) {
+                    Ok(0) => SocketFront::EndOfFile,
+                    Ok(_) => SocketFront::Frame,
+                    Err(_) => SocketFront::Nothing,
+                }
+            }
+        };
+        Ok(!matches!(front, SocketFront::Nothing) || rx.has_data())
     }
 
     /// Closes this end (Python's `close()`); later calls report [`Error::Closed`]. Dropping the
@@ -230,6 +375,15 @@ impl Connection {
         };
         if let Some(fd) = slot.take() {
             registry::remove(fd.as_raw_fd());
+            self.forget_lanes();
+        }
+    }
+
+    /// On close: the sender's next message rings the doorbell, and so learns at once if every
+    /// copy of this end is gone.
+    fn forget_lanes(&self) {
+        if let (Some(lanes), true) = (&self.lanes, self.readable) {
+            lanes.rx().set_active(false);
         }
     }
 }
@@ -239,21 +393,31 @@ impl Drop for Connection {
         let slot = self.fd.get_mut().unwrap_or_else(|p| p.into_inner());
         if let Some(fd) = slot.take() {
             registry::remove(fd.as_raw_fd());
+            self.forget_lanes();
         }
     }
 }
 
-impl AsRawFd for Connection {
-    /// The socket's descriptor, or -1 once closed.
-    fn as_raw_fd(&self) -> RawFd {
-        self.fd.read().unwrap_or_else(|p| p.into_inner()).as_ref().map_or(-1, |fd| fd.as_raw_fd())
+impl Waitable for Connection {
+    fn wait_fd(&self) -> RawFd {
+        self.fileno()
+    }
+
+    fn ready_hint(&self) -> Option<bool> {
+        if self.lanes.is_none() || !self.readable {
+            return None;
+        }
+        let fd = self.fd.read().unwrap_or_else(|p| p.into_inner());
+        let fd = fd.as_ref()?;
+        Some(self.ready_check(fd.as_fd()).unwrap_or(true))
     }
 }
 
 impl fmt::Debug for Connection {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Connection")
-            .field("fd", &self.as_raw_fd())
+            .field("fd", &self.fileno())
+            .field("shared_memory", &self.lanes.is_some())
             .field("readable", &self.readable)
             .field("writable", &self.writable)
             .finish()
@@ -265,18 +429,19 @@ impl Serialize for Connection {
         use serde::ser::{Error as _, SerializeTuple};
         let fd = self.fd.read().unwrap_or_else(|p| p.into_inner());
         let fd = fd.as_ref().ok_or_else(|| S::Error::custom("cannot send a closed connection"))?;
-        let mut t = s.serialize_tuple(3)?;
+        let mut t = s.serialize_tuple(4)?;
         t.serialize_element(&FdRef(fd.as_fd()))?;
         t.serialize_element(&self.readable)?;
         t.serialize_element(&self.writable)?;
+        t.serialize_element(&self.lanes)?;
         t.end()
     }
 }
 
 impl<'de> Deserialize<'de> for Connection {
     fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
-        let (fd, readable, writable) = <(FdOwned, bool, bool)>::deserialize(d)?;
-        Ok(Connection::from_fd(fd.0, readable, writable))
+        let (fd, readable, writable, lanes) = <(FdOwned, bool, bool, Option<Lanes>)>::deserialize(d)?;
+        Ok(Connection::new(fd.0, readable, writable, lanes))
     }
 }
 

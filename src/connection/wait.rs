@@ -2,8 +2,30 @@
 
 use crate::error::{Error, Result};
 use crate::sys;
-use std::os::fd::{AsRawFd, BorrowedFd};
+use std::os::fd::{AsRawFd, BorrowedFd, RawFd};
 use std::time::Duration;
+
+/// Something [`wait`] can wait on: a [`Connection`](crate::Connection), a
+/// [`Process`](crate::Process) (its sentinel), or any descriptor (`AsRawFd`) that becomes
+/// readable when ready.
+pub trait Waitable {
+    /// The descriptor that becomes readable when the object is ready.
+    fn wait_fd(&self) -> RawFd;
+
+    /// Whether the object is ready regardless of its descriptor (`None`: ask the descriptor).
+    /// A pipe's connection answers from its shared memory, and makes sure its descriptor will
+    /// turn readable when a message comes.
+    #[doc(hidden)]
+    fn ready_hint(&self) -> Option<bool> {
+        None
+    }
+}
+
+impl<T: AsRawFd + ?Sized> Waitable for T {
+    fn wait_fd(&self) -> RawFd {
+        self.as_raw_fd()
+    }
+}
 
 /// Waits until at least one of `objects` is ready (a connection with a message or end-of-file, a
 /// process sentinel whose process ended) or `timeout` passes, and returns the indices of the
@@ -19,16 +41,28 @@ use std::time::Duration;
 /// assert_eq!(ready, vec![0]);
 /// # Ok::<(), multiprocessing::Error>(())
 /// ```
-pub fn wait(objects: &[&dyn AsRawFd], timeout: Option<Duration>) -> Result<Vec<usize>> {
-    let raw: Vec<i32> = objects.iter().map(|o| o.as_raw_fd()).collect();
+pub fn wait(objects: &[&dyn Waitable], timeout: Option<Duration>) -> Result<Vec<usize>> {
+    let raw: Vec<i32> = objects.iter().map(|o| o.wait_fd()).collect();
     if raw.iter().any(|&fd| fd < 0) {
         return Err(Error::Closed("object passed to wait"));
     }
     // SAFETY: every descriptor belongs to an object borrowed for the duration of this call.
     let fds: Vec<BorrowedFd<'_>> = raw.iter().map(|&fd| unsafe { BorrowedFd::borrow_raw(fd) }).collect();
     let deadline = sys::deadline_after(timeout);
-    if sys::poll_readable(&fds, deadline).map_err(Error::io("waiting"))?.is_none() {
-        return Ok(Vec::new());
+    loop {
+        let hinted: Vec<bool> = objects.iter().map(|o| o.ready_hint() == Some(true)).collect();
+        if !hinted.contains(&true)
+            && sys::poll_readable(&fds, deadline).map_err(Error::io("waiting"))?.is_none()
+        {
+            return Ok(Vec::new());
+        }
+        let readable = sys::ready_now(&fds).map_err(Error::io("waiting"))?;
+        // A readable descriptor of a pipe may hold only a stale doorbell: ask the object.
+        let ready: Vec<usize> = (0..objects.len())
+            .filter(|&i| hinted[i] || (readable.contains(&i) && objects[i].ready_hint().unwrap_or(true)))
+            .collect();
+        if !ready.is_empty() {
+            return Ok(ready);
+        }
     }
-    sys::ready_now(&fds).map_err(Error::io("waiting"))
 }

@@ -13,7 +13,7 @@
 
 mod bytes;
 mod error;
-mod ring;
+pub(crate) mod ring;
 
 pub use bytes::Bytes;
 pub use error::{GetError, PutError, TaskDoneError};

@@ -217,7 +217,8 @@ impl Ring {
 
     // ---- locks --------------------------------------------------------------------------
 
-    fn try_lock(word: &AtomicU32, me: u32) -> bool {
+    /// Takes a pid lock word now if it is free or its holder is dead.
+    pub(crate) fn try_lock(word: &AtomicU32, me: u32) -> bool {
         if word.compare_exchange(0, me, Acquire, Relaxed).is_ok() {
             return true;
         }
@@ -227,7 +228,9 @@ impl Ring {
             && word.compare_exchange(v, me | WAITERS, Acquire, Relaxed).is_ok()
     }
 
-    fn lock(word: &AtomicU32, me: u32, deadline: Option<Instant>) -> bool {
+    /// Takes a pid lock word (the holder's pid, and a waiters bit), spinning briefly, then
+    /// sleeping in slices; a holder found dead is taken over. False if the deadline passed.
+    pub(crate) fn lock(word: &AtomicU32, me: u32, deadline: Option<Instant>) -> bool {
         if word.compare_exchange(0, me, Acquire, Relaxed).is_ok() {
             return true;
         }
@@ -265,7 +268,8 @@ impl Ring {
         }
     }
 
-    fn unlock(word: &AtomicU32) {
+    /// Releases a pid lock word taken with [`lock`](Self::lock).
+    pub(crate) fn unlock(word: &AtomicU32) {
         if word.swap(0, Release) & WAITERS != 0 {
             futex::wake(word, 1);
         }

@@ -12,6 +12,10 @@ use std::os::fd::{BorrowedFd, OwnedFd, RawFd};
 /// Bytes in a frame header.
 pub(crate) const HEADER_LEN: usize = 8;
 
+/// A doorbell: the header of an empty frame whose descriptor count is `u32::MAX`. A pipe's
+/// shared-memory sender writes one to wake a receiver that sleeps on the socket; readers skip it.
+pub(crate) const DOORBELL: [u8; HEADER_LEN] = [0, 0, 0, 0, 0xff, 0xff, 0xff, 0xff];
+
 /// Default cap on a received payload: 1 GiB.
 pub(crate) const DEFAULT_MAX_MESSAGE: usize = 1 << 30;
 
@@ -73,11 +77,13 @@ pub(crate) struct Incoming {
 /// as its header announces.
 pub(crate) struct Reader {
     fds: std::collections::VecDeque<OwnedFd>,
+    /// Doorbells skipped since the owner last took this count.
+    pub(crate) bells: u64,
 }
 
 impl Reader {
     pub(crate) fn new() -> Reader {
-        Reader { fds: Default::default() }
+        Reader { fds: Default::default(), bells: 0 }
     }
 
     /// One receive system call into `target`.
@@ -110,8 +116,14 @@ impl Reader {
     /// Reads a frame header. End-of-file before it is [`Error::Eof`].
     pub(crate) fn recv_header(&mut self, sock: BorrowedFd<'_>) -> Result<Incoming> {
         let mut header = [0u8; HEADER_LEN];
-        if !self.read_exact(sock, &mut header)? {
-            return Err(Error::Eof);
+        loop {
+            if !self.read_exact(sock, &mut header)? {
+                return Err(Error::Eof);
+            }
+            if header != DOORBELL {
+                break;
+            }
+            self.bells += 1;
         }
         let len = u32::from_le_bytes(header[..4].try_into().expect("4 bytes")) as usize;
         let nfds = u32::from_le_bytes(header[4..].try_into().expect("4 bytes")) as usize;

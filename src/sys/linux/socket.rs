@@ -139,3 +139,37 @@ pub(crate) fn set_nonblocking(fd: BorrowedFd<'_>) -> io::Result<()> {
     syscall!(fcntl(fd.as_raw_fd(), libc::F_SETFL, flags | libc::O_NONBLOCK))?;
     Ok(())
 }
+
+/// Copies up to `buf.len()` waiting bytes without taking them off the socket and without
+/// waiting (`MSG_PEEK | MSG_DONTWAIT`); descriptors attached to them stay queued. `Ok(0)` is
+/// end-of-file; `WouldBlock` means nothing is waiting.
+pub(crate) fn peek_now(sock: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<usize> {
+    loop {
+        // SAFETY: `buf` is valid for writes of `buf.len()` bytes for the duration of the call.
+        let r = syscall!(recv(
+            sock.as_raw_fd(),
+            buf.as_mut_ptr() as *mut libc::c_void,
+            buf.len(),
+            libc::MSG_PEEK | libc::MSG_DONTWAIT
+        ));
+        match r {
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+            Ok(n) => return Ok(n as usize),
+        }
+    }
+}
+
+/// Whether the peer of a connected stream socket is gone: it closed its end (every copy of
+/// it), exited, or the socket was shut down both ways. Never waits.
+pub(crate) fn hung_up(sock: BorrowedFd<'_>) -> bool {
+    let mut p = libc::pollfd { fd: sock.as_raw_fd(), events: 0, revents: 0 };
+    loop {
+        // SAFETY: one valid pollfd, zero timeout.
+        match syscall!(poll(&mut p, 1, 0)) {
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(_) => return true,
+            Ok(_) => return p.revents & (libc::POLLHUP | libc::POLLERR | libc::POLLNVAL) != 0,
+        }
+    }
+}

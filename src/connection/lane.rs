@@ -1,0 +1,416 @@
+//! The shared-memory transport of a [`Pipe`](super::Pipe): one byte ring ("lane") per direction
+//! in a memfd [`Region`], beside the socket pair.
+//!
+//! A message of at most [`INLINE_MAX`] bytes that carries no handles is written into the
+//! sender's lane as one record (`[len u32][kind u32][payload, padded to 8]`, never split at the
+//! ring's end: a pad record fills the gap) and decoded by the receiver straight from the shared
+//! memory. Larger messages and messages with descriptors go through the socket as ordinary
+//! frames; the lane then holds a marker record at the message's place, written *before* the
+//! frame so the receiver drains the socket while the sender fills it, and order is kept.
+//!
+//! The socket stays the connection's identity: the kernel knows when every copy of the peer's
+//! end is closed (a receiver sleeping on the socket wakes with end-of-file at once, a sender
+//! waiting for ring space checks it every slice), it carries descriptors, and it is what
+//! `poll` and [`wait`](super::wait) sleep on.
+//!
+//! Waking: a receiver spins briefly on its lane, then clears `reader_active` and sleeps in
+//! `poll(2)` on the socket. A sender that finds `reader_active` clear after committing a record
+//! writes a doorbell (an empty frame, see [`frame::DOORBELL`]) to the socket. Both sides use
+//! sequentially consistent operations on `tail` and `reader_active`, so either the receiver sees
+//! the record before sleeping or the sender sees the receiver asleep. In a ping-pong both sides
+//! stay in the spin, so a round trip makes no system call. Doorbells the receiver did not need
+//! (it found the record while spinning) are counted (`bells` against `drained`) and drained
+//! after the next receive, so a stale one rarely makes the socket look readable.
+//!
+//! Several processes may hold copies of one end (Python allows it, with a warning about
+//! interleaving). Senders serialize on `put_lock` and receivers on `get_lock`, pid lock words
+//! whose holder, if found dead, is replaced; a record is published only when whole, so a
+//! process killed mid-send leaves no torn message.
+
+use super::frame;
+use crate::error::{Error, Result};
+use crate::queue::ring::Ring;
+use crate::shared_memory::region::Region;
+use crate::sys;
+use crate::sys::futex::{self, Wait};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use std::os::fd::BorrowedFd;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::*};
+use std::time::{Duration, Instant};
+
+const MAGIC: u64 = 0x4d50_5049_5045_3031; // "MPPIPE01"
+const VERSION: u32 = 1;
+/// Bytes of ring per direction.
+pub(crate) const LANE_BYTES: usize = 128 * 1024;
+/// Largest payload that travels through a lane; larger ones go through the socket.
+pub(crate) const INLINE_MAX: usize = LANE_BYTES / 4;
+/// Record header: payload length and kind.
+const REC: usize = 8;
+const HEADERS_AT: usize = 128;
+const DATA_AT: usize = 4096;
+const REGION_BYTES: usize = DATA_AT + 2 * LANE_BYTES;
+
+const KIND_DATA: u32 = 1;
+const KIND_SOCKET: u32 = 2;
+const KIND_PAD: u32 = 3;
+
+/// How long a receiver (or a sender facing a full ring) spins before sleeping.
+const SPIN_FOR: Duration = Duration::from_micros(40);
+/// How long a sender waiting for ring space sleeps before checking that the receiver lives.
+const SLICE: Duration = Duration::from_millis(10);
+
+#[repr(C)]
+struct Top {
+    magic: u64,
+    version: u32,
+    lane_bytes: u32,
+}
+
+/// One direction's indices and flags: the senders' cache line, then the receivers'.
+#[repr(C, align(64))]
+struct LaneHeader {
+    tail: AtomicU64,
+    bells: AtomicU64,
+    put_lock: AtomicU32,
+    space_waiters: AtomicU32,
+    _senders: [u8; 40],
+    head: AtomicU64,
+    drained: AtomicU64,
+    get_lock: AtomicU32,
+    reader_active: AtomicU32,
+    space_seq: AtomicU32,
+    _receivers: [u8; 36],
+}
+
+const _: () = assert!(std::mem::size_of::<LaneHeader>() == 128);
+const _: () = assert!(std::mem::size_of::<Top>() <= HEADERS_AT);
+const _: () = assert!(HEADERS_AT + 2 * 128 <= DATA_AT);
+
+/// Both lanes of a pipe, seen from one end: `side` is the lane this end sends on.
+#[derive(Clone, Debug)]
+pub(crate) struct Lanes {
+    region: Region,
+    side: u8,
+}
+
+/// What the receiver found at the head of its lane.
+pub(crate) enum Next<'a> {
+    /// A whole message, in the shared memory.
+    Inline(&'a [u8]),
+    /// The message is the next frame on the socket.
+    Socket,
+}
+
+impl Lanes {
+    /// The two ends' views of a fresh pair of lanes.
+    pub(crate) fn pair() -> Result<(Lanes, Lanes)> {
+        let region = Region::new(c"mp-pipe", REGION_BYTES)?;
+        // SAFETY: the region is fresh, zero-filled, page aligned and REGION_BYTES long, and no
+        // other process can see it yet.
+        unsafe {
+            let top = region.as_ptr() as *mut Top;
+            (*top).lane_bytes = LANE_BYTES as u32;
+            (*top).version = VERSION;
+            (*top).magic = MAGIC;
+        }
+        Ok((Lanes { region: region.clone(), side: 0 }, Lanes { region, side: 1 }))
+    }
+
+    fn check(region: Region, side: u8) -> Result<Lanes> {
+        if side > 1 || region.len() < DATA_AT {
+            return Err(Error::Decode("not the memory of a pipe".into()));
+        }
+        // SAFETY: the region is at least DATA_AT bytes and page aligned; Top is plain data.
+        let top = unsafe { &*(region.as_ptr() as *const Top) };
+        if top.magic != MAGIC || top.version != VERSION || top.lane_bytes as usize != LANE_BYTES {
+            return Err(Error::Decode("not the memory of a pipe of this version".into()));
+        }
+        if region.len() < REGION_BYTES {
+            return Err(Error::Decode("pipe memory smaller than its lanes".into()));
+        }
+        Ok(Lanes { region, side })
+    }
+
+    fn lane(&self, i: u8) -> Lane<'_> {
+        let base = self.region.as_ptr();
+        // SAFETY: `check`/`pair` guarantee REGION_BYTES of mapped memory; the headers lie at
+        // HEADERS_AT + i * 128 (64-byte aligned inside a page-aligned block) and are atomics
+        // only, valid at any bit pattern; the lane's data follows DATA_AT.
+        unsafe {
+            Lane {
+                h: &*(base.add(HEADERS_AT + 128 * i as usize) as *const LaneHeader),
+                data: base.add(DATA_AT + LANE_BYTES * i as usize),
+            }
+        }
+    }
+
+    /// The lane this end sends on.
+    pub(crate) fn tx(&self) -> Lane<'_> {
+        self.lane(self.side)
+    }
+
+    /// The lane this end receives on.
+    pub(crate) fn rx(&self) -> Lane<'_> {
+        self.lane(1 - self.side)
+    }
+}
+
+impl Serialize for Lanes {
+    fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        (&self.region, self.side).serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for Lanes {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        let (region, side) = <(Region, u8)>::deserialize(d)?;
+        Lanes::check(region, side).map_err(serde::de::Error::custom)
+    }
+}
+
+/// One direction.
+pub(crate) struct Lane<'a> {
+    h: &'a LaneHeader,
+    data: *mut u8,
+}
+
+/// Holds a lane's pid lock; releases it when dropped (also when a `Deserialize` panics).
+pub(crate) struct LaneLock<'a>(&'a AtomicU32);
+
+impl Drop for LaneLock<'_> {
+    fn drop(&mut self) {
+        Ring::unlock(self.0);
+    }
+}
+
+fn round8(n: usize) -> usize {
+    n.next_multiple_of(8)
+}
+
+fn me() -> u32 {
+    sys::getpid() as u32
+}
+
+/// Spins until `ready` or SPIN_FOR passes.
+fn spin(mut ready: impl FnMut() -> bool) -> bool {
+    let start = Instant::now();
+    loop {
+        for _ in 0..32 {
+            if ready() {
+                return true;
+            }
+            std::hint::spin_loop();
+        }
+        if start.elapsed() >= SPIN_FOR {
+            return ready();
+        }
+    }
+}
+
+impl<'a> Lane<'a> {
+    pub(crate) fn lock_put(&self) -> LaneLock<'a> {
+        Ring::lock(&self.h.put_lock, me(), None);
+        LaneLock(&self.h.put_lock)
+    }
+
+    pub(crate) fn lock_get(&self) -> LaneLock<'a> {
+        Ring::lock(&self.h.get_lock, me(), None);
+        LaneLock(&self.h.get_lock)
+    }
+
+    pub(crate) fn try_lock_get(&self) -> Option<LaneLock<'a>> {
+        Ring::try_lock(&self.h.get_lock, me()).then_some(LaneLock(&self.h.get_lock))
+    }
+
+    fn write(&self, off: usize, bytes: &[u8]) {
+        debug_assert!(off + bytes.len() <= LANE_BYTES);
+        // SAFETY: callers keep `off + bytes.len() <= LANE_BYTES`, inside this lane's data; the
+        // bytes lie in the free part of the ring, which no receiver reads until `tail` moves.
+        unsafe { std::ptr::copy_nonoverlapping(bytes.as_ptr(), self.data.add(off), bytes.len()) }
+    }
+
+    /// Appends a record if it fits now. The caller holds the put lock.
+    fn try_push(&self, kind: u32, payload: &[u8]) -> bool {
+        let need = REC + round8(payload.len());
+        let tail = self.h.tail.load(Relaxed);
+        let head = self.h.head.load(SeqCst);
+        let off = (tail % LANE_BYTES as u64) as usize;
+        let to_end = LANE_BYTES - off;
+        let pad = if need > to_end { to_end } else { 0 };
+        if (tail - head) as usize + pad + need > LANE_BYTES {
+            return false;
+        }
+        let mut at = off;
+        if pad > 0 {
+            self.write(off, &header(pad - REC, KIND_PAD));
+            at = 0;
+        }
+        self.write(at, &header(payload.len(), kind));
+        self.write(at + REC, payload);
+        self.h.tail.store(tail + (pad + need) as u64, SeqCst);
+        true
+    }
+
+    /// Appends a record, waiting for room; [`Error::Eof`] if the receiving end is gone while
+    /// the ring is full. The caller holds the put lock.
+    pub(crate) fn push(&self, kind_socket: bool, payload: &[u8], sock: BorrowedFd<'_>) -> Result<()> {
+        debug_assert!(payload.len() <= INLINE_MAX);
+        let kind = if kind_socket { KIND_SOCKET } else { KIND_DATA };
+        if self.try_push(kind, payload) || spin(|| self.try_push(kind, payload)) {
+            return Ok(());
+        }
+        loop {
+            self.h.space_waiters.fetch_add(1, SeqCst);
+            let seen = self.h.space_seq.load(SeqCst);
+            if self.try_push(kind, payload) {
+                self.h.space_waiters.fetch_sub(1, SeqCst);
+                return Ok(());
+            }
+            let r = futex::wait(&self.h.space_seq, seen, Some(Instant::now() + SLICE));
+            self.h.space_waiters.fetch_sub(1, SeqCst);
+            if matches!(r, Ok(Wait::TimedOut)) && sys::hung_up(sock) {
+                return Err(Error::Eof);
+            }
+        }
+    }
+
+    /// After a push: wakes a receiver that may be asleep on the socket. The caller still holds
+    /// the put lock, so the doorbell never lands inside another sender's frame.
+    pub(crate) fn ring_bell(&self, sock: BorrowedFd<'_>) -> Result<()> {
+        if self.h.reader_active.load(SeqCst) != 0 {
+            return Ok(());
+        }
+        self.h.bells.fetch_add(1, SeqCst);
+        match sys::send_with_fds_flags(sock, &frame::DOORBELL, &[], libc::MSG_DONTWAIT) {
+            Ok(_) => Ok(()),
+            // The socket is full of doorbells: the receiver is awake or will be.
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => Ok(()),
+            Err(e) => match e.raw_os_error() {
+                Some(libc::EPIPE) | Some(libc::ECONNRESET) => Err(Error::Eof),
+                _ => Err(Error::Io { context: "waking the receiver", source: e }),
+            },
+        }
+    }
+
+    /// Whether a record is waiting.
+    pub(crate) fn has_data(&self) -> bool {
+        self.h.head.load(Relaxed) != self.h.tail.load(SeqCst)
+    }
+
+    /// Whether this end's receiver is, or may soon be, reading without sleeping on the socket.
+    pub(crate) fn set_active(&self, active: bool) {
+        self.h.reader_active.store(active as u32, SeqCst);
+    }
+
+    /// The record at the head of the lane, skipping padding, and the position after it; `None`
+    /// when the lane is empty. The caller holds the get lock.
+    pub(crate) fn peek(&self) -> Result<Option<(Next<'a>, u64)>> {
+        loop {
+            let head = self.h.head.load(Relaxed);
+            let tail = self.h.tail.load(SeqCst);
+            if head == tail {
+                return Ok(None);
+            }
+            let off = (head % LANE_BYTES as u64) as usize;
+            let mut rec = [0u8; REC];
+            // SAFETY: `off` is a multiple of 8 below LANE_BYTES, so the 8 header bytes lie
+            // inside the lane; they were published by the `tail` store that made them visible.
+            unsafe { std::ptr::copy_nonoverlapping(self.data.add(off), rec.as_mut_ptr(), REC) };
+            let len = u32::from_le_bytes(rec[..4].try_into().expect("4 bytes")) as usize;
+            let kind = u32::from_le_bytes(rec[4..].try_into().expect("4 bytes"));
+            let next = head + (REC + round8(len)) as u64;
+            if off + REC + len > LANE_BYTES || next > tail || (kind != KIND_PAD && len > INLINE_MAX) {
+                return Err(Error::Decode("pipe memory corrupted: a record runs past the ring".into()));
+            }
+            match kind {
+                KIND_PAD => self.advance(next),
+                KIND_DATA => {
+                    // SAFETY: checked above to lie inside the lane, between head and tail: the
+                    // bytes of a published record, which no sender touches until `head` passes
+                    // them, and `'a` does not outlive the mapping.
+                    let payload = unsafe { std::slice::from_raw_parts(self.data.add(off + REC), len) };
+                    return Ok(Some((Next::Inline(payload), next)));
+                }
+                KIND_SOCKET => return Ok(Some((Next::Socket, next))),
+                _ => return Err(Error::Decode(format!("pipe memory corrupted: record kind {kind}"))),
+            }
+        }
+    }
+
+    /// Releases everything before `next` to the senders. The caller holds the get lock.
+    pub(crate) fn advance(&self, next: u64) {
+        self.h.head.store(next, SeqCst);
+        if self.h.space_waiters.load(SeqCst) != 0 {
+            self.h.space_seq.fetch_add(1, SeqCst);
+            futex::wake_all(&self.h.space_seq);
+        }
+    }
+
+    /// Spins for a record; true if one came.
+    pub(crate) fn spin_for_data(&self) -> bool {
+        spin(|| self.has_data())
+    }
+
+    /// Doorbells written but not yet read off the socket.
+    pub(crate) fn bells_pending(&self) -> bool {
+        self.h.bells.load(SeqCst) != self.h.drained.load(SeqCst)
+    }
+
+    /// Counts doorbells the receiver read.
+    pub(crate) fn drained(&self, n: u64) {
+        if n != 0 {
+            self.h.drained.fetch_add(n, SeqCst);
+        }
+    }
+}
+
+fn header(len: usize, kind: u32) -> [u8; REC] {
+    let mut h = [0u8; REC];
+    h[..4].copy_from_slice(&(len as u32).to_le_bytes());
+    h[4..].copy_from_slice(&kind.to_le_bytes());
+    h
+}
+
+/// What is at the front of a socket, looked at without waiting.
+pub(crate) enum SocketFront {
+    Nothing,
+    EndOfFile,
+    /// A frame (or part of one) that is not a doorbell.
+    Frame,
+}
+
+/// Reads doorbells off the front of `sock` without waiting, counting them on `lane`, and says
+/// what is left there.
+pub(crate) fn drain_bells(lane: &Lane<'_>, sock: BorrowedFd<'_>) -> Result<SocketFront> {
+    let mut drained = 0;
+    let front = loop {
+        let mut hdr = [0u8; frame::HEADER_LEN];
+        match sys::peek_now(sock, &mut hdr) {
+            Ok(0) => break SocketFront::EndOfFile,
+            Ok(n) if n == hdr.len() && hdr == frame::DOORBELL => {
+                let mut fds = Vec::new();
+                // The peek showed these 8 bytes at the front and the caller is the only reader:
+                // this takes exactly the doorbell.
+                match sys::recv_with_fds_flags(sock, &mut hdr, &mut fds, libc::MSG_DONTWAIT) {
+                    Ok(8) => drained += 1,
+                    Ok(_) => break SocketFront::Frame,
+                    Err(e) => {
+                        lane.drained(drained);
+                        return Err(Error::Io { context: "receiving a message", source: e });
+                    }
+                }
+            }
+            // A doorbell still arriving.
+            Ok(n) if n < hdr.len() && hdr[..n] == frame::DOORBELL[..n] => break SocketFront::Nothing,
+            Ok(_) => break SocketFront::Frame,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break SocketFront::Nothing,
+            Err(e) if e.raw_os_error() == Some(libc::ECONNRESET) => break SocketFront::EndOfFile,
+            Err(e) => {
+                lane.drained(drained);
+                return Err(Error::Io { context: "receiving a message", source: e });
+            }
+        }
+    };
+    lane.drained(drained);
+    Ok(front)
+}
