@@ -10,7 +10,7 @@ use multiprocessing::manager::{
 };
 use multiprocessing::{get_context, Connection, Manager, Pipe, Process, StartMethod};
 use std::io::{Read, Write};
-use std::os::fd::{AsRawFd, FromRawFd};
+use std::os::fd::FromRawFd;
 use std::time::{Duration, Instant};
 
 const METHODS: [StartMethod; 3] = [StartMethod::Fork, StartMethod::Spawn, StartMethod::Forkserver];
