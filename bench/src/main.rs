@@ -1,5 +1,5 @@
 //! Side-by-side benchmarks: this library, CPython's `multiprocessing` and the Rust peers, in one
-//! run. `cargo run --release -p bench [-- --quick] [-- --only name,name]`
+//! run. `cargo run --release -p bench [-- --quick] [-- --only name,name] [-- --no-python]`
 
 mod peers;
 mod table;
@@ -88,7 +88,7 @@ fn workloads() -> Vec<Workload> {
             better: Higher,
             ours: workloads::queue_small,
             n: 200_000,
-            peer: None,
+            peer: Some(("ipc-channel", peers::ipc_channel_small)),
         },
         Workload {
             name: "queue_1mb",
@@ -96,7 +96,7 @@ fn workloads() -> Vec<Workload> {
             better: Higher,
             ours: workloads::queue_1mb,
             n: 1000,
-            peer: None,
+            peer: Some(("ipc-channel", peers::ipc_channel_1mb)),
         },
         Workload {
             name: "pipe_roundtrip",
@@ -163,16 +163,17 @@ fn main() {
         .filter(|w| only.as_ref().is_none_or(|o| o.iter().any(|n| n == w.name)))
         .collect();
 
-    let cpython = run_cpython(quick, &only);
+    let cpython =
+        if args.iter().any(|a| a == "--no-python") { HashMap::new() } else { run_cpython(quick, &only) };
     let mut rows = Vec::new();
-    let mut peer_cache: HashMap<&'static str, f64> = HashMap::new();
+    let mut peer_cache: HashMap<(&'static str, &'static str), f64> = HashMap::new();
     for w in &selected {
         let n = if quick { (w.n / 10).max(5) } else { w.n };
         eprintln!("running {} (n = {n})", w.name);
         let ours = (w.ours)(n);
         let peer = w.peer.map(|(name, f)| {
             // procspawn's spawn+join is one figure shared by the three start-method rows.
-            let v = *peer_cache.entry(name).or_insert_with(|| f(n));
+            let v = *peer_cache.entry((name, w.unit)).or_insert_with(|| f(n));
             (name, v)
         });
         rows.push(Row {

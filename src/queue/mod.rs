@@ -37,6 +37,8 @@ pub const DEFAULT_RING_BYTES: usize = 4 << 20;
 
 struct Backlog {
     items: VecDeque<Vec<u8>>,
+    /// Buffers the feeder has written out, for the next puts to encode into.
+    spare: Vec<Vec<u8>>,
     /// Items in `items` plus the one the feeder is writing.
     pending: usize,
     stop: bool,
@@ -69,6 +71,44 @@ impl Drop for Handle {
     }
 }
 
+/// A thread's buffer for encoding items, reused from put to put so that large items do not
+/// cost a fresh allocation (and its page faults) each time.
+struct Scratch(Vec<u8>);
+
+thread_local! {
+    static SCRATCH: std::cell::Cell<Vec<u8>> = const { std::cell::Cell::new(Vec::new()) };
+}
+
+/// Largest buffer a thread keeps between puts.
+const SCRATCH_KEEP: usize = 16 << 20;
+
+impl Scratch {
+    fn take() -> Scratch {
+        let mut v = SCRATCH.with(|c| c.take());
+        v.clear();
+        Scratch(v)
+    }
+
+    /// The encoded item as a buffer of its own, for the feeder's backlog; the thread keeps
+    /// a buffer to encode into, one the feeder gave back if there is one.
+    fn detach(mut self, spare: &mut Vec<Vec<u8>>) -> Vec<u8> {
+        if self.0.capacity() > 2 * self.0.len() + 64 {
+            self.0.as_slice().to_vec()
+        } else {
+            std::mem::replace(&mut self.0, spare.pop().unwrap_or_default())
+        }
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        if self.0.capacity() != 0 && self.0.capacity() <= SCRATCH_KEEP {
+            let v = std::mem::take(&mut self.0);
+            SCRATCH.with(|c| c.set(v));
+        }
+    }
+}
+
 /// This process's pid (cached process-wide, forgotten in every forked child).
 fn me() -> u32 {
     crate::sys::getpid() as u32
@@ -90,7 +130,12 @@ fn feed(shared: Arc<Shared>) {
             }
         };
         shared.ring.write(&item, me, None);
-        shared.backlog.lock().unwrap_or_else(|e| e.into_inner()).pending -= 1;
+        let mut b = shared.backlog.lock().unwrap_or_else(|e| e.into_inner());
+        b.pending -= 1;
+        if b.spare.len() < 2 && item.capacity() <= SCRATCH_KEEP {
+            b.spare.push(item);
+        }
+        drop(b);
         shared.cv.notify_all();
     }
 }
@@ -161,7 +206,7 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
             joinable,
             closed: AtomicBool::new(false),
             cancel_join: AtomicBool::new(false),
-            backlog: Mutex::new(Backlog { items: VecDeque::new(), pending: 0, stop: false }),
+            backlog: Mutex::new(Backlog { items: VecDeque::new(), spare: Vec::new(), pending: 0, stop: false }),
             cv: Condvar::new(),
         });
         Queue { h: Arc::new(Handle { shared, feeder: Mutex::new(None) }), _t: PhantomData }
@@ -197,8 +242,8 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
         if s.closed.load(SeqCst) {
             return Err(PutError::Closed(value));
         }
-        let mut buf = Vec::new();
-        match wire::encode(&value, &mut buf) {
+        let mut scratch = Scratch::take();
+        match wire::encode(&value, &mut scratch.0) {
             Err(e) => return Err(PutError::Encode(value, e.to_string())),
             Ok(fds) if !fds.is_empty() => {
                 return Err(PutError::Encode(value, "handles cannot be put on a queue yet".into()))
@@ -214,21 +259,19 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
         let me = me();
         let mut b = s.backlog.lock().unwrap_or_else(|e| e.into_inner());
         if b.pending == 0 {
-            if s.ring.try_write(&buf, me) {
+            if s.ring.try_write(&scratch.0, me) {
                 return Ok(());
             }
             if block && s.ring.maxsize() != 0 {
                 drop(b);
-                if s.ring.write(&buf, me, deadline) {
+                if s.ring.write(&scratch.0, me, deadline) {
                     return Ok(());
                 }
-                s.ring.unreserve();
-                if s.joinable {
-                    s.ring.task_done();
-                }
+                self.give_back_slot();
                 return Err(PutError::Full(value));
             }
         }
+        let buf = scratch.detach(&mut b.spare);
         b.items.push_back(buf);
         b.pending += 1;
         b.stop = false;
@@ -245,6 +288,15 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
             );
         }
         Ok(())
+    }
+
+    /// Undoes the bookkeeping of a put that did not happen.
+    fn give_back_slot(&self) {
+        let s = self.s();
+        s.ring.unreserve();
+        if s.joinable {
+            s.ring.task_done();
+        }
     }
 
     /// Takes the next item, waiting as long as it takes (Python's `get()`).
@@ -268,8 +320,10 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
         if s.closed.load(SeqCst) {
             return Err(GetError::Closed);
         }
-        let bytes = s.ring.read(me(), deadline, block).ok_or(GetError::Empty)?;
-        wire::decode(&bytes, Vec::new()).map_err(|e| GetError::Decode(e.to_string()))
+        s.ring
+            .read_with(me(), deadline, block, |bytes| wire::decode(bytes, Vec::new()))
+            .ok_or(GetError::Empty)?
+            .map_err(|e| GetError::Decode(e.to_string()))
     }
 
     /// Items put and not yet taken, counting those still in feeder backlogs (Python's

@@ -64,6 +64,15 @@ const _: () = assert!(std::mem::size_of::<Header>() == 96);
 const _: () = assert!(std::mem::size_of::<Header>() <= RING_OFFSET);
 const _: () = assert!(std::mem::align_of::<Header>() == 8);
 
+fn record_header(len: usize, flags: u32, me: u32, total: usize) -> [u8; REC] {
+    let mut rec = [0u8; REC];
+    rec[0..4].copy_from_slice(&(len as u32).to_le_bytes());
+    rec[4..8].copy_from_slice(&flags.to_le_bytes());
+    rec[8..12].copy_from_slice(&me.to_le_bytes());
+    rec[16..24].copy_from_slice(&(total as u64).to_le_bytes());
+    rec
+}
+
 /// Outcome of a bounded wait.
 enum Waited {
     Ready,
@@ -332,12 +341,7 @@ impl Ring {
     fn commit(&self, chunk: &[u8], flags: u32, me: u32, total: usize) {
         let h = self.h();
         let tail = h.tail.load(Relaxed);
-        let mut rec = [0u8; REC];
-        rec[0..4].copy_from_slice(&(chunk.len() as u32).to_le_bytes());
-        rec[4..8].copy_from_slice(&flags.to_le_bytes());
-        rec[8..12].copy_from_slice(&me.to_le_bytes());
-        rec[16..24].copy_from_slice(&(total as u64).to_le_bytes());
-        self.write_at(tail, &rec);
+        self.write_at(tail, &record_header(chunk.len(), flags, me, total));
         self.write_at(tail + REC as u64, chunk);
         h.tail.store(tail + (REC + chunk.len()) as u64, SeqCst);
         Self::notify(&h.not_empty, &h.empty_waiters);
@@ -381,21 +385,44 @@ impl Ring {
 
     // ---- consumer side ------------------------------------------------------------------
 
-    /// Takes the next whole item. `None` when nothing came before the deadline (or at once,
-    /// with `block` false).
-    pub(crate) fn read(&self, me: u32, deadline: Option<Instant>, block: bool) -> Option<Vec<u8>> {
+    /// Takes the next whole item and hands its bytes to `take` (straight from the shared memory
+    /// when the item lies in one piece there). `None` when nothing came before the deadline (or
+    /// at once, with `block` false).
+    pub(crate) fn read_with<R>(
+        &self,
+        me: u32,
+        deadline: Option<Instant>,
+        block: bool,
+        take: impl FnOnce(&[u8]) -> R,
+    ) -> Option<R> {
         let h = self.h();
         let locked =
             if block { Self::lock(&h.get_lock, me, deadline) } else { Self::try_lock(&h.get_lock, me) };
         if !locked {
             return None;
         }
-        let out = self.read_locked(deadline, block);
-        Self::unlock(&h.get_lock);
-        out
+        // Released on every path out, a panicking `Deserialize` in `take` included.
+        struct Unlock<'a>(&'a AtomicU32);
+        impl Drop for Unlock<'_> {
+            fn drop(&mut self) {
+                Ring::unlock(self.0);
+            }
+        }
+        let _unlock = Unlock(&h.get_lock);
+        self.read_locked(deadline, block, take)
     }
 
-    fn read_locked(&self, deadline: Option<Instant>, block: bool) -> Option<Vec<u8>> {
+    /// Marks the record ending before `next` read, and the item done when `whole`.
+    fn consumed(&self, next: u64, whole: bool) {
+        let h = self.h();
+        h.head.store(next, SeqCst);
+        if whole {
+            h.count.fetch_sub(1, SeqCst);
+        }
+        Self::notify(&h.not_full, &h.full_waiters);
+    }
+
+    fn read_locked<R>(&self, deadline: Option<Instant>, block: bool, take: impl FnOnce(&[u8]) -> R) -> Option<R> {
         let h = self.h();
         let cap = self.capacity() as u64;
         // The item being assembled from chunks, and the pid of its writer.
@@ -430,14 +457,28 @@ impl Ring {
             let pid = u32::from_le_bytes(rec[8..12].try_into().unwrap());
             let total = u64::from_le_bytes(rec[16..24].try_into().unwrap()) as usize;
             assert!((REC + len) as u64 <= cap, "queue ring corrupted");
-            let mut done = false;
+            let next = head + (REC + len) as u64;
+            if flags & FIRST != 0 && partial.take().is_some() {
+                // A writer died mid-item and another producer went on: drop the pieces.
+                h.count.fetch_sub(1, SeqCst);
+            }
+            let start = ((head + REC as u64) % cap) as usize;
+            if flags & (FIRST | LAST) == FIRST | LAST && start + len <= cap as usize {
+                // The whole item, in one piece: decode it where it lies.
+                // SAFETY: `start + len <= cap`, inside the ring; the bytes are a committed
+                // record (between head and tail) that no writer touches until head moves past
+                // it, which happens only after `take` returns.
+                let bytes = unsafe {
+                    std::slice::from_raw_parts(self.region.as_ptr().add(RING_OFFSET + start), len)
+                };
+                let out = take(bytes);
+                self.consumed(next, true);
+                return Some(out);
+            }
             if flags & FIRST != 0 {
-                if partial.take().is_some() {
-                    // A writer died mid-item and another producer went on: drop the pieces.
-                    h.count.fetch_sub(1, SeqCst);
-                }
                 partial = Some((Vec::with_capacity(total.min(1 << 30)), pid));
             }
+            let mut done = false;
             match partial.as_mut() {
                 Some((buf, _)) => {
                     let at = buf.len();
@@ -454,13 +495,9 @@ impl Ring {
                     }
                 }
             }
-            h.head.store(head + (REC + len) as u64, SeqCst);
+            self.consumed(next, done);
             if done {
-                h.count.fetch_sub(1, SeqCst);
-            }
-            Self::notify(&h.not_full, &h.full_waiters);
-            if done {
-                return partial.map(|p| p.0);
+                return partial.map(|p| take(&p.0));
             }
         }
     }
