@@ -90,3 +90,63 @@ fn a_killed_creators_block_is_swept_by_the_next_create() {
         assert!(!exists(&name), "{m}: the next create sweeps the orphan");
     }
 }
+
+fn fill_stripe(a: multiprocessing::RawArray<u64>, v: multiprocessing::RawValue<u32>, k: usize) {
+    for i in (k..a.len()).step_by(3) {
+        a.set(i, i as u64 * 7).unwrap();
+    }
+    if k == 0 {
+        v.set(99);
+    }
+}
+
+#[test]
+fn raw_array_and_raw_value_are_shared_with_children() {
+    // test_sharedctypes (RawValue / RawArray)
+    for m in METHODS {
+        let a = multiprocessing::RawArray::<u64>::zeroed(30).unwrap();
+        let v = multiprocessing::RawValue::new(1u32).unwrap();
+        let ps: Vec<_> = (0..3)
+            .map(|k| {
+                multiprocessing::Process::new(fill_stripe, (a.clone(), v.clone(), k)).start_method(m).start()
+            })
+            .collect::<Result<_, _>>()
+            .unwrap();
+        for p in ps {
+            assert_eq!(p.join().unwrap().exitcode(), 0, "{m}");
+        }
+        assert_eq!(a.to_vec(), (0..30).map(|i| i * 7).collect::<Vec<u64>>(), "{m}");
+        assert_eq!(v.get(), 99, "{m}");
+    }
+}
+
+#[test]
+fn raw_forms_check_bounds_lengths_and_types() {
+    let a = multiprocessing::RawArray::from_slice(&[1i32, 2, 3]).unwrap();
+    assert_eq!(a.len(), 3);
+    assert_eq!(a.get(2), Some(3));
+    assert_eq!(a.get(3), None);
+    assert!(a.set(3, 0).is_err(), "index out of range");
+    assert!(a.copy_from_slice(&[1, 2]).is_err(), "length mismatch");
+    a.copy_from_slice(&[4, 5, 6]).unwrap();
+    assert_eq!(format!("{a:?}"), "RawArray([4, 5, 6])");
+    assert!(multiprocessing::RawArray::<u8>::zeroed(0).unwrap().is_empty());
+
+    // A handle arriving as another element type is refused.
+    let (x, y) = multiprocessing::Pipe::new(true).unwrap();
+    x.send(&multiprocessing::RawValue::new(5u64).unwrap()).unwrap();
+    assert!(y.recv::<multiprocessing::RawArray<u32>>().is_err());
+}
+
+#[test]
+fn get_obj_is_the_same_memory_without_the_lock() {
+    let v = multiprocessing::Value::new(3i64).unwrap();
+    let raw = v.get_obj();
+    let _held = v.get_lock().acquire().unwrap();
+    raw.set(4); // does not wait for the lock held above
+    drop(_held);
+    assert_eq!(v.get(), 4);
+    let arr = multiprocessing::Array::from_slice(&[1u8, 2]).unwrap();
+    arr.get_obj().set(1, 9).unwrap();
+    assert_eq!(arr.to_vec(), vec![1, 9]);
+}

@@ -206,7 +206,12 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
             joinable,
             closed: AtomicBool::new(false),
             cancel_join: AtomicBool::new(false),
-            backlog: Mutex::new(Backlog { items: VecDeque::new(), spare: Vec::new(), pending: 0, stop: false }),
+            backlog: Mutex::new(Backlog {
+                items: VecDeque::new(),
+                spare: Vec::new(),
+                pending: 0,
+                stop: false,
+            }),
             cv: Condvar::new(),
         });
         Queue { h: Arc::new(Handle { shared, feeder: Mutex::new(None) }), _t: PhantomData }

@@ -422,7 +422,12 @@ impl Ring {
         Self::notify(&h.not_full, &h.full_waiters);
     }
 
-    fn read_locked<R>(&self, deadline: Option<Instant>, block: bool, take: impl FnOnce(&[u8]) -> R) -> Option<R> {
+    fn read_locked<R>(
+        &self,
+        deadline: Option<Instant>,
+        block: bool,
+        take: impl FnOnce(&[u8]) -> R,
+    ) -> Option<R> {
         let h = self.h();
         let cap = self.capacity() as u64;
         // The item being assembled from chunks, and the pid of its writer.
@@ -468,9 +473,8 @@ impl Ring {
                 // SAFETY: `start + len <= cap`, inside the ring; the bytes are a committed
                 // record (between head and tail) that no writer touches until head moves past
                 // it, which happens only after `take` returns.
-                let bytes = unsafe {
-                    std::slice::from_raw_parts(self.region.as_ptr().add(RING_OFFSET + start), len)
-                };
+                let bytes =
+                    unsafe { std::slice::from_raw_parts(self.region.as_ptr().add(RING_OFFSET + start), len) };
                 let out = take(bytes);
                 self.consumed(next, true);
                 return Some(out);

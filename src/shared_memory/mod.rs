@@ -1,9 +1,9 @@
-//! Shared memory between processes: [`Value`] and [`Array`] over anonymous regions, and the
-//! named [`SharedMemory`].
+//! Shared memory between processes: [`Value`], [`Array`], [`RawValue`] and [`RawArray`] over
+//! anonymous regions, and the named [`SharedMemory`].
 
 mod named;
 pub(crate) mod region;
 mod value;
 
 pub use named::SharedMemory;
-pub use value::{Array, Pod, Value};
+pub use value::{Array, Pod, RawArray, RawValue, Value};

@@ -1,5 +1,6 @@
 //! `Value<T>` and `Array<T>`: plain-old-data in shared memory with a lock beside it (Python's
-//! `multiprocessing.Value` and `Array`, whose `get_lock()` is that lock).
+//! `multiprocessing.Value` and `Array`, whose `get_lock()` is that lock), and `RawValue<T>` and
+//! `RawArray<T>`, the same memory with no lock (Python's `RawValue` and `RawArray`).
 //!
 //! Layout of the region: a 32-byte header (magic, element size, length, the lock's state), then
 //! the elements. `get`/`set`/`with_lock` hold the lock; if its holder died, they take the lock
@@ -131,6 +132,12 @@ impl<T: Pod> Value<T> {
         unsafe { self.ptr().write_volatile(value) }
     }
 
+    /// The same memory without the lock (Python's `get_obj()`): reads and writes through it do
+    /// not wait for the lock, and other processes' writes may interleave with them.
+    pub fn get_obj(&self) -> RawValue<T> {
+        RawValue { shared: self.shared.clone(), _t: PhantomData }
+    }
+
     /// Runs `f` on the value with the lock held: a read-modify-write that other processes cannot
     /// interleave with (`with v.get_lock(): v.value += 1`).
     pub fn with_lock<R>(&self, f: impl FnOnce(&mut T) -> R) -> R {
@@ -213,6 +220,186 @@ impl<T: Pod> Array<T> {
     /// A copy of every element, read under the lock.
     pub fn to_vec(&self) -> Vec<T> {
         self.with_lock(|xs| xs.to_vec())
+    }
+
+    /// The same memory without the lock (Python's `get_obj()`).
+    pub fn get_obj(&self) -> RawArray<T> {
+        RawArray { shared: self.shared.clone(), _t: PhantomData }
+    }
+}
+
+/// One `T` in shared memory with no lock (Python's `multiprocessing.RawValue`). Each `get` and
+/// `set` is one volatile read or write of the whole value: fast, but a read-modify-write from
+/// several processes needs a lock of its own (or [`Value`]), and a `T` wider than a machine
+/// word may be seen half-written while another process writes it.
+///
+/// ```
+/// use multiprocessing::{Process, RawValue};
+/// fn publish(v: RawValue<u64>) {
+///     v.set(42);
+/// }
+/// let v = RawValue::new(0u64)?;
+/// Process::new(publish, (v.clone(),)).start()?.join()?;
+/// assert_eq!(v.get(), 42);
+/// # Ok::<(), multiprocessing::Error>(())
+/// ```
+pub struct RawValue<T: Pod> {
+    shared: Shared<Header>,
+    _t: PhantomData<T>,
+}
+
+impl<T: Pod> RawValue<T> {
+    /// A shared value holding `init`.
+    pub fn new(init: T) -> Result<RawValue<T>> {
+        let (shared, _) = create::<T>(1)?;
+        let v = RawValue { shared, _t: PhantomData };
+        v.set(init);
+        Ok(v)
+    }
+
+    fn ptr(&self) -> *mut T {
+        self.shared.tail_ptr() as *mut T
+    }
+
+    /// Reads the value (Python's `v.value`).
+    pub fn get(&self) -> T {
+        // SAFETY: in bounds and aligned (header of 32 bytes, element alignment <= 32, size
+        // checked at creation and on arrival); T is Pod, so any bytes another process wrote
+        // through this type are a valid T; volatile, because other processes write this memory.
+        unsafe { self.ptr().read_volatile() }
+    }
+
+    /// Writes the value (Python's `v.value = x`).
+    pub fn set(&self, value: T) {
+        // SAFETY: as in `get`.
+        unsafe { self.ptr().write_volatile(value) }
+    }
+}
+
+/// A fixed-length array of `T` in shared memory with no lock (Python's
+/// `multiprocessing.RawArray`). Each element access is one volatile read or write; whole-array
+/// reads and writes may interleave with other processes' writes.
+///
+/// ```
+/// use multiprocessing::{Process, RawArray};
+/// fn fill(a: RawArray<f64>, from: usize) {
+///     for i in from..from + 2 {
+///         a.set(i, i as f64 * 0.5).unwrap();
+///     }
+/// }
+/// let a = RawArray::<f64>::zeroed(4)?;
+/// let ps: Vec<_> = [0, 2].iter().map(|&k| Process::new(fill, (a.clone(), k)).start()).collect::<Result<_, _>>()?;
+/// for p in ps {
+///     p.join()?;
+/// }
+/// assert_eq!(a.to_vec(), vec![0.0, 0.5, 1.0, 1.5]);
+/// # Ok::<(), multiprocessing::Error>(())
+/// ```
+pub struct RawArray<T: Pod> {
+    shared: Shared<Header>,
+    _t: PhantomData<T>,
+}
+
+impl<T: Pod> RawArray<T> {
+    /// An array of `len` elements whose bytes are all zero (Python's `RawArray(type, n)`).
+    pub fn zeroed(len: usize) -> Result<RawArray<T>> {
+        let (shared, _) = create::<T>(len)?;
+        Ok(RawArray { shared, _t: PhantomData })
+    }
+
+    /// An array holding a copy of `items` (Python's `RawArray(type, sequence)`).
+    pub fn from_slice(items: &[T]) -> Result<RawArray<T>> {
+        let a = Self::zeroed(items.len())?;
+        a.copy_from_slice(items)?;
+        Ok(a)
+    }
+
+    /// Number of elements.
+    pub fn len(&self) -> usize {
+        self.shared.get().len as usize
+    }
+
+    /// Whether the array has no elements.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn ptr(&self) -> *mut T {
+        self.shared.tail_ptr() as *mut T
+    }
+
+    /// Element `i`.
+    pub fn get(&self, i: usize) -> Option<T> {
+        // SAFETY: `i < len`, and `len` elements fit after the header, aligned (checked at
+        // creation and on arrival); volatile and Pod as in `RawValue::get`.
+        (i < self.len()).then(|| unsafe { self.ptr().add(i).read_volatile() })
+    }
+
+    /// Writes element `i`; an error if `i` is out of range (Python's `IndexError`).
+    pub fn set(&self, i: usize, value: T) -> Result<()> {
+        if i >= self.len() {
+            return Err(Error::invalid(format!("index {i} out of range for an array of {}", self.len())));
+        }
+        // SAFETY: as in `get`.
+        unsafe { self.ptr().add(i).write_volatile(value) };
+        Ok(())
+    }
+
+    /// Overwrites every element from `items`, which must have the array's length (Python's
+    /// `a[:] = items`).
+    pub fn copy_from_slice(&self, items: &[T]) -> Result<()> {
+        if items.len() != self.len() {
+            return Err(Error::invalid(format!("{} items for an array of {}", items.len(), self.len())));
+        }
+        for (i, x) in items.iter().enumerate() {
+            // SAFETY: as in `get`; `i < len`.
+            unsafe { self.ptr().add(i).write_volatile(*x) };
+        }
+        Ok(())
+    }
+
+    /// A copy of every element.
+    pub fn to_vec(&self) -> Vec<T> {
+        // SAFETY: as in `get`; every index is below `len`.
+        (0..self.len()).map(|i| unsafe { self.ptr().add(i).read_volatile() }).collect()
+    }
+}
+
+macro_rules! raw_handle_impls {
+    ($ty:ident) => {
+        impl<T: Pod> Clone for $ty<T> {
+            fn clone(&self) -> Self {
+                $ty { shared: self.shared.clone(), _t: PhantomData }
+            }
+        }
+
+        impl<T: Pod> Serialize for $ty<T> {
+            fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+                self.shared.serialize(s)
+            }
+        }
+
+        impl<'de, T: Pod> Deserialize<'de> for $ty<T> {
+            fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+                let (shared, _) = attach::<T, D::Error>(Shared::deserialize(d)?)?;
+                Ok($ty { shared, _t: PhantomData })
+            }
+        }
+    };
+}
+
+raw_handle_impls!(RawValue);
+raw_handle_impls!(RawArray);
+
+impl<T: Pod + fmt::Debug> fmt::Debug for RawValue<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("RawValue").field(&self.get()).finish()
+    }
+}
+
+impl<T: Pod + fmt::Debug> fmt::Debug for RawArray<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("RawArray").field(&self.to_vec()).finish()
     }
 }
 
