@@ -9,7 +9,7 @@ pub enum PutError<T> {
     Full(T),
     /// `close()` was called on this handle (Python's `ValueError: Queue is closed`).
     Closed(T),
-    /// The value could not be encoded (or holds handles, which cannot be put on a queue yet).
+    /// The value could not be encoded (or holds more handles than one item may carry).
     Encode(T, String),
 }
 

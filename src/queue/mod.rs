@@ -7,9 +7,13 @@
 //! order, as CPython's feeder thread does. An item larger than the ring is written in chunks
 //! while the producer holds the producer lock; the consumer assembles it.
 //!
-//! Handles inside items (connections, queues, shared memory) cannot be put on a queue yet:
-//! such a `put` fails with [`PutError::Encode`]. Send them through a [`Pipe`](crate::Pipe) or as
-//! process arguments instead.
+//! Handles inside items (connections, queues, locks, shared memory) travel too: their
+//! descriptors go through a datagram socket that every handle of the queue shares, one datagram
+//! per item, tagged with a sequence number that the item's record carries; the consumer takes
+//! the datagram with the matching tag. Datagrams left by a producer killed before it published
+//! its item are recognised by their older tag and closed; an item whose datagram was taken by a
+//! consumer killed mid-get is reported by the next `get` as a decode error, never as another
+//! item's handles.
 
 mod bytes;
 mod error;
@@ -18,6 +22,7 @@ pub(crate) mod ring;
 pub use bytes::Bytes;
 pub use error::{GetError, PutError, TaskDoneError};
 
+use crate::connection::{FdOwned, FdRef};
 use crate::error::{Error, Result};
 use crate::shared_memory::region::Region;
 use crate::wire;
@@ -27,6 +32,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::collections::VecDeque;
 use std::fmt;
 use std::marker::PhantomData;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
@@ -36,7 +42,8 @@ use std::time::{Duration, Instant};
 pub const DEFAULT_RING_BYTES: usize = 4 << 20;
 
 struct Backlog {
-    items: VecDeque<Vec<u8>>,
+    /// Encoded items and (duplicates of) the descriptors of their handles.
+    items: VecDeque<(Vec<u8>, Vec<OwnedFd>)>,
     /// Buffers the feeder has written out, for the next puts to encode into.
     spare: Vec<Vec<u8>>,
     /// Items in `items` plus the one the feeder is writing.
@@ -46,6 +53,8 @@ struct Backlog {
 
 struct Shared {
     ring: Ring,
+    /// The handle socket pair: producers send on `.0`, consumers receive on `.1`.
+    sockets: Arc<(OwnedFd, OwnedFd)>,
     joinable: bool,
     closed: AtomicBool,
     cancel_join: AtomicBool,
@@ -68,6 +77,36 @@ impl Drop for Handle {
                 let _ = t.join();
             }
         }
+    }
+}
+
+/// Sends the descriptors of an item's handles as one datagram tagged `seq`.
+fn send_handles(sock: BorrowedFd<'_>, seq: u32, fds: &[RawFd], flags: libc::c_int) -> std::io::Result<()> {
+    crate::sys::send_with_fds_flags(sock, &seq.to_le_bytes(), fds, flags).map(|_| ())
+}
+
+/// Takes the descriptors of the item tagged `seq`: closes those of older tags (left by a
+/// producer killed before publishing its item); empty if the item's own datagram is gone.
+fn recv_handles(sock: BorrowedFd<'_>, seq: u32) -> Vec<OwnedFd> {
+    loop {
+        let mut tag = [0u8; 4];
+        match crate::sys::peek_now(sock, &mut tag) {
+            Ok(4) => {}
+            _ => return Vec::new(),
+        }
+        let age = seq.wrapping_sub(u32::from_le_bytes(tag)) as i32;
+        if age < 0 {
+            // A later item's: this item's datagram went with a consumer killed mid-get.
+            return Vec::new();
+        }
+        let mut fds = Vec::new();
+        if crate::sys::recv_with_fds_flags(sock, &mut tag, &mut fds, libc::MSG_DONTWAIT).is_err() {
+            return Vec::new();
+        }
+        if age == 0 {
+            return fds;
+        }
+        log::debug!("queue: closing {} descriptors of an item that was never published", fds.len());
     }
 }
 
@@ -117,7 +156,7 @@ fn me() -> u32 {
 fn feed(shared: Arc<Shared>) {
     let me = me();
     loop {
-        let item = {
+        let (item, fds) = {
             let mut b = shared.backlog.lock().unwrap_or_else(|e| e.into_inner());
             loop {
                 if let Some(item) = b.items.pop_front() {
@@ -129,7 +168,10 @@ fn feed(shared: Arc<Shared>) {
                 b = shared.cv.wait(b).unwrap_or_else(|e| e.into_inner());
             }
         };
-        shared.ring.write(&item, me, None);
+        let raw: Vec<RawFd> = fds.iter().map(|f| f.as_raw_fd()).collect();
+        let mut send = |seq| send_handles(shared.sockets.0.as_fd(), seq, &raw, 0);
+        shared.ring.write(&item, me, None, (!raw.is_empty()).then_some(&mut send as _));
+        drop(fds);
         let mut b = shared.backlog.lock().unwrap_or_else(|e| e.into_inner());
         b.pending -= 1;
         if b.spare.len() < 2 && item.capacity() <= SCRATCH_KEEP {
@@ -197,12 +239,13 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     /// A queue whose shared ring holds `ring_bytes` bytes of encoded items (at least 4 KiB).
     /// Larger items still pass, in pieces.
     pub fn with_ring(maxsize: usize, ring_bytes: usize) -> Result<Queue<T>> {
-        Ok(Self::from_ring(Ring::new(maxsize, ring_bytes)?, false))
+        Ok(Self::from_ring(Ring::new(maxsize, ring_bytes)?, new_sockets()?, false))
     }
 
-    fn from_ring(ring: Ring, joinable: bool) -> Queue<T> {
+    fn from_ring(ring: Ring, sockets: (OwnedFd, OwnedFd), joinable: bool) -> Queue<T> {
         let shared = Arc::new(Shared {
             ring,
+            sockets: Arc::new(sockets),
             joinable,
             closed: AtomicBool::new(false),
             cancel_join: AtomicBool::new(false),
@@ -248,13 +291,15 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
             return Err(PutError::Closed(value));
         }
         let mut scratch = Scratch::take();
-        match wire::encode(&value, &mut scratch.0) {
+        let fds = match wire::encode(&value, &mut scratch.0) {
             Err(e) => return Err(PutError::Encode(value, e.to_string())),
-            Ok(fds) if !fds.is_empty() => {
-                return Err(PutError::Encode(value, "handles cannot be put on a queue yet".into()))
+            Ok(fds) if fds.len() > crate::sys::MAX_FDS_PER_MESSAGE => {
+                let msg = format!("an item can carry at most {} handles", crate::sys::MAX_FDS_PER_MESSAGE);
+                return Err(PutError::Encode(value, msg));
             }
-            Ok(_) => {}
-        }
+            Ok(fds) => fds,
+        };
+        let sock = s.sockets.0.as_fd();
         if !s.ring.reserve(deadline, block) {
             return Err(PutError::Full(value));
         }
@@ -264,12 +309,14 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
         let me = me();
         let mut b = s.backlog.lock().unwrap_or_else(|e| e.into_inner());
         if b.pending == 0 {
-            if s.ring.try_write(&scratch.0, me) {
+            let mut send_now = |seq| send_handles(sock, seq, &fds, libc::MSG_DONTWAIT);
+            if s.ring.try_write(&scratch.0, me, (!fds.is_empty()).then_some(&mut send_now as _)) {
                 return Ok(());
             }
             if block && s.ring.maxsize() != 0 {
                 drop(b);
-                if s.ring.write(&scratch.0, me, deadline) {
+                let mut send = |seq| send_handles(sock, seq, &fds, 0);
+                if s.ring.write(&scratch.0, me, deadline, (!fds.is_empty()).then_some(&mut send as _)) {
                     return Ok(());
                 }
                 self.give_back_slot();
@@ -277,7 +324,17 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
             }
         }
         let buf = scratch.detach(&mut b.spare);
-        b.items.push_back(buf);
+        // The value is dropped when put returns: the feeder sends duplicates of its descriptors.
+        let owned =
+            match fds.iter().map(|&fd| crate::sys::dup_cloexec(fd)).collect::<std::io::Result<Vec<_>>>() {
+                Ok(owned) => owned,
+                Err(e) => {
+                    drop(b);
+                    self.give_back_slot();
+                    return Err(PutError::Encode(value, format!("duplicating the item's handles: {e}")));
+                }
+            };
+        b.items.push_back((buf, owned));
         b.pending += 1;
         b.stop = false;
         drop(b);
@@ -326,7 +383,13 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
             return Err(GetError::Closed);
         }
         s.ring
-            .read_with(me(), deadline, block, |bytes| wire::decode(bytes, Vec::new()))
+            .read_with(
+                me(),
+                deadline,
+                block,
+                &mut |seq| recv_handles(s.sockets.1.as_fd(), seq),
+                |bytes, fds| wire::decode(bytes, fds),
+            )
             .ok_or(GetError::Empty)?
             .map_err(|e| GetError::Decode(e.to_string()))
     }
@@ -396,14 +459,26 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
 
 impl<T> Serialize for Queue<T> {
     fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
-        self.h.shared.ring.region().serialize(s)
+        let sockets = &self.h.shared.sockets;
+        (self.h.shared.ring.region(), FdRef(sockets.0.as_fd()), FdRef(sockets.1.as_fd())).serialize(s)
     }
+}
+
+/// The queue's memory and handle sockets, as a handle arrives in another process.
+fn arriving<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<(Ring, (OwnedFd, OwnedFd)), D::Error> {
+    let (region, tx, rx) = <(Region, FdOwned, FdOwned)>::deserialize(d)?;
+    let ring = Ring::from_region(region).map_err(serde::de::Error::custom)?;
+    Ok((ring, (tx.0, rx.0)))
+}
+
+fn new_sockets() -> Result<(OwnedFd, OwnedFd)> {
+    crate::sys::socketpair_datagram().map_err(Error::io("creating a queue"))
 }
 
 impl<'de, T: Serialize + DeserializeOwned> Deserialize<'de> for Queue<T> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
-        let ring = Ring::from_region(Region::deserialize(d)?).map_err(serde::de::Error::custom)?;
-        Ok(Queue::from_ring(ring, false))
+        let (ring, sockets) = arriving(d)?;
+        Ok(Queue::from_ring(ring, sockets, false))
     }
 }
 
@@ -512,7 +587,7 @@ impl<T: Serialize + DeserializeOwned> JoinableQueue<T> {
 
     /// A joinable queue of at most `maxsize` items (0: unbounded).
     pub fn with_maxsize(maxsize: usize) -> Result<JoinableQueue<T>> {
-        Ok(JoinableQueue(Queue::from_ring(Ring::new(maxsize, DEFAULT_RING_BYTES)?, true)))
+        Ok(JoinableQueue(Queue::from_ring(Ring::new(maxsize, DEFAULT_RING_BYTES)?, new_sockets()?, true)))
     }
 
     /// One item taken with `get` is fully processed (Python's `task_done`).
@@ -543,7 +618,7 @@ impl<T> Serialize for JoinableQueue<T> {
 
 impl<'de, T: Serialize + DeserializeOwned> Deserialize<'de> for JoinableQueue<T> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
-        let ring = Ring::from_region(Region::deserialize(d)?).map_err(serde::de::Error::custom)?;
-        Ok(JoinableQueue(Queue::from_ring(ring, true)))
+        let (ring, sockets) = arriving(d)?;
+        Ok(JoinableQueue(Queue::from_ring(ring, sockets, true)))
     }
 }

@@ -26,6 +26,9 @@ const RING_OFFSET: usize = 128;
 pub(crate) const REC: usize = 24;
 const FIRST: u32 = 1;
 const LAST: u32 = 2;
+/// The item's handles travel on the queue's socket, in a datagram tagged with the record's
+/// handle sequence number (header bytes 12..16).
+const HANDLES: u32 = 4;
 const WAITERS: u32 = 1 << 31;
 /// How long a waiter sleeps before checking that the process it waits on is alive.
 const SLICE: Duration = Duration::from_millis(15);
@@ -47,7 +50,8 @@ struct Header {
     /// Bumped when `unfinished` reaches zero.
     tasks_done: AtomicU32,
     tasks_waiters: AtomicU32,
-    _pad: u32,
+    /// Tag of the last item whose handles were sent (see [`HANDLES`]).
+    handle_seq: AtomicU32,
     /// Most items at once; 0 for no limit.
     maxsize: u64,
     /// Bytes in the ring.
@@ -64,11 +68,21 @@ const _: () = assert!(std::mem::size_of::<Header>() == 96);
 const _: () = assert!(std::mem::size_of::<Header>() <= RING_OFFSET);
 const _: () = assert!(std::mem::align_of::<Header>() == 8);
 
-fn record_header(len: usize, flags: u32, me: u32, total: usize) -> [u8; REC] {
+/// Sends an item's handles in a datagram tagged with the given sequence number, before the
+/// item's first record is published. `WouldBlock` means "not now" (the put goes to the feeder);
+/// any other error sends the item without them (its `get` then reports a decode error).
+pub(crate) type SendHandles<'a> = &'a mut dyn FnMut(u32) -> std::io::Result<()>;
+
+/// Takes the handles of the item tagged with the given sequence number off the queue's socket
+/// (empty if they were lost with a consumer killed mid-get).
+pub(crate) type RecvHandles<'a> = &'a mut dyn FnMut(u32) -> Vec<std::os::fd::OwnedFd>;
+
+fn record_header(len: usize, flags: u32, me: u32, total: usize, seq: u32) -> [u8; REC] {
     let mut rec = [0u8; REC];
     rec[0..4].copy_from_slice(&(len as u32).to_le_bytes());
     rec[4..8].copy_from_slice(&flags.to_le_bytes());
     rec[8..12].copy_from_slice(&me.to_le_bytes());
+    rec[12..16].copy_from_slice(&seq.to_le_bytes());
     rec[16..24].copy_from_slice(&(total as u64).to_le_bytes());
     rec
 }
@@ -323,25 +337,44 @@ impl Ring {
         self.h().unfinished.fetch_add(1, SeqCst);
     }
 
+    /// With the put lock held, before an item's first record: sends its handles. Returns the
+    /// flag and tag for the record, or `None` to give up for now.
+    fn send_handles(&self, handles: Option<SendHandles<'_>>) -> Option<(u32, u32)> {
+        let Some(send) = handles else { return Some((0, 0)) };
+        let seq = self.h().handle_seq.fetch_add(1, SeqCst).wrapping_add(1);
+        match send(seq) {
+            Ok(()) => Some((HANDLES, seq)),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => None,
+            Err(e) => {
+                log::warn!("queue: the handles of an item could not be sent ({e}); its get will fail");
+                Some((0, 0))
+            }
+        }
+    }
+
     /// Writes `item` now if the put lock is free and the ring has room; false otherwise.
-    pub(crate) fn try_write(&self, item: &[u8], me: u32) -> bool {
+    pub(crate) fn try_write(&self, item: &[u8], me: u32, handles: Option<SendHandles<'_>>) -> bool {
         let h = self.h();
         if REC + item.len() > self.capacity() || !Self::try_lock(&h.put_lock, me) {
             return false;
         }
         let free = self.capacity() as u64 - (h.tail.load(Relaxed) - h.head.load(Acquire));
-        let ok = free >= (REC + item.len()) as u64;
-        if ok {
-            self.commit(item, FIRST | LAST, me, item.len());
-        }
+        let ok = free >= (REC + item.len()) as u64
+            && match self.send_handles(handles) {
+                Some((flag, seq)) => {
+                    self.commit(item, FIRST | LAST | flag, me, item.len(), seq);
+                    true
+                }
+                None => false,
+            };
         Self::unlock(&h.put_lock);
         ok
     }
 
-    fn commit(&self, chunk: &[u8], flags: u32, me: u32, total: usize) {
+    fn commit(&self, chunk: &[u8], flags: u32, me: u32, total: usize, seq: u32) {
         let h = self.h();
         let tail = h.tail.load(Relaxed);
-        self.write_at(tail, &record_header(chunk.len(), flags, me, total));
+        self.write_at(tail, &record_header(chunk.len(), flags, me, total, seq));
         self.write_at(tail + REC as u64, chunk);
         h.tail.store(tail + (REC + chunk.len()) as u64, SeqCst);
         Self::notify(&h.not_empty, &h.empty_waiters);
@@ -349,7 +382,13 @@ impl Ring {
 
     /// Writes `item`, waiting for the put lock and ring space. The deadline covers the wait
     /// before the first chunk; once an item is started it is finished. False on timeout.
-    pub(crate) fn write(&self, item: &[u8], me: u32, deadline: Option<Instant>) -> bool {
+    pub(crate) fn write(
+        &self,
+        item: &[u8],
+        me: u32,
+        deadline: Option<Instant>,
+        mut handles: Option<SendHandles<'_>>,
+    ) -> bool {
         let h = self.h();
         if !Self::lock(&h.put_lock, me, deadline) {
             return false;
@@ -369,11 +408,16 @@ impl Ring {
                 return false;
             }
             let chunk = remaining.min(free() as usize - REC);
-            let mut flags = if off == 0 { FIRST } else { 0 };
+            let (mut flags, mut seq) = (0, 0);
+            if off == 0 {
+                // Blocking senders never answer WouldBlock.
+                (flags, seq) = self.send_handles(handles.take()).unwrap_or((0, 0));
+                flags |= FIRST;
+            }
             if off + chunk == item.len() {
                 flags |= LAST;
             }
-            self.commit(&item[off..off + chunk], flags, me, item.len());
+            self.commit(&item[off..off + chunk], flags, me, item.len(), seq);
             off += chunk;
             if off == item.len() {
                 break;
@@ -393,7 +437,8 @@ impl Ring {
         me: u32,
         deadline: Option<Instant>,
         block: bool,
-        take: impl FnOnce(&[u8]) -> R,
+        recv_handles: RecvHandles<'_>,
+        take: impl FnOnce(&[u8], Vec<std::os::fd::OwnedFd>) -> R,
     ) -> Option<R> {
         let h = self.h();
         let locked =
@@ -409,7 +454,7 @@ impl Ring {
             }
         }
         let _unlock = Unlock(&h.get_lock);
-        self.read_locked(deadline, block, take)
+        self.read_locked(deadline, block, recv_handles, take)
     }
 
     /// Marks the record ending before `next` read, and the item done when `whole`.
@@ -426,12 +471,14 @@ impl Ring {
         &self,
         deadline: Option<Instant>,
         block: bool,
-        take: impl FnOnce(&[u8]) -> R,
+        recv_handles: RecvHandles<'_>,
+        take: impl FnOnce(&[u8], Vec<std::os::fd::OwnedFd>) -> R,
     ) -> Option<R> {
         let h = self.h();
         let cap = self.capacity() as u64;
         // The item being assembled from chunks, and the pid of its writer.
         let mut partial: Option<(Vec<u8>, u32)> = None;
+        let mut fds = Vec::new();
         loop {
             let head = h.head.load(Relaxed);
             if h.tail.load(SeqCst) == head {
@@ -460,12 +507,16 @@ impl Ring {
             let len = u32::from_le_bytes(rec[0..4].try_into().unwrap()) as usize;
             let flags = u32::from_le_bytes(rec[4..8].try_into().unwrap());
             let pid = u32::from_le_bytes(rec[8..12].try_into().unwrap());
+            let seq = u32::from_le_bytes(rec[12..16].try_into().unwrap());
             let total = u64::from_le_bytes(rec[16..24].try_into().unwrap()) as usize;
             assert!((REC + len) as u64 <= cap, "queue ring corrupted");
             let next = head + (REC + len) as u64;
             if flags & FIRST != 0 && partial.take().is_some() {
                 // A writer died mid-item and another producer went on: drop the pieces.
                 h.count.fetch_sub(1, SeqCst);
+            }
+            if flags & FIRST != 0 {
+                fds = if flags & HANDLES != 0 { recv_handles(seq) } else { Vec::new() };
             }
             let start = ((head + REC as u64) % cap) as usize;
             if flags & (FIRST | LAST) == FIRST | LAST && start + len <= cap as usize {
@@ -475,7 +526,7 @@ impl Ring {
                 // it, which happens only after `take` returns.
                 let bytes =
                     unsafe { std::slice::from_raw_parts(self.region.as_ptr().add(RING_OFFSET + start), len) };
-                let out = take(bytes);
+                let out = take(bytes, std::mem::take(&mut fds));
                 self.consumed(next, true);
                 return Some(out);
             }
@@ -501,7 +552,7 @@ impl Ring {
             }
             self.consumed(next, done);
             if done {
-                return partial.map(|p| take(&p.0));
+                return partial.map(|p| take(&p.0, fds));
             }
         }
     }
