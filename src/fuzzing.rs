@@ -37,3 +37,26 @@ pub fn decode_outcome(input: &[u8]) -> bool {
 }
 
 pub use crate::manager::fuzzing::{frame_decoder, manager_request};
+
+/// Runs one side of the authentication handshake against a peer that sent `input[1..]` and
+/// then hung up: the acceptor's side when `input[0]` is even, the connector's otherwise.
+/// Returns whether the handshake passed (it never should without the key).
+pub fn auth_handshake(input: &[u8]) -> bool {
+    let Some((&role, peer_bytes)) = input.split_first() else { return false };
+    let (ours, peer) = sys::socketpair().expect("socketpair");
+    let mut sent = 0;
+    while sent < peer_bytes.len() {
+        match sys::send_with_fds(peer.as_fd(), &peer_bytes[sent..], &[]) {
+            Ok(n) => sent += n,
+            Err(_) => break,
+        }
+    }
+    sys::shutdown_write(peer.as_fd()).expect("shutdown");
+    let key = b"fuzzing key";
+    let r = if role % 2 == 0 {
+        crate::connection::accept_handshake(ours.as_fd(), key)
+    } else {
+        crate::connection::connect_handshake(ours.as_fd(), key)
+    };
+    r.is_ok()
+}

@@ -394,10 +394,17 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
             .map_err(|e| GetError::Decode(e.to_string()))
     }
 
-    /// Items put and not yet taken, counting those still in feeder backlogs (Python's
-    /// `qsize`). A snapshot: other processes may change it at once.
+    /// Items put and not yet taken (Python's `qsize`): those in the shared ring, and this
+    /// process's own not yet written out by its feeder thread (a bounded queue also counts
+    /// other processes' backlogs). A snapshot: other processes may change it at once.
     pub fn qsize(&self) -> usize {
-        self.s().ring.count()
+        let s = self.s();
+        let local = if s.ring.maxsize() == 0 {
+            s.backlog.lock().unwrap_or_else(|e| e.into_inner()).pending
+        } else {
+            0
+        };
+        s.ring.count() + local
     }
 
     /// Whether no item is waiting (Python's `empty`).

@@ -33,6 +33,8 @@ const WAITERS: u32 = 1 << 31;
 /// How long a waiter sleeps before checking that the process it waits on is alive.
 const SLICE: Duration = Duration::from_millis(15);
 const SPIN: u32 = 1000;
+/// How long a non-blocking write waits for the put lock before leaving the item to the feeder.
+const PUT_LOCK_PATIENCE: Duration = Duration::from_millis(2);
 
 /// The header at the start of the region.
 #[repr(C)]
@@ -304,7 +306,8 @@ impl Ring {
     pub(crate) fn reserve(&self, deadline: Option<Instant>, block: bool) -> bool {
         let h = self.h();
         if h.maxsize == 0 {
-            h.count.fetch_add(1, SeqCst);
+            // Unbounded: the item is counted when its first record is written (`commit`), so
+            // a producer killed with items in its backlog leaves no phantom items behind.
             return true;
         }
         loop {
@@ -353,9 +356,15 @@ impl Ring {
     }
 
     /// Writes `item` now if the put lock is free and the ring has room; false otherwise.
+    ///
+    /// Another producer holds the put lock only while it copies an item in, so this waits up to
+    /// [`PUT_LOCK_PATIENCE`] for it: an item written now cannot be lost with this process,
+    /// while one left to the feeder thread can.
     pub(crate) fn try_write(&self, item: &[u8], me: u32, handles: Option<SendHandles<'_>>) -> bool {
         let h = self.h();
-        if REC + item.len() > self.capacity() || !Self::try_lock(&h.put_lock, me) {
+        if REC + item.len() > self.capacity()
+            || !Self::lock(&h.put_lock, me, Some(Instant::now() + PUT_LOCK_PATIENCE))
+        {
             return false;
         }
         let free = self.capacity() as u64 - (h.tail.load(Relaxed) - h.head.load(Acquire));
@@ -374,6 +383,9 @@ impl Ring {
     fn commit(&self, chunk: &[u8], flags: u32, me: u32, total: usize, seq: u32) {
         let h = self.h();
         let tail = h.tail.load(Relaxed);
+        if flags & FIRST != 0 && h.maxsize == 0 {
+            h.count.fetch_add(1, SeqCst);
+        }
         self.write_at(tail, &record_header(chunk.len(), flags, me, total, seq));
         self.write_at(tail + REC as u64, chunk);
         h.tail.store(tail + (REC + chunk.len()) as u64, SeqCst);
