@@ -8,11 +8,12 @@
 //!
 //! Phases: (1) 10 million checksummed items through one `Queue`, 4 producer processes to 4
 //! consumer processes; (2) 100 000 process starts and joins; (3) 1 million `Pool` tasks (map
-//! with chunks, then imap). Every ~2 s a line shows the phase, progress and rate; each phase
-//! ends with this process's peak memory and descriptor count. Exits non-zero if an item is
+//! and imap with chunks, then one `apply_async` per task). Every ~2 s a line shows the phase,
+//! progress, rate and memory (this process and its children); each phase ends with this
+//! process's peak memory and descriptor count. Exits non-zero if an item is
 //! lost or duplicated, a checksum is wrong, or descriptors or memory grow.
 
-use multiprocessing::{Pool, Process, Queue};
+use multiprocessing::{Pool, Process, Queue, Value};
 use std::time::{Duration, Instant};
 
 const PRODUCERS: u64 = 4;
@@ -31,13 +32,18 @@ fn produce(q: Queue<(u64, u64)>, id: u64, n: u64) {
     q.join_thread().unwrap();
 }
 
-/// Takes items until the end marker; returns (count, sum of values, xor of checksums).
-fn consume(q: Queue<(u64, u64)>) -> (u64, u64, u64) {
+/// Takes items until the end marker; returns (count, sum of values, xor of checksums), and
+/// adds to `taken` every 10 000 items for the progress lines.
+fn consume(q: Queue<(u64, u64)>, taken: Value<u64>) -> (u64, u64, u64) {
     let (mut n, mut sum, mut x) = (0u64, 0u64, 0u64);
     loop {
         let (v, c) = q.get().unwrap();
         if v == u64::MAX {
+            taken.with_lock(|t| *t += n % 10_000);
             return (n, sum, x);
+        }
+        if n % 10_000 == 9_999 {
+            taken.with_lock(|t| *t += 10_000);
         }
         assert_eq!(c, mix(v), "checksum of item {v}");
         n += 1;
@@ -61,6 +67,18 @@ fn status_field(name: &str) -> u64 {
         .unwrap_or(0)
 }
 
+/// Resident memory of this process's running children, in KiB.
+fn children_rss() -> u64 {
+    multiprocessing::active_children()
+        .iter()
+        .filter_map(|p| p.pid())
+        .filter_map(|pid| std::fs::read_to_string(format!("/proc/{pid}/status")).ok())
+        .filter_map(|s| {
+            s.lines().find(|l| l.starts_with("VmRSS:"))?.split_whitespace().nth(1)?.parse::<u64>().ok()
+        })
+        .sum()
+}
+
 fn fds() -> usize {
     std::fs::read_dir("/proc/self/fd").map(|d| d.count()).unwrap_or(0)
 }
@@ -70,19 +88,26 @@ struct Phase {
     start: Instant,
     last: Instant,
     fds: usize,
+    children_peak: u64,
 }
 
 impl Phase {
     fn begin(name: &'static str) -> Phase {
         println!("== {name}");
-        Phase { name, start: Instant::now(), last: Instant::now(), fds: fds() }
+        Phase { name, start: Instant::now(), last: Instant::now(), fds: fds(), children_peak: 0 }
     }
 
     fn tick(&mut self, done: u64, total: u64) {
         if self.last.elapsed() >= Duration::from_secs(2) {
             self.last = Instant::now();
             let rate = done as f64 / self.start.elapsed().as_secs_f64();
-            println!("   {:<8} {done:>10}/{total} {rate:>12.0}/s  rss {} KiB", self.name, status_field("VmRSS:"));
+            let children = children_rss();
+            self.children_peak = self.children_peak.max(children);
+            println!(
+                "   {:<8} {done:>10}/{total} {rate:>12.0}/s  rss {} KiB, children {children} KiB",
+                self.name,
+                status_field("VmRSS:")
+            );
         }
     }
 
@@ -90,11 +115,12 @@ impl Phase {
         let secs = self.start.elapsed().as_secs_f64();
         let now_fds = fds();
         println!(
-            "   {}: {done} in {secs:.1} s = {:.0}/s; peak memory (VmHWM) {} KiB, rss {} KiB; fds {} -> {now_fds}",
+            "   {}: {done} in {secs:.1} s = {:.0}/s; peak memory (VmHWM) {} KiB, rss {} KiB, children at most {} KiB; fds {} -> {now_fds}",
             self.name,
             done as f64 / secs,
             status_field("VmHWM:"),
             status_field("VmRSS:"),
+            self.children_peak,
             self.fds
         );
         if now_fds > self.fds {
@@ -105,7 +131,8 @@ impl Phase {
 
 fn main() -> multiprocessing::Result<()> {
     let args: Vec<String> = std::env::args().collect();
-    let scale: f64 = args.iter().position(|a| a == "--scale").and_then(|i| args.get(i + 1)?.parse().ok()).unwrap_or(1.0);
+    let scale: f64 =
+        args.iter().position(|a| a == "--scale").and_then(|i| args.get(i + 1)?.parse().ok()).unwrap_or(1.0);
     let items = ((10_000_000.0 * scale) as u64 / PRODUCERS).max(1) * PRODUCERS;
     let starts = ((100_000.0 * scale) as u64).max(10);
     let tasks = ((1_000_000.0 * scale) as u64).max(100);
@@ -117,12 +144,15 @@ fn main() -> multiprocessing::Result<()> {
     let mut phase = Phase::begin("queue");
     let q: Queue<(u64, u64)> = Queue::new()?;
     let per = items / PRODUCERS;
-    let consumers: Vec<_> = (0..CONSUMERS).map(|_| multiprocessing::spawn(consume, (q.clone(),))).collect::<Result<_, _>>()?;
-    let producers: Vec<_> =
-        (0..PRODUCERS).map(|id| Process::new(produce, (q.clone(), id, per)).start()).collect::<Result<_, _>>()?;
+    let taken = Value::new(0u64)?;
+    let consumers: Vec<_> = (0..CONSUMERS)
+        .map(|_| multiprocessing::spawn(consume, (q.clone(), taken.clone())))
+        .collect::<Result<_, _>>()?;
+    let producers: Vec<_> = (0..PRODUCERS)
+        .map(|id| Process::new(produce, (q.clone(), id, per)).start())
+        .collect::<Result<_, _>>()?;
     while producers.iter().any(|p| p.is_alive()) {
-        let left = q.qsize() as u64;
-        phase.tick(items.saturating_sub(left), items);
+        phase.tick(taken.get(), items);
         std::thread::sleep(Duration::from_millis(100));
     }
     for p in &producers {
@@ -141,9 +171,10 @@ fn main() -> multiprocessing::Result<()> {
     let want_sum = (0..items).fold(0u64, |a, v| a.wrapping_add(v));
     let want_x = (0..items).fold(0u64, |a, v| a ^ mix(v));
     if (n, sum, x) != (items, want_sum, want_x) {
-        failures.push(format!("queue: got {n} items (sum {sum}, xor {x}), want {items} ({want_sum}, {want_x})"));
+        failures
+            .push(format!("queue: got {n} items (sum {sum}, xor {x}), want {items} ({want_sum}, {want_x})"));
     }
-    drop((q, producers));
+    drop((q, producers, taken));
     phase.end(n, &mut failures);
 
     // 2. Process starts.
@@ -169,22 +200,33 @@ fn main() -> multiprocessing::Result<()> {
     // 3. Pool tasks.
     let mut phase = Phase::begin("pool");
     let pool = Pool::new(multiprocessing::cpu_count())?;
-    let half = tasks / 2;
+    // 40% through map with chunks, 40% through imap with chunks, 20% one apply_async each.
+    let (a, b) = (tasks * 2 / 5, tasks * 4 / 5);
     let mut done = 0u64;
     let mut total = 0u64;
-    for chunk_start in (0..half).step_by(100_000) {
-        let end = (chunk_start + 100_000).min(half);
+    for chunk_start in (0..a).step_by(100_000) {
+        let end = (chunk_start + 100_000).min(a);
         let out = pool.map_chunked(square, chunk_start..end, 1000)?;
-        total = out.iter().fold(total, |a, &v| a.wrapping_add(v));
+        total = out.iter().fold(total, |acc, &v| acc.wrapping_add(v));
         done += end - chunk_start;
         phase.tick(done, tasks);
     }
-    for v in pool.imap_chunked(square, half..tasks, 1000)? {
+    for v in pool.imap_chunked(square, a..b, 1000)? {
         total = total.wrapping_add(v?);
         done += 1;
         if done % 10_000 == 0 {
             phase.tick(done, tasks);
         }
+    }
+    for batch in (b..tasks).step_by(10_000) {
+        let results: Vec<_> = (batch..(batch + 10_000).min(tasks))
+            .map(|x| pool.apply_async(square, (x,)))
+            .collect::<Result<_, _>>()?;
+        for r in results {
+            total = total.wrapping_add(r.get()?);
+            done += 1;
+        }
+        phase.tick(done, tasks);
     }
     let want = (0..tasks).fold(0u64, |a, v| a.wrapping_add(square(v)));
     if total != want {
