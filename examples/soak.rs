@@ -6,7 +6,7 @@
 //! cargo run --release --example soak -- --scale 0.01
 //! ```
 //!
-//! Phases: (1) 10 million checksummed items through one `Queue`, 4 producer processes to 4
+//! Phases: (1) 10 million checksummed items through one bounded `Queue`, 4 producer processes to 4
 //! consumer processes; (2) 100 000 process starts and joins; (3) 1 million `Pool` tasks (map
 //! and imap with chunks, then one `apply_async` per task). Every ~2 s a line shows the phase,
 //! progress, rate and memory (this process and its children); each phase ends with this
@@ -18,6 +18,8 @@ use std::time::{Duration, Instant};
 
 const PRODUCERS: u64 = 4;
 const CONSUMERS: u64 = 4;
+/// Items the soak's queue holds at most.
+const QUEUE_SLOTS: usize = 65_536;
 
 fn mix(x: u64) -> u64 {
     x.wrapping_mul(0x9E37_79B9_7F4A_7C15).rotate_left(29) ^ 0x5851_F42D_4C95_7F2D
@@ -142,7 +144,10 @@ fn main() -> multiprocessing::Result<()> {
 
     // 1. Queue: 4 x 4 processes.
     let mut phase = Phase::begin("queue");
-    let q: Queue<(u64, u64)> = Queue::new()?;
+    // Bounded, so that producers faster than the consumers wait instead of piling items up in
+    // their feeder backlogs (an unbounded queue's `put` never blocks, so that backlog grows as
+    // in Python): every process's memory then stays flat.
+    let q: Queue<(u64, u64)> = Queue::with_maxsize(QUEUE_SLOTS)?;
     let per = items / PRODUCERS;
     let taken = Value::new(0u64)?;
     let consumers: Vec<_> = (0..CONSUMERS)

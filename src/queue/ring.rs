@@ -597,3 +597,151 @@ impl Ring {
         matches!(Self::wait_for(&h.tasks_done, &h.tasks_waiters, ready, deadline, || false), Waited::Ready)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! The ring between threads of one process: the same code paths as between processes
+    //! (the pid locks exclude threads too, as their compare-and-swap does not care who asks).
+    //! Run under Miri with `MIRIFLAGS=-Zmiri-disable-isolation cargo +nightly miri test --lib ring`,
+    //! where `sys` stands heap memory in for the mapping.
+    use super::*;
+
+    /// A pid no process has (pid_max is at most 2^22).
+    const DEAD: u32 = (1 << 22) - 1;
+
+    fn me() -> u32 {
+        sys::getpid() as u32
+    }
+
+    /// Item `i` of producer `p`: its tag, then bytes derived from both; sizes from empty to
+    /// several times the 4 KiB ring.
+    fn item(p: usize, i: usize) -> Vec<u8> {
+        let len = 8 + [0, 1, 100, 4000, 4096, 9000][(i + p) % 6];
+        let mut v: Vec<u8> = (0..len).map(|k| (k * 31 + i * 7 + p) as u8).collect();
+        v[..4].copy_from_slice(&(p as u32).to_le_bytes());
+        v[4..8].copy_from_slice(&(i as u32).to_le_bytes());
+        v
+    }
+
+    fn get(ring: &Ring, deadline: Option<Instant>) -> Option<Vec<u8>> {
+        ring.read_with(me(), deadline, true, &mut |_| Vec::new(), |b, fds| {
+            assert!(fds.is_empty());
+            b.to_vec()
+        })
+    }
+
+    fn tag(v: &[u8]) -> (usize, usize) {
+        let p = u32::from_le_bytes(v[..4].try_into().unwrap()) as usize;
+        (p, u32::from_le_bytes(v[4..8].try_into().unwrap()) as usize)
+    }
+
+    #[test]
+    fn producers_and_consumers_move_every_item_once_in_per_producer_order() {
+        let ring = Ring::new(0, 4096).unwrap();
+        let (producers, consumers, n) = (2, 2, if cfg!(miri) { 12 } else { 3000 });
+        let total = std::sync::atomic::AtomicUsize::new(0);
+        let seen = std::thread::scope(|s| {
+            for p in 0..producers {
+                let ring = &ring;
+                s.spawn(move || {
+                    for i in 0..n {
+                        assert!(ring.write(&item(p, i), me(), None, None));
+                    }
+                });
+            }
+            let hs: Vec<_> = (0..consumers)
+                .map(|_| {
+                    let (ring, total) = (&ring, &total);
+                    s.spawn(move || {
+                        let mut got = Vec::new();
+                        while total.load(SeqCst) < producers * n {
+                            let d = Instant::now() + Duration::from_millis(50);
+                            if let Some(v) = get(ring, Some(d)) {
+                                total.fetch_add(1, SeqCst);
+                                let (p, i) = tag(&v);
+                                assert_eq!(v, item(p, i), "item {i} of producer {p} intact");
+                                got.push((p, i));
+                            }
+                        }
+                        got
+                    })
+                })
+                .collect();
+            hs.into_iter().map(|h| h.join().unwrap()).collect::<Vec<_>>()
+        });
+        let mut all = Vec::new();
+        for got in seen {
+            for p in 0..producers {
+                let mine: Vec<_> = got.iter().filter(|t| t.0 == p).map(|t| t.1).collect();
+                assert!(mine.windows(2).all(|w| w[0] < w[1]), "producer {p}'s items in order");
+            }
+            all.extend(got);
+        }
+        all.sort_unstable();
+        let want: Vec<_> = (0..producers).flat_map(|p| (0..n).map(move |i| (p, i))).collect();
+        assert_eq!(all, want, "each item exactly once");
+        assert_eq!((ring.count(), ring.used()), (0, 0));
+    }
+
+    #[test]
+    fn a_bounded_ring_gives_out_maxsize_slots() {
+        let ring = Ring::new(2, 4096).unwrap();
+        for i in 0..2 {
+            assert!(ring.reserve(None, false));
+            assert!(ring.write(&item(0, i), me(), None, None));
+        }
+        assert!(!ring.reserve(None, false), "full");
+        let t = Instant::now();
+        assert!(!ring.reserve(Some(t + Duration::from_millis(20)), true));
+        assert!(t.elapsed() >= Duration::from_millis(20));
+        assert_eq!(get(&ring, None), Some(item(0, 0)));
+        assert!(ring.reserve(None, false), "a slot came free");
+    }
+
+    #[test]
+    fn try_write_refuses_what_does_not_fit_now() {
+        let ring = Ring::new(0, 4096).unwrap();
+        assert!(!ring.try_write(&[0; 4096], me(), None), "larger than the ring");
+        assert!(ring.try_write(&[1; 3000], me(), None));
+        assert!(!ring.try_write(&[2; 3000], me(), None), "no room until a get");
+        assert_eq!(get(&ring, None), Some(vec![1; 3000]));
+        assert!(ring.try_write(&[2; 3000], me(), None));
+        assert_eq!(ring.count(), 1);
+    }
+
+    #[test]
+    fn pieces_of_an_item_whose_writer_died_are_dropped() {
+        let ring = Ring::new(0, 4096).unwrap();
+        // A producer that died after the first of several chunks...
+        ring.commit(&[9; 1000], FIRST, DEAD, 5000, 0);
+        // ... and one that went on after it (as after taking over the dead one's put lock).
+        assert!(ring.write(&item(1, 1), me(), None, None));
+        assert_eq!(get(&ring, None), Some(item(1, 1)));
+        assert_eq!(ring.count(), 0);
+
+        // Alone in the ring, the pieces are dropped once the writer is seen dead.
+        ring.commit(&[9; 1000], FIRST, DEAD, 5000, 0);
+        assert_eq!(ring.count(), 1);
+        assert_eq!(get(&ring, Some(Instant::now() + Duration::from_millis(100))), None);
+        assert_eq!((ring.count(), ring.used()), (0, 0));
+    }
+
+    #[test]
+    fn a_lock_held_by_a_dead_process_is_taken_over() {
+        let ring = Ring::new(0, 4096).unwrap();
+        ring.h().put_lock.store(DEAD, SeqCst);
+        assert!(ring.write(&item(0, 0), me(), Some(Instant::now() + Duration::from_secs(5)), None));
+        ring.h().get_lock.store(DEAD, SeqCst);
+        assert!(Ring::try_lock(&ring.h().get_lock, me()));
+        Ring::unlock(&ring.h().get_lock);
+        assert_eq!(get(&ring, None), Some(item(0, 0)));
+    }
+
+    #[test]
+    fn a_region_that_is_not_a_queue_is_refused() {
+        let region = Region::new(c"mp-test", 4096).unwrap();
+        assert!(matches!(Ring::from_region(region), Err(Error::Decode(_))));
+        let ring = Ring::new(0, 4096).unwrap();
+        assert!(Ring::from_region(ring.region().clone()).is_ok());
+    }
+}
