@@ -4,7 +4,9 @@
 //! Items are encoded with serde into a byte ring in a memfd region (see `ring.rs`). A `put` on
 //! a queue with no `maxsize` never blocks: when the ring is full (or an item is larger than the
 //! ring) the encoded item goes to this process's backlog, which a feeder thread writes out in
-//! order, as CPython's feeder thread does. An item larger than the ring is written in chunks
+//! order, as CPython's feeder thread does. (An item of 64 KiB or more first waits up to 2 ms
+//! for room, which a live consumer frees far sooner, so that it need not be copied into a fresh
+//! backlog buffer.) An item larger than the ring is written in chunks
 //! while the producer holds the producer lock; the consumer assembles it.
 //!
 //! Handles inside items (connections, queues, locks, shared memory) travel too: their
@@ -265,7 +267,8 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     }
 
     /// Puts `value`, waiting while a bounded queue is full (Python's `put(obj)`). An unbounded
-    /// queue never waits.
+    /// queue does not wait for its consumers: at most 2 ms for another producer's write, or
+    /// for room for an item of 64 KiB or more, before the item goes to the feeder thread.
     pub fn put(&self, value: T) -> std::result::Result<(), PutError<T>> {
         self.put_inner(value, None, true)
     }

@@ -33,8 +33,13 @@ const WAITERS: u32 = 1 << 31;
 /// How long a waiter sleeps before checking that the process it waits on is alive.
 const SLICE: Duration = Duration::from_millis(15);
 const SPIN: u32 = 1000;
-/// How long a non-blocking write waits for the put lock before leaving the item to the feeder.
+/// How long a non-blocking write waits for the put lock (and a large item for room) before
+/// leaving the item to the feeder.
 const PUT_LOCK_PATIENCE: Duration = Duration::from_millis(2);
+/// Items from this size wait for room in a full ring rather than go to the feeder: their
+/// backlog buffers would cost more in page faults than the wait. Small items go to the
+/// feeder at once, which writes them in bursts.
+const WAIT_FOR_ROOM_FROM: usize = 64 << 10;
 
 /// The header at the start of the region.
 #[repr(C)]
@@ -88,6 +93,16 @@ fn record_header(len: usize, flags: u32, me: u32, total: usize, seq: u32) -> [u8
     rec[16..24].copy_from_slice(&(total as u64).to_le_bytes());
     rec
 }
+
+thread_local! {
+    /// The buffer in which a thread assembles items that lie in pieces in the ring (wrapped
+    /// around its end, or larger than it), kept between gets: a fresh allocation per item
+    /// costs more in page faults than the copy.
+    static ASSEMBLY: std::cell::Cell<Vec<u8>> = const { std::cell::Cell::new(Vec::new()) };
+}
+
+/// Largest assembly buffer a thread keeps between gets.
+const ASSEMBLY_KEEP: usize = 16 << 20;
 
 /// Outcome of a bounded wait.
 enum Waited {
@@ -355,20 +370,29 @@ impl Ring {
         }
     }
 
-    /// Writes `item` now if the put lock is free and the ring has room; false otherwise.
+    /// Writes `item` now if the put lock comes within [`PUT_LOCK_PATIENCE`] and the ring has
+    /// room (for an item of [`WAIT_FOR_ROOM_FROM`] bytes or more: room that comes within the
+    /// same patience); false otherwise (the item then goes to the feeder thread).
     ///
-    /// Another producer holds the put lock only while it copies an item in, so this waits up to
-    /// [`PUT_LOCK_PATIENCE`] for it: an item written now cannot be lost with this process,
-    /// while one left to the feeder thread can.
+    /// Another producer holds the put lock only while it copies an item in, and a live consumer
+    /// frees room at memory speed, so a short wait usually succeeds: an item written now cannot
+    /// be lost with this process, while one left to the feeder can, and a producer that outruns
+    /// its consumers by a little does not pile items up in memory.
     pub(crate) fn try_write(&self, item: &[u8], me: u32, handles: Option<SendHandles<'_>>) -> bool {
         let h = self.h();
-        if REC + item.len() > self.capacity()
-            || !Self::lock(&h.put_lock, me, Some(Instant::now() + PUT_LOCK_PATIENCE))
-        {
+        let patience = Some(Instant::now() + PUT_LOCK_PATIENCE);
+        if REC + item.len() > self.capacity() || !Self::lock(&h.put_lock, me, patience) {
             return false;
         }
-        let free = self.capacity() as u64 - (h.tail.load(Relaxed) - h.head.load(Acquire));
-        let ok = free >= (REC + item.len()) as u64
+        let need = (REC + item.len()) as u64;
+        let free = || self.capacity() as u64 - (h.tail.load(Relaxed) - h.head.load(SeqCst));
+        let room = if item.len() >= WAIT_FOR_ROOM_FROM {
+            let ready = || free() >= need;
+            matches!(Self::wait_for(&h.not_full, &h.full_waiters, ready, patience, || false), Waited::Ready)
+        } else {
+            free() >= need
+        };
+        let ok = room
             && match self.send_handles(handles) {
                 Some((flag, seq)) => {
                     self.commit(item, FIRST | LAST | flag, me, item.len(), seq);
@@ -543,7 +567,10 @@ impl Ring {
                 return Some(out);
             }
             if flags & FIRST != 0 {
-                partial = Some((Vec::with_capacity(total.min(1 << 30)), pid));
+                let mut buf = ASSEMBLY.with(|c| c.take());
+                buf.clear();
+                buf.reserve(total.min(1 << 30));
+                partial = Some((buf, pid));
             }
             let mut done = false;
             match partial.as_mut() {
@@ -564,7 +591,12 @@ impl Ring {
             }
             self.consumed(next, done);
             if done {
-                return partial.map(|p| take(&p.0, fds));
+                let (buf, _) = partial?;
+                let out = take(&buf, fds);
+                if buf.capacity() <= ASSEMBLY_KEEP {
+                    ASSEMBLY.with(|c| c.set(buf));
+                }
+                return Some(out);
             }
         }
     }
