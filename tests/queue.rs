@@ -300,6 +300,37 @@ fn item_bigger_than_ring() {
     }
 }
 
+fn take_pattern(q: Queue<Vec<u8>>, len: usize, count: usize) -> bool {
+    (0..count).all(|k| {
+        let v = q.get_timeout(Duration::from_secs(10)).unwrap();
+        v.len() == len && v.iter().enumerate().all(|(i, &b)| b == (i * 31 + k) as u8)
+    })
+}
+
+/// Python's `Queue.put` without `maxsize` returns at once; here an item of 64 KiB or more may
+/// wait up to 2 ms for room in a full ring before going to the feeder thread. With nobody
+/// reading, puts still return promptly, and a reader started later gets every item in order.
+#[test]
+fn unbounded_puts_of_large_items_return_with_nobody_reading() {
+    let _g = serial();
+    for method in METHODS {
+        let q = Queue::with_ring(0, 256 * 1024).unwrap();
+        let (len, count) = (100 * 1024 + 3, 40);
+        let t = Instant::now();
+        for k in 0..count {
+            let started = Instant::now();
+            q.put((0..len).map(|i| (i * 31 + k) as u8).collect()).unwrap();
+            assert!(started.elapsed() < Duration::from_millis(500), "{method}: put {k} waited");
+        }
+        assert!(t.elapsed() < Duration::from_secs(2), "{method}: {count} puts took {:?}", t.elapsed());
+        assert_eq!(q.qsize(), count);
+        let reader =
+            multiprocessing::get_context(Some(method)).spawn(take_pattern, (q.clone(), len, count)).unwrap();
+        assert!(reader.join().unwrap(), "{method}: items intact and in order");
+        assert!(q.empty());
+    }
+}
+
 /// _TestSimpleQueue.test_empty.
 #[test]
 fn simple_queue() {

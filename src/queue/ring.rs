@@ -19,9 +19,9 @@ use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::*};
 use std::time::{Duration, Instant};
 
 const MAGIC: u64 = 0x4d50_5155_4555_4531; // "MPQUEUE1"
-const VERSION: u32 = 1;
+const VERSION: u32 = 2;
 /// The ring starts here, after the header.
-const RING_OFFSET: usize = 128;
+const RING_OFFSET: usize = 512;
 /// Record header: chunk length, flags, writer pid, padding, whole item length.
 pub(crate) const REC: usize = 24;
 const FIRST: u32 = 1;
@@ -41,37 +41,51 @@ const PUT_LOCK_PATIENCE: Duration = Duration::from_millis(2);
 /// feeder at once, which writes them in bursts.
 const WAIT_FOR_ROOM_FROM: usize = 64 << 10;
 
-/// The header at the start of the region.
+/// The header at the start of the region, in four 128-byte groups so that what producers
+/// write, what consumers write and what both write sit on different cache lines (and line
+/// pairs, which x86 prefetches together): a put then moves the consumer's line only to read
+/// `head`, and a get the producer's only to read `tail`.
 #[repr(C)]
 struct Header {
+    // Set at creation; the waiter counts change only around sleeps.
     magic: u64,
     version: u32,
-    put_lock: AtomicU32,
-    get_lock: AtomicU32,
-    /// Bumped when a record is committed.
-    not_empty: AtomicU32,
-    /// Bumped when ring space or an item slot is freed.
-    not_full: AtomicU32,
-    empty_waiters: AtomicU32,
-    full_waiters: AtomicU32,
-    /// Bumped when `unfinished` reaches zero.
-    tasks_done: AtomicU32,
-    tasks_waiters: AtomicU32,
     /// Tag of the last item whose handles were sent (see [`HANDLES`]).
     handle_seq: AtomicU32,
     /// Most items at once; 0 for no limit.
     maxsize: u64,
     /// Bytes in the ring.
     capacity: u64,
-    head: AtomicU64,
+    empty_waiters: AtomicU32,
+    full_waiters: AtomicU32,
+    /// Bumped when `unfinished` reaches zero.
+    tasks_done: AtomicU32,
+    tasks_waiters: AtomicU32,
+    _fixed: [u8; 80],
+    // Producers.
+    put_lock: AtomicU32,
+    /// Bumped when a record is committed while a consumer may sleep.
+    not_empty: AtomicU32,
     tail: AtomicU64,
+    _producers: [u8; 112],
+    // Consumers.
+    get_lock: AtomicU32,
+    /// Bumped when ring space or an item slot is freed while a producer may sleep.
+    not_full: AtomicU32,
+    head: AtomicU64,
+    _consumers: [u8; 112],
+    // Both.
     /// Items accepted by `put` and not yet taken by `get`.
     count: AtomicU64,
     /// Items put and not yet marked done (`JoinableQueue`).
     unfinished: AtomicU64,
+    _both: [u8; 112],
 }
 
-const _: () = assert!(std::mem::size_of::<Header>() == 96);
+const _: () = assert!(std::mem::size_of::<Header>() == 512);
+const _: () = assert!(std::mem::offset_of!(Header, put_lock) == 128);
+const _: () = assert!(std::mem::offset_of!(Header, get_lock) == 256);
+const _: () = assert!(std::mem::offset_of!(Header, count) == 384);
 const _: () = assert!(std::mem::size_of::<Header>() <= RING_OFFSET);
 const _: () = assert!(std::mem::align_of::<Header>() == 8);
 
@@ -210,9 +224,14 @@ impl Ring {
 
     // ---- waiting ------------------------------------------------------------------------
 
+    /// Wakes the sleepers on `seq`, if any. The caller has just changed, with a `SeqCst`
+    /// store or read-modify-write, what they wait for; a waiter counts itself in `waiters`
+    /// (`SeqCst`) before it checks that condition. So either this load sees the waiter, or
+    /// the waiter's check sees the change: with nobody waiting, `seq` is left alone and the
+    /// waiters' line is only read.
     fn notify(seq: &AtomicU32, waiters: &AtomicU32) {
-        seq.fetch_add(1, SeqCst);
         if waiters.load(SeqCst) != 0 {
+            seq.fetch_add(1, SeqCst);
             futex::wake_all(seq);
         }
     }
