@@ -60,3 +60,52 @@ pub fn auth_handshake(input: &[u8]) -> bool {
     };
     r.is_ok()
 }
+
+/// Decodes `input` as a handle, as a child or a `get` does with the descriptors that came with
+/// it: `input[0]` picks the handle type, `input[1]` the kinds of up to three descriptors (a
+/// memory file, a socket, a pipe, `/dev/null`), `input[2]` how many of the following bytes are
+/// the encoded value; the bytes after it fill the memory files. A decode must end in a handle or an error, and a handle must answer a
+/// non-blocking call without touching memory outside its mapping. Returns whether it decoded.
+pub fn decode_handles(input: &[u8]) -> bool {
+    use crate::*;
+    use std::os::unix::fs::FileExt;
+    let [pick, kinds, split, rest @ ..] = input else { return false };
+    let (value, memory) = rest.split_at((*split as usize).min(rest.len()));
+    let mut fds = Vec::new();
+    for k in 0..(kinds >> 6) {
+        let fd = match (kinds >> (2 * k)) & 3 {
+            0 => {
+                let len = memory.len().max(1).next_multiple_of(4096);
+                let Ok(fd) = sys::memfd(c"mp-fuzz", len) else { return false };
+                let _ = std::fs::File::from(fd.try_clone().expect("dup")).write_all_at(memory, 0);
+                fd
+            }
+            1 => sys::socketpair().expect("socketpair").0,
+            2 => sys::pipe::pipe_nonblocking_reader().expect("pipe").0,
+            _ => std::fs::File::open("/dev/null").expect("/dev/null").into(),
+        };
+        fds.push(fd);
+    }
+    fn de<T: serde::de::DeserializeOwned>(v: &[u8], fds: Vec<std::os::fd::OwnedFd>) -> Option<T> {
+        crate::wire::decode(v, fds).ok()
+    }
+    let now = Some(std::time::Duration::ZERO);
+    match pick % 14 {
+        0 => de::<Connection>(value, fds).map(|c| c.poll(now).is_ok()).is_some(),
+        1 => de::<Queue<u32>>(value, fds).map(|q| q.qsize()).is_some(),
+        2 => de::<JoinableQueue<u32>>(value, fds).map(|q| q.qsize()).is_some(),
+        3 => de::<Lock>(value, fds).map(|l| l.try_acquire().is_ok()).is_some(),
+        4 => de::<RLock>(value, fds).map(|l| l.try_acquire().is_ok()).is_some(),
+        5 => de::<Semaphore>(value, fds).map(|s| s.try_acquire().is_some()).is_some(),
+        6 => de::<BoundedSemaphore>(value, fds).map(|s| s.try_acquire().is_some()).is_some(),
+        7 => de::<Condition>(value, fds).map(|c| c.get_lock().try_acquire().is_ok()).is_some(),
+        8 => de::<Event>(value, fds).map(|e| e.is_set()).is_some(),
+        9 => de::<Barrier>(value, fds).map(|b| b.n_waiting() <= b.parties()).is_some(),
+        10 => de::<Value<u64>>(value, fds)
+            .map(|v| v.get_lock().try_acquire().is_ok() && v.get_obj().get() > 0)
+            .is_some(),
+        11 => de::<Array<u16>>(value, fds).map(|a| a.get_obj().to_vec().len()).is_some(),
+        12 => de::<RawValue<u32>>(value, fds).map(|v| v.get()).is_some(),
+        _ => de::<RawArray<u8>>(value, fds).map(|a| a.to_vec().len()).is_some(),
+    }
+}

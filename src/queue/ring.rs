@@ -125,10 +125,13 @@ enum Waited {
     Abandon,
 }
 
-/// The mapped queue memory.
+/// The mapped queue memory, with its size and item limit as read once on arrival (the header
+/// lies in memory that other processes can write; indices into the ring never trust it again).
 #[derive(Clone, Debug)]
 pub(crate) struct Ring {
     region: Region,
+    capacity: usize,
+    maxsize: u64,
 }
 
 impl Ring {
@@ -144,7 +147,7 @@ impl Ring {
             (*h).version = VERSION;
             (*h).magic = MAGIC;
         }
-        Ok(Ring { region })
+        Ok(Ring { region, capacity, maxsize: maxsize as u64 })
     }
 
     /// Checks a region received from another process.
@@ -152,14 +155,23 @@ impl Ring {
         if region.len() < RING_OFFSET {
             return Err(Error::Decode("queue memory too small".into()));
         }
-        let ring = Ring { region };
+        let mut ring = Ring { region, capacity: 0, maxsize: 0 };
         let h = ring.h();
         if h.magic != MAGIC || h.version != VERSION {
             return Err(Error::Decode("not a queue of this version".into()));
         }
-        if ring.region.len() < RING_OFFSET + h.capacity as usize {
-            return Err(Error::Decode("queue memory smaller than its ring".into()));
+        let (capacity, maxsize) = (h.capacity, h.maxsize);
+        let fits = usize::try_from(capacity)
+            .ok()
+            .and_then(|c| c.checked_add(RING_OFFSET))
+            .is_some_and(|end| end <= ring.region.len());
+        if capacity < 4096 || capacity % 8 != 0 || !fits {
+            return Err(Error::Decode(format!(
+                "queue ring of {capacity} bytes does not fit its {} bytes of memory",
+                ring.region.len()
+            )));
         }
+        (ring.capacity, ring.maxsize) = (capacity as usize, maxsize);
         Ok(ring)
     }
 
@@ -175,11 +187,11 @@ impl Ring {
     }
 
     pub(crate) fn maxsize(&self) -> usize {
-        self.h().maxsize as usize
+        self.maxsize as usize
     }
 
     pub(crate) fn capacity(&self) -> usize {
-        self.h().capacity as usize
+        self.capacity
     }
 
     pub(crate) fn count(&self) -> usize {
@@ -196,9 +208,12 @@ impl Ring {
 
     fn write_at(&self, pos: u64, data: &[u8]) {
         let cap = self.capacity();
+        // Callers never ask for more (free space is at most `cap`), unless another process
+        // wrote nonsense into `head`: then stop here rather than write past the ring.
+        assert!(data.len() <= cap, "queue ring corrupted: {} bytes to write into {cap}", data.len());
         let off = (pos % cap as u64) as usize;
         let first = data.len().min(cap - off);
-        // SAFETY: `off + first <= cap` and `data.len() - first <= cap` bytes lie inside the ring
+        // SAFETY: `off + first <= cap` and `data.len() - first <= cap` (asserted) bytes lie inside the ring
         // (RING_OFFSET + cap <= region.len()). Only the put-lock holder writes, and only in the
         // free part of the ring (between tail and head + cap) that no reader looks at.
         unsafe {
@@ -210,6 +225,7 @@ impl Ring {
 
     fn read_at(&self, pos: u64, out: &mut [std::mem::MaybeUninit<u8>]) {
         let cap = self.capacity();
+        assert!(out.len() <= cap, "queue ring corrupted: {} bytes to read from {cap}", out.len());
         let off = (pos % cap as u64) as usize;
         let first = out.len().min(cap - off);
         // SAFETY: as in `write_at`; only the get-lock holder reads, and only committed bytes
@@ -339,14 +355,14 @@ impl Ring {
     /// Takes one of `maxsize` item slots (always succeeds when unbounded).
     pub(crate) fn reserve(&self, deadline: Option<Instant>, block: bool) -> bool {
         let h = self.h();
-        if h.maxsize == 0 {
+        if self.maxsize == 0 {
             // Unbounded: the item is counted when its first record is written (`commit`), so
             // a producer killed with items in its backlog leaves no phantom items behind.
             return true;
         }
         loop {
             let c = h.count.load(SeqCst);
-            if c < h.maxsize {
+            if c < self.maxsize {
                 if h.count.compare_exchange(c, c + 1, SeqCst, Relaxed).is_ok() {
                     return true;
                 }
@@ -355,7 +371,7 @@ impl Ring {
             if !block {
                 return false;
             }
-            let ready = || h.count.load(SeqCst) < h.maxsize;
+            let ready = || h.count.load(SeqCst) < self.maxsize;
             if let Waited::TimedOut = Self::wait_for(&h.not_full, &h.full_waiters, ready, deadline, || false)
             {
                 return false;
@@ -426,7 +442,7 @@ impl Ring {
     fn commit(&self, chunk: &[u8], flags: u32, me: u32, total: usize, seq: u32) {
         let h = self.h();
         let tail = h.tail.load(Relaxed);
-        if flags & FIRST != 0 && h.maxsize == 0 {
+        if flags & FIRST != 0 && self.maxsize == 0 {
             h.count.fetch_add(1, SeqCst);
         }
         self.write_at(tail, &record_header(chunk.len(), flags, me, total, seq));
@@ -794,5 +810,11 @@ mod tests {
         assert!(matches!(Ring::from_region(region), Err(Error::Decode(_))));
         let ring = Ring::new(0, 4096).unwrap();
         assert!(Ring::from_region(ring.region().clone()).is_ok());
+        // A size that would wrap around the address space, or that the memory cannot hold.
+        for capacity in [u64::MAX - 300, 8192, 0, 4100] {
+            // SAFETY: the header is in bounds; no other thread uses this ring.
+            unsafe { (*(ring.region().as_ptr() as *mut Header)).capacity = capacity };
+            assert!(matches!(Ring::from_region(ring.region().clone()), Err(Error::Decode(_))), "{capacity}");
+        }
     }
 }

@@ -74,6 +74,12 @@ fn attach<T: Pod, E: serde::de::Error>(
     Ok((shared, lock))
 }
 
+/// The element count from the header, never more than the mapping holds: the header was
+/// checked on arrival, but it lies in memory that other processes can write.
+fn elements<T: Pod>(shared: &Shared<Header>) -> usize {
+    (shared.get().len as usize).min(shared.tail_len() / std::mem::size_of::<T>().max(1))
+}
+
 fn locked<'a>(lock: &'a Lock) -> LockGuard<'a> {
     lock.acquire().unwrap_or_else(|died| {
         log::warn!("multiprocessing: {died}; the shared value may be inconsistent");
@@ -179,7 +185,7 @@ impl<T: Pod> Array<T> {
 
     /// Number of elements.
     pub fn len(&self) -> usize {
-        self.shared.get().len as usize
+        elements::<T>(&self.shared)
     }
 
     /// Whether the array has no elements.
@@ -316,7 +322,7 @@ impl<T: Pod> RawArray<T> {
 
     /// Number of elements.
     pub fn len(&self) -> usize {
-        self.shared.get().len as usize
+        elements::<T>(&self.shared)
     }
 
     /// Whether the array has no elements.

@@ -48,7 +48,8 @@ impl<T: SharedLayout> Shared<T> {
     }
 
     fn check(self) -> Result<Self> {
-        let ok = self.offset + std::mem::size_of::<T>() <= self.region.len()
+        // The offset comes from another process: an end past `usize::MAX` must not wrap around.
+        let ok = self.offset.checked_add(std::mem::size_of::<T>()).is_some_and(|end| end <= self.region.len())
             && self.offset % std::mem::align_of::<T>() == 0
             // SAFETY: in bounds and aligned (checked just before).
             && unsafe { (self.region.as_ptr().add(self.offset) as *const u32).read_volatile() } == T::MAGIC;
