@@ -67,15 +67,21 @@ struct Header {
     /// Bumped when a record is committed while a consumer may sleep.
     not_empty: AtomicU32,
     tail: AtomicU64,
-    _producers: [u8; 112],
+    /// Items of an unbounded queue whose first record was committed.
+    committed: AtomicU64,
+    _producers: [u8; 104],
     // Consumers.
     get_lock: AtomicU32,
     /// Bumped when ring space or an item slot is freed while a producer may sleep.
     not_full: AtomicU32,
     head: AtomicU64,
-    _consumers: [u8; 112],
+    /// Items of an unbounded queue taken (or dropped, as pieces of a dead writer's item).
+    taken: AtomicU64,
+    _consumers: [u8; 104],
     // Both.
-    /// Items accepted by `put` and not yet taken by `get`.
+    /// Slots of a bounded queue taken by `put` and not yet freed by `get`. (An unbounded
+    /// queue's length is `committed - taken` instead, so that each side writes only its own
+    /// line.)
     count: AtomicU64,
     /// Items put and not yet marked done (`JoinableQueue`).
     unfinished: AtomicU64,
@@ -194,8 +200,25 @@ impl Ring {
         self.capacity
     }
 
+    /// Items in the queue (for a bounded queue, also those being put).
     pub(crate) fn count(&self) -> usize {
-        self.h().count.load(SeqCst) as usize
+        let h = self.h();
+        if self.maxsize != 0 {
+            return h.count.load(SeqCst) as usize;
+        }
+        // `taken` first: `committed` read after it is at least as large.
+        let taken = h.taken.load(SeqCst);
+        h.committed.load(SeqCst).saturating_sub(taken) as usize
+    }
+
+    /// One item fewer in the queue: taken by a get, or dropped.
+    fn item_gone(&self) {
+        let h = self.h();
+        if self.maxsize != 0 {
+            h.count.fetch_sub(1, SeqCst);
+        } else {
+            h.taken.fetch_add(1, SeqCst);
+        }
     }
 
     /// Bytes of records now in the ring.
@@ -381,9 +404,11 @@ impl Ring {
 
     /// Gives back a slot taken by [`reserve`](Self::reserve) for an item never written.
     pub(crate) fn unreserve(&self) {
-        let h = self.h();
-        h.count.fetch_sub(1, SeqCst);
-        Self::notify(&h.not_full, &h.full_waiters);
+        if self.maxsize != 0 {
+            let h = self.h();
+            h.count.fetch_sub(1, SeqCst);
+            Self::notify(&h.not_full, &h.full_waiters);
+        }
     }
 
     pub(crate) fn task_added(&self) {
@@ -443,7 +468,7 @@ impl Ring {
         let h = self.h();
         let tail = h.tail.load(Relaxed);
         if flags & FIRST != 0 && self.maxsize == 0 {
-            h.count.fetch_add(1, SeqCst);
+            h.committed.fetch_add(1, SeqCst);
         }
         self.write_at(tail, &record_header(chunk.len(), flags, me, total, seq));
         self.write_at(tail + REC as u64, chunk);
@@ -533,7 +558,7 @@ impl Ring {
         let h = self.h();
         h.head.store(next, SeqCst);
         if whole {
-            h.count.fetch_sub(1, SeqCst);
+            self.item_gone();
         }
         Self::notify(&h.not_full, &h.full_waiters);
     }
@@ -566,7 +591,8 @@ impl Ring {
                     Waited::Abandon => {
                         log::debug!("queue: dropping an item whose writer died mid-put");
                         partial = None;
-                        self.unreserve();
+                        self.item_gone();
+                        Self::notify(&h.not_full, &h.full_waiters);
                     }
                 }
                 continue;
@@ -584,7 +610,7 @@ impl Ring {
             let next = head + (REC + len) as u64;
             if flags & FIRST != 0 && partial.take().is_some() {
                 // A writer died mid-item and another producer went on: drop the pieces.
-                h.count.fetch_sub(1, SeqCst);
+                self.item_gone();
             }
             if flags & FIRST != 0 {
                 fds = if flags & HANDLES != 0 { recv_handles(seq) } else { Vec::new() };
@@ -620,7 +646,7 @@ impl Ring {
                 None => {
                     // The rest of an item whose reader died: skip it.
                     if flags & LAST != 0 {
-                        h.count.fetch_sub(1, SeqCst);
+                        self.item_gone();
                     }
                 }
             }
