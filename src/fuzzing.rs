@@ -64,8 +64,15 @@ pub fn auth_handshake(input: &[u8]) -> bool {
 /// Decodes `input` as a handle, as a child or a `get` does with the descriptors that came with
 /// it: `input[0]` picks the handle type, `input[1]` the kinds of up to three descriptors (a
 /// memory file, a socket, a pipe, `/dev/null`), `input[2]` how many of the following bytes are
-/// the encoded value; the bytes after it fill the memory files. A decode must end in a handle or an error, and a handle must answer a
-/// non-blocking call without touching memory outside its mapping. Returns whether it decoded.
+/// the encoded value; the bytes after it fill the memory files (at least 8 KiB each, room for a
+/// small queue ring). A decode must end in a handle or an error, and a handle must answer a
+/// non-blocking call without touching memory outside its mapping: a queue is asked for its
+/// length, for an item (`get_nowait`) and to write one record, and must answer each with a value
+/// or an error. Returns whether it decoded.
+///
+/// A queue's put-lock word is cleared in the memory first: a get waits, by design, for the rest of
+/// an item whose writer holds that lock and is alive, and the fuzzer would otherwise find a
+/// lock word and a record that both name a live process.
 pub fn decode_handles(input: &[u8]) -> bool {
     use crate::*;
     use std::os::unix::fs::FileExt;
@@ -75,9 +82,13 @@ pub fn decode_handles(input: &[u8]) -> bool {
     for k in 0..(kinds >> 6) {
         let fd = match (kinds >> (2 * k)) & 3 {
             0 => {
-                let len = memory.len().max(1).next_multiple_of(4096);
+                let len = memory.len().max(8192).next_multiple_of(4096);
                 let Ok(fd) = sys::memfd(c"mp-fuzz", len) else { return false };
-                let _ = std::fs::File::from(fd.try_clone().expect("dup")).write_all_at(memory, 0);
+                let file = std::fs::File::from(fd.try_clone().expect("dup"));
+                let _ = file.write_all_at(memory, 0);
+                if matches!(pick % 14, 1 | 2) {
+                    let _ = file.write_all_at(&[0; 4], crate::queue::PUT_LOCK_OFFSET as u64);
+                }
                 fd
             }
             1 => sys::socketpair().expect("socketpair").0,
@@ -92,8 +103,8 @@ pub fn decode_handles(input: &[u8]) -> bool {
     let now = Some(std::time::Duration::ZERO);
     match pick % 14 {
         0 => de::<Connection>(value, fds).map(|c| c.poll(now).is_ok()).is_some(),
-        1 => de::<Queue<u32>>(value, fds).map(|q| q.qsize()).is_some(),
-        2 => de::<JoinableQueue<u32>>(value, fds).map(|q| q.qsize()).is_some(),
+        1 => de::<Queue<u32>>(value, fds).map(|q| exercise_queue(&q)).is_some(),
+        2 => de::<JoinableQueue<u32>>(value, fds).map(|q| exercise_queue(&q)).is_some(),
         3 => de::<Lock>(value, fds).map(|l| l.try_acquire().is_ok()).is_some(),
         4 => de::<RLock>(value, fds).map(|l| l.try_acquire().is_ok()).is_some(),
         5 => de::<Semaphore>(value, fds).map(|s| s.try_acquire().is_some()).is_some(),
@@ -108,4 +119,11 @@ pub fn decode_handles(input: &[u8]) -> bool {
         12 => de::<RawValue<u32>>(value, fds).map(|v| v.get()).is_some(),
         _ => de::<RawArray<u8>>(value, fds).map(|a| a.to_vec().len()).is_some(),
     }
+}
+
+fn exercise_queue(q: &crate::Queue<u32>) -> usize {
+    let n = q.qsize();
+    let _ = q.get_nowait();
+    let _ = q.fuzz_try_write(&[1, 2, 3, 4]);
+    n
 }

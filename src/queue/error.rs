@@ -11,13 +11,16 @@ pub enum PutError<T> {
     Closed(T),
     /// The value could not be encoded (or holds more handles than one item may carry).
     Encode(T, String),
+    /// The queue's shared memory was written over by some process (its ring positions make
+    /// no sense); nothing more can be put.
+    Corrupted(T, String),
 }
 
 impl<T> PutError<T> {
     /// The value that was not put.
     pub fn into_inner(self) -> T {
         match self {
-            PutError::Full(v) | PutError::Closed(v) | PutError::Encode(v, _) => v,
+            PutError::Full(v) | PutError::Closed(v) | PutError::Encode(v, _) | PutError::Corrupted(v, _) => v,
         }
     }
 }
@@ -28,6 +31,7 @@ impl<T> fmt::Debug for PutError<T> {
             PutError::Full(_) => f.write_str("Full(..)"),
             PutError::Closed(_) => f.write_str("Closed(..)"),
             PutError::Encode(_, e) => write!(f, "Encode(.., {e:?})"),
+            PutError::Corrupted(_, e) => write!(f, "Corrupted(.., {e:?})"),
         }
     }
 }
@@ -38,6 +42,7 @@ impl<T> fmt::Display for PutError<T> {
             PutError::Full(_) => f.write_str("queue is full"),
             PutError::Closed(_) => f.write_str("queue is closed"),
             PutError::Encode(_, e) => write!(f, "cannot encode queue item: {e}"),
+            PutError::Corrupted(_, e) => f.write_str(e),
         }
     }
 }
@@ -53,6 +58,9 @@ pub enum GetError {
     Closed,
     /// An item could not be decoded as `T`.
     Decode(String),
+    /// The queue's shared memory was written over by some process (its records make no
+    /// sense); nothing is taken, and later gets report the same.
+    Corrupted(String),
 }
 
 impl fmt::Display for GetError {
@@ -61,6 +69,7 @@ impl fmt::Display for GetError {
             GetError::Empty => f.write_str("queue is empty"),
             GetError::Closed => f.write_str("queue is closed"),
             GetError::Decode(e) => write!(f, "cannot decode queue item: {e}"),
+            GetError::Corrupted(e) => f.write_str(e),
         }
     }
 }
@@ -89,6 +98,7 @@ impl<T> From<PutError<T>> for crate::Error {
             PutError::Full(_) => crate::Error::Full,
             PutError::Closed(_) => crate::Error::Closed("queue"),
             PutError::Encode(_, msg) => crate::Error::Encode(msg),
+            PutError::Corrupted(_, msg) => crate::Error::InvalidState(msg),
         }
     }
 }
@@ -98,7 +108,7 @@ impl From<GetError> for crate::Error {
         match e {
             GetError::Empty => crate::Error::Empty,
             GetError::Closed => crate::Error::Closed("queue"),
-            GetError::Decode(msg) => crate::Error::Decode(msg),
+            GetError::Decode(msg) | GetError::Corrupted(msg) => crate::Error::Decode(msg),
         }
     }
 }

@@ -21,6 +21,9 @@ mod bytes;
 mod error;
 pub(crate) mod ring;
 
+/// Where a queue's put-lock word lies in its memory (for the fuzz targets).
+pub(crate) const PUT_LOCK_OFFSET: usize = ring::PUT_LOCK_OFFSET;
+
 pub use bytes::Bytes;
 pub use error::{GetError, PutError, TaskDoneError};
 
@@ -28,7 +31,7 @@ use crate::connection::{FdOwned, FdRef};
 use crate::error::{Error, Result};
 use crate::shared_memory::region::Region;
 use crate::wire;
-use ring::Ring;
+use ring::{Corrupted, Ring};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::collections::VecDeque;
@@ -172,7 +175,11 @@ fn feed(shared: Arc<Shared>) {
         };
         let raw: Vec<RawFd> = fds.iter().map(|f| f.as_raw_fd()).collect();
         let mut send = |seq| send_handles(shared.sockets.0.as_fd(), seq, &raw, 0);
-        shared.ring.write(&item, me, None, (!raw.is_empty()).then_some(&mut send as _));
+        if let Err(Corrupted(msg)) =
+            shared.ring.write(&item, me, None, (!raw.is_empty()).then_some(&mut send as _))
+        {
+            log::error!("queue: an item of {} bytes could not be written ({msg})", item.len());
+        }
         drop(fds);
         let mut b = shared.backlog.lock().unwrap_or_else(|e| e.into_inner());
         b.pending -= 1;
@@ -313,17 +320,28 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
         let mut b = s.backlog.lock().unwrap_or_else(|e| e.into_inner());
         if b.pending == 0 {
             let mut send_now = |seq| send_handles(sock, seq, &fds, libc::MSG_DONTWAIT);
-            if s.ring.try_write(&scratch.0, me, (!fds.is_empty()).then_some(&mut send_now as _)) {
-                return Ok(());
+            match s.ring.try_write(&scratch.0, me, (!fds.is_empty()).then_some(&mut send_now as _)) {
+                Ok(true) => return Ok(()),
+                Ok(false) => {}
+                Err(Corrupted(msg)) => {
+                    drop(b);
+                    self.give_back_slot();
+                    return Err(PutError::Corrupted(value, msg));
+                }
             }
             if block && s.ring.maxsize() != 0 {
                 drop(b);
                 let mut send = |seq| send_handles(sock, seq, &fds, 0);
-                if s.ring.write(&scratch.0, me, deadline, (!fds.is_empty()).then_some(&mut send as _)) {
+                let written =
+                    s.ring.write(&scratch.0, me, deadline, (!fds.is_empty()).then_some(&mut send as _));
+                if let Ok(true) = written {
                     return Ok(());
                 }
                 self.give_back_slot();
-                return Err(PutError::Full(value));
+                return Err(match written {
+                    Err(Corrupted(msg)) => PutError::Corrupted(value, msg),
+                    _ => PutError::Full(value),
+                });
             }
         }
         let buf = scratch.detach(&mut b.spare);
@@ -393,6 +411,7 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
                 &mut |seq| recv_handles(s.sockets.1.as_fd(), seq),
                 |bytes, fds| wire::decode(bytes, fds),
             )
+            .map_err(|Corrupted(msg)| GetError::Corrupted(msg))?
             .ok_or(GetError::Empty)?
             .map_err(|e| GetError::Decode(e.to_string()))
     }
@@ -464,6 +483,12 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     /// Size of the shared ring in bytes.
     pub fn ring_capacity(&self) -> usize {
         self.s().ring.capacity()
+    }
+
+    /// For the fuzz targets: writes `bytes` as one record straight into the ring (no feeder
+    /// thread, no wait beyond the put lock's patience). Ok(false) when it did not fit now.
+    pub(crate) fn fuzz_try_write(&self, bytes: &[u8]) -> std::result::Result<bool, String> {
+        self.s().ring.try_write(bytes, me(), None).map_err(|Corrupted(msg)| msg)
     }
 }
 

@@ -19,7 +19,7 @@ use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::*};
 use std::time::{Duration, Instant};
 
 const MAGIC: u64 = 0x4d50_5155_4555_4531; // "MPQUEUE1"
-const VERSION: u32 = 2;
+const VERSION: u32 = 3;
 /// The ring starts here, after the header.
 const RING_OFFSET: usize = 512;
 /// Record header: chunk length, flags, writer pid, padding, whole item length.
@@ -69,7 +69,11 @@ struct Header {
     tail: AtomicU64,
     /// Items of an unbounded queue whose first record was committed.
     committed: AtomicU64,
-    _producers: [u8; 104],
+    /// The `head` a producer last read: free space is figured from it, and `head` (on the
+    /// consumers' line) read again only when that is not enough. `head` only grows, so the
+    /// figure is never more than the truth.
+    head_seen: AtomicU64,
+    _producers: [u8; 96],
     // Consumers.
     get_lock: AtomicU32,
     /// Bumped when ring space or an item slot is freed while a producer may sleep.
@@ -77,7 +81,10 @@ struct Header {
     head: AtomicU64,
     /// Items of an unbounded queue taken (or dropped, as pieces of a dead writer's item).
     taken: AtomicU64,
-    _consumers: [u8; 104],
+    /// The `tail` a consumer last read: records up to it are committed, and `tail` (on the
+    /// producers' line) is read again only when `head` reaches it.
+    tail_seen: AtomicU64,
+    _consumers: [u8; 96],
     // Both.
     /// Slots of a bounded queue taken by `put` and not yet freed by `get`. (An unbounded
     /// queue's length is `committed - taken` instead, so that each side writes only its own
@@ -90,10 +97,16 @@ struct Header {
 
 const _: () = assert!(std::mem::size_of::<Header>() == 512);
 const _: () = assert!(std::mem::offset_of!(Header, put_lock) == 128);
+pub(crate) const PUT_LOCK_OFFSET: usize = std::mem::offset_of!(Header, put_lock);
 const _: () = assert!(std::mem::offset_of!(Header, get_lock) == 256);
 const _: () = assert!(std::mem::offset_of!(Header, count) == 384);
 const _: () = assert!(std::mem::size_of::<Header>() <= RING_OFFSET);
 const _: () = assert!(std::mem::align_of::<Header>() == 8);
+
+/// The ring's positions or records make no sense: another process wrote over the queue's
+/// memory. Reported, never acted on: nothing is read or written outside the ring.
+#[derive(Debug)]
+pub(crate) struct Corrupted(pub(crate) String);
 
 /// Sends an item's handles in a datagram tagged with the given sequence number, before the
 /// item's first record is published. `WouldBlock` means "not now" (the put goes to the feeder);
@@ -217,14 +230,61 @@ impl Ring {
         if self.maxsize != 0 {
             h.count.fetch_sub(1, SeqCst);
         } else {
-            h.taken.fetch_add(1, SeqCst);
+            // Only the get-lock holder writes `taken`.
+            h.taken.store(h.taken.load(Relaxed).wrapping_add(1), SeqCst);
         }
     }
 
     /// Bytes of records now in the ring.
     pub(crate) fn used(&self) -> usize {
         let h = self.h();
-        (h.tail.load(SeqCst) - h.head.load(SeqCst)) as usize
+        let head = h.head.load(SeqCst);
+        h.tail.load(SeqCst).saturating_sub(head) as usize
+    }
+
+    /// Free ring bytes, for the put-lock holder: from [`Header::head_seen`] when that shows
+    /// `need` bytes free, else from `head` read now (and remembered). `None` when `head` and
+    /// `tail` make no sense (the memory was written over).
+    fn free(&self, need: u64) -> Option<u64> {
+        let h = self.h();
+        let cap = self.capacity as u64;
+        let tail = h.tail.load(Relaxed);
+        // Release/Acquire on `head_seen` carry the consumer's `head` store (made after it read
+        // the bytes) to the next producer that writes over them.
+        let seen = h.head_seen.load(Acquire);
+        let cached = cap.saturating_sub(tail.wrapping_sub(seen));
+        if cached >= need {
+            return Some(cached);
+        }
+        let head = h.head.load(SeqCst);
+        if head != seen {
+            h.head_seen.store(head, Release);
+        }
+        cap.checked_sub(tail.wrapping_sub(head))
+    }
+
+    /// How far records are committed, for the get-lock holder at `head`: from
+    /// [`Header::tail_seen`] when that is past `head`, else from `tail` read now (and
+    /// remembered).
+    fn known_tail(&self, head: u64) -> Result<u64, Corrupted> {
+        let h = self.h();
+        let cap = self.capacity as u64;
+        // Release/Acquire on `tail_seen` carry the producer's record bytes to the next consumer.
+        let seen = h.tail_seen.load(Acquire);
+        if seen > head && seen - head <= cap {
+            return Ok(seen);
+        }
+        let tail = h.tail.load(SeqCst);
+        if tail.wrapping_sub(head) > cap {
+            return Err(Corrupted(format!(
+                "queue memory corrupted: {} bytes between head {head} and tail {tail} of a ring of {cap}",
+                tail.wrapping_sub(head) as i64
+            )));
+        }
+        if tail != seen {
+            h.tail_seen.store(tail, Release);
+        }
+        Ok(tail)
     }
 
     // ---- ring bytes ---------------------------------------------------------------------
@@ -433,24 +493,41 @@ impl Ring {
     /// Writes `item` now if the put lock comes within [`PUT_LOCK_PATIENCE`] and the ring has
     /// room (for an item of [`WAIT_FOR_ROOM_FROM`] bytes or more: room that comes within the
     /// same patience); false otherwise (the item then goes to the feeder thread).
+    /// [`Corrupted`] when the ring's positions make no sense.
     ///
     /// Another producer holds the put lock only while it copies an item in, and a live consumer
     /// frees room at memory speed, so a short wait usually succeeds: an item written now cannot
     /// be lost with this process, while one left to the feeder can, and a producer that outruns
     /// its consumers by a little does not pile items up in memory.
-    pub(crate) fn try_write(&self, item: &[u8], me: u32, handles: Option<SendHandles<'_>>) -> bool {
+    pub(crate) fn try_write(
+        &self,
+        item: &[u8],
+        me: u32,
+        handles: Option<SendHandles<'_>>,
+    ) -> Result<bool, Corrupted> {
         let h = self.h();
-        let patience = Some(Instant::now() + PUT_LOCK_PATIENCE);
-        if REC + item.len() > self.capacity() || !Self::lock(&h.put_lock, me, patience) {
-            return false;
+        if REC + item.len() > self.capacity() {
+            return Ok(false);
+        }
+        // The clock is read only when a wait begins: on the fast path it would cost more than
+        // the copy of a small item.
+        let mut patience = None;
+        let mut patience = || *patience.get_or_insert_with(|| Instant::now() + PUT_LOCK_PATIENCE);
+        if h.put_lock.compare_exchange(0, me, Acquire, Relaxed).is_err()
+            && !Self::lock(&h.put_lock, me, Some(patience()))
+        {
+            return Ok(false);
         }
         let need = (REC + item.len()) as u64;
-        let free = || self.capacity() as u64 - (h.tail.load(Relaxed) - h.head.load(SeqCst));
-        let room = if item.len() >= WAIT_FOR_ROOM_FROM {
-            let ready = || free() >= need;
-            matches!(Self::wait_for(&h.not_full, &h.full_waiters, ready, patience, || false), Waited::Ready)
-        } else {
-            free() >= need
+        let mut room = self.free(need).map(|f| f >= need);
+        if room == Some(false) && item.len() >= WAIT_FOR_ROOM_FROM {
+            let ready = || self.free(need).is_none_or(|f| f >= need);
+            Self::wait_for(&h.not_full, &h.full_waiters, ready, Some(patience()), || false);
+            room = self.free(need).map(|f| f >= need);
+        }
+        let Some(room) = room else {
+            Self::unlock(&h.put_lock);
+            return Err(self.corrupted());
         };
         let ok = room
             && match self.send_handles(handles) {
@@ -461,33 +538,45 @@ impl Ring {
                 None => false,
             };
         Self::unlock(&h.put_lock);
-        ok
+        Ok(ok)
+    }
+
+    fn corrupted(&self) -> Corrupted {
+        let h = self.h();
+        let (head, tail) = (h.head.load(SeqCst), h.tail.load(SeqCst));
+        Corrupted(format!(
+            "queue memory corrupted: head {head} and tail {tail} of a ring of {} bytes",
+            self.capacity
+        ))
     }
 
     fn commit(&self, chunk: &[u8], flags: u32, me: u32, total: usize, seq: u32) {
         let h = self.h();
         let tail = h.tail.load(Relaxed);
         if flags & FIRST != 0 && self.maxsize == 0 {
-            h.committed.fetch_add(1, SeqCst);
+            // Only the put-lock holder writes `committed`: no read-modify-write needed. The
+            // `SeqCst` store of `tail` below publishes it before the item can be taken.
+            h.committed.store(h.committed.load(Relaxed).wrapping_add(1), Relaxed);
         }
         self.write_at(tail, &record_header(chunk.len(), flags, me, total, seq));
-        self.write_at(tail + REC as u64, chunk);
-        h.tail.store(tail + (REC + chunk.len()) as u64, SeqCst);
+        self.write_at(tail.wrapping_add(REC as u64), chunk);
+        h.tail.store(tail.wrapping_add((REC + chunk.len()) as u64), SeqCst);
         Self::notify(&h.not_empty, &h.empty_waiters);
     }
 
     /// Writes `item`, waiting for the put lock and ring space. The deadline covers the wait
-    /// before the first chunk; once an item is started it is finished. False on timeout.
+    /// before the first chunk; once an item is started it is finished. False on timeout;
+    /// [`Corrupted`] when the ring's positions make no sense.
     pub(crate) fn write(
         &self,
         item: &[u8],
         me: u32,
         deadline: Option<Instant>,
         mut handles: Option<SendHandles<'_>>,
-    ) -> bool {
+    ) -> Result<bool, Corrupted> {
         let h = self.h();
         if !Self::lock(&h.put_lock, me, deadline) {
-            return false;
+            return Ok(false);
         }
         let cap = self.capacity();
         let fits = REC + item.len() <= cap;
@@ -495,15 +584,17 @@ impl Ring {
         loop {
             let remaining = item.len() - off;
             let want = if fits { REC + remaining } else { (REC + remaining).min(cap / 4) } as u64;
-            let free = || cap as u64 - (h.tail.load(Relaxed) - h.head.load(SeqCst));
             let d = if off == 0 { deadline } else { None };
-            if let Waited::TimedOut =
-                Self::wait_for(&h.not_full, &h.full_waiters, || free() >= want, d, || false)
-            {
+            let ready = || self.free(want).is_none_or(|f| f >= want);
+            if let Waited::TimedOut = Self::wait_for(&h.not_full, &h.full_waiters, ready, d, || false) {
                 Self::unlock(&h.put_lock);
-                return false;
+                return Ok(false);
             }
-            let chunk = remaining.min(free() as usize - REC);
+            let Some(free) = self.free(want) else {
+                Self::unlock(&h.put_lock);
+                return Err(self.corrupted());
+            };
+            let chunk = remaining.min(free as usize - REC);
             let (mut flags, mut seq) = (0, 0);
             if off == 0 {
                 // Blocking senders never answer WouldBlock.
@@ -520,14 +611,15 @@ impl Ring {
             }
         }
         Self::unlock(&h.put_lock);
-        true
+        Ok(true)
     }
 
     // ---- consumer side ------------------------------------------------------------------
 
     /// Takes the next whole item and hands its bytes to `take` (straight from the shared memory
     /// when the item lies in one piece there). `None` when nothing came before the deadline (or
-    /// at once, with `block` false).
+    /// at once, with `block` false); [`Corrupted`] when the ring's records make no sense (then
+    /// nothing is taken, and every later get says the same).
     pub(crate) fn read_with<R>(
         &self,
         me: u32,
@@ -535,12 +627,12 @@ impl Ring {
         block: bool,
         recv_handles: RecvHandles<'_>,
         take: impl FnOnce(&[u8], Vec<std::os::fd::OwnedFd>) -> R,
-    ) -> Option<R> {
+    ) -> Result<Option<R>, Corrupted> {
         let h = self.h();
         let locked =
             if block { Self::lock(&h.get_lock, me, deadline) } else { Self::try_lock(&h.get_lock, me) };
         if !locked {
-            return None;
+            return Ok(None);
         }
         // Released on every path out, a panicking `Deserialize` in `take` included.
         struct Unlock<'a>(&'a AtomicU32);
@@ -569,25 +661,31 @@ impl Ring {
         block: bool,
         recv_handles: RecvHandles<'_>,
         take: impl FnOnce(&[u8], Vec<std::os::fd::OwnedFd>) -> R,
-    ) -> Option<R> {
+    ) -> Result<Option<R>, Corrupted> {
         let h = self.h();
         let cap = self.capacity() as u64;
-        // The item being assembled from chunks, and the pid of its writer.
-        let mut partial: Option<(Vec<u8>, u32)> = None;
+        // The item being assembled from chunks: its bytes so far, writer and whole length.
+        let mut partial: Option<(Vec<u8>, u32, usize)> = None;
         let mut fds = Vec::new();
         loop {
             let head = h.head.load(Relaxed);
-            if h.tail.load(SeqCst) == head {
+            let tail = self.known_tail(head)?;
+            if tail == head {
                 if partial.is_none() && !block {
-                    return None;
+                    return Ok(None);
                 }
                 let writer = partial.as_ref().map(|p| p.1);
                 let d = if writer.is_some() { None } else { deadline };
                 let ready = || h.tail.load(SeqCst) != head;
-                let abandon = || writer.is_some_and(|pid| !sys::pid_alive(pid as libc::pid_t));
+                // The writer of an item holds the put lock from its first chunk to its last.
+                let abandon = || {
+                    writer.is_some_and(|pid| {
+                        h.put_lock.load(SeqCst) & !WAITERS != pid || !sys::pid_alive(pid as libc::pid_t)
+                    })
+                };
                 match Self::wait_for(&h.not_empty, &h.empty_waiters, ready, d, abandon) {
                     Waited::Ready => {}
-                    Waited::TimedOut => return None,
+                    Waited::TimedOut => return Ok(None),
                     Waited::Abandon => {
                         log::debug!("queue: dropping an item whose writer died mid-put");
                         partial = None;
@@ -605,9 +703,29 @@ impl Ring {
             let flags = u32::from_le_bytes(rec[4..8].try_into().unwrap());
             let pid = u32::from_le_bytes(rec[8..12].try_into().unwrap());
             let seq = u32::from_le_bytes(rec[12..16].try_into().unwrap());
-            let total = u64::from_le_bytes(rec[16..24].try_into().unwrap()) as usize;
-            assert!((REC + len) as u64 <= cap, "queue ring corrupted");
-            let next = head + (REC + len) as u64;
+            let total = u64::from_le_bytes(rec[16..24].try_into().unwrap());
+            // At most `cap` (checked by `known_tail`); positions wrap only in written-over memory.
+            let committed = tail.wrapping_sub(head);
+            let corrupted = |what: &str| {
+                Corrupted(format!(
+                    "queue memory corrupted: {what} (record of {len} bytes at {head}, {committed} \
+                     bytes committed, ring of {cap})"
+                ))
+            };
+            if (REC + len) as u64 > committed {
+                return Err(corrupted("a record runs past the committed bytes"));
+            }
+            let total = usize::try_from(total).map_err(|_| corrupted("item length out of range"))?;
+            let so_far = if flags & FIRST != 0 { 0 } else { partial.as_ref().map_or(0, |p| p.0.len()) };
+            let whole =
+                if flags & FIRST != 0 { Some((pid, total)) } else { partial.as_ref().map(|p| (p.1, p.2)) };
+            if let Some((writer, total)) = whole {
+                let end = so_far + len;
+                if writer != pid || end > total || (flags & LAST != 0) != (end == total) {
+                    return Err(corrupted("a record does not fit its item"));
+                }
+            }
+            let next = head.wrapping_add((REC + len) as u64);
             if flags & FIRST != 0 && partial.take().is_some() {
                 // A writer died mid-item and another producer went on: drop the pieces.
                 self.item_gone();
@@ -615,7 +733,7 @@ impl Ring {
             if flags & FIRST != 0 {
                 fds = if flags & HANDLES != 0 { recv_handles(seq) } else { Vec::new() };
             }
-            let start = ((head + REC as u64) % cap) as usize;
+            let start = (head.wrapping_add(REC as u64) % cap) as usize;
             if flags & (FIRST | LAST) == FIRST | LAST && start + len <= cap as usize {
                 // The whole item, in one piece: decode it where it lies.
                 // SAFETY: `start + len <= cap`, inside the ring; the bytes are a committed
@@ -625,20 +743,20 @@ impl Ring {
                     unsafe { std::slice::from_raw_parts(self.region.as_ptr().add(RING_OFFSET + start), len) };
                 let out = take(bytes, std::mem::take(&mut fds));
                 self.consumed(next, true);
-                return Some(out);
+                return Ok(Some(out));
             }
             if flags & FIRST != 0 {
                 let mut buf = ASSEMBLY.with(|c| c.take());
                 buf.clear();
                 buf.reserve(total.min(1 << 30));
-                partial = Some((buf, pid));
+                partial = Some((buf, pid, total));
             }
             let mut done = false;
             match partial.as_mut() {
-                Some((buf, _)) => {
+                Some((buf, _, _)) => {
                     let at = buf.len();
                     buf.reserve(len);
-                    self.read_at(head + REC as u64, &mut buf.spare_capacity_mut()[..len]);
+                    self.read_at(head.wrapping_add(REC as u64), &mut buf.spare_capacity_mut()[..len]);
                     // SAFETY: `read_at` just initialised the `len` bytes after `at`.
                     unsafe { buf.set_len(at + len) };
                     done = flags & LAST != 0;
@@ -652,12 +770,12 @@ impl Ring {
             }
             self.consumed(next, done);
             if done {
-                let (buf, _) = partial?;
+                let Some((buf, _, _)) = partial else { unreachable!("done implies an item") };
                 let out = take(&buf, fds);
                 if buf.capacity() <= ASSEMBLY_KEEP {
                     ASSEMBLY.with(|c| c.set(buf));
                 }
-                return Some(out);
+                return Ok(Some(out));
             }
         }
     }
@@ -721,6 +839,7 @@ mod tests {
             assert!(fds.is_empty());
             b.to_vec()
         })
+        .unwrap()
     }
 
     fn tag(v: &[u8]) -> (usize, usize) {
@@ -738,7 +857,7 @@ mod tests {
                 let ring = &ring;
                 s.spawn(move || {
                     for i in 0..n {
-                        assert!(ring.write(&item(p, i), me(), None, None));
+                        assert!(ring.write(&item(p, i), me(), None, None).unwrap());
                     }
                 });
             }
@@ -781,7 +900,7 @@ mod tests {
         let ring = Ring::new(2, 4096).unwrap();
         for i in 0..2 {
             assert!(ring.reserve(None, false));
-            assert!(ring.write(&item(0, i), me(), None, None));
+            assert!(ring.write(&item(0, i), me(), None, None).unwrap());
         }
         assert!(!ring.reserve(None, false), "full");
         let t = Instant::now();
@@ -794,11 +913,11 @@ mod tests {
     #[test]
     fn try_write_refuses_what_does_not_fit_now() {
         let ring = Ring::new(0, 4096).unwrap();
-        assert!(!ring.try_write(&[0; 4096], me(), None), "larger than the ring");
-        assert!(ring.try_write(&[1; 3000], me(), None));
-        assert!(!ring.try_write(&[2; 3000], me(), None), "no room until a get");
+        assert!(!ring.try_write(&[0; 4096], me(), None).unwrap(), "larger than the ring");
+        assert!(ring.try_write(&[1; 3000], me(), None).unwrap());
+        assert!(!ring.try_write(&[2; 3000], me(), None).unwrap(), "no room until a get");
         assert_eq!(get(&ring, None), Some(vec![1; 3000]));
-        assert!(ring.try_write(&[2; 3000], me(), None));
+        assert!(ring.try_write(&[2; 3000], me(), None).unwrap());
         assert_eq!(ring.count(), 1);
     }
 
@@ -808,7 +927,7 @@ mod tests {
         // A producer that died after the first of several chunks...
         ring.commit(&[9; 1000], FIRST, DEAD, 5000, 0);
         // ... and one that went on after it (as after taking over the dead one's put lock).
-        assert!(ring.write(&item(1, 1), me(), None, None));
+        assert!(ring.write(&item(1, 1), me(), None, None).unwrap());
         assert_eq!(get(&ring, None), Some(item(1, 1)));
         assert_eq!(ring.count(), 0);
 
@@ -823,11 +942,56 @@ mod tests {
     fn a_lock_held_by_a_dead_process_is_taken_over() {
         let ring = Ring::new(0, 4096).unwrap();
         ring.h().put_lock.store(DEAD, SeqCst);
-        assert!(ring.write(&item(0, 0), me(), Some(Instant::now() + Duration::from_secs(5)), None));
+        assert!(ring.write(&item(0, 0), me(), Some(Instant::now() + Duration::from_secs(5)), None).unwrap());
         ring.h().get_lock.store(DEAD, SeqCst);
         assert!(Ring::try_lock(&ring.h().get_lock, me()));
         Ring::unlock(&ring.h().get_lock);
         assert_eq!(get(&ring, None), Some(item(0, 0)));
+    }
+
+    #[test]
+    fn a_ring_written_over_reports_corruption_and_stays_inside_the_ring() {
+        let read = |ring: &Ring| ring.read_with(me(), None, false, &mut |_| Vec::new(), |b, _| b.to_vec());
+        let writes_refused = |ring: &Ring| {
+            ring.try_write(&[1; 8], me(), None).is_err() && ring.write(&[1; 8], me(), None, None).is_err()
+        };
+
+        // Positions more than a ring apart, or head past tail (a producer refuses to write
+        // once the `head` it goes by is one of them).
+        for (head, tail) in [(0, 10_000), (100, 0)] {
+            let ring = Ring::new(0, 4096).unwrap();
+            ring.h().head.store(head, SeqCst);
+            ring.h().head_seen.store(head, SeqCst);
+            ring.h().tail.store(tail, SeqCst);
+            let Err(Corrupted(msg)) = read(&ring) else { panic!("read from {head}..{tail}") };
+            assert!(msg.contains("corrupted"), "{msg}");
+            assert!(writes_refused(&ring), "write at {head}..{tail}");
+        }
+
+        // Positions that wrap around: arithmetic wraps too, and the record is checked.
+        let ring = Ring::new(0, 4096).unwrap();
+        ring.h().head.store(u64::MAX - 10, SeqCst);
+        ring.h().tail.store(5, SeqCst);
+        assert!(matches!(read(&ring), Err(Corrupted(m)) if m.contains("past the committed bytes")));
+
+        // A record longer than the bytes committed: refused, and again on the next get.
+        let ring = Ring::new(0, 4096).unwrap();
+        assert!(ring.write(&[7; 100], me(), None, None).unwrap());
+        ring.write_at(0, &record_header(3000, FIRST | LAST, me(), 3000, 0));
+        for _ in 0..2 {
+            let Err(Corrupted(msg)) = read(&ring) else { panic!("a record past tail was read") };
+            assert!(msg.contains("past the committed bytes"), "{msg}");
+        }
+        assert_eq!(ring.used(), REC + 100, "nothing taken");
+
+        // A last record shorter than its item, and a next record from another writer.
+        let ring = Ring::new(0, 4096).unwrap();
+        ring.commit(&[1; 10], FIRST | LAST, me(), 20, 0);
+        assert!(matches!(read(&ring), Err(Corrupted(m)) if m.contains("does not fit its item")));
+        let ring = Ring::new(0, 4096).unwrap();
+        ring.commit(&[1; 10], FIRST, me(), 20, 0);
+        ring.commit(&[1; 10], LAST, me() + 1, 20, 0);
+        assert!(matches!(read(&ring), Err(Corrupted(m)) if m.contains("does not fit its item")));
     }
 
     #[test]
