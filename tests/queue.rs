@@ -331,6 +331,38 @@ fn unbounded_puts_of_large_items_return_with_nobody_reading() {
     }
 }
 
+fn take_in_order(q: Queue<Vec<u8>>, count: u32) -> bool {
+    (0..count).all(|k| {
+        let v = q.get_timeout(Duration::from_secs(20)).unwrap();
+        v[..4] == k.to_le_bytes()
+    })
+}
+
+/// A small item put right after a large one that went to the feeder's backlog (the ring
+/// too full for it) waits its turn behind it, even when it would fit in the ring at once and
+/// the put lock is free: one producer's items arrive in the order it put them.
+#[test]
+fn small_puts_never_overtake_the_feeder_backlog() {
+    let _g = serial();
+    for method in METHODS {
+        let q = Queue::with_ring(0, 64 * 1024).unwrap();
+        // Should the check below fail, the test must not then wait at drop for a feeder
+        // whose items nobody will read.
+        q.cancel_join_thread();
+        let count = 600u32;
+        let reader =
+            multiprocessing::get_context(Some(method)).spawn(take_in_order, (q.clone(), count)).unwrap();
+        for k in 0..count {
+            let len = if k % 2 == 0 { 40 * 1024 } else { 8 };
+            let mut item = vec![0u8; len];
+            item[..4].copy_from_slice(&k.to_le_bytes());
+            q.put(item).unwrap();
+        }
+        assert!(reader.join().unwrap(), "{method}: every item, in the order put");
+        assert!(q.empty());
+    }
+}
+
 /// _TestSimpleQueue.test_empty.
 #[test]
 fn simple_queue() {

@@ -38,7 +38,7 @@ use std::collections::VecDeque;
 use std::fmt;
 use std::marker::PhantomData;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
-use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -51,8 +51,6 @@ struct Backlog {
     items: VecDeque<(Vec<u8>, Vec<OwnedFd>)>,
     /// Buffers the feeder has written out, for the next puts to encode into.
     spare: Vec<Vec<u8>>,
-    /// Items in `items` plus the one the feeder is writing.
-    pending: usize,
     stop: bool,
 }
 
@@ -64,6 +62,10 @@ struct Shared {
     closed: AtomicBool,
     cancel_join: AtomicBool,
     backlog: Mutex<Backlog>,
+    /// Items in the backlog plus the one the feeder is writing. Raised with the backlog locked,
+    /// lowered by the feeder once the item is in the ring: a put that reads 0 writes straight
+    /// to the ring without the lock, after every item this thread put before.
+    pending: AtomicUsize,
     cv: Condvar,
 }
 
@@ -181,8 +183,8 @@ fn feed(shared: Arc<Shared>) {
             log::error!("queue: an item of {} bytes could not be written ({msg})", item.len());
         }
         drop(fds);
+        shared.pending.fetch_sub(1, SeqCst);
         let mut b = shared.backlog.lock().unwrap_or_else(|e| e.into_inner());
-        b.pending -= 1;
         if b.spare.len() < 2 && item.capacity() <= SCRATCH_KEEP {
             b.spare.push(item);
         }
@@ -258,12 +260,8 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
             joinable,
             closed: AtomicBool::new(false),
             cancel_join: AtomicBool::new(false),
-            backlog: Mutex::new(Backlog {
-                items: VecDeque::new(),
-                spare: Vec::new(),
-                pending: 0,
-                stop: false,
-            }),
+            backlog: Mutex::new(Backlog { items: VecDeque::new(), spare: Vec::new(), stop: false }),
+            pending: AtomicUsize::new(0),
             cv: Condvar::new(),
         });
         Queue { h: Arc::new(Handle { shared, feeder: Mutex::new(None) }), _t: PhantomData }
@@ -317,20 +315,17 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
             s.ring.task_added();
         }
         let me = me();
-        let mut b = s.backlog.lock().unwrap_or_else(|e| e.into_inner());
-        if b.pending == 0 {
+        if s.pending.load(SeqCst) == 0 {
             let mut send_now = |seq| send_handles(sock, seq, &fds, libc::MSG_DONTWAIT);
             match s.ring.try_write(&scratch.0, me, (!fds.is_empty()).then_some(&mut send_now as _)) {
                 Ok(true) => return Ok(()),
                 Ok(false) => {}
                 Err(Corrupted(msg)) => {
-                    drop(b);
                     self.give_back_slot();
                     return Err(PutError::Corrupted(value, msg));
                 }
             }
             if block && s.ring.maxsize() != 0 {
-                drop(b);
                 let mut send = |seq| send_handles(sock, seq, &fds, 0);
                 let written =
                     s.ring.write(&scratch.0, me, deadline, (!fds.is_empty()).then_some(&mut send as _));
@@ -344,19 +339,19 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
                 });
             }
         }
-        let buf = scratch.detach(&mut b.spare);
         // The value is dropped when put returns: the feeder sends duplicates of its descriptors.
         let owned =
             match fds.iter().map(|&fd| crate::sys::dup_cloexec(fd)).collect::<std::io::Result<Vec<_>>>() {
                 Ok(owned) => owned,
                 Err(e) => {
-                    drop(b);
                     self.give_back_slot();
                     return Err(PutError::Encode(value, format!("duplicating the item's handles: {e}")));
                 }
             };
+        let mut b = s.backlog.lock().unwrap_or_else(|e| e.into_inner());
+        let buf = scratch.detach(&mut b.spare);
         b.items.push_back((buf, owned));
-        b.pending += 1;
+        s.pending.fetch_add(1, SeqCst);
         b.stop = false;
         drop(b);
         self.s().cv.notify_all();
@@ -421,11 +416,7 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     /// other processes' backlogs). A snapshot: other processes may change it at once.
     pub fn qsize(&self) -> usize {
         let s = self.s();
-        let local = if s.ring.maxsize() == 0 {
-            s.backlog.lock().unwrap_or_else(|e| e.into_inner()).pending
-        } else {
-            0
-        };
+        let local = if s.ring.maxsize() == 0 { s.pending.load(SeqCst) } else { 0 };
         s.ring.count() + local
     }
 
