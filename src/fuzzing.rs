@@ -87,7 +87,7 @@ pub fn decode_handles(input: &[u8]) -> bool {
                 let file = std::fs::File::from(fd.try_clone().expect("dup"));
                 let _ = file.write_all_at(memory, 0);
                 if matches!(pick % 14, 1 | 2) {
-                    let _ = file.write_all_at(&[0; 4], crate::queue::PUT_LOCK_OFFSET as u64);
+                    let _ = file.write_all_at(&[0; 4], crate::queue::ring::PUT_LOCK_OFFSET as u64);
                 }
                 fd
             }

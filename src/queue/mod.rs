@@ -21,9 +21,6 @@ mod bytes;
 mod error;
 pub(crate) mod ring;
 
-/// Where a queue's put-lock word lies in its memory (for the fuzz targets).
-pub(crate) const PUT_LOCK_OFFSET: usize = ring::PUT_LOCK_OFFSET;
-
 pub use bytes::Bytes;
 pub use error::{GetError, PutError, TaskDoneError};
 

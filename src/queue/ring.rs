@@ -276,10 +276,7 @@ impl Ring {
         }
         let tail = h.tail.load(SeqCst);
         if tail.wrapping_sub(head) > cap {
-            return Err(Corrupted(format!(
-                "queue memory corrupted: {} bytes between head {head} and tail {tail} of a ring of {cap}",
-                tail.wrapping_sub(head) as i64
-            )));
+            return Err(self.corrupted());
         }
         if tail != seen {
             h.tail_seen.store(tail, Release);
@@ -291,8 +288,9 @@ impl Ring {
 
     fn write_at(&self, pos: u64, data: &[u8]) {
         let cap = self.capacity();
-        // Callers never ask for more (free space is at most `cap`), unless another process
-        // wrote nonsense into `head`: then stop here rather than write past the ring.
+        // Callers never ask for more: free space and committed bytes are checked to be at most
+        // `cap` (`free`, `known_tail`). The assertion keeps the copies inside the ring whatever
+        // the shared header says.
         assert!(data.len() <= cap, "queue ring corrupted: {} bytes to write into {cap}", data.len());
         let off = (pos % cap as u64) as usize;
         let first = data.len().min(cap - off);
@@ -541,6 +539,7 @@ impl Ring {
         Ok(ok)
     }
 
+    /// The error for positions that make no sense, naming them.
     fn corrupted(&self) -> Corrupted {
         let h = self.h();
         let (head, tail) = (h.head.load(SeqCst), h.tail.load(SeqCst));
