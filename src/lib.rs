@@ -112,7 +112,7 @@ pub use queue::{
 };
 pub use shared_memory::{Array, Pod, RawArray, RawValue, SharedMemory, Value};
 pub use sync::{
-    Barrier, BoundedSemaphore, BoundedSemaphoreGuard, BrokenBarrier, Condition, Event, Lock, LockGuard,
+    Barrier, BarrierBuilder, BoundedSemaphore, BoundedSemaphoreGuard, BrokenBarrier, Condition, Event, Lock, LockGuard,
     LockResult, OwnerDied, RLock, RLockGuard, Semaphore, SemaphoreGuard,
 };
 

@@ -346,3 +346,33 @@ pub(crate) fn run_entry<T: Run>(start: ChildStart) -> i32 {
         }
     }
 }
+
+/// A monomorphized *action entry*: calls a zero-sized target that takes no arguments (a
+/// barrier's action).
+pub(crate) type ActionEntry = fn();
+
+impl EntryOffset {
+    /// The offset of an action entry (see [`ActionEntry`]).
+    pub(crate) fn of_action(entry: ActionEntry) -> Self {
+        let base = anchor as Entry as usize as isize;
+        EntryOffset {
+            offset: entry as usize as isize - base,
+            witness: layout_witness as Entry as usize as isize - base,
+        }
+    }
+
+    /// The action entry in this process's address space. Only for offsets made by
+    /// [`of_action`](Self::of_action).
+    pub(crate) fn resolve_action(self) -> Result<ActionEntry> {
+        let addr = self.address()?;
+        // SAFETY: the sender computed `offset` with `of_action` from a function of type
+        // `ActionEntry` in the same binary (checked through the witness), so `addr` is that
+        // function's address in this process.
+        Ok(unsafe { std::mem::transmute::<usize, ActionEntry>(addr) })
+    }
+}
+
+/// Entry for actions: calls the zero-sized target `F`.
+pub(crate) fn action_entry<F: Target<(), Output = ()>>() {
+    conjure::<F>().call(())
+}
