@@ -86,8 +86,9 @@ fn wait_for_waiters(b: &Barrier, n: u32) {
 fn a_panicking_action_breaks_the_barrier_and_the_panic_reaches_its_runner() {
     for m in METHODS {
         let b = Barrier::builder(3).action(panicking_action).build().unwrap();
-        let waiters: Vec<Process> =
-            (0..2).map(|_| Process::new(expect_broken, (b.clone(),)).start_method(m).start().unwrap()).collect();
+        let waiters: Vec<Process> = (0..2)
+            .map(|_| Process::new(expect_broken, (b.clone(),)).start_method(m).start().unwrap())
+            .collect();
         wait_for_waiters(&b, 2);
         let last = multiprocessing::get_context(Some(m)).spawn(arrive_last, (b.clone(),)).unwrap();
         match last.join() {

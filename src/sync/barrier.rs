@@ -18,8 +18,8 @@ use crate::error::{Error, Result};
 use crate::process::target::{self, EntryOffset, Target};
 use crate::sys::futex;
 use serde::{Deserialize, Serialize};
-use std::panic::AssertUnwindSafe;
 use std::fmt;
+use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
