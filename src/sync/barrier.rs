@@ -273,3 +273,40 @@ impl fmt::Debug for Barrier {
         )
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sys;
+
+    fn nothing() {}
+
+    fn round_trip(b: &Barrier) -> Result<Barrier> {
+        let mut bytes = Vec::new();
+        let raw = crate::wire::encode(b, &mut bytes)?;
+        let fds = raw.into_iter().map(|fd| sys::dup_cloexec(fd).unwrap()).collect();
+        crate::wire::decode(&bytes, fds)
+    }
+
+    #[test]
+    fn action_and_timeout_travel_with_the_handle() {
+        let b = Barrier::builder(1).action(nothing).timeout(Duration::from_millis(1500)).build().unwrap();
+        let c = round_trip(&b).unwrap();
+        assert_eq!(c.action, b.action);
+        assert_eq!(c.timeout(), Some(Duration::from_millis(1500)));
+        assert_eq!(c.wait(), Ok(0));
+    }
+
+    #[test]
+    fn an_action_from_another_binary_is_refused_when_the_handle_arrives() {
+        let b = Barrier::builder(2).action(nothing).build().unwrap();
+        let foreign = BarrierWire {
+            state: b.state.clone(),
+            action: b.action.map(EntryOffset::from_another_binary),
+            timeout: None,
+        };
+        assert!(matches!(Barrier::try_from(foreign), Err(Error::InvalidState(_))));
+        let own = BarrierWire { state: b.state.clone(), action: b.action, timeout: None };
+        assert!(Barrier::try_from(own).is_ok());
+    }
+}
