@@ -125,6 +125,11 @@ impl BarrierBuilder {
     /// [`BrokenBarrier`] and the panic goes on in the party that ran it, as Python re-raises the
     /// action's exception there.
     ///
+    /// The action travels with the handle as a position in this program's code, as a process
+    /// target does: a handle arriving from a differently built program is refused when it is
+    /// decoded, and a handle should come only from processes of this program (as Python unpickles
+    /// a barrier's action only from peers it trusts).
+    ///
     /// A capturing closure is refused at compile time:
     ///
     /// ```compile_fail
