@@ -380,7 +380,7 @@ pub(crate) fn action_entry<F: Target<(), Output = ()>>() {
 #[cfg(test)]
 impl EntryOffset {
     /// The same offset as if measured in a binary laid out differently.
-    pub(crate) fn from_another_binary(self) -> Self {
+    pub(crate) fn as_if_in_another_binary(self) -> Self {
         EntryOffset { witness: self.witness.wrapping_add(16), ..self }
     }
 }

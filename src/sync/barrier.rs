@@ -303,11 +303,11 @@ mod tests {
     }
 
     #[test]
-    fn an_action_from_another_binary_is_refused_when_the_handle_arrives() {
+    fn an_action_as_if_in_another_binary_is_refused_when_the_handle_arrives() {
         let b = Barrier::builder(2).action(nothing).build().unwrap();
         let foreign = BarrierWire {
             state: b.state.clone(),
-            action: b.action.map(EntryOffset::from_another_binary),
+            action: b.action.map(EntryOffset::as_if_in_another_binary),
             timeout: None,
         };
         assert!(matches!(Barrier::try_from(foreign), Err(Error::InvalidState(_))));
