@@ -250,60 +250,76 @@ fn drip(addr: SocketAddr) -> (Duration, bool) {
     (t.elapsed(), true)
 }
 
-#[test]
-fn a_slow_drip_of_handshake_bytes_delays_no_one_and_is_cut_off() {
-    let _serial = serial();
-    for manager in [false, true] {
-        let server = if manager { start_manager_server(None) } else { start_listener_server() };
-        let what = if manager { "manager" } else { "listener" };
-        if manager {
-            assert_manager_serves(&server, what);
-        } else {
-            assert_listener_serves(&server, what);
-        }
-        let base = figures(server.pid);
-        let addr = tcp_addr(&server.address);
-        let drippers: Vec<_> = (0..4).map(|_| std::thread::spawn(move || drip(addr))).collect();
-        // Each dripper is inside the handshake once it has read the challenge; give them a few
-        // drops in.
-        let cpu = cpu_share_over(server.pid, Duration::from_millis(1500));
-        if manager {
-            assert_manager_serves(&server, what);
-        } else {
-            assert_listener_serves(&server, what);
-        }
-        assert!(cpu < 0.5, "{what}: the server used {:.0}% of a CPU", cpu * 100.0);
-        assert_bounded(server.pid, base, what);
-        for d in drippers {
-            let (lasted, finished) = d.join().unwrap();
-            assert!(!finished, "{what}: a dripping peer was let finish its handshake after {lasted:?}");
-            assert!(lasted < HANDSHAKE_DEADLINE_BOUND, "{what}: a dripping peer lasted {lasted:?}");
-        }
+fn slow_drip(manager: bool) {
+    let server = if manager { start_manager_server(None) } else { start_listener_server() };
+    let what = if manager { "manager" } else { "listener" };
+    if manager {
+        assert_manager_serves(&server, what);
+    } else {
+        assert_listener_serves(&server, what);
     }
+    let base = figures(server.pid);
+    let addr = tcp_addr(&server.address);
+    let drippers: Vec<_> = (0..4).map(|_| std::thread::spawn(move || drip(addr))).collect();
+    // Each dripper is inside the handshake once it has read the challenge; give them a few
+    // drops in.
+    let cpu = cpu_share_over(server.pid, Duration::from_millis(1500));
+    if manager {
+        assert_manager_serves(&server, what);
+    } else {
+        assert_listener_serves(&server, what);
+    }
+    assert!(cpu < 0.5, "{what}: the server used {:.0}% of a CPU", cpu * 100.0);
+    assert_bounded(server.pid, base, what);
+    for d in drippers {
+        let (lasted, finished) = d.join().unwrap();
+        assert!(!finished, "{what}: a dripping peer was let finish its handshake after {lasted:?}");
+        assert!(lasted < HANDSHAKE_DEADLINE_BOUND, "{what}: a dripping peer lasted {lasted:?}");
+    }
+}
+
+#[test]
+fn a_slow_drip_of_handshake_bytes_delays_no_one_and_is_cut_off_listener() {
+    let _serial = serial();
+    slow_drip(false);
+}
+
+#[test]
+fn a_slow_drip_of_handshake_bytes_delays_no_one_and_is_cut_off_manager() {
+    let _serial = serial();
+    slow_drip(true);
 }
 
 // ---------------------------------------------------------------------------------------------
 // 2. Many idle unauthenticated peers; the descriptor limit reached.
 
-#[test]
-fn many_idle_unauthenticated_peers_cost_no_threads_and_delay_no_one() {
-    let _serial = serial();
-    for manager in [false, true] {
-        let server = if manager { start_manager_server(None) } else { start_listener_server() };
-        let what = if manager { "manager" } else { "listener" };
-        let addr = tcp_addr(&server.address);
-        let base = figures(server.pid);
-        let idle: Vec<TcpStream> = (0..300).map(|_| idle_peer(addr)).collect();
-        let cpu = cpu_share_over(server.pid, Duration::from_millis(500));
-        if manager {
-            assert_manager_serves(&server, what);
-        } else {
-            assert_listener_serves(&server, what);
-        }
-        assert!(cpu < 0.5, "{what}: the server used {:.0}% of a CPU", cpu * 100.0);
-        assert_bounded(server.pid, base, what);
-        drop(idle);
+fn idle_peers(manager: bool) {
+    let server = if manager { start_manager_server(None) } else { start_listener_server() };
+    let what = if manager { "manager" } else { "listener" };
+    let addr = tcp_addr(&server.address);
+    let base = figures(server.pid);
+    let idle: Vec<TcpStream> = (0..300).map(|_| idle_peer(addr)).collect();
+    let cpu = cpu_share_over(server.pid, Duration::from_millis(500));
+    if manager {
+        assert_manager_serves(&server, what);
+    } else {
+        assert_listener_serves(&server, what);
     }
+    assert!(cpu < 0.5, "{what}: the server used {:.0}% of a CPU", cpu * 100.0);
+    assert_bounded(server.pid, base, what);
+    drop(idle);
+}
+
+#[test]
+fn many_idle_unauthenticated_peers_cost_no_threads_and_delay_no_one_listener() {
+    let _serial = serial();
+    idle_peers(false);
+}
+
+#[test]
+fn many_idle_unauthenticated_peers_cost_no_threads_and_delay_no_one_manager() {
+    let _serial = serial();
+    idle_peers(true);
 }
 
 #[test]
@@ -333,7 +349,7 @@ fn a_manager_out_of_descriptors_neither_spins_nor_stays_stuck() {
         std::thread::yield_now();
     }
     let cpu = cpu_share_over(server.pid, Duration::from_secs(1));
-    assert!(cpu < 0.5, "out of descriptors, the server used {:.0}% of a CPU", cpu * 100.0);
+    assert!(cpu < 0.25, "out of descriptors, the server used {:.0}% of a CPU", cpu * 100.0);
     assert_bounded(server.pid, base, "out of descriptors");
     drop(idle);
     assert_manager_serves(&server, "once descriptors are free");
@@ -399,54 +415,62 @@ fn start_connect(addr: SocketAddr) -> TcpStream {
 // A burst of a thousand connections, all started within a few milliseconds: each is accepted
 // and gets the server's challenge at once (none waits for the kernel to retry a dropped SYN),
 // and they cost the server no thread.
-#[test]
-fn a_burst_of_a_thousand_connections_is_accepted_at_once() {
-    let _serial = serial();
+fn burst(manager: bool) {
     const BURST: usize = 1000;
-    for manager in [false, true] {
-        let server = if manager { start_manager_server(None) } else { start_listener_server() };
-        let what = if manager { "manager" } else { "listener" };
-        let addr = tcp_addr(&server.address);
-        let base = figures(server.pid);
-        let t = Instant::now();
-        let socks: Vec<TcpStream> = (0..BURST).map(|_| start_connect(addr)).collect();
-        let mut waiting: Vec<usize> = (0..BURST).collect();
-        let deadline = t + SERVED_WITHIN;
-        while !waiting.is_empty() {
-            let now = Instant::now();
-            assert!(
-                now < deadline,
-                "{what}: {} of {BURST} connections heard nothing in {:?}",
-                waiting.len(),
-                t.elapsed()
-            );
-            let mut pfds: Vec<libc::pollfd> = waiting
-                .iter()
-                .map(|&i| libc::pollfd {
-                    fd: std::os::fd::AsRawFd::as_raw_fd(&socks[i]),
-                    events: libc::POLLIN,
-                    revents: 0,
-                })
-                .collect();
-            // SAFETY: poll reads and writes the array we pass.
-            unsafe { libc::poll(pfds.as_mut_ptr(), pfds.len() as libc::nfds_t, 100) };
-            let mut still = Vec::new();
-            for (&i, p) in waiting.iter().zip(&pfds) {
-                if p.revents & libc::POLLIN == 0 {
-                    still.push(i);
-                }
+    let server = if manager { start_manager_server(None) } else { start_listener_server() };
+    let what = if manager { "manager" } else { "listener" };
+    let addr = tcp_addr(&server.address);
+    let base = figures(server.pid);
+    let t = Instant::now();
+    let socks: Vec<TcpStream> = (0..BURST).map(|_| start_connect(addr)).collect();
+    let mut waiting: Vec<usize> = (0..BURST).collect();
+    let deadline = t + SERVED_WITHIN;
+    while !waiting.is_empty() {
+        let now = Instant::now();
+        assert!(
+            now < deadline,
+            "{what}: {} of {BURST} connections heard nothing in {:?}",
+            waiting.len(),
+            t.elapsed()
+        );
+        let mut pfds: Vec<libc::pollfd> = waiting
+            .iter()
+            .map(|&i| libc::pollfd {
+                fd: std::os::fd::AsRawFd::as_raw_fd(&socks[i]),
+                events: libc::POLLIN,
+                revents: 0,
+            })
+            .collect();
+        // SAFETY: poll reads and writes the array we pass.
+        unsafe { libc::poll(pfds.as_mut_ptr(), pfds.len() as libc::nfds_t, 100) };
+        let mut still = Vec::new();
+        for (&i, p) in waiting.iter().zip(&pfds) {
+            if p.revents & libc::POLLIN == 0 {
+                still.push(i);
             }
-            waiting = still;
         }
-        assert!(t.elapsed() < SERVED_WITHIN, "{what}: the burst took {:?}", t.elapsed());
-        assert_bounded(server.pid, base, what);
-        drop(socks);
-        if manager {
-            assert_manager_serves(&server, what);
-        } else {
-            assert_listener_serves(&server, what);
-        }
+        waiting = still;
     }
+    assert!(t.elapsed() < SERVED_WITHIN, "{what}: the burst took {:?}", t.elapsed());
+    assert_bounded(server.pid, base, what);
+    drop(socks);
+    if manager {
+        assert_manager_serves(&server, what);
+    } else {
+        assert_listener_serves(&server, what);
+    }
+}
+
+#[test]
+fn a_burst_of_a_thousand_connections_is_accepted_at_once_listener() {
+    let _serial = serial();
+    burst(false);
+}
+
+#[test]
+fn a_burst_of_a_thousand_connections_is_accepted_at_once_manager() {
+    let _serial = serial();
+    burst(true);
 }
 
 #[test]
