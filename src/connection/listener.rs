@@ -313,6 +313,7 @@ impl Listener {
     fn accept_authenticated(&self, key: &[u8]) -> Result<OwnedFd> {
         let fd = self.listening()?;
         let mut gate = self.gate();
+        let gate = &mut *gate;
         loop {
             if let Some(r) = gate.ready.pop_front() {
                 return r;
@@ -326,7 +327,7 @@ impl Listener {
             }
             let evictable = |g: &Gate| g.pending.front().is_some_and(|p| now >= p.started + EVICT_AFTER);
             let take_new =
-                gate.paused_until.is_none() && (gate.pending.len() < MAX_HANDSHAKES || evictable(&gate));
+                gate.paused_until.is_none() && (gate.pending.len() < MAX_HANDSHAKES || evictable(gate));
             let mut pfds = Vec::with_capacity(1 + gate.pending.len());
             pfds.push(libc::pollfd {
                 fd: if take_new { fd.as_raw_fd() } else { -1 },
@@ -344,10 +345,9 @@ impl Listener {
                 }
             }
             let timeout = wake.map(|w| w.saturating_duration_since(now));
-            drop(gate);
-            let polled = sys::net::poll_fds(&mut pfds, timeout);
-            gate = self.gate();
-            polled.map_err(Error::io("accepting a connection"))?;
+            // The gate stays locked while this thread waits: the handshakes belong to whoever
+            // polls their sockets, and other callers of `accept` take the next connection after.
+            sys::net::poll_fds(&mut pfds, timeout).map_err(Error::io("accepting a connection"))?;
 
             // Advance the handshakes whose sockets are ready; end those past their deadline.
             let now = Instant::now();

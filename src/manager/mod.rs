@@ -29,7 +29,9 @@
 //! chosen start method) and waits until it listens. The server listens on a unix socket in
 //! Linux's abstract namespace (no file to leave behind), or on the TCP address you give
 //! [`ManagerBuilder::address`]. Every connection must pass the mutual HMAC handshake with the
-//! manager's `authkey` (random per manager unless given) before its first request is read.
+//! manager's `authkey` (the process tree's key unless given) before its first request is read.
+//! Handshakes run concurrently on the accepting thread, at most 1,024 at once and each within
+//! 10 s in all; only an authenticated connection gets a thread.
 //!
 //! **Objects** are kept in the server as *encoded bytes* (the postcard encoding a proxy sends):
 //! a `ListProxy<T>` is served by a list of byte strings, a `DictProxy<K, V>` by an
@@ -59,7 +61,11 @@
 //! exist. Clones of a proxy share one reference. A proxy serialized (as a process argument,
 //! through a pipe, inside another object) carries its own reference, so the object survives
 //! even if the sender drops its proxy before the receiver decodes it; bytes that are never
-//! decoded keep the object alive until the manager stops.
+//! decoded keep the object alive until that reference expires
+//! ([`UNCLAIMED_REFERENCE_EXPIRY`], 10 minutes unless the builder says otherwise). A serialized
+//! proxy never carries the authkey: the receiving process finds it among the keys it inherited
+//! at start (Python's `current_process().authkey`) or got from [`Manager::connect`], and
+//! decoding connects to nothing until the proxy is first used.
 //!
 //! **Lifetime.** The server stops on [`Manager::shutdown`] or when the `Manager` is dropped, and
 //! is killed with its owner if the owner dies (it is a child with `PR_SET_PDEATHSIG`). Proxies
