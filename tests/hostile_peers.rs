@@ -599,3 +599,49 @@ fn an_unclaimed_serialized_proxy_expires() {
     }
     drop(never_claimed);
 }
+
+/// Sends one manager request frame (`Call { id, method }` as postcard writes it, then `args`)
+/// on an authenticated raw connection and returns the reply's status byte (0 ok, 1 error).
+fn raw_call(s: &mut TcpStream, id: u64, method: &str, args: &[u8]) -> u8 {
+    fn varint(out: &mut Vec<u8>, mut n: u64) {
+        while n >= 0x80 {
+            out.push((n as u8) | 0x80);
+            n >>= 7;
+        }
+        out.push(n as u8);
+    }
+    let mut payload = vec![0u8]; // Request::Call
+    varint(&mut payload, id);
+    varint(&mut payload, method.len() as u64);
+    payload.extend_from_slice(method.as_bytes());
+    payload.extend_from_slice(args);
+    let mut frame = (payload.len() as u32).to_le_bytes().to_vec();
+    frame.extend_from_slice(&[0; 4]);
+    frame.extend_from_slice(&payload);
+    s.write_all(&frame).unwrap();
+    let reply = read_frame(s).unwrap();
+    reply[0]
+}
+
+// Arguments with bytes a proxy would never write after them are refused (the server checks
+// what it can decode: an index, a length-prefixed item, a sequence), and the list is unchanged.
+#[test]
+fn arguments_with_trailing_garbage_are_refused_and_store_nothing() {
+    let _serial = serial();
+    use multiprocessing::manager::Proxy;
+    let m = Manager::builder().address(Address::tcp("127.0.0.1:0").unwrap()).authkey(KEY).start().unwrap();
+    let l: ListProxy<u8> = m.list([1, 2]).unwrap();
+    let id = l.base().id();
+    let conn = Client::connect(m.address(), Some(KEY)).unwrap();
+    // SAFETY: dup returns a new descriptor that the TcpStream then owns.
+    let mut s = unsafe { TcpStream::from_raw_fd(libc::dup(conn.fileno())) };
+    drop(conn);
+    // set(0, 5): index 0, then the item as a byte string of length 1.
+    assert_eq!(raw_call(&mut s, id, "set", &[0, 1, 5]), 0);
+    assert_eq!(raw_call(&mut s, id, "set", &[1, 1, 6, 0xde, 0xad]), 1, "set with garbage after it");
+    // extend([7]): one item of one byte.
+    assert_eq!(raw_call(&mut s, id, "extend", &[1, 1, 7]), 0);
+    assert_eq!(raw_call(&mut s, id, "extend", &[1, 1, 8, 0xbe, 0xef]), 1, "extend with garbage after it");
+    assert_eq!(raw_call(&mut s, id, "insert", &[0, 1, 9, 0xff]), 1, "insert with garbage after it");
+    assert_eq!(l.to_vec().unwrap(), vec![5, 2, 7]);
+}

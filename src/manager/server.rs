@@ -2,8 +2,9 @@
 //! per client connection (as Python's `Server.serve_forever` / `handle_request`), so that a
 //! call that blocks (`lock.acquire`, `queue.get`, `event.wait`) blocks only its own client.
 //!
-//! A connection first passes the HMAC handshake (small cap, deadline); afterwards its frames are
-//! capped at [`MAX_REQUEST`]. Anything malformed — garbage, a truncated frame, a length over the
+//! A connection first passes the HMAC handshake, which the [`Listener`] runs for it (concurrently
+//! with the others, off the accept path, small cap, total deadline, no thread); afterwards its
+//! frames are capped at [`MAX_REQUEST`], and its buffer grows only as a frame's bytes arrive. Anything malformed — garbage, a truncated frame, a length over the
 //! cap, a request that does not decode — ends that connection only: the server drops it and
 //! keeps serving everyone else. When a connection ends, each object releases what it held for
 //! it (locks, a barrier place).
