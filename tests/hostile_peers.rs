@@ -570,6 +570,29 @@ fn a_proxy_sent_to_an_older_child_still_works_under_each_start_method() {
     }
 }
 
+fn use_without_the_key(conn: Connection) -> String {
+    let l: ListProxy<u32> = conn.recv().expect("a proxy decodes anywhere: it connects to nothing");
+    match l.len() {
+        Err(Error::Authentication(_)) => "refused".into(),
+        other => format!("{other:?}"),
+    }
+}
+
+// A proxy that reaches a process which never held its manager's key (here a child started
+// before a manager with a key of its own) cannot be used there: the key did not travel with it.
+#[test]
+fn a_proxy_sent_to_a_process_without_its_key_is_refused_on_first_use() {
+    let _serial = serial();
+    let (rx, tx) = Pipe::new(false).unwrap();
+    let child =
+        multiprocessing::get_context(Some(StartMethod::Spawn)).spawn(use_without_the_key, (rx,)).unwrap();
+    let m = Manager::builder().authkey(b"a key the child never saw").start().unwrap();
+    let l = m.list([1u32]).unwrap();
+    tx.send(&l).unwrap();
+    assert_eq!(child.join().unwrap(), "refused");
+    assert_eq!(l.len().unwrap(), 1);
+}
+
 // ---------------------------------------------------------------------------------------------
 // 6. Unclaimed references expire.
 

@@ -100,7 +100,7 @@ impl Server {
     }
 
     /// Drops the references of tickets past their expiry (looked for at most every eighth of
-    /// the expiry, on the requests that deal with tickets or count objects).
+    /// the expiry, on the requests that create objects, deal with tickets or count objects).
     fn sweep_tickets(&self) {
         let now = Instant::now();
         let expired: Vec<u64> = {
@@ -133,6 +133,7 @@ impl Server {
                 obj.call(cx, method, args, out)?;
             }
             Request::Create { typeid, ctor } => {
+                self.sweep_tickets();
                 let obj = registry::create(typeid, ctor, args)?;
                 let id = self.next_id.fetch_add(1, Ordering::Relaxed);
                 let mut t = self.table();
