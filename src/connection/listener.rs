@@ -3,21 +3,28 @@
 //!
 //! With an `authkey`, both ends run the HMAC challenge-response of `auth.rs` before anything
 //! else crosses the socket: a peer without the key is refused after at most a few hundred bytes,
-//! and never reaches the code that parses messages. A unix-socket [`Connection`] carries handles
+//! and never reaches the code that parses messages. Handshakes run concurrently and off the path
+//! of the others: [`Listener::accept`] drives up to 1024 of them at once from the
+//! accepting thread (non-blocking, no thread per peer), each within a total deadline, and hands
+//! out connections in the order their handshakes finish, so a slow or silent peer delays no one.
+//! A unix-socket [`Connection`] carries handles
 //! (descriptors) as a [`Pipe`](crate::Pipe) does; a TCP one cannot, and sending a handle over it
 //! is an error.
 
-use super::{auth, Connection};
+use super::auth::{self, Handshake, Role, Wants};
+use super::Connection;
 use crate::error::{Error, Result};
 use crate::sys;
 use serde::{Deserialize, Serialize};
+use std::collections::VecDeque;
 use std::ffi::OsStr;
 use std::fmt;
 use std::net::{SocketAddr, ToSocketAddrs};
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
 
 /// Where a [`Listener`] listens and a [`Client`] connects (Python's `address` with its
 /// `family`): a unix socket path, a name in Linux's abstract socket namespace (no file, nothing
@@ -151,10 +158,44 @@ pub struct Listener {
     authkey: Option<Vec<u8>>,
     /// A path this listener created, removed again on close.
     unlink: Option<PathBuf>,
+    /// Connections in the handshake, and those done with it but not yet handed out.
+    gate: Mutex<Gate>,
 }
 
-/// Python's default backlog for a `Listener` is 1; a manager wants more.
-const BACKLOG: i32 = 128;
+/// How many connections may be in the handshake at once. Past this, a new connection waits in
+/// the kernel's backlog, or takes the place of the oldest handshake once that one has run for
+/// [`EVICT_AFTER`].
+pub(crate) const MAX_HANDSHAKES: usize = 1024;
+
+/// How long a handshake is sure to keep its place (a loopback handshake takes well under a
+/// millisecond); after this it may be dropped for a newer connection when all places are taken
+/// or the process is out of descriptors.
+const EVICT_AFTER: Duration = Duration::from_secs(1);
+
+/// How long `accept` stops taking new connections after the process or the system ran out of
+/// descriptors (the connection stays queued in the kernel; retrying at once would spin).
+const OUT_OF_FDS_PAUSE: Duration = Duration::from_millis(100);
+
+/// At most this many new connections are taken per wake-up before the handshakes in flight
+/// are advanced again.
+const ACCEPT_BATCH: usize = 64;
+
+struct Pending {
+    sock: OwnedFd,
+    handshake: Handshake,
+    wants: Wants,
+    started: Instant,
+}
+
+#[derive(Default)]
+struct Gate {
+    /// Oldest first.
+    pending: VecDeque<Pending>,
+    /// Outcomes in the order the handshakes ended.
+    ready: VecDeque<Result<OwnedFd>>,
+    /// No new connection is taken before this (out of descriptors).
+    paused_until: Option<Instant>,
+}
 
 impl Listener {
     /// Binds and listens at `address` (Python's `Listener(address, authkey=...)`). For TCP, port
@@ -162,31 +203,36 @@ impl Listener {
     /// [`accept`](Self::accept) authenticates each peer before returning it.
     pub fn bind(address: impl Into<Address>, authkey: Option<&[u8]>) -> Result<Listener> {
         let address = address.into();
+        // Bursts of clients must not find the queue full (Python's default of 1, or 128, drops
+        // them): the system's maximum.
+        let backlog = sys::net::max_backlog();
         let (fd, address, unlink) = match &address {
             Address::Tcp(sa) => {
                 let fd =
-                    sys::net::tcp_listen(sa, BACKLOG).map_err(Error::io("listening on a TCP address"))?;
+                    sys::net::tcp_listen(sa, backlog).map_err(Error::io("listening on a TCP address"))?;
                 let bound = sys::net::tcp_local_addr(fd.as_fd()).map_err(Error::io("listening"))?;
                 (fd, Address::Tcp(bound), None)
             }
             Address::Unix(p) => {
                 let name = address.unix_name().expect("unix");
                 let fd =
-                    sys::net::unix_listen(&name, BACKLOG).map_err(Error::io("listening on a unix socket"))?;
+                    sys::net::unix_listen(&name, backlog).map_err(Error::io("listening on a unix socket"))?;
                 (fd, address.clone(), Some(p.clone()))
             }
             Address::Abstract(_) => {
                 let name = address.unix_name().expect("unix");
                 let fd =
-                    sys::net::unix_listen(&name, BACKLOG).map_err(Error::io("listening on a unix socket"))?;
+                    sys::net::unix_listen(&name, backlog).map_err(Error::io("listening on a unix socket"))?;
                 (fd, address.clone(), None)
             }
         };
+        sys::net::set_listener_nonblocking(fd.as_fd()).map_err(Error::io("listening"))?;
         Ok(Listener {
             fd: Mutex::new(Some(Arc::new(fd))),
             address,
             authkey: authkey.map(<[u8]>::to_vec),
             unlink,
+            gate: Mutex::new(Gate::default()),
         })
     }
 
@@ -196,31 +242,173 @@ impl Listener {
     }
 
     /// Waits for a peer, authenticates it when an `authkey` was given, and returns the
-    /// connection (Python's `accept()`). A peer with the wrong key gets
-    /// [`Error::Authentication`] here, and the listener keeps listening.
+    /// connection (Python's `accept()`). A peer with the wrong key, or one that has not finished
+    /// the handshake within its deadline, gets [`Error::Authentication`] here (another peer's
+    /// failure, not this listener's), and the listener keeps listening.
+    ///
+    /// Handshakes run concurrently, at most 1024 at once (each within 10 s in all), and connections come out
+    /// in the order their handshakes finish: a slow peer delays no one.
     pub fn accept(&self) -> Result<Connection> {
-        let sock = self.accept_raw()?;
-        if let Some(key) = &self.authkey {
-            auth::accept_handshake(sock.as_fd(), key)?;
+        Ok(Connection::from_fd(self.accept_fd()?, true, true))
+    }
+
+    /// [`accept`](Self::accept), returning the socket itself.
+    pub(crate) fn accept_fd(&self) -> Result<OwnedFd> {
+        match &self.authkey {
+            Some(key) => self.accept_authenticated(key),
+            None => self.accept_raw(),
         }
-        Ok(Connection::from_fd(sock, true, true))
+    }
+
+    fn listening(&self) -> Result<Arc<OwnedFd>> {
+        // Our own reference keeps the descriptor open while we wait; `close` shuts the socket
+        // down, which wakes a `poll` on it.
+        self.fd.lock().unwrap_or_else(|p| p.into_inner()).clone().ok_or(Error::Closed("listener"))
+    }
+
+    fn is_closed(&self) -> bool {
+        self.fd.lock().unwrap_or_else(|p| p.into_inner()).is_none()
+    }
+
+    fn gate(&self) -> MutexGuard<'_, Gate> {
+        self.gate.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Accepts one stream socket without any handshake.
     pub(crate) fn accept_raw(&self) -> Result<OwnedFd> {
-        // Our own reference keeps the descriptor open while we wait; `close` shuts the socket
-        // down, which wakes this call with an error.
-        let fd =
-            self.fd.lock().unwrap_or_else(|p| p.into_inner()).clone().ok_or(Error::Closed("listener"))?;
+        let fd = self.listening()?;
+        let mut paused_until = None;
+        loop {
+            let wait = paused_until.map(|t: Instant| t.saturating_duration_since(Instant::now()));
+            if wait.is_none_or(|w| w.is_zero()) {
+                paused_until = None;
+                let mut pfd = [libc::pollfd { fd: fd.as_raw_fd(), events: libc::POLLIN, revents: 0 }];
+                sys::net::poll_fds(&mut pfd, None).map_err(Error::io("accepting a connection"))?;
+                match self.take_one(&fd)? {
+                    Taken::Socket(sock) => return Ok(sock),
+                    Taken::Nothing => {}
+                    Taken::OutOfDescriptors => paused_until = Some(Instant::now() + OUT_OF_FDS_PAUSE),
+                }
+            } else if let Some(w) = wait {
+                // Out of descriptors: nothing to do but let some be freed.
+                std::thread::sleep(w);
+            }
+        }
+    }
+
+    /// One non-blocking `accept` on the listening socket.
+    fn take_one(&self, fd: &OwnedFd) -> Result<Taken> {
         match sys::net::accept(fd.as_fd()) {
             Ok(sock) => {
                 sys::net::set_nodelay_if_tcp(sock.as_fd());
-                Ok(sock)
+                Ok(Taken::Socket(sock))
             }
-            Err(_) if self.fd.lock().unwrap_or_else(|p| p.into_inner()).is_none() => {
-                Err(Error::Closed("listener"))
-            }
+            Err(_) if self.is_closed() => Err(Error::Closed("listener")),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => Ok(Taken::Nothing),
+            Err(e) if sys::net::is_out_of_resources(&e) => Ok(Taken::OutOfDescriptors),
             Err(e) => Err(Error::Io { context: "accepting a connection", source: e }),
+        }
+    }
+
+    fn accept_authenticated(&self, key: &[u8]) -> Result<OwnedFd> {
+        let fd = self.listening()?;
+        let mut gate = self.gate();
+        let gate = &mut *gate;
+        loop {
+            if let Some(r) = gate.ready.pop_front() {
+                return r;
+            }
+            if self.is_closed() {
+                return Err(Error::Closed("listener"));
+            }
+            let now = Instant::now();
+            if gate.paused_until.is_some_and(|t| now >= t) {
+                gate.paused_until = None;
+            }
+            let evictable = |g: &Gate| g.pending.front().is_some_and(|p| now >= p.started + EVICT_AFTER);
+            let take_new =
+                gate.paused_until.is_none() && (gate.pending.len() < MAX_HANDSHAKES || evictable(gate));
+            let mut pfds = Vec::with_capacity(1 + gate.pending.len());
+            pfds.push(libc::pollfd {
+                fd: if take_new { fd.as_raw_fd() } else { -1 },
+                events: libc::POLLIN,
+                revents: 0,
+            });
+            let mut wake = gate.paused_until;
+            for p in &gate.pending {
+                let events = if p.wants == Wants::Read { libc::POLLIN } else { libc::POLLOUT };
+                pfds.push(libc::pollfd { fd: p.sock.as_raw_fd(), events, revents: 0 });
+                wake = Some(wake.map_or(p.handshake.deadline(), |w| w.min(p.handshake.deadline())));
+                if !take_new && gate.paused_until.is_none() {
+                    // Full: wake when the oldest becomes evictable.
+                    wake = wake.map(|w| w.min(p.started + EVICT_AFTER));
+                }
+            }
+            let timeout = wake.map(|w| w.saturating_duration_since(now));
+            // The gate stays locked while this thread waits: the handshakes belong to whoever
+            // polls their sockets, and other callers of `accept` take the next connection after.
+            sys::net::poll_fds(&mut pfds, timeout).map_err(Error::io("accepting a connection"))?;
+
+            // Advance the handshakes whose sockets are ready; end those past their deadline.
+            let now = Instant::now();
+            let g = &mut *gate;
+            let mut still = VecDeque::with_capacity(g.pending.len());
+            for (mut p, pfd) in g.pending.drain(..).zip(&pfds[1..]) {
+                if pfd.revents != 0 {
+                    match p.handshake.advance(p.sock.as_fd(), key) {
+                        Ok(None) => {
+                            g.ready.push_back(Ok(p.sock));
+                            continue;
+                        }
+                        Ok(Some(w)) => p.wants = w,
+                        Err(e) => {
+                            g.ready.push_back(Err(e));
+                            continue;
+                        }
+                    }
+                }
+                if now >= p.handshake.deadline() {
+                    g.ready.push_back(Err(p.handshake.timed_out()));
+                } else {
+                    still.push_back(p);
+                }
+            }
+            g.pending = still;
+
+            if pfds[0].revents != 0 {
+                for _ in 0..ACCEPT_BATCH {
+                    let taken = self.take_one(&fd)?;
+                    let sock = match taken {
+                        Taken::Socket(sock) => sock,
+                        Taken::Nothing => break,
+                        Taken::OutOfDescriptors => {
+                            // Shed the oldest handshake, if it has had its time, and try again
+                            // later; never retry at once.
+                            if g.pending.front().is_some_and(|p| now >= p.started + EVICT_AFTER) {
+                                g.pending.pop_front();
+                                g.ready.push_back(Err(evicted()));
+                            }
+                            g.paused_until = Some(now + OUT_OF_FDS_PAUSE);
+                            break;
+                        }
+                    };
+                    if g.pending.len() >= MAX_HANDSHAKES {
+                        g.pending.pop_front();
+                        g.ready.push_back(Err(evicted()));
+                    }
+                    let mut handshake = Handshake::new(Role::Acceptor)?;
+                    match handshake.advance(sock.as_fd(), key) {
+                        Ok(None) => g.ready.push_back(Ok(sock)),
+                        Ok(Some(wants)) => {
+                            g.pending.push_back(Pending { sock, handshake, wants, started: now })
+                        }
+                        Err(e) => g.ready.push_back(Err(e)),
+                    }
+                    if g.pending.len() >= MAX_HANDSHAKES {
+                        break;
+                    }
+                }
+            }
         }
     }
 
@@ -236,6 +424,19 @@ impl Listener {
             }
         }
     }
+}
+
+enum Taken {
+    Socket(OwnedFd),
+    Nothing,
+    OutOfDescriptors,
+}
+
+fn evicted() -> Error {
+    Error::Authentication(format!(
+        "a peer had not finished the handshake after {} s while {MAX_HANDSHAKES} others waited; dropped it",
+        EVICT_AFTER.as_secs()
+    ))
 }
 
 impl Drop for Listener {

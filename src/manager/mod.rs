@@ -29,7 +29,9 @@
 //! chosen start method) and waits until it listens. The server listens on a unix socket in
 //! Linux's abstract namespace (no file to leave behind), or on the TCP address you give
 //! [`ManagerBuilder::address`]. Every connection must pass the mutual HMAC handshake with the
-//! manager's `authkey` (random per manager unless given) before its first request is read.
+//! manager's `authkey` (the process tree's key unless given) before its first request is read.
+//! Handshakes run concurrently on the accepting thread, at most 1,024 at once and each within
+//! 10 s in all; only an authenticated connection gets a thread.
 //!
 //! **Objects** are kept in the server as *encoded bytes* (the postcard encoding a proxy sends):
 //! a `ListProxy<T>` is served by a list of byte strings, a `DictProxy<K, V>` by an
@@ -59,7 +61,11 @@
 //! exist. Clones of a proxy share one reference. A proxy serialized (as a process argument,
 //! through a pipe, inside another object) carries its own reference, so the object survives
 //! even if the sender drops its proxy before the receiver decodes it; bytes that are never
-//! decoded keep the object alive until the manager stops.
+//! decoded keep the object alive until that reference expires
+//! ([`UNCLAIMED_REFERENCE_EXPIRY`], 10 minutes unless the builder says otherwise). A serialized
+//! proxy never carries the authkey: the receiving process finds it among the keys it inherited
+//! at start (Python's `current_process().authkey`) or got from [`Manager::connect`], and
+//! decoding connects to nothing until the proxy is first used.
 //!
 //! **Lifetime.** The server stops on [`Manager::shutdown`] or when the `Manager` is dropped, and
 //! is killed with its owner if the owner dies (it is a child with `PR_SET_PDEATHSIG`). Proxies
@@ -124,6 +130,7 @@ mod dict;
 mod event;
 #[doc(hidden)]
 pub mod fuzzing;
+pub(crate) mod keyring;
 mod list;
 mod lock;
 mod namespace;
@@ -198,6 +205,7 @@ pub struct ManagerBuilder {
     address: Option<Address>,
     authkey: Option<Vec<u8>>,
     start_method: Option<StartMethod>,
+    unclaimed_expiry: Option<Duration>,
 }
 
 impl ManagerBuilder {
@@ -208,8 +216,10 @@ impl ManagerBuilder {
         self
     }
 
-    /// The key clients must hold (Python's `authkey=`). By default 32 random bytes, which
-    /// proxies carry to the processes they are passed to.
+    /// The key clients must hold (Python's `authkey=`). By default the process key (Python's
+    /// `current_process().authkey`: 32 random bytes shared by this process and its children).
+    /// A proxy never carries the key: the processes a proxy is passed to find it in what they
+    /// inherited at start, or got from [`Manager::connect`].
     pub fn authkey(mut self, key: impl AsRef<[u8]>) -> Self {
         self.authkey = Some(key.as_ref().to_vec());
         self
@@ -221,16 +231,25 @@ impl ManagerBuilder {
         self
     }
 
+    /// How long the server keeps the reference of a serialized proxy that no process has
+    /// decoded and used yet (default [`UNCLAIMED_REFERENCE_EXPIRY`], 10 minutes). Past it, the
+    /// reference is dropped (the object goes if nothing else holds it), and such a proxy decoded
+    /// later works only while other references keep the object alive.
+    pub fn unclaimed_reference_expiry(mut self, expiry: Duration) -> Self {
+        self.unclaimed_expiry = Some(expiry);
+        self
+    }
+
     fn config(&self) -> Result<server::ServerConfig> {
         let authkey = match &self.authkey {
             Some(k) => k.clone(),
-            None => {
-                let mut k = vec![0u8; 32];
-                sys::net::random_bytes(&mut k).map_err(Error::io("generating an authkey"))?;
-                k
-            }
+            None => keyring::process_key()?,
         };
-        Ok(server::ServerConfig { address: self.address.clone().unwrap_or_else(Address::local), authkey })
+        Ok(server::ServerConfig {
+            address: self.address.clone().unwrap_or_else(Address::local),
+            authkey,
+            unclaimed_expiry: self.unclaimed_expiry.unwrap_or(UNCLAIMED_REFERENCE_EXPIRY),
+        })
     }
 
     /// Starts the server process and waits until it listens (Python's `manager.start()`).
@@ -262,13 +281,16 @@ impl ManagerBuilder {
             }
         };
         match report {
-            Ok(address) => Ok(Manager {
-                address,
-                authkey,
-                process: Some(p),
-                owner_pid: sys::getpid(),
-                stopped: AtomicBool::new(false),
-            }),
+            Ok(address) => {
+                keyring::remember(&address, &authkey);
+                Ok(Manager {
+                    address,
+                    authkey,
+                    process: Some(p),
+                    owner_pid: sys::getpid(),
+                    stopped: AtomicBool::new(false),
+                })
+            }
             Err(e) => {
                 let _ = p.join_timeout(Duration::from_secs(1));
                 Err(Error::invalid(format!("cannot start the manager: {e}")))
@@ -327,6 +349,7 @@ impl Manager {
         // Authenticate now, so a wrong key or address is reported here.
         let mut conn = ClientConn::open(&address, &authkey)?;
         conn.request(&Request::Info, |b| protocol::decode::<ServerInfo>(b).map_err(Error::Remote))?;
+        keyring::remember(&address, &authkey);
         Ok(Manager {
             address,
             authkey,
@@ -571,6 +594,10 @@ impl fmt::Debug for Manager {
         write!(f, "<SyncManager address={} {state}>", self.address)
     }
 }
+
+/// How long a manager's server keeps the reference of a serialized proxy nobody has claimed,
+/// unless [`ManagerBuilder::unclaimed_reference_expiry`] says otherwise.
+pub const UNCLAIMED_REFERENCE_EXPIRY: Duration = Duration::from_secs(600);
 
 /// The server side of a registered type: what `#[register]` implements (internal).
 #[doc(hidden)]

@@ -147,8 +147,15 @@ impl Error {
     }
 }
 
+/// Decodes the whole of `bytes` as one `T`: bytes left over are an error too (arguments a
+/// proxy did not write, which the server would otherwise store unchecked).
 pub(crate) fn decode<'a, T: Deserialize<'a>>(bytes: &'a [u8]) -> std::result::Result<T, RemoteError> {
-    postcard::from_bytes(bytes).map_err(|e| RemoteError::new(RemoteErrorKind::BadArguments, e.to_string()))
+    let bad = |e: String| RemoteError::new(RemoteErrorKind::BadArguments, e);
+    let (value, rest) = postcard::take_from_bytes(bytes).map_err(|e| bad(e.to_string()))?;
+    if !rest.is_empty() {
+        return Err(bad(format!("{} unexpected bytes after the arguments", rest.len())));
+    }
+    Ok(value)
 }
 
 pub(crate) fn encode_into<T: Serialize + ?Sized>(

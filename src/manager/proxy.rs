@@ -11,7 +11,13 @@
 //! in the server, taken when it was created or received and dropped with the last clone. A
 //! serialized proxy carries a reference of its own (a *ticket*), taken when it is serialized and
 //! handed over to the proxy that deserializes it, so an object cannot vanish while a proxy to it
-//! is on its way to a child process, even if the sender drops its own at once.
+//! is on its way to a child process, even if the sender drops its own at once. A ticket nobody
+//! claims expires in the server (see `ManagerBuilder::unclaimed_reference_expiry`).
+//!
+//! A serialized proxy is the manager's address, the object's id and type id, and the ticket: no
+//! authkey. The receiving process finds the key in its keyring (`keyring.rs`), which children
+//! inherit at start. Decoding a proxy opens no connection; the ticket is claimed on first use
+//! (or released when the proxy is dropped unused).
 
 use super::protocol::{self, RemoteError, Request, MAX_REPLY, REPLY_OK};
 use super::stream::{spin_budget, Kind, Reader, Writer};
@@ -23,6 +29,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::cell::RefCell;
 use std::fmt;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 /// One authenticated connection to a manager's server.
@@ -144,21 +151,52 @@ pub(crate) fn forget_connections(address: &Address) {
 struct ProxyInner {
     typeid: String,
     address: Address,
-    authkey: Arc<[u8]>,
+    /// `None` in a process that holds no key for this manager: every use fails.
+    authkey: Option<Arc<[u8]>>,
     id: u64,
+    /// The ticket of a decoded proxy, until its first use claims it (0: none pending).
+    ticket: AtomicU64,
     /// The process whose reference this is; a copy inherited by `fork` must not drop it.
     pid: i32,
 }
 
+impl ProxyInner {
+    fn key(&self) -> Result<&[u8]> {
+        self.authkey.as_deref().ok_or_else(|| {
+            Error::Authentication(format!(
+                "this process holds no authkey for the manager at {}: a proxy carries none, so it works \
+                 only in processes that started or connected to that manager, and their children",
+                self.address
+            ))
+        })
+    }
+
+    /// Runs `f` on this thread's connection to the manager, first claiming the reference a
+    /// decoded proxy's ticket holds.
+    fn with_conn<R>(&self, f: impl FnOnce(&mut ClientConn) -> Result<R>) -> Result<R> {
+        let key = self.key()?;
+        with_connection(&self.address, key, |c| {
+            let ticket = self.ticket.swap(0, Ordering::AcqRel);
+            if ticket != 0 {
+                let claimed = c.request(&Request::Claim { id: self.id, ticket }, |_| Ok(()));
+                if let Err(e) = claimed {
+                    self.ticket.store(ticket, Ordering::Release);
+                    return Err(e);
+                }
+            }
+            f(c)
+        })
+    }
+}
+
 impl Drop for ProxyInner {
     fn drop(&mut self) {
-        if sys::getpid() != self.pid {
+        if sys::getpid() != self.pid || self.authkey.is_none() {
             return;
         }
-        // Python's `_decref`; a server already gone has nothing left to release.
-        let _ = with_connection(&self.address, &self.authkey, |c| {
-            c.request(&Request::DecRef { id: self.id }, |_| Ok(()))
-        });
+        // Python's `_decref` (claiming first what an unused decoded proxy still holds); a server
+        // already gone has nothing left to release.
+        let _ = self.with_conn(|c| c.request(&Request::DecRef { id: self.id }, |_| Ok(())));
     }
 }
 
@@ -172,12 +210,23 @@ pub struct BaseProxy {
 
 impl BaseProxy {
     pub(crate) fn new(typeid: &str, address: Address, authkey: Arc<[u8]>, id: u64) -> BaseProxy {
+        BaseProxy::with_ticket(typeid, address, Some(authkey), id, 0)
+    }
+
+    fn with_ticket(
+        typeid: &str,
+        address: Address,
+        authkey: Option<Arc<[u8]>>,
+        id: u64,
+        ticket: u64,
+    ) -> BaseProxy {
         BaseProxy {
             inner: Arc::new(ProxyInner {
                 typeid: typeid.to_string(),
                 address,
                 authkey,
                 id,
+                ticket: AtomicU64::new(ticket),
                 pid: sys::getpid(),
             }),
         }
@@ -205,7 +254,7 @@ impl BaseProxy {
         args: &[u8],
         f: impl FnOnce(&[u8]) -> Result<R>,
     ) -> Result<R> {
-        with_connection(&self.inner.address, &self.inner.authkey, |c| {
+        self.inner.with_conn(|c| {
             c.request_with(
                 &Request::Call { id: self.inner.id, method },
                 |out| {
@@ -224,7 +273,7 @@ impl BaseProxy {
         args: &A,
         f: impl FnOnce(&[u8]) -> Result<R>,
     ) -> Result<R> {
-        with_connection(&self.inner.address, &self.inner.authkey, |c| {
+        self.inner.with_conn(|c| {
             c.request_with(
                 &Request::Call { id: self.inner.id, method },
                 |out| protocol::encode_value(args, out),
@@ -267,44 +316,33 @@ impl fmt::Debug for BaseProxy {
 struct WireToken<'a> {
     typeid: std::borrow::Cow<'a, str>,
     address: Address,
-    authkey: std::borrow::Cow<'a, [u8]>,
     id: u64,
     ticket: u64,
 }
 
 impl Serialize for BaseProxy {
-    /// A proxy travels as its token, the authkey and a ticket for one reference (see the module
-    /// doc); serializing it asks the server for that ticket.
+    /// A proxy travels as its token and a ticket for one reference (see the module doc), never
+    /// with the authkey; serializing it asks the server for that ticket.
     fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
         use serde::ser::Error as _;
         let i = &self.inner;
-        let ticket = with_connection(&i.address, &i.authkey, |c| {
-            c.request(&Request::Lend { id: i.id }, |b| protocol::decode::<u64>(b).map_err(Error::Remote))
-        })
-        .map_err(|e| S::Error::custom(format!("cannot send a proxy: {e}")))?;
-        WireToken {
-            typeid: i.typeid.as_str().into(),
-            address: i.address.clone(),
-            authkey: (&*i.authkey).into(),
-            id: i.id,
-            ticket,
-        }
-        .serialize(s)
+        let ticket = i
+            .with_conn(|c| {
+                c.request(&Request::Lend { id: i.id }, |b| protocol::decode::<u64>(b).map_err(Error::Remote))
+            })
+            .map_err(|e| S::Error::custom(format!("cannot send a proxy: {e}")))?;
+        WireToken { typeid: i.typeid.as_str().into(), address: i.address.clone(), id: i.id, ticket }
+            .serialize(s)
     }
 }
 
 impl<'de> Deserialize<'de> for BaseProxy {
-    /// Reconnects to the manager from wherever the proxy arrived, and takes over the reference
-    /// its ticket holds.
+    /// Takes the key for the proxy's manager from this process's keyring; connects to nothing
+    /// (the ticket is claimed on first use).
     fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
-        use serde::de::Error as _;
         let t = WireToken::deserialize(d)?;
-        let authkey: Arc<[u8]> = Arc::from(&*t.authkey);
-        with_connection(&t.address, &authkey, |c| {
-            c.request(&Request::Claim { id: t.id, ticket: t.ticket }, |_| Ok(()))
-        })
-        .map_err(|e| D::Error::custom(format!("cannot reconnect a proxy to its manager: {e}")))?;
-        Ok(BaseProxy::new(&t.typeid, t.address, authkey, t.id))
+        let authkey = super::keyring::key_for(&t.address);
+        Ok(BaseProxy::with_ticket(&t.typeid, t.address, authkey, t.id, t.ticket))
     }
 }
 

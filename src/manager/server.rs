@@ -2,8 +2,9 @@
 //! per client connection (as Python's `Server.serve_forever` / `handle_request`), so that a
 //! call that blocks (`lock.acquire`, `queue.get`, `event.wait`) blocks only its own client.
 //!
-//! A connection first passes the HMAC handshake (small cap, deadline); afterwards its frames are
-//! capped at [`MAX_REQUEST`]. Anything malformed — garbage, a truncated frame, a length over the
+//! A connection first passes the HMAC handshake, which the [`Listener`] runs for it (concurrently
+//! with the others, off the accept path, small cap, total deadline, no thread); afterwards its
+//! frames are capped at [`MAX_REQUEST`], and its buffer grows only as a frame's bytes arrive. Anything malformed — garbage, a truncated frame, a length over the
 //! cap, a request that does not decode — ends that connection only: the server drops it and
 //! keeps serving everyone else. When a connection ends, each object releases what it held for
 //! it (locks, a barrier place).
@@ -13,7 +14,7 @@ use super::protocol::{RemoteError, RemoteErrorKind};
 use super::proxy::PIPES_HELLO;
 use super::registry::{self, CallCx, Served};
 use super::stream::{spin_budget, Kind, Reader, Writer};
-use crate::connection::{accept_handshake, Address, Connection, Listener};
+use crate::connection::{Address, Connection, Listener};
 use crate::error::{Error, Result};
 use crate::sys;
 use crate::wire::frame;
@@ -22,12 +23,15 @@ use std::collections::HashMap;
 use std::os::fd::{AsFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
 
 /// What the owner sends to a manager process.
 #[derive(Serialize, Deserialize)]
 pub(crate) struct ServerConfig {
     pub(crate) address: Address,
     pub(crate) authkey: Vec<u8>,
+    /// How long a ticket may wait for its claim.
+    pub(crate) unclaimed_expiry: Duration,
 }
 
 struct Entry {
@@ -37,8 +41,10 @@ struct Entry {
 
 struct Table {
     objects: HashMap<u64, Entry>,
-    /// Serialized proxies in flight: ticket -> object id.
-    tickets: HashMap<u64, u64>,
+    /// Serialized proxies in flight: ticket -> (object id, when it expires).
+    tickets: HashMap<u64, (u64, Instant)>,
+    /// When expired tickets are next looked for.
+    next_sweep: Instant,
     names: HashMap<String, (u64, String)>,
     typeids: HashMap<u64, String>,
 }
@@ -50,7 +56,7 @@ pub(crate) struct Server {
     next_conn: AtomicU64,
     stopping: AtomicBool,
     listener: Listener,
-    authkey: Vec<u8>,
+    unclaimed_expiry: Duration,
 }
 
 impl Server {
@@ -93,6 +99,25 @@ impl Server {
         drop(removed);
     }
 
+    /// Drops the references of tickets past their expiry (looked for at most every eighth of
+    /// the expiry, on the requests that create objects, deal with tickets or count objects).
+    fn sweep_tickets(&self) {
+        let now = Instant::now();
+        let expired: Vec<u64> = {
+            let mut t = self.table();
+            if now < t.next_sweep {
+                return;
+            }
+            t.next_sweep = now + (self.unclaimed_expiry / 8).max(Duration::from_millis(1));
+            let gone: Vec<u64> =
+                t.tickets.iter().filter(|(_, (_, at))| *at <= now).map(|(k, _)| *k).collect();
+            gone.iter().filter_map(|k| t.tickets.remove(k)).map(|(id, _)| id).collect()
+        };
+        for id in expired {
+            self.decref(id);
+        }
+    }
+
     /// Answers one request into `out` (after the status byte). `Ok(false)` means: reply, then
     /// stop the server.
     fn handle(
@@ -108,6 +133,7 @@ impl Server {
                 obj.call(cx, method, args, out)?;
             }
             Request::Create { typeid, ctor } => {
+                self.sweep_tickets();
                 let obj = registry::create(typeid, ctor, args)?;
                 let id = self.next_id.fetch_add(1, Ordering::Relaxed);
                 let mut t = self.table();
@@ -118,17 +144,20 @@ impl Server {
             Request::IncRef { id } => self.incref(id)?,
             Request::DecRef { id } => self.decref(id),
             Request::Lend { id } => {
+                self.sweep_tickets();
                 self.incref(id)?;
                 let ticket = self.next_id.fetch_add(1, Ordering::Relaxed);
-                self.table().tickets.insert(ticket, id);
+                let expires = Instant::now() + self.unclaimed_expiry;
+                self.table().tickets.insert(ticket, (id, expires));
                 protocol::encode_into(&ticket, out)?;
             }
             Request::Claim { id, ticket } => {
                 let claimed = self.table().tickets.remove(&ticket);
                 match claimed {
-                    Some(t) if t == id => {}
+                    Some((t, _)) if t == id => {}
                     _ => self.incref(id)?,
                 }
+                self.sweep_tickets();
             }
             Request::Publish { name, id } => {
                 self.incref(id)?;
@@ -147,6 +176,7 @@ impl Server {
                 protocol::encode_into(&(id, typeid), out)?;
             }
             Request::Info => {
+                self.sweep_tickets();
                 let objects = self.table().objects.len() as u64;
                 protocol::encode_into(&ServerInfo { pid: sys::getpid(), objects }, out)?;
             }
@@ -162,11 +192,8 @@ impl Server {
         }
     }
 
-    /// Serves one accepted connection until it ends.
+    /// Serves one authenticated connection until it ends.
     fn serve_connection(self: Arc<Self>, sock: OwnedFd) {
-        if accept_handshake(sock.as_fd(), &self.authkey).is_err() {
-            return; // refused: wrong key, garbage, silence or a truncated handshake
-        }
         let conn = self.next_conn.fetch_add(1, Ordering::Relaxed);
         let (pipes, kind) = if sys::net::is_unix_socket(sock.as_fd()) {
             match frame::recv(sock.as_fd(), 64) {
@@ -227,10 +254,12 @@ impl Server {
         self.listener.close();
     }
 
-    /// Accepts connections until a shutdown request closes the listener.
+    /// Accepts connections until a shutdown request closes the listener. The listener runs the
+    /// handshakes (concurrently, bounded, each within a total deadline, pausing when out of
+    /// descriptors); only an authenticated connection gets a thread.
     fn serve_forever(self: Arc<Self>) -> Result<()> {
         loop {
-            match self.listener.accept_raw() {
+            match self.listener.accept_fd() {
                 Ok(sock) => {
                     let server = self.clone();
                     let spawned = std::thread::Builder::new()
@@ -241,18 +270,18 @@ impl Server {
                     }
                 }
                 Err(_) if self.stopping.load(Ordering::SeqCst) => return Ok(()),
-                Err(Error::Io { source, .. }) if is_transient(&source) => continue,
+                // A peer that failed or abandoned the handshake: refused, on to the next.
+                Err(Error::Authentication(_) | Error::Eof | Error::Decode(_)) => continue,
+                Err(Error::Io { source, .. }) if sys::net::is_out_of_resources(&source) => continue,
+                Err(Error::Io { source, .. })
+                    if matches!(source.raw_os_error(), Some(libc::ECONNRESET) | Some(libc::EPIPE)) =>
+                {
+                    continue
+                }
                 Err(e) => return Err(e),
             }
         }
     }
-}
-
-fn is_transient(e: &std::io::Error) -> bool {
-    matches!(
-        e.raw_os_error(),
-        Some(libc::EMFILE) | Some(libc::ENFILE) | Some(libc::ENOBUFS) | Some(libc::ENOMEM)
-    )
 }
 
 fn no_object(id: u64) -> RemoteError {
@@ -261,11 +290,12 @@ fn no_object(id: u64) -> RemoteError {
 
 /// Binds the server's listener.
 pub(crate) fn bind(config: &ServerConfig) -> Result<Arc<Server>> {
-    let listener = Listener::bind(config.address.clone(), None)?;
+    let listener = Listener::bind(config.address.clone(), Some(&config.authkey))?;
     Ok(Arc::new(Server {
         table: Mutex::new(Table {
             objects: HashMap::new(),
             tickets: HashMap::new(),
+            next_sweep: Instant::now() + config.unclaimed_expiry,
             names: HashMap::new(),
             typeids: HashMap::new(),
         }),
@@ -273,7 +303,7 @@ pub(crate) fn bind(config: &ServerConfig) -> Result<Arc<Server>> {
         next_conn: AtomicU64::new(1),
         stopping: AtomicBool::new(false),
         listener,
-        authkey: config.authkey.clone(),
+        unclaimed_expiry: config.unclaimed_expiry,
     }))
 }
 

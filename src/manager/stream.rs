@@ -2,8 +2,9 @@
 //!
 //! Frames have the crate's usual layout (`[len u32 LE][nfds u32 LE][payload]`, with `nfds`
 //! always 0 here, so unix sockets and TCP carry them alike). The reader keeps one growing
-//! buffer per connection, checks `len` against its cap before it grows the buffer, and usually
-//! gets a whole frame with one `recv`.
+//! buffer per connection, checks `len` against its cap, and usually gets a whole frame with one
+//! `recv`. A large frame's buffer grows as its bytes arrive (doubling, from 16 KiB), so a
+//! header that announces much and sends little costs nothing.
 //!
 //! Over a unix socket, the two sides switch to a pair of pipes right after the handshake (the
 //! client sends the server its ends with `SCM_RIGHTS`): a round trip through pipes costs about a
@@ -98,12 +99,16 @@ impl Reader {
             self.buf.copy_within(self.start..self.end, 0);
             self.end -= self.start;
             self.start = 0;
-            if need > self.buf.len() {
-                self.buf.resize(need.max(self.buf.len() * 2).min(need + 64 * 1024), 0);
-            }
         }
         let mut deadline = None;
         while self.end - self.start < need {
+            if self.end == self.buf.len() {
+                // Grow with what has arrived, never with what the header announced: at most
+                // double what the buffer holds, so memory stays within twice the bytes the peer
+                // has actually sent.
+                let grown = (self.buf.len() * 2).min(self.start + need);
+                self.buf.resize(grown, 0);
+            }
             let n = recv_spinning(sock, kind, &mut self.buf[self.end..], spin, &mut deadline).map_err(
                 |e| match e.raw_os_error() {
                     Some(libc::ECONNRESET) => Error::Eof,

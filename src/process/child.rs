@@ -49,6 +49,9 @@ pub(crate) struct RunRequest {
     /// `has_result`, is the result socket.
     pub(crate) n_arg_fds: u32,
     pub(crate) has_result: bool,
+    /// The parent's authkeys (Python's inherited `authkey`), installed before the arguments
+    /// are decoded: proxies travel without them.
+    pub(crate) authkeys: crate::manager::keyring::Keyring,
 }
 
 #[ctor::ctor]
@@ -98,9 +101,10 @@ fn fail(msg: &str) -> ! {
 }
 
 /// Runs the target of `req` in this (child) process and exits with its code.
-pub(crate) fn run(req: RunRequest, payload: Vec<u8>, fds: Vec<OwnedFd>, result: Option<OwnedFd>) -> ! {
+pub(crate) fn run(mut req: RunRequest, payload: Vec<u8>, fds: Vec<OwnedFd>, result: Option<OwnedFd>) -> ! {
     state::set_identity(identity_of(&req));
     super::set_child_start_method(req.start_method);
+    crate::manager::keyring::install(std::mem::take(&mut req.authkeys));
     install_panic_capture();
     if let Some(r) = &result {
         RESULT_FD.store(std::os::fd::AsRawFd::as_raw_fd(r), Ordering::Relaxed);

@@ -8,6 +8,7 @@ pub(crate) mod pipe;
 pub(crate) mod process;
 pub(crate) mod readiness;
 pub(crate) mod shm;
+pub(crate) mod snapshot;
 pub(crate) mod socket;
 pub(crate) mod time;
 

@@ -242,23 +242,6 @@ pub(crate) fn is_unix_socket(fd: BorrowedFd<'_>) -> bool {
     r.is_ok() && domain == libc::AF_UNIX
 }
 
-/// Sets (or with `None` clears) the receive timeout of a socket.
-pub(crate) fn set_recv_timeout(fd: BorrowedFd<'_>, timeout: Option<Duration>) -> io::Result<()> {
-    let t = timeout.unwrap_or(Duration::ZERO);
-    let tv = libc::timeval {
-        tv_sec: t.as_secs() as libc::time_t,
-        tv_usec: t.subsec_micros() as libc::suseconds_t,
-    };
-    syscall!(setsockopt(
-        fd.as_raw_fd(),
-        libc::SOL_SOCKET,
-        libc::SO_RCVTIMEO,
-        &tv as *const libc::timeval as *const libc::c_void,
-        mem::size_of::<libc::timeval>() as libc::socklen_t
-    ))?;
-    Ok(())
-}
-
 /// One `recv(2)` into `buf`: `Ok(0)` at end-of-file. With `nonblocking`, `WouldBlock` when
 /// nothing is there yet. Retries on `EINTR`.
 pub(crate) fn recv_some(fd: BorrowedFd<'_>, buf: &mut [u8], nonblocking: bool) -> io::Result<usize> {
@@ -270,6 +253,62 @@ pub(crate) fn recv_some(fd: BorrowedFd<'_>, buf: &mut [u8], nonblocking: bool) -
             Ok(n) => return Ok(n as usize),
         }
     }
+}
+
+/// One `send(2)` of `buf` (a closed peer is `EPIPE`, never SIGPIPE): how many bytes went. With
+/// `nonblocking`, `WouldBlock` when the socket buffer is full. Retries on `EINTR`.
+pub(crate) fn send_some(fd: BorrowedFd<'_>, buf: &[u8], nonblocking: bool) -> io::Result<usize> {
+    let flags = libc::MSG_NOSIGNAL | if nonblocking { libc::MSG_DONTWAIT } else { 0 };
+    loop {
+        match syscall!(send(fd.as_raw_fd(), buf.as_ptr() as *const libc::c_void, buf.len(), flags)) {
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+            Ok(n) => return Ok(n as usize),
+        }
+    }
+}
+
+/// `poll(2)` on `fds` for at most `timeout` (`None`: no limit); how many have events. An
+/// interrupted wait returns 0 (the caller looks at its clock and waits again).
+pub(crate) fn poll_fds(fds: &mut [libc::pollfd], timeout: Option<Duration>) -> io::Result<usize> {
+    let ms = match timeout {
+        None => -1,
+        // Round up, so a wait for less than a millisecond does not spin.
+        Some(t) => t.as_micros().div_ceil(1000).min(i32::MAX as u128) as libc::c_int,
+    };
+    match syscall!(poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, ms)) {
+        Ok(n) => Ok(n as usize),
+        Err(e) if e.kind() == io::ErrorKind::Interrupted => Ok(0),
+        Err(e) => Err(e),
+    }
+}
+
+/// Makes a listening socket non-blocking, so that `accept` after a `poll` that a reset
+/// connection woke returns `WouldBlock` instead of waiting for the next peer. (Accepted sockets
+/// do not inherit the flag.)
+pub(crate) fn set_listener_nonblocking(fd: BorrowedFd<'_>) -> io::Result<()> {
+    let flags = syscall!(fcntl(fd.as_raw_fd(), libc::F_GETFL))?;
+    syscall!(fcntl(fd.as_raw_fd(), libc::F_SETFL, flags | libc::O_NONBLOCK))?;
+    Ok(())
+}
+
+/// The largest listen backlog this system allows (`/proc/sys/net/core/somaxconn`; the kernel
+/// also clamps any larger value to it).
+pub(crate) fn max_backlog() -> i32 {
+    std::fs::read_to_string("/proc/sys/net/core/somaxconn")
+        .ok()
+        .and_then(|s| s.trim().parse::<i32>().ok())
+        .filter(|&n| n > 0)
+        .unwrap_or(libc::SOMAXCONN)
+}
+
+/// Whether an `accept` error means this process (or the system) is out of descriptors or
+/// memory: the pending connection stays queued, and trying again at once would spin.
+pub(crate) fn is_out_of_resources(e: &io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc::EMFILE) | Some(libc::ENFILE) | Some(libc::ENOBUFS) | Some(libc::ENOMEM)
+    )
 }
 
 /// Writes all of `buf`; a closed peer is `EPIPE`, never SIGPIPE. Retries on `EINTR`.
