@@ -137,7 +137,9 @@ impl Drop for Shared {
 
 fn futex_wait(w: &AtomicU32, val: u32) {
     // SAFETY: FUTEX_WAIT on a valid shared word; returns at once if the word is not `val`.
-    unsafe { libc::syscall(libc::SYS_futex, w.as_ptr(), libc::FUTEX_WAIT, val, ptr::null::<libc::timespec>()) };
+    unsafe {
+        libc::syscall(libc::SYS_futex, w.as_ptr(), libc::FUTEX_WAIT, val, ptr::null::<libc::timespec>())
+    };
 }
 
 fn futex_wake(w: &AtomicU32) {
@@ -167,7 +169,8 @@ fn await_word(w: &AtomicU32, want: u32, how: Wait) {
             Wait::Futex => futex_wait(w, cur),
             Wait::Spin => {
                 tries += 1;
-                if tries % 1000 == 0 {
+                if tries == 1000 {
+                    tries = 0;
                     std::thread::yield_now();
                 } else {
                     spin_loop();

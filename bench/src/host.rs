@@ -230,7 +230,10 @@ pub struct Environment {
 pub fn environment(python: &str) -> Environment {
     let cpu_model = read("/proc/cpuinfo")
         .and_then(|s| {
-            s.lines().find(|l| l.starts_with("model name")).and_then(|l| l.split(':').nth(1)).map(|m| m.trim().to_string())
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split(':').nth(1))
+                .map(|m| m.trim().to_string())
         })
         .unwrap_or_else(|| "unknown".into());
     // SAFETY: sysconf takes a constant and no pointers.

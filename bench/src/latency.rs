@@ -10,7 +10,8 @@ use std::time::{Duration, Instant};
 pub fn run(interval_ns: u64, n: usize, mut rt: impl FnMut()) -> Vec<u64> {
     let mut out = Vec::with_capacity(n);
     let start = Instant::now();
-    let cap = Duration::from_nanos(interval_ns.saturating_mul(n as u64).saturating_mul(2)) + Duration::from_secs(1);
+    let cap =
+        Duration::from_nanos(interval_ns.saturating_mul(n as u64).saturating_mul(2)) + Duration::from_secs(1);
     for i in 0..n {
         let t0 = if interval_ns == 0 {
             Instant::now()

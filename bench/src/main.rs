@@ -53,9 +53,9 @@ fn die(msg: &str) -> ! {
 fn parse_args() -> Options {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let value = |flag: &str| -> Option<String> {
-        args.iter().position(|a| a == flag).map(|i| {
-            args.get(i + 1).cloned().unwrap_or_else(|| die(&format!("{flag} needs a value")))
-        })
+        args.iter()
+            .position(|a| a == flag)
+            .map(|i| args.get(i + 1).cloned().unwrap_or_else(|| die(&format!("{flag} needs a value"))))
     };
     let has = |flag: &str| args.iter().any(|a| a == flag);
     let quick = has("--quick") || std::env::var_os("BENCH_QUICK").is_some();
@@ -67,7 +67,9 @@ fn parse_args() -> Options {
     };
     let mut forward = Vec::new();
     for (i, a) in args.iter().enumerate() {
-        if a == "--placement" || a == "--json" || (i > 0 && (args[i - 1] == "--placement" || args[i - 1] == "--json"))
+        if a == "--placement"
+            || a == "--json"
+            || (i > 0 && (args[i - 1] == "--placement" || args[i - 1] == "--json"))
         {
             continue;
         }
@@ -77,14 +79,19 @@ fn parse_args() -> Options {
         placements,
         method: value("--method").map(|m| parse_method(&m)).unwrap_or(StartMethod::Forkserver),
         quick,
-        reps: value("--reps").map(|r| r.parse().unwrap_or_else(|_| die("--reps N"))).unwrap_or(if quick { 3 } else { 5 }),
+        reps: value("--reps").map(|r| r.parse().unwrap_or_else(|_| die("--reps N"))).unwrap_or(if quick {
+            3
+        } else {
+            5
+        }),
         min_secs: value("--min-secs")
             .map(|r| r.parse().unwrap_or_else(|_| die("--min-secs S")))
             .unwrap_or(if quick { 0.01 } else { 0.5 }),
         only: value("--only").map(|s| s.split(',').map(str::to_string).collect()),
         python: !has("--no-python"),
         latency: !has("--no-latency"),
-        json: value("--json").unwrap_or_else(|| concat!(env!("CARGO_MANIFEST_DIR"), "/results/latest.json").into()),
+        json: value("--json")
+            .unwrap_or_else(|| concat!(env!("CARGO_MANIFEST_DIR"), "/results/latest.json").into()),
         forward,
     }
 }
@@ -166,10 +173,19 @@ fn workloads(cores: usize) -> Vec<Workload> {
         floor: None,
     };
     let mut v = vec![
-        Workload { floor: Some(FloorOf::Fork), ..wl("spawn_join_fork", "us/process", Micros, 20, ours(|n| w::spawn_join(StartMethod::Fork, n))) },
         Workload {
             floor: Some(FloorOf::Fork),
-            ..wl("spawn_join_forkserver", "us/process", Micros, 20, ours(|n| w::spawn_join(StartMethod::Forkserver, n)))
+            ..wl("spawn_join_fork", "us/process", Micros, 20, ours(|n| w::spawn_join(StartMethod::Fork, n)))
+        },
+        Workload {
+            floor: Some(FloorOf::Fork),
+            ..wl(
+                "spawn_join_forkserver",
+                "us/process",
+                Micros,
+                20,
+                ours(|n| w::spawn_join(StartMethod::Forkserver, n)),
+            )
         },
         Workload {
             floor: Some(FloorOf::Spawn),
@@ -192,7 +208,8 @@ fn workloads(cores: usize) -> Vec<Workload> {
         Workload {
             floor: Some(FloorOf::RoundTrip),
             peers: {
-                let p: Vec<(&'static str, Measure)> = vec![("ipc-channel", ours(peers::ipc_channel_roundtrip))];
+                let p: Vec<(&'static str, Measure)> =
+                    vec![("ipc-channel", ours(peers::ipc_channel_roundtrip))];
                 #[cfg(feature = "iceoryx2")]
                 let p = {
                     let mut p = p;
@@ -213,7 +230,10 @@ fn workloads(cores: usize) -> Vec<Workload> {
             peers: vec![("procspawn Pool", ours(peers::procspawn_pool_one))],
             ..wl("apply_get_one", "tasks/s", Rate, 1_000, ours(w::apply_get_one))
         },
-        Workload { floor: Some(FloorOf::HandoffTasks(w::TEN_MB)), ..wl("pool_10mb_arg", "tasks/s", Rate, 10, ours(w::pool_10mb_arg)) },
+        Workload {
+            floor: Some(FloorOf::HandoffTasks(w::TEN_MB)),
+            ..wl("pool_10mb_arg", "tasks/s", Rate, 10, ours(w::pool_10mb_arg))
+        },
     ];
     for workers in 1..=2 * cores {
         v.push(wl(
@@ -225,7 +245,10 @@ fn workloads(cores: usize) -> Vec<Workload> {
         ));
     }
     v.extend([
-        Workload { floor: Some(FloorOf::RoundTrip), ..wl("manager_list_append", "ops/s", Rate, 2_000, ours(w::manager_list_append)) },
+        Workload {
+            floor: Some(FloorOf::RoundTrip),
+            ..wl("manager_list_append", "ops/s", Rate, 2_000, ours(w::manager_list_append))
+        },
         wl("manager_dict_4clients", "ops/s", Rate, 2_000, ours(w::manager_dict_4clients)),
         wl("lock_uncontended", "ops/s", Rate, 100_000, ours(w::lock_uncontended)),
         wl("value_increment", "increments/s", Rate, 20_000, ours(w::value_increment)),
@@ -299,10 +322,11 @@ fn calibrate(f: &mut dyn FnMut(usize) -> Option<Sample>, n0: usize, min_secs: f6
     let mut n = n0.max(1);
     for _ in 0..8 {
         let s = f(n)?;
-        if s.secs >= min_secs {
+        // A margin, so that the repetitions' spread rarely takes one below `min_secs`.
+        if s.secs >= 1.2 * min_secs {
             return Some(n);
         }
-        let scale = (min_secs / s.secs.max(1e-6) * 1.3).clamp(1.5, 100.0);
+        let scale = (min_secs / s.secs.max(1e-6) * 1.5).clamp(1.5, 100.0);
         n = (n as f64 * scale).ceil() as usize;
     }
     Some(n)
@@ -317,7 +341,8 @@ struct FloorResult {
 }
 
 fn run_floors(o: &Options) -> Vec<FloorResult> {
-    let list: [(&'static str, &'static str, Kind, usize, fn(usize) -> Sample); 7] = [
+    type Floor = (&'static str, &'static str, Kind, usize, fn(usize) -> Sample);
+    let list: [Floor; 7] = [
         ("fork+exit+wait", "us/process", Kind::Micros, 50, floors::fork_exit_wait),
         ("posix_spawn(/bin/true)+wait", "us/process", Kind::Micros, 50, floors::posix_spawn_wait),
         ("socketpair round trip", "roundtrips/s", Kind::Rate, 5_000, floors::socketpair_roundtrip),
@@ -338,13 +363,15 @@ fn run_floors(o: &Options) -> Vec<FloorResult> {
 }
 
 fn floor_for(of: FloorOf, floors: &[FloorResult]) -> Option<(String, f64)> {
-    let get = |name: &str| floors.iter().find(|f| f.name == name).map(|f| (f.name.to_string(), f.result.figure.median));
+    let get = |name: &str| {
+        floors.iter().find(|f| f.name == name).map(|f| (f.name.to_string(), f.result.figure.median))
+    };
     match of {
         FloorOf::Fork => get("fork+exit+wait"),
         FloorOf::Spawn => get("posix_spawn(/bin/true)+wait"),
         FloorOf::Handoff => get("1 MiB hand-off child->parent"),
         FloorOf::HandoffTasks(bytes) => get("1 MiB hand-off child->parent")
-            .map(|(n, v)| (format!("{n} (as {bytes} B tasks)"), v * (1 << 20) as f64 / bytes as f64)),
+            .map(|(n, v)| (format!("{n} / {} MB", bytes / 1_000_000), v * (1 << 20) as f64 / bytes as f64)),
         FloorOf::RoundTrip => ["socketpair round trip", "futex round trip", "shm spin round trip"]
             .iter()
             .filter_map(|n| get(n))
@@ -363,7 +390,8 @@ fn run_workloads(o: &Options, py: &mut Option<python::Driver>, floors: &[FloorRe
         eprintln!("  {}", w.name);
         let method = o.method;
         let name = w.name.clone();
-        let mut sides: Vec<(String, Side)> = vec![("ours".into(), Side::Rust(std::mem::replace(&mut w.ours, Box::new(|_| None))))];
+        let mut sides: Vec<(String, Side)> =
+            vec![("ours".into(), Side::Rust(std::mem::replace(&mut w.ours, Box::new(|_| None))))];
         if w.python && py.is_some() {
             sides.push(("CPython".into(), Side::Python));
         }
@@ -377,7 +405,13 @@ fn run_workloads(o: &Options, py: &mut Option<python::Driver>, floors: &[FloorRe
         // Calibrate each side, then interleave: ours, CPython, peers; ours, CPython, ...
         let ns: Vec<Option<usize>> = sides
             .iter_mut()
-            .map(|(_, m)| if w.kind == Kind::Direct { Some(1) } else { calibrate(&mut |n| call(m, n), w.n0, o.min_secs) })
+            .map(|(_, m)| {
+                if w.kind == Kind::Direct {
+                    Some(1)
+                } else {
+                    calibrate(&mut |n| call(m, n), w.n0, o.min_secs)
+                }
+            })
             .collect();
         let mut samples: Vec<Vec<Sample>> = vec![Vec::new(); sides.len()];
         for _ in 0..o.reps {
@@ -455,7 +489,11 @@ fn run_latency(o: &Options, py: &mut Option<python::Driver>) -> Vec<LatencyResul
                 ((o.min_secs.max(0.5) * 1e9 / interval_ns as f64) as usize).clamp(2_000, 50_000)
             };
             let n = if o.quick { (n / 20).max(100) } else { n };
-            let mode = if interval_ns == 0 { "closed".to_string() } else { format!("paced {}us", interval_ns / 1000) };
+            let mode = if interval_ns == 0 {
+                "closed".to_string()
+            } else {
+                format!("paced {}us", interval_ns / 1000)
+            };
             eprintln!("  latency {name} {mode}");
             let ours = f(interval_ns, n);
             let cpy = py.as_mut().and_then(|d| d.latency(name, interval_ns, n, o.method));
@@ -475,14 +513,28 @@ fn run_latency(o: &Options, py: &mut Option<python::Driver>) -> Vec<LatencyResul
 
 fn render_rows(rows: &[RowResult], min_secs: f64) -> String {
     let header = [
-        "workload", "unit", "ours (min-max)", "cpu/1k", "CPython (min-max)", "cpu/1k", "vs CPython", "best peer", "peer (min-max)",
-        "vs peer", "floor", "% floor",
+        "workload",
+        "unit",
+        "ours (min-max)",
+        "cpu/1k",
+        "CPython (min-max)",
+        "cpu/1k",
+        "vs CPython",
+        "best peer",
+        "peer (min-max)",
+        "vs peer",
+        "floor",
+        "% floor",
     ];
     let side = |r: &RowResult, s: &Option<SideResult>| match s {
         Some(s) => {
             let timed = r.unit != "KiB";
             let short = if timed && s.shortest_rep_secs < min_secs { "*" } else { "" };
-            let cpu = if s.samples.iter().all(|x| x.cpu == 0.0) { "-".into() } else { table::fig(s.cpu_per_1k_ops.median) };
+            let cpu = if s.samples.iter().all(|x| x.cpu == 0.0) {
+                "-".into()
+            } else {
+                table::fig(s.cpu_per_1k_ops.median)
+            };
             (format!("{}{short}", table::ranged(&s.figure)), cpu)
         }
         None => ("-".into(), "-".into()),
@@ -531,16 +583,29 @@ fn render_floors(floors: &[FloorResult]) -> String {
 
 fn render_latency(l: &[LatencyResult]) -> String {
     let us = |p: &Option<[u64; 3]>, n: usize| match p {
-        Some(p) => format!("{} / {} / {} ({n})", table::fig(p[0] as f64 / 1e3), table::fig(p[1] as f64 / 1e3), table::fig(p[2] as f64 / 1e3)),
+        Some(p) => format!(
+            "{} / {} / {} ({n})",
+            table::fig(p[0] as f64 / 1e3),
+            table::fig(p[1] as f64 / 1e3),
+            table::fig(p[2] as f64 / 1e3)
+        ),
         None => "-".into(),
     };
     let lines: Vec<Line> = l
         .iter()
         .map(|r| Line {
-            cells: vec![r.workload.to_string(), r.mode.clone(), us(&r.ours, r.ours_samples), us(&r.cpython, r.cpython_samples)],
+            cells: vec![
+                r.workload.to_string(),
+                r.mode.clone(),
+                us(&r.ours, r.ours_samples),
+                us(&r.cpython, r.cpython_samples),
+            ],
         })
         .collect();
-    table::render(&["latency, us", "mode", "ours p50 / p99 / p99.9 (samples)", "CPython p50 / p99 / p99.9 (samples)"], &lines)
+    table::render(
+        &["latency, us", "mode", "ours p50 / p99 / p99.9 (samples)", "CPython p50 / p99 / p99.9 (samples)"],
+        &lines,
+    )
 }
 
 #[derive(Serialize)]
@@ -572,7 +637,13 @@ fn run_placement(o: &Options, placement: Placement) -> PlacementResult {
     if !cfg!(feature = "iceoryx2") {
         notes.push("iceoryx2 peer not built: run with --features iceoryx2".to_string());
     }
-    println!("\n=== placement: {} | start method (both sides): {} | {} repetitions of >= {} s ===", placement.name(), o.method.name(), o.reps, o.min_secs);
+    println!(
+        "\n=== placement: {} | start method (both sides): {} | {} repetitions of >= {} s ===",
+        placement.name(),
+        o.method.name(),
+        o.reps,
+        o.min_secs
+    );
     println!("{}", environment.header());
     if let Some(l) = &load {
         println!("load: {} busy-loop processes, pids {:?}", l.pids().len(), l.pids());
@@ -587,6 +658,11 @@ fn run_placement(o: &Options, placement: Placement) -> PlacementResult {
     drop(load);
     println!("\n{}", render_floors(&floors));
     println!("{}", render_rows(&rows, o.min_secs));
+    for r in rows.iter().filter(|r| r.peers.len() > 1) {
+        let all: Vec<String> =
+            r.peers.iter().map(|p| format!("{} {}", p.side, table::ranged(&p.figure))).collect();
+        println!("peers of {}: {}", r.name, all.join(", "));
+    }
     println!("* a repetition shorter than {} s; cpu/1k = CPU seconds of the side's whole process tree per 1000 operations (per 1000 MiB for MiB/s rows)", o.min_secs);
     if !latency.is_empty() {
         println!("\n{}", render_latency(&latency));
@@ -645,7 +721,10 @@ fn main() {
             eprintln!("placement {} failed: {st}", p.name());
             continue;
         }
-        if let Some(v) = std::fs::read_to_string(&part).ok().and_then(|s| serde_json::from_str::<serde_json::Value>(&s).ok()) {
+        if let Some(v) = std::fs::read_to_string(&part)
+            .ok()
+            .and_then(|s| serde_json::from_str::<serde_json::Value>(&s).ok())
+        {
             if let Some(a) = v["placements"].as_array() {
                 parts.extend(a.iter().cloned());
             }

@@ -53,16 +53,14 @@ pub fn procspawn_pool_one(n: usize) -> Sample {
 pub fn ipc_channel_roundtrip(n: usize) -> Sample {
     let (to_child, child_rx) = ipc::channel::<u64>().unwrap();
     let (child_tx, from_child) = ipc::channel::<u64>().unwrap();
-    let child = procspawn::spawn(
-        (child_rx, child_tx),
-        |(rx, tx): (ipc::IpcReceiver<u64>, ipc::IpcSender<u64>)| {
+    let child =
+        procspawn::spawn((child_rx, child_tx), |(rx, tx): (ipc::IpcReceiver<u64>, ipc::IpcSender<u64>)| {
             while let Ok(v) = rx.recv() {
                 if tx.send(v).is_err() {
                     break;
                 }
             }
-        },
-    );
+        });
     for i in 0..100u64 {
         to_child.send(i).unwrap();
         assert_eq!(from_child.recv().unwrap(), i);
@@ -148,7 +146,8 @@ pub mod iceoryx2_rr {
 
     fn poll_wait(i: &mut u32) {
         *i += 1;
-        if *i % 64 == 0 {
+        if *i == 64 {
+            *i = 0;
             std::thread::yield_now();
         } else {
             std::hint::spin_loop();
@@ -156,6 +155,7 @@ pub mod iceoryx2_rr {
     }
 
     fn server(name: String) {
+        set_log_level(LogLevel::Error); // no notice that the default config is in use
         let node = NodeBuilder::new().create::<ipc::Service>().unwrap();
         let service = node
             .service_builder(&name.as_str().try_into().unwrap())
@@ -181,6 +181,7 @@ pub mod iceoryx2_rr {
 
     /// Per round trip.
     pub fn roundtrip(n: usize) -> Sample {
+        set_log_level(LogLevel::Error);
         let name = service_name();
         let node = NodeBuilder::new().create::<ipc::Service>().unwrap();
         let service = node

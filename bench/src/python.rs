@@ -76,7 +76,13 @@ impl Driver {
     }
 
     /// Latency samples (ns) of `name`, paced at `interval_ns` (0 = closed loop).
-    pub fn latency(&mut self, name: &str, interval_ns: u64, n: usize, method: StartMethod) -> Option<Vec<u64>> {
+    pub fn latency(
+        &mut self,
+        name: &str,
+        interval_ns: u64,
+        n: usize,
+        method: StartMethod,
+    ) -> Option<Vec<u64>> {
         let r = self.ask(&format!("lat\t{name}\t{interval_ns}\t{n}\t{}", method.name()))?;
         Some(r.split(' ').filter_map(|x| x.parse().ok()).collect())
     }
