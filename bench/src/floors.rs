@@ -282,6 +282,141 @@ pub fn handoff_1mib(n: usize) -> Sample {
     s
 }
 
+/// A forked child pushes n u64s into a 4096-slot single-producer single-consumer ring in shared
+/// memory, the parent pops them; both spin (`sched_yield` after 1000 tries) when the ring is full
+/// or empty. Per item.
+pub fn spsc_ring(n: usize) -> Sample {
+    const SLOTS: usize = 4096;
+    let shm = Shared::new(4096 + SLOTS * 8);
+    let (head, tail) = (shm.word(0), shm.word(1)); // head: items pushed, tail: items popped
+    let slot = |i: u32| {
+        // SAFETY: the slots lie after the control page, inside the mapping, 8-byte aligned.
+        unsafe { &*(shm.ptr.add(4096 + (i as usize % SLOTS) * 8) as *const std::sync::atomic::AtomicU64) }
+    };
+    let total = n as u32;
+    let pid = fork();
+    if pid == 0 {
+        for i in 0..total {
+            let mut tries = 0;
+            while i.wrapping_sub(tail.load(Ordering::Acquire)) as usize >= SLOTS {
+                backoff(&mut tries);
+            }
+            slot(i).store(i as u64, Ordering::Relaxed);
+            head.store(i + 1, Ordering::Release);
+        }
+        exit_child();
+    }
+    let m = Meter::start();
+    for i in 0..total {
+        let mut tries = 0;
+        while head.load(Ordering::Acquire) == i {
+            backoff(&mut tries);
+        }
+        assert_eq!(slot(i).load(Ordering::Relaxed), i as u64);
+        tail.store(i + 1, Ordering::Release);
+    }
+    let s = m.stop(n as f64);
+    wait(pid);
+    s
+}
+
+fn backoff(tries: &mut u32) {
+    *tries += 1;
+    if *tries == 1000 {
+        *tries = 0;
+        std::thread::yield_now();
+    } else {
+        spin_loop();
+    }
+}
+
+/// Compare-and-swap acquire + release of an uncontended word, per operation.
+pub fn cas_lock(n: usize) -> Sample {
+    let w = AtomicU32::new(0);
+    let m = Meter::start();
+    for _ in 0..n {
+        let w = std::hint::black_box(&w);
+        while w.compare_exchange(0, 1, Ordering::Acquire, Ordering::Relaxed).is_err() {
+            spin_loop();
+        }
+        w.store(0, Ordering::Release);
+    }
+    m.stop(n as f64)
+}
+
+/// Two forked children, released together through a shared word, each add 1 to a shared counter
+/// n/2 times under a CAS spin lock (`sched_yield` after 100 tries); timed from the release to
+/// the last increment. Per increment.
+pub fn locked_increment(n: usize) -> Sample {
+    let per = n.div_ceil(2) as u32;
+    let shm = Shared::new(4096);
+    let (lock, go, done) = (shm.word(0), shm.word(1), shm.word(2));
+    // SAFETY: word 3's slot is inside the mapping and 8-byte aligned; only touched under `lock`.
+    let counter = unsafe { &*(shm.ptr.add(3 * 64) as *const std::sync::atomic::AtomicU64) };
+    let pids: Vec<i32> = (0..2)
+        .map(|_| {
+            let pid = fork();
+            if pid == 0 {
+                await_word(go, 1, Wait::Futex);
+                for _ in 0..per {
+                    let mut tries = 0;
+                    while lock.compare_exchange(0, 1, Ordering::Acquire, Ordering::Relaxed).is_err() {
+                        tries += 1;
+                        if tries == 100 {
+                            tries = 0;
+                            std::thread::yield_now();
+                        } else {
+                            spin_loop();
+                        }
+                    }
+                    counter.store(counter.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
+                    lock.store(0, Ordering::Release);
+                }
+                done.fetch_add(1, Ordering::AcqRel);
+                futex_wake(done);
+                exit_child();
+            }
+            pid
+        })
+        .collect();
+    let m = Meter::start();
+    set_word(go, 1, Wait::Futex);
+    loop {
+        let d = done.load(Ordering::Acquire);
+        if d == 2 {
+            break;
+        }
+        futex_wait(done, d);
+    }
+    let s = m.stop(2.0 * per as f64);
+    for pid in pids {
+        wait(pid);
+    }
+    assert_eq!(counter.load(Ordering::Relaxed), 2 * per as u64);
+    s
+}
+
+/// `VmRSS` (KiB) of an idle `sleep` process: what any idle process costs. The sample's `secs`
+/// holds the figure (not timed).
+pub fn rss_sleep(_n: usize) -> Sample {
+    let mut child = std::process::Command::new("sleep").arg("30").spawn().expect("sleep");
+    let pid = child.id() as i32;
+    let t = std::time::Instant::now();
+    // Until it is asleep in its new image: named `sleep` and in state S (in nanosleep).
+    let asleep = || {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        stat.contains("(sleep)")
+            && stat.rsplit(')').next().is_some_and(|rest| rest.trim_start().starts_with('S'))
+    };
+    while !asleep() && t.elapsed() < std::time::Duration::from_secs(5) {
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+    let rss = crate::host::rss_kib(pid).unwrap_or(f64::NAN);
+    let _ = child.kill(); // by pid, our own child
+    let _ = child.wait();
+    Sample { secs: rss, ops: 1.0, cpu: 0.0 }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -294,6 +429,10 @@ mod tests {
             assert!(s.secs > 0.0);
         }
         assert_eq!(memcpy_1mib(3).ops, 3.0);
+        assert_eq!(spsc_ring(10_000).ops, 10_000.0);
+        assert_eq!(cas_lock(100).ops, 100.0);
+        assert_eq!(locked_increment(1000).ops, 1000.0);
+        assert!(rss_sleep(1).secs > 0.0);
         assert_eq!(handoff_1mib(3).ops, 3.0);
     }
 }

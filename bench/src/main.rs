@@ -136,6 +136,12 @@ enum FloorOf {
     Handoff,
     /// The 1 MiB hand-off rate converted to tasks of this many bytes.
     HandoffTasks(usize),
+    SmallItems,
+    Lock,
+    Increment,
+    Rss,
+    /// Perfect scaling: this many tasks per second.
+    Ideal(f64),
 }
 
 /// Who runs a side of a row: a Rust function here, or the CPython driver.
@@ -194,6 +200,7 @@ fn workloads(cores: usize) -> Vec<Workload> {
         },
         Workload {
             peers: vec![("ipc-channel", ours(peers::ipc_channel_small))],
+            floor: Some(FloorOf::SmallItems),
             ..wl("queue_small", "items/s", Rate, 20_000, ours(w::queue_small))
         },
         Workload {
@@ -204,7 +211,10 @@ fn workloads(cores: usize) -> Vec<Workload> {
             ],
             ..wl("queue_1mb", "MiB/s", Rate, 100, ours(w::queue_1mb))
         },
-        wl("queue_8to1", "items/s", Rate, 20_000, ours(w::queue_8to1)),
+        Workload {
+            floor: Some(FloorOf::SmallItems),
+            ..wl("queue_8to1", "items/s", Rate, 20_000, ours(w::queue_8to1))
+        },
         Workload {
             floor: Some(FloorOf::RoundTrip),
             peers: {
@@ -236,29 +246,45 @@ fn workloads(cores: usize) -> Vec<Workload> {
         },
     ];
     for workers in 1..=2 * cores {
-        v.push(wl(
-            &format!("pool_scaling_w{workers}"),
-            "tasks/s",
-            Rate,
-            200,
-            Box::new(move |n| Some(w::pool_scaling(workers, n))),
-        ));
+        let ideal = workers.min(cores) as f64 * 1e6 / w::BURN_US as f64;
+        v.push(Workload {
+            floor: Some(FloorOf::Ideal(ideal)),
+            ..wl(
+                &format!("pool_scaling_w{workers}"),
+                "tasks/s",
+                Rate,
+                200,
+                Box::new(move |n| Some(w::pool_scaling(workers, n))),
+            )
+        });
     }
     v.extend([
         Workload {
             floor: Some(FloorOf::RoundTrip),
             ..wl("manager_list_append", "ops/s", Rate, 2_000, ours(w::manager_list_append))
         },
-        wl("manager_dict_4clients", "ops/s", Rate, 2_000, ours(w::manager_dict_4clients)),
-        wl("lock_uncontended", "ops/s", Rate, 100_000, ours(w::lock_uncontended)),
-        wl("value_increment", "increments/s", Rate, 20_000, ours(w::value_increment)),
-        wl(
-            "rss_idle_worker",
-            "KiB",
-            Direct,
-            1,
-            Box::new(|_| Some(Sample { secs: w::rss_idle_worker(), ops: 1.0, cpu: 0.0 })),
-        ),
+        Workload {
+            floor: Some(FloorOf::RoundTrip),
+            ..wl("manager_dict_4clients", "ops/s", Rate, 2_000, ours(w::manager_dict_4clients))
+        },
+        Workload {
+            floor: Some(FloorOf::Lock),
+            ..wl("lock_uncontended", "ops/s", Rate, 100_000, ours(w::lock_uncontended))
+        },
+        Workload {
+            floor: Some(FloorOf::Increment),
+            ..wl("value_increment", "increments/s", Rate, 20_000, ours(w::value_increment))
+        },
+        Workload {
+            floor: Some(FloorOf::Rss),
+            ..wl(
+                "rss_idle_worker",
+                "KiB",
+                Direct,
+                1,
+                Box::new(|_| Some(Sample { secs: w::rss_idle_worker(), ops: 1.0, cpu: 0.0 })),
+            )
+        },
     ]);
     v
 }
@@ -342,7 +368,7 @@ struct FloorResult {
 
 fn run_floors(o: &Options) -> Vec<FloorResult> {
     type Floor = (&'static str, &'static str, Kind, usize, fn(usize) -> Sample);
-    let list: [Floor; 7] = [
+    let list: [Floor; 11] = [
         ("fork+exit+wait", "us/process", Kind::Micros, 50, floors::fork_exit_wait),
         ("posix_spawn(/bin/true)+wait", "us/process", Kind::Micros, 50, floors::posix_spawn_wait),
         ("socketpair round trip", "roundtrips/s", Kind::Rate, 5_000, floors::socketpair_roundtrip),
@@ -350,12 +376,16 @@ fn run_floors(o: &Options) -> Vec<FloorResult> {
         ("shm spin round trip", "roundtrips/s", Kind::Rate, 5_000, floors::spin_roundtrip),
         ("memcpy 1 MiB", "MiB/s", Kind::Rate, 200, floors::memcpy_1mib),
         ("1 MiB hand-off child->parent", "MiB/s", Kind::Rate, 100, floors::handoff_1mib),
+        ("shm spsc ring 8 B", "items/s", Kind::Rate, 100_000, floors::spsc_ring),
+        ("cas lock", "ops/s", Kind::Rate, 1_000_000, floors::cas_lock),
+        ("shm locked increment, 2 processes", "increments/s", Kind::Rate, 100_000, floors::locked_increment),
+        ("rss of /bin/sleep", "KiB", Kind::Direct, 1, floors::rss_sleep),
     ];
     let mut out = Vec::new();
     for (name, unit, kind, n0, f) in list {
         eprintln!("  floor: {name}");
         let mut m: Measure = Box::new(move |n| Some(f(n)));
-        let n = calibrate(&mut m, n0, o.min_secs).unwrap();
+        let n = if kind == Kind::Direct { 1 } else { calibrate(&mut m, n0, o.min_secs).unwrap() };
         let samples: Vec<Sample> = (0..o.reps).filter_map(|_| m(n)).collect();
         out.push(FloorResult { name, unit, result: SideResult::new(name, kind, n, samples).unwrap() });
     }
@@ -372,6 +402,11 @@ fn floor_for(of: FloorOf, floors: &[FloorResult]) -> Option<(String, f64)> {
         FloorOf::Handoff => get("1 MiB hand-off child->parent"),
         FloorOf::HandoffTasks(bytes) => get("1 MiB hand-off child->parent")
             .map(|(n, v)| (format!("{n} / {} MB", bytes / 1_000_000), v * (1 << 20) as f64 / bytes as f64)),
+        FloorOf::SmallItems => get("shm spsc ring 8 B"),
+        FloorOf::Lock => get("cas lock"),
+        FloorOf::Increment => get("shm locked increment, 2 processes"),
+        FloorOf::Rss => get("rss of /bin/sleep"),
+        FloorOf::Ideal(v) => Some(("ideal scaling".to_string(), v)),
         FloorOf::RoundTrip => ["socketpair round trip", "futex round trip", "shm spin round trip"]
             .iter()
             .filter_map(|n| get(n))
