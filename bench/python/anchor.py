@@ -113,11 +113,13 @@ def producer_after_barrier(q, b, n):
 
 
 def echo(conn):
-    try:
-        while True:
-            conn.send(conn.recv())
-    except EOFError:
-        pass
+    # Stops at None: under fork the child holds a copy of the parent's end too, so it would
+    # never see end-of-file.
+    while True:
+        v = conn.recv()
+        if v is None:
+            return
+        conn.send(v)
 
 
 def incr(v, b, n):
@@ -171,7 +173,7 @@ def pipe_roundtrip(ctx, n):
         a.send(i)
         assert a.recv() == i
     r = m.stop(n)
-    a.close(); p.join()
+    a.send(None); p.join()
     return r
 
 
@@ -385,7 +387,7 @@ def latency(name, interval_ns, n, method):
         try:
             return pace(interval_ns, n, lambda: (a.send(1), a.recv()))
         finally:
-            a.close(); p.join()
+            a.send(None); p.join()
     if name == "manager_list_append":
         with ctx.Manager() as mgr:
             lst = mgr.list()

@@ -568,7 +568,7 @@ fn render_rows(rows: &[RowResult], min_secs: f64) -> String {
             let cpu = if s.samples.iter().all(|x| x.cpu == 0.0) {
                 "-".into()
             } else {
-                table::fig(s.cpu_per_1k_ops.median)
+                table::fig_cpu(s.cpu_per_1k_ops.median)
             };
             (format!("{}{short}", table::ranged(&s.figure)), cpu)
         }
@@ -609,7 +609,7 @@ fn render_floors(floors: &[FloorResult]) -> String {
                 f.name.to_string(),
                 f.unit.to_string(),
                 table::ranged(&f.result.figure),
-                table::fig(f.result.cpu_per_1k_ops.median),
+                table::fig_cpu(f.result.cpu_per_1k_ops.median),
             ],
         })
         .collect();

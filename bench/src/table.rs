@@ -37,6 +37,15 @@ pub fn fig(v: f64) -> String {
     format!("{x:.digits$}{suffix}")
 }
 
+/// A CPU-time figure: as [`fig`], but small values keep 3 significant digits (`5.12e-4`).
+pub fn fig_cpu(v: f64) -> String {
+    if v > 0.0 && v < 0.01 {
+        format!("{v:.2e}")
+    } else {
+        fig(v)
+    }
+}
+
 /// `median (min-max)`.
 pub fn ranged(s: &Summary) -> String {
     format!("{} ({}-{})", fig(s.median), fig(s.min), fig(s.max))
@@ -103,6 +112,9 @@ mod tests {
         assert_eq!(fig(0.0123), "0.012");
         assert_eq!(fig(11_500_000.0), "11.5M");
         assert_eq!(fig(f64::NAN), "-");
+        assert_eq!(fig_cpu(0.000512), "5.12e-4");
+        assert_eq!(fig_cpu(0.0), "0.000");
+        assert_eq!(fig_cpu(0.25), "0.250");
         let s = Summary { median: 2.0, min: 1.5, max: 2.5 };
         assert_eq!(ratio(&s), "2.00x (1.50-2.50)");
     }

@@ -45,9 +45,11 @@ pub fn spawn_join(method: StartMethod, n: usize) -> Sample {
     m.stop(n as f64)
 }
 
+/// Stops at `u64::MAX`: under fork the child may hold a copy of the parent's end as well, so
+/// end-of-file alone would not end it.
 fn echo(conn: Connection) {
     while let Ok(v) = conn.recv::<u64>() {
-        if conn.send(&v).is_err() {
+        if v == u64::MAX || conn.send(&v).is_err() {
             break;
         }
     }
@@ -73,7 +75,7 @@ pub fn pipe_roundtrip(n: usize) -> Sample {
         assert_eq!(a.recv::<u64>().unwrap(), i);
     }
     let s = m.stop(n as f64);
-    drop(a);
+    a.send(&u64::MAX).unwrap();
     p.join().unwrap();
     s
 }
@@ -87,7 +89,7 @@ pub fn pipe_latency(interval_ns: u64, n: usize) -> Vec<u64> {
         assert_eq!(a.recv::<u64>().unwrap(), i);
         i += 1;
     });
-    drop(a);
+    a.send(&u64::MAX).unwrap();
     p.join().unwrap();
     out
 }
