@@ -381,8 +381,21 @@ fn run_floors(o: &Options) -> Vec<FloorResult> {
         ("shm locked increment, 2 processes", "increments/s", Kind::Rate, 100_000, floors::locked_increment),
         ("rss of /bin/sleep", "KiB", Kind::Direct, 1, floors::rss_sleep),
     ];
+    // With --only, just the floors of the rows selected (or all of them with `--only floors`).
+    let wanted: Option<Vec<&str>> = o.only.as_ref().filter(|_| !selected(o, "floors")).map(|_| {
+        workloads(host::allowed_cpus().len())
+            .iter()
+            .filter(|w| selected(o, &w.name))
+            .filter_map(|w| w.floor)
+            .flat_map(FloorOf::sources)
+            .copied()
+            .collect()
+    });
     let mut out = Vec::new();
     for (name, unit, kind, n0, f) in list {
+        if wanted.as_ref().is_some_and(|w| !w.contains(&name)) {
+            continue;
+        }
         eprintln!("  floor: {name}");
         let mut m: Measure = Box::new(move |n| Some(f(n)));
         let n = if kind == Kind::Direct { 1 } else { calibrate(&mut m, n0, o.min_secs).unwrap() };
@@ -390,6 +403,23 @@ fn run_floors(o: &Options) -> Vec<FloorResult> {
         out.push(FloorResult { name, unit, result: SideResult::new(name, kind, n, samples).unwrap() });
     }
     out
+}
+
+impl FloorOf {
+    /// The floors this one is taken from.
+    fn sources(self) -> &'static [&'static str] {
+        match self {
+            FloorOf::Fork => &["fork+exit+wait"],
+            FloorOf::Spawn => &["posix_spawn(/bin/true)+wait"],
+            FloorOf::Handoff | FloorOf::HandoffTasks(_) => &["1 MiB hand-off child->parent"],
+            FloorOf::SmallItems => &["shm spsc ring 8 B"],
+            FloorOf::Lock => &["cas lock"],
+            FloorOf::Increment => &["shm locked increment, 2 processes"],
+            FloorOf::Rss => &["rss of /bin/sleep"],
+            FloorOf::Ideal(_) => &[],
+            FloorOf::RoundTrip => &["socketpair round trip", "futex round trip", "shm spin round trip"],
+        }
+    }
 }
 
 fn floor_for(of: FloorOf, floors: &[FloorResult]) -> Option<(String, f64)> {
