@@ -95,3 +95,27 @@ impl Drop for Driver {
         let _ = self.child.wait();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Under fork the echo child inherits the parent's end of the pipe, so it must be stopped by
+    /// a message, not by the parent closing its end; and the driver must report the start method
+    /// it was pinned to.
+    #[test]
+    fn cpython_driver_runs_round_trips_under_fork() {
+        let Some(mut d) = Driver::start(StartMethod::Fork, &crate::host::allowed_cpus()) else {
+            eprintln!("skipped: no python3 to run the CPython driver");
+            return;
+        };
+        assert!(d.banner.contains("start method fork"), "{}", d.banner);
+        for _ in 0..2 {
+            let s = d.run("pipe_roundtrip", 200, StartMethod::Fork).expect("a repetition");
+            assert_eq!(s.ops, 200.0);
+        }
+        let lat = d.latency("pipe_roundtrip", 0, 50, StartMethod::Fork).expect("latency samples");
+        assert_eq!(lat.len(), 50);
+        assert!(d.run("no_such_workload", 1, StartMethod::Fork).is_none());
+    }
+}
