@@ -6,12 +6,15 @@ use std::time::{Duration, Instant};
 
 /// Interval 0 = closed loop (next send as soon as the reply is in, latency from the send).
 /// Returns nanoseconds, one per round trip; a paced run stops early, after twice its planned
-/// span plus a second, if the system cannot keep up.
+/// span plus a second, if the system cannot keep up, and a closed loop after 5 s.
 pub fn run(interval_ns: u64, n: usize, mut rt: impl FnMut()) -> Vec<u64> {
     let mut out = Vec::with_capacity(n);
     let start = Instant::now();
-    let cap =
-        Duration::from_nanos(interval_ns.saturating_mul(n as u64).saturating_mul(2)) + Duration::from_secs(1);
+    let cap = if interval_ns == 0 {
+        Duration::from_secs(5)
+    } else {
+        Duration::from_nanos(interval_ns.saturating_mul(n as u64).saturating_mul(2)) + Duration::from_secs(1)
+    };
     for i in 0..n {
         let t0 = if interval_ns == 0 {
             Instant::now()
@@ -22,7 +25,7 @@ pub fn run(interval_ns: u64, n: usize, mut rt: impl FnMut()) -> Vec<u64> {
         };
         rt();
         out.push(t0.elapsed().as_nanos() as u64);
-        if interval_ns > 0 && start.elapsed() > cap {
+        if start.elapsed() > cap {
             break;
         }
     }
