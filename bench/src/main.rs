@@ -398,6 +398,7 @@ fn run_floors(o: &Options) -> Vec<FloorResult> {
         }
         eprintln!("  floor: {name}");
         let mut m: Measure = Box::new(move |n| Some(f(n)));
+        let n0 = if o.quick { (n0 / 5).max(1) } else { n0 };
         let n = if kind == Kind::Direct { 1 } else { calibrate(&mut m, n0, o.min_secs).unwrap() };
         let samples: Vec<Sample> = (0..o.reps).filter_map(|_| m(n)).collect();
         out.push(FloorResult { name, unit, result: SideResult::new(name, kind, n, samples).unwrap() });
@@ -474,7 +475,7 @@ fn run_workloads(o: &Options, py: &mut Option<python::Driver>, floors: &[FloorRe
                 if w.kind == Kind::Direct {
                     Some(1)
                 } else {
-                    calibrate(&mut |n| call(m, n), w.n0, o.min_secs)
+                    calibrate(&mut |n| call(m, n), if o.quick { (w.n0 / 5).max(1) } else { w.n0 }, o.min_secs)
                 }
             })
             .collect();
