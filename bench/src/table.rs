@@ -1,13 +1,15 @@
-//! The comparison table: figures from one run, and ratios oriented so that > 1 means faster.
+//! The tables: figures as medians with their min-max, ratios oriented so that > 1 means faster.
 
-/// Whether a larger figure is better (throughput) or a smaller one (latency).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+use crate::stats::Summary;
+
+/// Whether a larger figure is better (throughput) or a smaller one (time, memory).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
 pub enum Better {
     Higher,
     Lower,
 }
 
-/// How many times faster `ours` is than `other`.
+/// How many times better `ours` is than `other` (> 1 = ours is better).
 pub fn speedup(better: Better, ours: f64, other: f64) -> f64 {
     match better {
         Better::Higher => ours / other,
@@ -15,50 +17,78 @@ pub fn speedup(better: Better, ours: f64, other: f64) -> f64 {
     }
 }
 
-/// One row of the table.
-pub struct Row {
-    pub name: &'static str,
-    pub unit: &'static str,
-    pub better: Better,
-    pub ours: f64,
-    pub cpython: Option<f64>,
-    pub peer: Option<(&'static str, f64)>,
+/// A figure in 3 significant digits with a k/M/G suffix.
+pub fn fig(v: f64) -> String {
+    if !v.is_finite() {
+        return "-".into();
+    }
+    let (x, suffix) = match v.abs() {
+        a if a >= 1e9 => (v / 1e9, "G"),
+        a if a >= 1e6 => (v / 1e6, "M"),
+        a if a >= 1e4 => (v / 1e3, "k"),
+        _ => (v, ""),
+    };
+    let digits = match x.abs() {
+        a if a >= 100.0 => 0,
+        a if a >= 10.0 => 1,
+        a if a >= 1.0 => 2,
+        _ => 3,
+    };
+    format!("{x:.digits$}{suffix}")
 }
 
-fn fig(v: f64) -> String {
-    if v >= 100.0 {
-        format!("{v:.0}")
+/// A CPU-time figure: as [`fig`], but small values keep 3 significant digits (`5.12e-4`).
+pub fn fig_cpu(v: f64) -> String {
+    if v > 0.0 && v < 0.01 {
+        format!("{v:.2e}")
     } else {
-        format!("{v:.1}")
+        fig(v)
     }
 }
 
-/// Renders the rows as a plain-text table.
-pub fn render(rows: &[Row]) -> String {
-    let mut out = format!(
-        "{:<22} {:>13} {:>13} {:>13} {:>9}   {:<22} {:>9}\n",
-        "workload", "unit", "ours", "CPython", "vs CPy", "peer", "vs peer"
-    );
-    for r in rows {
-        let cpy = r.cpython.map(fig).unwrap_or_else(|| "-".into());
-        let ratio =
-            r.cpython.map(|c| format!("{:.1}x", speedup(r.better, r.ours, c))).unwrap_or_else(|| "-".into());
-        let (peer, peer_ratio) = match r.peer {
-            Some((name, v)) => {
-                (format!("{name} {}", fig(v)), format!("{:.1}x", speedup(r.better, r.ours, v)))
+/// `median (min-max)`.
+pub fn ranged(s: &Summary) -> String {
+    format!("{} ({}-{})", fig(s.median), fig(s.min), fig(s.max))
+}
+
+/// A ratio as `12.3x (11.0-13.1)`.
+pub fn ratio(s: &Summary) -> String {
+    format!("{}x ({}-{})", fig(s.median), fig(s.min), fig(s.max))
+}
+
+/// One rendered row: the cells in column order.
+pub struct Line {
+    pub cells: Vec<String>,
+}
+
+/// Renders rows under a header, each column as wide as its widest cell.
+pub fn render(header: &[&str], lines: &[Line]) -> String {
+    let mut width: Vec<usize> = header.iter().map(|h| h.len()).collect();
+    for l in lines {
+        for (i, c) in l.cells.iter().enumerate() {
+            if i < width.len() {
+                width[i] = width[i].max(c.chars().count());
             }
-            None => ("-".into(), "-".into()),
-        };
-        out += &format!(
-            "{:<22} {:>13} {:>13} {:>13} {:>9}   {:<22} {:>9}\n",
-            r.name,
-            r.unit,
-            fig(r.ours),
-            cpy,
-            ratio,
-            peer,
-            peer_ratio
-        );
+        }
+    }
+    let row = |cells: Vec<&str>| {
+        let mut s = String::new();
+        for (i, c) in cells.iter().enumerate() {
+            let pad = width[i].saturating_sub(c.chars().count());
+            if i <= 1 {
+                s += c;
+                s += &" ".repeat(pad);
+            } else {
+                s += &" ".repeat(pad);
+                s += c;
+            }
+            s += "  ";
+        }
+        s.trim_end().to_string() + "\n"
+    };
+    let mut out = row(header.to_vec());
+    for l in lines {
+        out += &row(l.cells.iter().map(String::as_str).collect());
     }
     out
 }
@@ -68,35 +98,37 @@ mod tests {
     use super::*;
 
     #[test]
-    fn ratios_say_how_many_times_faster() {
+    fn ratios_say_how_many_times_better() {
         assert_eq!(speedup(Better::Higher, 200.0, 100.0), 2.0);
         assert_eq!(speedup(Better::Lower, 50.0, 100.0), 2.0);
     }
 
     #[test]
-    fn rows_render_with_ratios_and_blanks() {
-        let rows = [
-            Row {
-                name: "a",
-                unit: "ops/s",
-                better: Better::Higher,
-                ours: 300.0,
-                cpython: Some(100.0),
-                peer: None,
-            },
-            Row {
-                name: "b",
-                unit: "us/process",
-                better: Better::Lower,
-                ours: 10.0,
-                cpython: None,
-                peer: Some(("procspawn", 40.0)),
-            },
+    fn figures_keep_three_digits() {
+        assert_eq!(fig(970_123.0), "970k");
+        assert_eq!(fig(12_345.0), "12.3k");
+        assert_eq!(fig(1_234.0), "1234");
+        assert_eq!(fig(12.34), "12.3");
+        assert_eq!(fig(0.0123), "0.012");
+        assert_eq!(fig(11_500_000.0), "11.5M");
+        assert_eq!(fig(f64::NAN), "-");
+        assert_eq!(fig_cpu(0.000512), "5.12e-4");
+        assert_eq!(fig_cpu(0.0), "0.000");
+        assert_eq!(fig_cpu(0.25), "0.250");
+        let s = Summary { median: 2.0, min: 1.5, max: 2.5 };
+        assert_eq!(ratio(&s), "2.00x (1.50-2.50)");
+    }
+
+    #[test]
+    fn columns_line_up() {
+        let lines = [
+            Line { cells: vec!["a".into(), "ops/s".into(), "1".into()] },
+            Line { cells: vec!["long_name".into(), "x".into(), "12345".into()] },
         ];
-        let t = render(&rows);
-        assert!(t.contains("3.0x"), "{t}");
-        assert!(t.contains("procspawn 40.0"), "{t}");
-        assert!(t.contains("4.0x"), "{t}");
-        assert_eq!(t.lines().count(), 3);
+        let t = render(&["workload", "unit", "ours"], &lines);
+        let rows: Vec<&str> = t.lines().collect();
+        assert_eq!(rows.len(), 3);
+        assert!(rows.iter().all(|r| r.len() == rows[0].len()), "{t}");
+        assert!(rows[1].ends_with("    1"), "{t}");
     }
 }
