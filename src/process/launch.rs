@@ -36,7 +36,11 @@ pub(crate) fn launch(
     result: Option<OwnedFd>,
 ) -> Result<Started> {
     match method {
-        StartMethod::Fork => on_stable_thread(move || fork_and_run(req, payload, arg_fds, result)),
+        StartMethod::Fork => {
+            // The child must find the hook in place: it may not set one (see the function).
+            child::install_panic_capture();
+            on_stable_thread(move || fork_and_run(req, payload, arg_fds, result))
+        }
         StartMethod::Spawn => {
             let (ours, theirs) = sys::socketpair().map_err(Error::io("creating the boot socket"))?;
             let started = on_stable_thread(move || exec_child(theirs))?;

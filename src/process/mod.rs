@@ -191,6 +191,8 @@ impl Process {
     }
 
     fn from_entry(entry: EntryOffset, args: Result<(Vec<u8>, Vec<OwnedFd>)>) -> Process {
+        // Early, while no other thread is likely to be panicking (see the function's doc).
+        child::install_panic_capture();
         let (name, ident) = {
             let mut st = state::lock();
             st.counter += 1;
