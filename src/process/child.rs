@@ -50,6 +50,9 @@ pub(crate) struct RunRequest {
     /// `has_result`, is the result socket.
     pub(crate) n_arg_fds: u32,
     pub(crate) has_result: bool,
+    /// Whether a start gate (see `sys::wait_gate`) follows the result socket: the fork
+    /// server's children wait at it until the owner holds their pidfd.
+    pub(crate) has_gate: bool,
 }
 
 #[ctor::ctor]

@@ -324,6 +324,7 @@ impl Process {
             start_method: method,
             n_arg_fds: arg_fds.len() as u32,
             has_result: with_result,
+            has_gate: false,
         };
         let started = match launch::launch(method, req, payload, arg_fds, theirs) {
             Ok(s) => s,
