@@ -417,7 +417,8 @@ fn panics_in_a_fork_child_still_carry_their_message() -> String {
     // A hook that replaces every other one: a Fork child's panic then comes with its message
     // from the panic's payload.
     std::panic::set_hook(Box::new(|_| {}));
-    let err = get_context(Some(StartMethod::Fork)).spawn(panics_with_value, (9,)).unwrap().join().unwrap_err();
+    let err =
+        get_context(Some(StartMethod::Fork)).spawn(panics_with_value, (9,)).unwrap().join().unwrap_err();
     let Error::Child(child) = err else { panic!("expected a child error, got {err:?}") };
     child.panic_message().unwrap().to_string()
 }

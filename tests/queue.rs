@@ -570,7 +570,8 @@ fn flush_puts_every_item_in_the_ring() {
         let q = Queue::with_ring(0, 64 * 1024).unwrap();
         let p = start(method, put_flush_then_die, (q.clone(), n));
         for k in 0..n {
-            let v = q.get_timeout(Duration::from_secs(10)).unwrap_or_else(|e| panic!("{method}: item {k}: {e}"));
+            let v =
+                q.get_timeout(Duration::from_secs(10)).unwrap_or_else(|e| panic!("{method}: item {k}: {e}"));
             assert_eq!(v[..4], k.to_le_bytes(), "{method}");
         }
         assert_eq!(p.join().unwrap().exitcode(), -libc::SIGKILL);

@@ -79,7 +79,7 @@ fn boot(sock: OwnedFd) -> ! {
         Err(crate::Error::Eof) => sys::exit_now(0),
         Err(e) => fail(&format!("cannot read the boot message: {e}")),
     };
-    let (boot, payload) = match postcard::take_from_bytes::<Boot>(&bytes) {
+    let (boot, payload) = match crate::wire::take::<Boot>(&bytes) {
         Ok(v) => v,
         Err(e) => fail(&format!("cannot decode the boot message: {e}")),
     };
@@ -202,8 +202,9 @@ pub(crate) fn install_panic_capture() {
                 Some(loc) => format!("{} (at {loc})", payload_text(info.payload())),
                 None => payload_text(info.payload()),
             };
-            let backtrace =
-                BACKTRACES.load(Ordering::Relaxed).then(|| std::backtrace::Backtrace::force_capture().to_string());
+            let backtrace = BACKTRACES
+                .load(Ordering::Relaxed)
+                .then(|| std::backtrace::Backtrace::force_capture().to_string());
             *LAST_PANIC.lock().unwrap_or_else(|p| p.into_inner()) = Some((message, backtrace));
             if PRINT_PANICS.load(Ordering::Relaxed) {
                 previous(info);

@@ -63,7 +63,9 @@ impl Client {
     /// Sends one request and reads the answer: the pid of the forked child.
     fn round_trip(&self, msg: &mut [u8], fds: &[RawFd]) -> std::result::Result<i32, Failure> {
         let broken = |e: Error| match e {
-            Error::Io { ref source, .. } if source.kind() == std::io::ErrorKind::WouldBlock => Failure::Stalled,
+            Error::Io { ref source, .. } if source.kind() == std::io::ErrorKind::WouldBlock => {
+                Failure::Stalled
+            }
             Error::Eof | Error::Io { .. } => Failure::Gone(e),
             e => Failure::Refused(e),
         };
@@ -108,7 +110,9 @@ fn reap_orphan(gate: OwnedFd) {
         match sys::poll_readable(&[gate.as_fd()], deadline) {
             Ok(Some(_)) => {}
             _ => {
-                log::error!("multiprocessing: a child of a replaced fork server did not report; it may be left");
+                log::error!(
+                    "multiprocessing: a child of a replaced fork server did not report; it may be left"
+                );
                 return;
             }
         }
@@ -208,7 +212,7 @@ pub(crate) fn serve(sock: OwnedFd, parent_pid: i32) -> ! {
             Ok(msg) => msg,
             Err(_) => sys::exit_now(0),
         };
-        let (req, payload) = match postcard::take_from_bytes::<Boot>(&bytes) {
+        let (req, payload) = match crate::wire::take::<Boot>(&bytes) {
             Ok((Boot::Run(req), payload)) => (req, payload),
             _ => sys::exit_now(1),
         };

@@ -134,7 +134,9 @@ fn fork_and_run(
     drop(locks);
     drop((out, err));
     drop(child_gate);
-    let Forked::Parent(pid) = forked.map_err(Error::io("fork"))? else { unreachable!("the child never returns") };
+    let Forked::Parent(pid) = forked.map_err(Error::io("fork"))? else {
+        unreachable!("the child never returns")
+    };
     let started = open_pidfd_or_reap(pid)?;
     sys::open_gate(gate.as_fd());
     Ok(started)

@@ -575,8 +575,7 @@ impl<R: DeserializeOwned> JoinHandle<R> {
             Err(Error::Decode(_)) if !status.success() => return Err(no_result()),
             Err(e) => return Err(e),
         };
-        let (outcome, value) =
-            postcard::take_from_bytes::<Outcome>(&bytes).map_err(|e| Error::Decode(e.to_string()))?;
+        let (outcome, value) = wire::take::<Outcome>(&bytes)?;
         match outcome {
             Outcome::Returned => wire::decode(value, Vec::new()),
             Outcome::Panicked { message, backtrace } => {
@@ -768,7 +767,7 @@ impl AsRawFd for Process {
 /// Decodes bytes as a boot message and a typical argument tuple (for the fuzz targets).
 #[doc(hidden)]
 pub(crate) fn fuzz_decode_boot(input: &[u8]) -> bool {
-    let Ok((boot, rest)) = postcard::take_from_bytes::<child::Boot>(input) else { return false };
+    let Ok((boot, rest)) = wire::take::<child::Boot>(input) else { return false };
     drop(boot);
     wire::decode::<(String, Vec<u64>, Option<(i32, f64)>)>(rest, Vec::new()).is_ok()
 }
@@ -776,7 +775,7 @@ pub(crate) fn fuzz_decode_boot(input: &[u8]) -> bool {
 /// Decodes bytes as a child's result message carrying a `Vec<String>` (for the fuzz targets).
 #[doc(hidden)]
 pub(crate) fn fuzz_decode_outcome(input: &[u8]) -> bool {
-    match postcard::take_from_bytes::<Outcome>(input) {
+    match wire::take::<Outcome>(input) {
         Ok((Outcome::Returned, rest)) => wire::decode::<Vec<String>>(rest, Vec::new()).is_ok(),
         Ok(_) => true,
         Err(_) => false,

@@ -79,7 +79,15 @@ pub(crate) fn lock_for_fork() -> ForkLocks {
     let start_method = START_METHOD.lock().unwrap_or_else(|p| p.into_inner());
     let last_panic = super::child::LAST_PANIC.lock().unwrap_or_else(|p| p.into_inner());
     let exit_flush = crate::queue::lock_exit_flush();
-    ForkLocks { forkserver, launcher, state, connections, _start_method: start_method, last_panic, exit_flush }
+    ForkLocks {
+        forkserver,
+        launcher,
+        state,
+        connections,
+        _start_method: start_method,
+        last_panic,
+        exit_flush,
+    }
 }
 
 impl ForkLocks {
