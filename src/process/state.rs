@@ -93,9 +93,13 @@ pub(crate) fn lock_for_fork() -> ForkLocks {
 impl ForkLocks {
     /// In a freshly forked child: forget the parent's children, fork server and launcher thread,
     /// none of which belong to this process.
+    ///
+    /// Only memory and descriptors are touched here, never a lock that another thread of the
+    /// parent may have held at the fork: the launcher's channel is leaked rather than dropped,
+    /// since dropping its last sender would take the channel's internal lock.
     pub(crate) fn reset_in_child(mut self, identity: Identity) {
         self.forkserver.take();
-        self.launcher.take();
+        std::mem::forget(self.launcher.take());
         self.state.children.clear();
         self.state.counter = 0;
         self.state.exit_hook_for = None;
