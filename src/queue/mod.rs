@@ -669,6 +669,11 @@ impl<T: Serialize + DeserializeOwned> SimpleQueue<T> {
     pub fn close(&self) {
         self.0.close()
     }
+
+    /// Waits until every item this process put is in the shared ring (see [`Queue::flush`]).
+    pub fn flush(&self) {
+        self.0.flush()
+    }
 }
 
 impl<T> Serialize for SimpleQueue<T> {
