@@ -232,3 +232,124 @@ fn joined_children_leave_the_list_of_children() {
     let failed = Process::new(nothing, ()).start_method(StartMethod::Spawn);
     assert!(failed.sentinel().is_err(), "no sentinel before start");
 }
+
+/// Every child of this process, zombies included (from each thread's list in /proc).
+fn my_children() -> Vec<i32> {
+    let mut pids: Vec<i32> = std::fs::read_dir("/proc/self/task")
+        .unwrap()
+        .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("children")).ok())
+        .flat_map(|s| s.split_whitespace().filter_map(|p| p.parse().ok()).collect::<Vec<i32>>())
+        .collect();
+    pids.sort_unstable();
+    pids
+}
+
+fn write_marker(path: String) {
+    std::fs::write(path, b"ran").unwrap();
+}
+
+fn set_fd_limit(soft: libc::rlim_t) -> libc::rlim_t {
+    let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: getrlimit/setrlimit with a valid resource and a pointer to a live rlimit.
+    unsafe {
+        assert_eq!(libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim), 0);
+        let old = lim.rlim_cur;
+        lim.rlim_cur = soft;
+        assert_eq!(libc::setrlimit(libc::RLIMIT_NOFILE, &lim), 0);
+        old
+    }
+}
+
+/// In a fresh child: starts a grandchild under every descriptor limit from 0 up to a few above
+/// the highest open descriptor. A start that fails must leave no child behind (running or
+/// zombie) and its target must never have run. Returns (failed starts, successful starts,
+/// problems seen).
+fn starts_under_fd_limits(method: StartMethod, dir: String) -> (u32, u32, Vec<String>) {
+    // The fork server (for that method) and the launcher exist before the limits are set.
+    Process::new(nothing, ()).start_method(method).start().unwrap().join().unwrap();
+    let before = my_children();
+    let highest = std::fs::read_dir("/proc/self/fd")
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u64>().ok())
+        .max()
+        .unwrap();
+    let (mut failed, mut started, mut problems) = (0, 0, Vec::new());
+    for limit in 0..highest + 12 {
+        let marker = format!("{dir}/{method}-{limit}");
+        let p = Process::new(write_marker, (marker.clone(),)).start_method(method);
+        let old = set_fd_limit(limit);
+        let r = p.start();
+        set_fd_limit(old);
+        match r {
+            Ok(_) => {
+                started += 1;
+                assert_eq!(p.join().unwrap().exitcode(), 0, "{method}: limit {limit}");
+            }
+            Err(e) => {
+                failed += 1;
+                let after = my_children();
+                if after != before {
+                    problems.push(format!("limit {limit}: start failed ({e}) but children are {after:?}"));
+                    for pid in after.iter().filter(|p| !before.contains(p)) {
+                        // SAFETY: killing and reaping a leftover child of this very process.
+                        unsafe {
+                            libc::kill(*pid, libc::SIGKILL);
+                            libc::waitpid(*pid, std::ptr::null_mut(), 0);
+                        }
+                    }
+                }
+                if std::path::Path::new(&marker).exists() {
+                    problems.push(format!("limit {limit}: start failed ({e}) but the target ran"));
+                }
+            }
+        }
+    }
+    (failed, started, problems)
+}
+
+#[test]
+fn a_start_that_fails_for_lack_of_descriptors_leaves_no_child_and_runs_nothing() {
+    let dir = std::env::temp_dir().join(format!("mp-fdlimit-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    for m in METHODS {
+        let h = get_context(Some(StartMethod::Spawn))
+            .spawn(starts_under_fd_limits, (m, dir.display().to_string()))
+            .unwrap();
+        let (failed, started, problems) = h.join().unwrap();
+        assert!(failed > 0 && started > 0, "{m}: {failed} failed, {started} started");
+        assert!(problems.is_empty(), "{m}: {problems:#?}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// In a fresh child: stops its fork server with SIGSTOP, then starts a child through it. The
+/// start must replace the server and succeed; returns how long it took.
+fn start_with_a_stopped_fork_server() -> Duration {
+    Process::new(nothing, ()).start_method(StartMethod::Forkserver).start().unwrap().join().unwrap();
+    let servers = my_children();
+    assert_eq!(servers.len(), 1, "only the fork server is left: {servers:?}");
+    // SAFETY: stopping this process's own fork server.
+    assert_eq!(unsafe { libc::kill(servers[0], libc::SIGSTOP) }, 0);
+    let t = Instant::now();
+    let p = Process::new(nothing, ()).start_method(StartMethod::Forkserver).start().unwrap();
+    assert_eq!(p.join().unwrap().exitcode(), 0);
+    let took = t.elapsed();
+    assert!(!my_children().contains(&servers[0]), "the stopped server was killed and reaped");
+    took
+}
+
+#[test]
+fn a_stopped_fork_server_is_replaced() {
+    let h = get_context(Some(StartMethod::Spawn)).spawn(start_with_a_stopped_fork_server, ()).unwrap();
+    let pid = h.pid();
+    match h.join_timeout(Duration::from_secs(90)) {
+        Ok(took) => {
+            let took = took.unwrap();
+            assert!(took < Duration::from_secs(60), "the start took {took:?}");
+        }
+        Err(h) => {
+            h.process().kill().unwrap();
+            panic!("a start through a stopped fork server hung (helper {pid})");
+        }
+    }
+}

@@ -356,3 +356,175 @@ fn debug_looks_like_pythons_repr() {
     let s = format!("{p:?}");
     assert!(s.contains("stopped exitcode=0"), "{s}");
 }
+
+/// In a fresh child: one thread panics and is held inside the panic hook (so it holds std's
+/// hook lock) while this thread starts a `Fork` child. The child must run and exit; returns its
+/// exit code, or `None` if it did not end within 20 s.
+fn fork_while_another_thread_is_in_the_panic_hook() -> Option<i32> {
+    use std::sync::{Arc, Condvar, Mutex};
+    let state = Arc::new((Mutex::new((false, false)), Condvar::new())); // (inside, released)
+    let in_hook = state.clone();
+    let previous = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        if info.payload().downcast_ref::<&str>() == Some(&"held in the hook") {
+            let (m, cv) = &*in_hook;
+            let mut g = m.lock().unwrap();
+            g.0 = true;
+            cv.notify_all();
+            while !g.1 {
+                g = cv.wait(g).unwrap();
+            }
+        }
+        previous(info);
+    }));
+    let panicking = std::thread::spawn(|| panic!("held in the hook"));
+    {
+        let (m, cv) = &*state;
+        let mut g = m.lock().unwrap();
+        while !g.0 {
+            g = cv.wait(g).unwrap();
+        }
+    }
+    let p = Process::new(nothing, ()).start_method(StartMethod::Fork).start().unwrap();
+    let status = p.join_timeout(Duration::from_secs(20)).unwrap();
+    if status.is_none() {
+        p.kill().unwrap();
+        p.join().unwrap();
+    }
+    {
+        let (m, cv) = &*state;
+        m.lock().unwrap().1 = true;
+        cv.notify_all();
+    }
+    assert!(panicking.join().is_err());
+    status.map(|s| s.exitcode())
+}
+
+#[test]
+fn a_fork_child_runs_while_another_thread_of_the_parent_panics() {
+    let h = get_context(Some(StartMethod::Spawn)).spawn(fork_while_another_thread_is_in_the_panic_hook, ());
+    let h = h.unwrap();
+    match h.join_timeout(Duration::from_secs(60)) {
+        Ok(code) => assert_eq!(code.unwrap(), Some(0), "the forked child hung in its startup"),
+        Err(h) => {
+            h.process().kill().unwrap();
+            panic!("the helper hung");
+        }
+    }
+}
+
+fn panics_in_a_fork_child_still_carry_their_message() -> String {
+    // A hook that replaces every other one: a Fork child's panic then comes with its message
+    // from the panic's payload.
+    std::panic::set_hook(Box::new(|_| {}));
+    let err =
+        get_context(Some(StartMethod::Fork)).spawn(panics_with_value, (9,)).unwrap().join().unwrap_err();
+    let Error::Child(child) = err else { panic!("expected a child error, got {err:?}") };
+    child.panic_message().unwrap().to_string()
+}
+
+#[test]
+fn panic_messages_keep_their_location() {
+    for m in METHODS {
+        let err = get_context(Some(m)).spawn(panics_with_value, (4,)).unwrap().join().unwrap_err();
+        let Error::Child(child) = err else { panic!("expected a child error, got {err:?}") };
+        let msg = child.panic_message().unwrap();
+        assert!(msg.contains("task 4 failed") && msg.contains("process.rs"), "{m}: {msg}");
+    }
+    // In a child that set a hook of its own, Fork grandchildren still report the message.
+    let msg = get_context(Some(StartMethod::Spawn))
+        .spawn(panics_in_a_fork_child_still_carry_their_message, ())
+        .unwrap()
+        .join()
+        .unwrap();
+    assert!(msg.contains("task 9 failed"), "{msg}");
+}
+
+/// Refuses to be encoded when it holds 13, and to be decoded when it holds 7, each with a
+/// message of its own.
+#[derive(Debug, PartialEq)]
+struct Picky(u32);
+
+impl serde::Serialize for Picky {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        if self.0 == 13 {
+            return Err(serde::ser::Error::custom("13 is unlucky, refused to encode"));
+        }
+        s.serialize_u32(self.0)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Picky {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let v = <u32 as serde::Deserialize>::deserialize(d)?;
+        if v == 7 {
+            return Err(serde::de::Error::custom("7 is refused on arrival"));
+        }
+        Ok(Picky(v))
+    }
+}
+
+fn send_picky(conn: Connection, v: u32) {
+    conn.send(&Picky(v)).unwrap();
+}
+
+fn make_picky(v: u32) -> Picky {
+    Picky(v)
+}
+
+fn take_picky_quietly(_p: Picky) {}
+
+fn take_picky(p: Picky) -> u32 {
+    p.0
+}
+
+#[test]
+fn custom_serde_errors_reach_the_caller() {
+    const ENC: &str = "13 is unlucky, refused to encode";
+    const DEC: &str = "7 is refused on arrival";
+    let (a, b) = Pipe::new(true).unwrap();
+    let e = a.send(&Picky(13)).unwrap_err();
+    assert!(e.to_string().contains(ENC), "send: {e}");
+    // Nested inside other values too.
+    let e = a.send(&(1u8, vec![Picky(1), Picky(13)])).unwrap_err();
+    assert!(e.to_string().contains(ENC), "send nested: {e}");
+    a.send(&Picky(7)).unwrap();
+    let e = b.recv::<Picky>().unwrap_err();
+    assert!(e.to_string().contains(DEC), "recv: {e}");
+    a.send(&Some(vec![(0u8, Picky(7))])).unwrap();
+    let e = b.recv::<Option<Vec<(u8, Picky)>>>().unwrap_err();
+    assert!(e.to_string().contains(DEC), "recv nested: {e}");
+    let e = Process::new(take_picky_quietly, (Picky(13),)).start().unwrap_err();
+    assert!(e.to_string().contains(ENC), "process arguments: {e}");
+    for m in METHODS {
+        let ctx = get_context(Some(m));
+        let (a, b) = Pipe::new(true).unwrap();
+        ctx.process(send_picky, (b, 7)).start().unwrap().join().unwrap();
+        let e = a.recv::<Picky>().unwrap_err();
+        assert!(e.to_string().contains(DEC), "{m}: recv from a child: {e}");
+        let e = ctx.spawn(make_picky, (13,)).unwrap().join().unwrap_err();
+        assert!(e.to_string().contains(ENC), "{m}: a result that cannot be encoded: {e}");
+        let e = ctx.spawn(make_picky, (7,)).unwrap().join().unwrap_err();
+        assert!(e.to_string().contains(DEC), "{m}: a result that cannot be decoded: {e}");
+        let e = ctx.spawn(take_picky, (Picky(7),)).unwrap().join().unwrap_err();
+        assert!(e.to_string().contains(DEC), "{m}: arguments that cannot be decoded: {e}");
+    }
+    let pool = multiprocessing::Pool::builder().processes(1).build().unwrap();
+    let e = pool.apply(take_picky, (Picky(13),)).unwrap_err();
+    assert!(e.to_string().contains(ENC), "pool arguments: {e}");
+    let e = pool.apply(take_picky, (Picky(7),)).unwrap_err();
+    assert!(e.to_string().contains(DEC), "pool arguments in the worker: {e}");
+    let e = pool.apply(make_picky, (13,)).unwrap_err();
+    assert!(e.to_string().contains(ENC), "pool result in the worker: {e}");
+    let e = pool.apply(make_picky, (7,)).unwrap_err();
+    assert!(e.to_string().contains(DEC), "pool result: {e}");
+    assert_eq!(pool.apply(take_picky, (Picky(5),)).unwrap(), 5, "the pool stays usable");
+    drop(pool);
+    let manager = multiprocessing::Manager::start().unwrap();
+    let list = manager.list::<Picky>([]).unwrap();
+    let e = list.append(Picky(13)).unwrap_err();
+    assert!(e.to_string().contains(ENC), "manager append: {e}");
+    list.append(Picky(7)).unwrap();
+    let e = list.get(0).unwrap_err();
+    assert!(e.to_string().contains(DEC), "manager get: {e}");
+}

@@ -478,3 +478,149 @@ fn handles_through_a_bounded_queue_and_a_joinable_queue() {
     jq.join();
     assert_eq!(v.get(), 5);
 }
+
+/// Puts `n` items of 200 bytes (most go to the feeder's backlog: the ring is small), then
+/// leaves the process in one of the ways that skip the queue's destructor.
+fn put_then_leave(q: Queue<Vec<u8>>, n: u32, how: u8) {
+    for k in 0..n {
+        let mut item = vec![0u8; 200];
+        item[..4].copy_from_slice(&k.to_le_bytes());
+        q.put(item).unwrap();
+    }
+    match how {
+        0 => std::process::exit(0),
+        1 => std::mem::forget(q), // the target returns normally with the handle leaked
+        _ => {
+            // The queue stays reachable from a thread that is still running at exit.
+            let q2 = q.clone();
+            std::thread::spawn(move || {
+                let _keep = q2;
+                std::thread::sleep(Duration::from_secs(60));
+            });
+            std::process::exit(0)
+        }
+    }
+}
+
+/// Python joins the feeder thread at exit: every item put before `sys.exit()` arrives.
+#[test]
+fn items_put_before_exit_all_arrive() {
+    let _g = serial();
+    let n = 20_000u32;
+    for method in METHODS {
+        for how in 0..3u8 {
+            let q = Queue::with_ring(0, 64 * 1024).unwrap();
+            let p = start(method, put_then_leave, (q.clone(), n, how));
+            let mut got = 0u32;
+            while got < n {
+                match q.get_timeout(Duration::from_secs(10)) {
+                    Ok(v) => {
+                        assert_eq!(v[..4], got.to_le_bytes(), "{method}/{how}: in order");
+                        got += 1;
+                    }
+                    Err(GetError::Empty) => break,
+                    Err(e) => panic!("{method}/{how}: {e}"),
+                }
+            }
+            assert_eq!(got, n, "{method}/{how}: items put before exit that arrived");
+            assert_eq!(p.join_timeout(Duration::from_secs(30)).unwrap().map(|s| s.exitcode()), Some(0));
+        }
+    }
+}
+
+fn put_cancel_then_exit(q: Queue<Vec<u8>>, n: u32) {
+    for _ in 0..n {
+        q.put(vec![1u8; 4096]).unwrap();
+    }
+    q.cancel_join_thread();
+    std::process::exit(0)
+}
+
+/// Python's `cancel_join_thread`: the process exits at once, even with nobody reading.
+#[test]
+fn cancel_join_thread_lets_a_process_exit_with_a_backlog() {
+    let _g = serial();
+    for method in METHODS {
+        let q = Queue::with_ring(0, 16 * 1024).unwrap();
+        q.cancel_join_thread();
+        let p = start(method, put_cancel_then_exit, (q.clone(), 200));
+        let status = p.join_timeout(Duration::from_secs(30)).unwrap();
+        assert_eq!(status.map(|s| s.exitcode()), Some(0), "{method}: the child exited");
+    }
+}
+
+fn put_flush_then_die(q: Queue<Vec<u8>>, n: u32) {
+    for k in 0..n {
+        let mut item = vec![0u8; 2000];
+        item[..4].copy_from_slice(&k.to_le_bytes());
+        q.put(item).unwrap();
+    }
+    q.flush();
+    // SAFETY: ends this very process at once: no exit handler, no destructor.
+    unsafe { libc::raise(libc::SIGKILL) };
+}
+
+/// `flush` returns once every item this process put is in the shared ring: a producer killed
+/// right after loses nothing.
+#[test]
+fn flush_puts_every_item_in_the_ring() {
+    let _g = serial();
+    let n = 2_000u32;
+    for method in METHODS {
+        let q = Queue::with_ring(0, 64 * 1024).unwrap();
+        let p = start(method, put_flush_then_die, (q.clone(), n));
+        for k in 0..n {
+            let v =
+                q.get_timeout(Duration::from_secs(10)).unwrap_or_else(|e| panic!("{method}: item {k}: {e}"));
+            assert_eq!(v[..4], k.to_le_bytes(), "{method}");
+        }
+        assert_eq!(p.join().unwrap().exitcode(), -libc::SIGKILL);
+        // With nothing waiting, flush returns at once; with a bound it reports success.
+        q.flush();
+        assert!(q.flush_timeout(Duration::from_millis(1)));
+    }
+}
+
+/// Refuses to be encoded when it holds 13, and to be decoded when it holds 7.
+#[derive(Debug)]
+struct Picky(u32);
+
+impl serde::Serialize for Picky {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        if self.0 == 13 {
+            return Err(serde::ser::Error::custom("13 is unlucky, refused to encode"));
+        }
+        s.serialize_u32(self.0)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Picky {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let v = <u32 as serde::Deserialize>::deserialize(d)?;
+        if v == 7 {
+            return Err(serde::de::Error::custom("7 is refused on arrival"));
+        }
+        Ok(Picky(v))
+    }
+}
+
+fn put_picky(q: Queue<Picky>, v: u32) {
+    q.put(Picky(v)).unwrap();
+}
+
+#[test]
+fn custom_serde_errors_of_items_reach_the_caller() {
+    let _g = serial();
+    for method in METHODS {
+        let q = Queue::<Picky>::new().unwrap();
+        match q.put(Picky(13)) {
+            Err(PutError::Encode(Picky(13), msg)) => assert!(msg.contains("13 is unlucky"), "{msg}"),
+            other => panic!("{method}: {other:?}"),
+        }
+        start(method, put_picky, (q.clone(), 7)).join().unwrap();
+        match q.get_timeout(Duration::from_secs(10)) {
+            Err(GetError::Decode(msg)) => assert!(msg.contains("7 is refused on arrival"), "{method}: {msg}"),
+            other => panic!("{method}: {other:?}"),
+        }
+    }
+}

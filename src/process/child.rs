@@ -5,7 +5,8 @@
 //! `main`, sees the variable, reads the boot message and never returns to `main`: so plain
 //! binaries, examples, test harnesses and doctests need no call in `main`.
 //!
-//! Children always leave through [`exit`]: it does what Python's `_exit_function` does for this
+//! Children always leave through [`exit`]: it waits for the backlogs of its queues' feeders
+//! (as Python joins the feeder threads), does what Python's `_exit_function` does for this
 //! process's own children, flushes stdout, and calls `_exit` (never the parent's `atexit`
 //! handlers, which a forked child has copies of).
 
@@ -52,6 +53,9 @@ pub(crate) struct RunRequest {
     /// The parent's authkeys (Python's inherited `authkey`), installed before the arguments
     /// are decoded: proxies travel without them.
     pub(crate) authkeys: crate::manager::keyring::Keyring,
+    /// Whether a start gate (see `sys::wait_gate`) follows the result socket: the fork
+    /// server's children wait at it until the owner holds their pidfd.
+    pub(crate) has_gate: bool,
 }
 
 #[ctor::ctor]
@@ -78,7 +82,7 @@ fn boot(sock: OwnedFd) -> ! {
         Err(crate::Error::Eof) => sys::exit_now(0),
         Err(e) => fail(&format!("cannot read the boot message: {e}")),
     };
-    let (boot, payload) = match postcard::take_from_bytes::<Boot>(&bytes) {
+    let (boot, payload) = match crate::wire::take::<Boot>(&bytes) {
         Ok(v) => v,
         Err(e) => fail(&format!("cannot decode the boot message: {e}")),
     };
@@ -105,7 +109,9 @@ pub(crate) fn run(mut req: RunRequest, payload: Vec<u8>, fds: Vec<OwnedFd>, resu
     state::set_identity(identity_of(&req));
     super::set_child_start_method(req.start_method);
     crate::manager::keyring::install(std::mem::take(&mut req.authkeys));
+    // A no-op in a `Fork` child, whose parent installed it before the fork.
     install_panic_capture();
+    CAPTURING.store(true, Ordering::Relaxed);
     if let Some(r) = &result {
         RESULT_FD.store(std::os::fd::AsRawFd::as_raw_fd(r), Ordering::Relaxed);
     }
@@ -126,8 +132,9 @@ pub(crate) fn identity_of(req: &RunRequest) -> Identity {
     }
 }
 
-/// Leaves a child process: finish its own children, flush, `_exit`.
+/// Leaves a child process: write out queue backlogs, finish its own children, flush, `_exit`.
 pub(crate) fn exit(code: i32) -> ! {
+    crate::queue::flush_all_at_exit();
     state::finish_children();
     super::forkserver::shutdown();
     let _ = std::io::stdout().flush();
@@ -150,10 +157,22 @@ pub(crate) fn close_inherited_result_fd() {
     }
 }
 
-static LAST_PANIC: Mutex<Option<(String, Option<String>)>> = Mutex::new(None);
+/// The message and backtrace of the last panic captured in this child. Held across a `Fork`
+/// (see `state::lock_for_fork`), so the child finds it free.
+pub(crate) static LAST_PANIC: Mutex<Option<(String, Option<String>)>> = Mutex::new(None);
+
+/// Whether the capturing hook records panics here: set only in a child, before its target.
+static CAPTURING: AtomicBool = AtomicBool::new(false);
 
 /// Whether a panic in this child is also printed to stderr (it always is recorded).
 static PRINT_PANICS: AtomicBool = AtomicBool::new(true);
+
+/// Whether panics come with a backtrace (`RUST_LIB_BACKTRACE`/`RUST_BACKTRACE`), read when the
+/// hook is installed so that a panicking `Fork` child never reads the environment (whose lock
+/// another thread of the parent may have held at the fork).
+static BACKTRACES: AtomicBool = AtomicBool::new(false);
+
+static HOOK_INSTALLED: std::sync::Once = std::sync::Once::new();
 
 /// Turns printing of panics off (a pool worker hands the message to the caller instead, as
 /// Python's pool workers do with exceptions) or back on.
@@ -161,41 +180,63 @@ pub(crate) fn print_panics(on: bool) {
     PRINT_PANICS.store(on, Ordering::Relaxed);
 }
 
-/// Records the message and backtrace of a panic in the target, then prints it as usual.
-fn install_panic_capture() {
-    let previous = std::panic::take_hook();
-    std::panic::set_hook(Box::new(move |info| {
-        let payload = info.payload();
-        let text = if let Some(s) = payload.downcast_ref::<&str>() {
-            (*s).to_string()
-        } else if let Some(s) = payload.downcast_ref::<String>() {
-            s.clone()
-        } else {
-            "Box<dyn Any>".to_string()
-        };
-        let message = match info.location() {
-            Some(loc) => format!("{text} (at {loc})"),
-            None => text,
-        };
-        let bt = std::backtrace::Backtrace::capture();
-        let backtrace = match bt.status() {
-            std::backtrace::BacktraceStatus::Captured => Some(bt.to_string()),
-            _ => None,
-        };
-        *LAST_PANIC.lock().unwrap_or_else(|p| p.into_inner()) = Some((message, backtrace));
-        if PRINT_PANICS.load(Ordering::Relaxed) {
-            previous(info);
-        }
-    }));
+fn backtraces_wanted() -> bool {
+    let var = std::env::var_os("RUST_LIB_BACKTRACE").or_else(|| std::env::var_os("RUST_BACKTRACE"));
+    var.is_some_and(|v| v != "0")
 }
 
-/// The message and backtrace of the last panic captured in this child.
+/// Installs, once per process, the panic hook that records the message and backtrace of a
+/// panic in a child's target and then hands the panic to the hook that was there before
+/// (outside a child it only hands on).
+///
+/// It must be in place *before* a `Fork` child is created: setting a hook takes std's hook
+/// lock, which a thread of the parent that was panicking at the fork holds for ever in the
+/// child. So the parent installs it before every fork (a no-op after the first), and a child
+/// only ever calls this when it is single-threaded and freshly exec'd or forked from the
+/// single-threaded fork server.
+pub(crate) fn install_panic_capture() {
+    HOOK_INSTALLED.call_once(|| {
+        BACKTRACES.store(backtraces_wanted(), Ordering::Relaxed);
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if !CAPTURING.load(Ordering::Relaxed) {
+                return previous(info);
+            }
+            let message = match info.location() {
+                Some(loc) => format!("{} (at {loc})", payload_text(info.payload())),
+                None => payload_text(info.payload()),
+            };
+            let backtrace = BACKTRACES
+                .load(Ordering::Relaxed)
+                .then(|| std::backtrace::Backtrace::force_capture().to_string());
+            *LAST_PANIC.lock().unwrap_or_else(|p| p.into_inner()) = Some((message, backtrace));
+            if PRINT_PANICS.load(Ordering::Relaxed) {
+                previous(info);
+            }
+        }));
+    });
+}
+
+fn payload_text(payload: &(dyn std::any::Any + Send)) -> String {
+    if let Some(s) = payload.downcast_ref::<&str>() {
+        (*s).to_string()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "Box<dyn Any>".to_string()
+    }
+}
+
+/// The message and backtrace of the last panic captured in this child. When none was captured
+/// (the target replaced the panic hook), the message comes from the panic's payload.
+pub(crate) fn last_panic_of(payload: Option<&(dyn std::any::Any + Send)>) -> (String, Option<String>) {
+    let taken = LAST_PANIC.lock().unwrap_or_else(|p| p.into_inner()).take();
+    taken.unwrap_or_else(|| (payload.map_or_else(|| "panicked".to_string(), payload_text), None))
+}
+
+/// As [`last_panic_of`] without the payload.
 pub(crate) fn last_panic() -> (String, Option<String>) {
-    LAST_PANIC
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .take()
-        .unwrap_or_else(|| ("panicked".to_string(), None))
+    last_panic_of(None)
 }
 
 /// Sends the outcome (and, for `Returned`, the encoded value) on the result socket.

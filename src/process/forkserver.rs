@@ -11,12 +11,21 @@
 //! attached; the server answers with a frame holding `Result<pid, error text>`.
 
 use super::child::{self, Boot};
+use super::launch::{open_pidfd_or_reap, Started};
 use super::state::FORKSERVER;
 use crate::error::{Error, Result};
 use crate::sys::{self, Forked};
 use crate::wire::frame;
-use std::os::fd::{AsFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
 use std::time::{Duration, Instant};
+
+/// How long the fork server may go without making progress on a request (taking its bytes,
+/// forking, answering) before it counts as wedged (stopped, or stuck) and is replaced. A
+/// healthy server answers in well under a millisecond.
+const STALL_LIMIT: Duration = Duration::from_secs(10);
+
+/// How long a child that a replaced server may have forked gets to say who it is.
+const ORPHAN_LIMIT: Duration = Duration::from_secs(5);
 
 /// The owner's side of a running fork server.
 pub(crate) struct Client {
@@ -25,22 +34,52 @@ pub(crate) struct Client {
     owner: i32,
 }
 
+/// How a request went wrong.
+enum Failure {
+    /// The server made no progress for [`STALL_LIMIT`].
+    Stalled,
+    /// The connection to the server broke (it died).
+    Gone(Error),
+    /// The server answered that it could not fork, or sent nonsense.
+    Refused(Error),
+}
+
 impl Client {
     fn start() -> Result<Client> {
         let (ours, theirs) = sys::socketpair().map_err(Error::io("creating the fork server socket"))?;
-        let started = super::launch::exec_child(theirs)?;
+        sys::set_io_timeouts(ours.as_fd(), STALL_LIMIT)
+            .map_err(Error::io("setting the fork server socket's timeouts"))?;
         let mut msg = frame::start_frame();
         crate::wire::encode(&Boot::Forkserver { parent_pid: sys::getpid() }, &mut msg)?;
-        frame::send(ours.as_fd(), &mut msg, &[])?;
-        Ok(Client { sock: ours, pidfd: started.pidfd, owner: sys::getpid() })
+        let started = super::launch::exec_child(theirs)?;
+        let client = Client { sock: ours, pidfd: started.pidfd, owner: sys::getpid() };
+        if let Err(e) = frame::send(client.sock.as_fd(), &mut msg, &[]) {
+            client.kill();
+            return Err(e);
+        }
+        Ok(client)
     }
 
-    fn round_trip(&self, msg: &mut [u8], fds: &[RawFd]) -> Result<i32> {
-        frame::send(self.sock.as_fd(), msg, fds)?;
-        let (reply, _) = frame::recv(self.sock.as_fd(), 4096)?;
+    /// Sends one request and reads the answer: the pid of the forked child.
+    fn round_trip(&self, msg: &mut [u8], fds: &[RawFd]) -> std::result::Result<i32, Failure> {
+        let broken = |e: Error| match e {
+            Error::Io { ref source, .. } if source.kind() == std::io::ErrorKind::WouldBlock => {
+                Failure::Stalled
+            }
+            Error::Eof | Error::Io { .. } => Failure::Gone(e),
+            e => Failure::Refused(e),
+        };
+        frame::send(self.sock.as_fd(), msg, fds).map_err(broken)?;
+        let (reply, _) = frame::recv(self.sock.as_fd(), 4096).map_err(broken)?;
         let reply: std::result::Result<i32, String> =
-            postcard::from_bytes(&reply).map_err(|e| Error::Decode(e.to_string()))?;
-        reply.map_err(|e| Error::invalid(format!("the fork server could not fork: {e}")))
+            crate::wire::decode(&reply, Vec::new()).map_err(Failure::Refused)?;
+        reply.map_err(|e| Failure::Refused(Error::invalid(format!("the fork server could not fork: {e}"))))
+    }
+
+    /// Kills the server (a stopped one too) and reaps it.
+    fn kill(self) {
+        let _ = sys::pidfd_send_signal(self.pidfd.as_fd(), libc::SIGKILL);
+        let _ = sys::waitid_pidfd(self.pidfd.as_fd(), true);
     }
 }
 
@@ -60,10 +99,44 @@ impl Drop for Client {
     }
 }
 
-/// Asks this process's fork server (starting it on first use, restarting it once if it died)
-/// to fork a child for `msg`; returns the child's pid.
-pub(crate) fn request(msg: &mut [u8], fds: &[RawFd]) -> Result<i32> {
+/// After a request went wrong with the server already gone: a child it forked for the request
+/// (a child of this process) says its pid on the start gate and waits there; it is killed and
+/// reaped without having run anything. End-of-file on the gate means there is no such child.
+fn reap_orphan(gate: OwnedFd) {
+    let deadline = Some(Instant::now() + ORPHAN_LIMIT);
+    let mut pid = [0u8; 4];
+    let mut got = 0;
+    while got < pid.len() {
+        match sys::poll_readable(&[gate.as_fd()], deadline) {
+            Ok(Some(_)) => {}
+            _ => {
+                log::error!(
+                    "multiprocessing: a child of a replaced fork server did not report; it may be left"
+                );
+                return;
+            }
+        }
+        match sys::net::recv_some(gate.as_fd(), &mut pid[got..], true) {
+            Ok(0) => return,
+            Ok(n) => got += n,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            Err(_) => return,
+        }
+    }
+    sys::kill_and_reap(i32::from_le_bytes(pid));
+}
+
+/// Asks this process's fork server (starting it on first use) to fork a child for `msg`.
+///
+/// A server that died is replaced and the request sent again, once. So is one that makes no
+/// progress for [`STALL_LIMIT`] (stopped, or stuck): it is killed first. Each child waits at a
+/// start gate until its pidfd is open here, so a request that fails leaves no child that ran
+/// anything: one the server did fork is killed and reaped.
+pub(crate) fn request(msg: &mut [u8], fds: &[RawFd]) -> Result<Started> {
     for attempt in 0..2 {
+        let (gate, child_gate) = sys::socketpair().map_err(Error::io("creating the start gate"))?;
+        let mut all = fds.to_vec();
+        all.push(child_gate.as_raw_fd());
         let mut guard = FORKSERVER.lock().unwrap_or_else(|p| p.into_inner());
         if guard.is_none() {
             // Never hold the lock while waiting for the launcher thread (see launcher.rs).
@@ -75,13 +148,50 @@ pub(crate) fn request(msg: &mut [u8], fds: &[RawFd]) -> Result<i32> {
             }
         }
         let client = guard.as_ref().expect("fork server present");
-        match client.round_trip(msg, fds) {
-            Ok(pid) => return Ok(pid),
-            Err(Error::Eof) | Err(Error::Io { .. }) if attempt == 0 => {
-                log::warn!("multiprocessing: the fork server died; starting a new one");
-                guard.take();
+        let outcome = client.round_trip(msg, &all);
+        drop(child_gate);
+        let failure = match outcome {
+            Ok(pid) => {
+                drop(guard);
+                let started = open_pidfd_or_reap(pid)?;
+                sys::open_gate(gate.as_fd());
+                return Ok(started);
             }
-            Err(e) => return Err(e),
+            Err(failure) => failure,
+        };
+        let retry = attempt == 0;
+        let error = match failure {
+            Failure::Refused(e) => {
+                drop(guard);
+                // The server is still there and closed its copy of the gate before answering:
+                // end-of-file at once, unless it did fork a child after all.
+                reap_orphan(gate);
+                return Err(e);
+            }
+            Failure::Stalled => {
+                log::warn!(
+                    "multiprocessing: the fork server made no progress for {STALL_LIMIT:?}; replacing it"
+                );
+                Error::invalid(format!(
+                    "the fork server made no progress for {STALL_LIMIT:?} (stopped or stuck), twice"
+                ))
+            }
+            Failure::Gone(e) => {
+                if retry {
+                    log::warn!("multiprocessing: the fork server died; starting a new one");
+                }
+                e
+            }
+        };
+        // Kill the server before looking for its child: then no new child can appear, and
+        // every copy of the gate but the child's own is closed.
+        if let Some(old) = guard.take() {
+            old.kill();
+        }
+        drop(guard);
+        reap_orphan(gate);
+        if !retry {
+            return Err(error);
         }
     }
     unreachable!("the loop returns on its second attempt")
@@ -102,20 +212,28 @@ pub(crate) fn serve(sock: OwnedFd, parent_pid: i32) -> ! {
             Ok(msg) => msg,
             Err(_) => sys::exit_now(0),
         };
-        let (req, payload) = match postcard::take_from_bytes::<Boot>(&bytes) {
+        let (req, payload) = match crate::wire::take::<Boot>(&bytes) {
             Ok((Boot::Run(req), payload)) => (req, payload),
             _ => sys::exit_now(1),
         };
+        let gate = if req.has_gate { fds.pop() } else { None };
         let reply: std::result::Result<i32, String> = match sys::fork_as_sibling() {
             Ok(Forked::Child) => {
                 drop(sock);
                 sys::die_with_parent(req.parent_pid);
+                if let Some(gate) = gate {
+                    sys::report_pid(gate.as_fd());
+                    if !sys::wait_gate(gate.as_fd()) {
+                        sys::exit_now(1);
+                    }
+                }
                 let result = if req.has_result { fds.pop() } else { None };
                 child::run(req, payload.to_vec(), fds, result)
             }
             Ok(Forked::Parent(pid)) => Ok(pid),
             Err(e) => Err(e.to_string()),
         };
+        drop(gate);
         drop(fds);
         let mut out = frame::start_frame();
         if crate::wire::encode(&reply, &mut out).is_err() || frame::send(sock.as_fd(), &mut out, &[]).is_err()

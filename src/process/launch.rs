@@ -36,22 +36,29 @@ pub(crate) fn launch(
     result: Option<OwnedFd>,
 ) -> Result<Started> {
     match method {
-        StartMethod::Fork => on_stable_thread(move || fork_and_run(req, payload, arg_fds, result)),
+        StartMethod::Fork => {
+            // The child must find the hook in place: it may not set one (see the function).
+            child::install_panic_capture();
+            on_stable_thread(move || fork_and_run(req, payload, arg_fds, result))
+        }
         StartMethod::Spawn => {
+            // Everything that can fail comes before the child exists; the target runs only once
+            // the child has the boot message.
+            let (mut msg, fds) = run_message(req, &payload, &arg_fds, result.as_ref())?;
             let (ours, theirs) = sys::socketpair().map_err(Error::io("creating the boot socket"))?;
             let started = on_stable_thread(move || exec_child(theirs))?;
-            let (mut msg, fds) = run_message(req, &payload, &arg_fds, result.as_ref())?;
             if let Err(e) = frame::send(ours.as_fd(), &mut msg, &fds) {
+                let _ = sys::pidfd_send_signal(started.pidfd.as_fd(), libc::SIGKILL);
                 let _ = sys::waitid_pidfd(started.pidfd.as_fd(), true);
                 return Err(Error::invalid(format!("the spawned child died before it started: {e}")));
             }
             Ok(started)
         }
         StartMethod::Forkserver => {
+            let mut req = req;
+            req.has_gate = true;
             let (mut msg, fds) = run_message(req, &payload, &arg_fds, result.as_ref())?;
-            let pid = super::forkserver::request(&mut msg, &fds)?;
-            let pidfd = sys::pidfd_open(pid).map_err(Error::io("opening the child's pidfd"))?;
-            Ok(Started { pid, pidfd })
+            super::forkserver::request(&mut msg, &fds)
         }
     }
 }
@@ -104,23 +111,45 @@ fn fork_and_run(
     flush_stdio();
     let parent = sys::getpid();
     let identity = child::identity_of(&req);
+    // The child waits at the gate until the parent holds its pidfd: a start that fails after
+    // the fork must not have run the target.
+    let (gate, child_gate) = sys::socketpair().map_err(Error::io("creating the start gate"))?;
     // Hold the std streams and every lock of ours across the fork, so the child finds them free.
     let out = std::io::stdout().lock();
     let err = std::io::stderr().lock();
     let locks = state::lock_for_fork();
-    match sys::fork().map_err(Error::io("fork"))? {
-        Forked::Child => {
-            locks.reset_in_child(identity);
-            drop((out, err));
-            child::close_inherited_result_fd();
-            sys::die_with_parent(parent);
-            child::run(req, payload, arg_fds, result)
+    let forked = sys::fork();
+    if let Ok(Forked::Child) = forked {
+        drop(gate);
+        if !sys::wait_gate(child_gate.as_fd()) {
+            sys::exit_now(1);
         }
-        Forked::Parent(pid) => {
-            drop(locks);
-            drop((out, err));
-            let pidfd = sys::pidfd_open(pid).map_err(Error::io("opening the child's pidfd"))?;
-            Ok(Started { pid, pidfd })
+        drop(child_gate);
+        locks.reset_in_child(identity);
+        drop((out, err));
+        child::close_inherited_result_fd();
+        sys::die_with_parent(parent);
+        child::run(req, payload, arg_fds, result)
+    }
+    drop(locks);
+    drop((out, err));
+    drop(child_gate);
+    let Forked::Parent(pid) = forked.map_err(Error::io("fork"))? else {
+        unreachable!("the child never returns")
+    };
+    let started = open_pidfd_or_reap(pid)?;
+    sys::open_gate(gate.as_fd());
+    Ok(started)
+}
+
+/// The pidfd of a child that was just created; when it cannot be opened (no descriptor left),
+/// the child is killed and reaped, and the start fails.
+pub(crate) fn open_pidfd_or_reap(pid: i32) -> Result<Started> {
+    match sys::pidfd_open(pid) {
+        Ok(pidfd) => Ok(Started { pid, pidfd }),
+        Err(e) => {
+            sys::kill_and_reap(pid);
+            Err(Error::Io { context: "opening the child's pidfd", source: e })
         }
     }
 }
@@ -156,8 +185,8 @@ pub(crate) fn exec_child(boot: OwnedFd) -> Result<Started> {
         }
         Forked::Parent(pid) => {
             drop(boot);
-            let pidfd = sys::pidfd_open(pid).map_err(Error::io("opening the child's pidfd"))?;
-            Ok(Started { pid, pidfd })
+            // The child runs nothing of its own before it reads the boot message.
+            open_pidfd_or_reap(pid)
         }
     }
 }

@@ -217,6 +217,8 @@ impl Process {
     }
 
     fn from_entry(entry: EntryOffset, args: Result<(Vec<u8>, Vec<OwnedFd>)>) -> Process {
+        // Early, while no other thread is likely to be panicking (see the function's doc).
+        child::install_panic_capture();
         let (name, ident) = {
             let mut st = state::lock();
             st.counter += 1;
@@ -349,6 +351,7 @@ impl Process {
             n_arg_fds: arg_fds.len() as u32,
             has_result: with_result,
             authkeys: crate::manager::keyring::for_child(),
+            has_gate: false,
         };
         let started = match launch::launch(method, req, payload, arg_fds, theirs) {
             Ok(s) => s,
@@ -599,8 +602,7 @@ impl<R: DeserializeOwned> JoinHandle<R> {
             Err(Error::Decode(_)) if !status.success() => return Err(no_result()),
             Err(e) => return Err(e),
         };
-        let (outcome, value) =
-            postcard::take_from_bytes::<Outcome>(&bytes).map_err(|e| Error::Decode(e.to_string()))?;
+        let (outcome, value) = wire::take::<Outcome>(&bytes)?;
         match outcome {
             Outcome::Returned => wire::decode(value, Vec::new()),
             Outcome::Panicked { message, backtrace } => {
@@ -792,7 +794,7 @@ impl AsRawFd for Process {
 /// Decodes bytes as a boot message and a typical argument tuple (for the fuzz targets).
 #[doc(hidden)]
 pub(crate) fn fuzz_decode_boot(input: &[u8]) -> bool {
-    let Ok((boot, rest)) = postcard::take_from_bytes::<child::Boot>(input) else { return false };
+    let Ok((boot, rest)) = wire::take::<child::Boot>(input) else { return false };
     drop(boot);
     wire::decode::<(String, Vec<u64>, Option<(i32, f64)>)>(rest, Vec::new()).is_ok()
 }
@@ -800,7 +802,7 @@ pub(crate) fn fuzz_decode_boot(input: &[u8]) -> bool {
 /// Decodes bytes as a child's result message carrying a `Vec<String>` (for the fuzz targets).
 #[doc(hidden)]
 pub(crate) fn fuzz_decode_outcome(input: &[u8]) -> bool {
-    match postcard::take_from_bytes::<Outcome>(input) {
+    match wire::take::<Outcome>(input) {
         Ok((Outcome::Returned, rest)) => wire::decode::<Vec<String>>(rest, Vec::new()).is_ok(),
         Ok(_) => true,
         Err(_) => false,

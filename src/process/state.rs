@@ -65,6 +65,9 @@ pub(crate) struct ForkLocks {
     launcher: MutexGuard<'static, Option<super::launcher::Launcher>>,
     state: MutexGuard<'static, State>,
     connections: MutexGuard<'static, Option<std::collections::HashSet<std::os::fd::RawFd>>>,
+    _start_method: MutexGuard<'static, Option<StartMethod>>,
+    last_panic: MutexGuard<'static, Option<(String, Option<String>)>>,
+    exit_flush: crate::queue::ExitFlushLock,
 }
 
 /// Takes every lock a forked child will need, in the crate's one lock order.
@@ -73,19 +76,36 @@ pub(crate) fn lock_for_fork() -> ForkLocks {
     let launcher = super::launcher::lock();
     let state = lock();
     let connections = crate::connection::lock_registry();
-    ForkLocks { forkserver, launcher, state, connections }
+    let start_method = START_METHOD.lock().unwrap_or_else(|p| p.into_inner());
+    let last_panic = super::child::LAST_PANIC.lock().unwrap_or_else(|p| p.into_inner());
+    let exit_flush = crate::queue::lock_exit_flush();
+    ForkLocks {
+        forkserver,
+        launcher,
+        state,
+        connections,
+        _start_method: start_method,
+        last_panic,
+        exit_flush,
+    }
 }
 
 impl ForkLocks {
     /// In a freshly forked child: forget the parent's children, fork server and launcher thread,
     /// none of which belong to this process.
+    ///
+    /// Only memory and descriptors are touched here, never a lock that another thread of the
+    /// parent may have held at the fork: the launcher's channel is leaked rather than dropped,
+    /// since dropping its last sender would take the channel's internal lock.
     pub(crate) fn reset_in_child(mut self, identity: Identity) {
         self.forkserver.take();
-        self.launcher.take();
+        std::mem::forget(self.launcher.take());
         self.state.children.clear();
         self.state.counter = 0;
         self.state.exit_hook_for = None;
         self.state.identity = identity;
+        self.last_panic.take();
+        self.exit_flush.forget_parents_queues();
         crate::connection::close_inherited_connections(self.connections);
     }
 }

@@ -268,8 +268,8 @@ where
             Ok(_) => (Outcome::Failed("a spawn result cannot carry handles".into()), 1),
             Err(e) => (Outcome::Failed(format!("cannot encode the result: {e}")), 1),
         },
-        Ok(Err(_panic)) => {
-            let (message, backtrace) = super::child::last_panic();
+        Ok(Err(panic)) => {
+            let (message, backtrace) = super::child::last_panic_of(Some(&*panic));
             (Outcome::Panicked { message, backtrace }, 1)
         }
         Err(e) => (Outcome::Failed(format!("cannot decode the arguments: {e}")), 1),

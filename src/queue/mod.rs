@@ -4,7 +4,12 @@
 //! Items are encoded with serde into a byte ring in a memfd region (see `ring.rs`). A `put` on
 //! a queue with no `maxsize` never blocks: when the ring is full (or an item is larger than the
 //! ring) the encoded item goes to this process's backlog, which a feeder thread writes out in
-//! order, as CPython's feeder thread does. (An item of 64 KiB or more first waits up to 2 ms
+//! order, as CPython's feeder thread does. As in Python, a process does not end before its
+//! feeder has written out the backlog: dropping the last handle waits for it, and so does the
+//! exit of the process (`std::process::exit`, a return from `main` or from a child's target),
+//! unless [`Queue::cancel_join_thread`] was called; [`Queue::flush`] waits for it at any point.
+//! A process killed by a signal, or that leaves through `_exit`, loses its backlog.
+//! (An item of 64 KiB or more first waits up to 2 ms
 //! for room, which a live consumer frees far sooner, so that it need not be copied into a fresh
 //! backlog buffer.) An item larger than the ring is written in chunks
 //! while the producer holds the producer lock; the consumer assembles it.
@@ -35,8 +40,8 @@ use std::collections::VecDeque;
 use std::fmt;
 use std::marker::PhantomData;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicUsize, Ordering::SeqCst};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -64,6 +69,97 @@ struct Shared {
     /// to the ring without the lock, after every item this thread put before.
     pending: AtomicUsize,
     cv: Condvar,
+    /// The process whose exit waits for this queue's backlog (0: none yet).
+    flush_at_exit_in: AtomicI32,
+}
+
+impl Shared {
+    /// Waits until every item in this process's backlog is in the ring, or `deadline` passes
+    /// (false).
+    fn wait_flushed(&self, deadline: Option<Instant>) -> bool {
+        let mut b = self.backlog.lock().unwrap_or_else(|e| e.into_inner());
+        while self.pending.load(SeqCst) > 0 {
+            b = match deadline {
+                None => self.cv.wait(b).unwrap_or_else(|e| e.into_inner()),
+                Some(d) => {
+                    let left = d.saturating_duration_since(Instant::now());
+                    if left.is_zero() {
+                        return false;
+                    }
+                    self.cv.wait_timeout(b, left).unwrap_or_else(|e| e.into_inner()).0
+                }
+            };
+        }
+        true
+    }
+}
+
+/// The queues whose backlog this process must write out before it exits, as Python joins each
+/// queue's feeder thread at exit: through a C `atexit` handler (so `std::process::exit` and a
+/// return from `main` wait too) and in a child's own exit path.
+struct ExitFlush {
+    /// Each queue with the process whose backlog it is: a raw `fork` copies this list into a
+    /// child that has no feeder threads, and must not wait for them.
+    queues: Vec<(i32, Weak<Shared>)>,
+    /// The process the `atexit` handler was registered in.
+    hook_for: i32,
+}
+
+static EXIT_FLUSH: Mutex<ExitFlush> = Mutex::new(ExitFlush { queues: Vec::new(), hook_for: 0 });
+
+fn exit_flush() -> MutexGuard<'static, ExitFlush> {
+    EXIT_FLUSH.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// The list of queues to flush at exit, held across a `Fork` so the child finds it free.
+pub(crate) struct ExitFlushLock(MutexGuard<'static, ExitFlush>);
+
+/// Takes the lock of the list of queues to flush at exit (for the `Fork` path).
+pub(crate) fn lock_exit_flush() -> ExitFlushLock {
+    ExitFlushLock(exit_flush())
+}
+
+impl ExitFlushLock {
+    /// In a freshly forked child: the parent's backlogs are the parent's to write.
+    pub(crate) fn forget_parents_queues(mut self) {
+        self.0.queues.clear();
+        self.0.hook_for = 0;
+    }
+}
+
+/// Makes this process's exit wait for the backlog of `shared` (once per queue and process).
+fn flush_at_exit(shared: &Arc<Shared>) {
+    let me = crate::sys::getpid();
+    if shared.flush_at_exit_in.swap(me, SeqCst) == me {
+        return;
+    }
+    let mut list = exit_flush();
+    list.queues.retain(|(pid, q)| *pid == me && q.strong_count() > 0);
+    list.queues.push((me, Arc::downgrade(shared)));
+    if list.hook_for != me {
+        list.hook_for = me;
+        crate::sys::at_exit(flush_hook);
+    }
+}
+
+extern "C" fn flush_hook() {
+    flush_all_at_exit();
+}
+
+/// Waits until every queue of this process has written out its backlog, except those whose
+/// `cancel_join_thread` was called (Python's join of the feeder threads at exit). As in Python,
+/// this waits for as long as a consumer needs to make room in the ring.
+pub(crate) fn flush_all_at_exit() {
+    let me = crate::sys::getpid();
+    let queues: Vec<Arc<Shared>> = {
+        let list = exit_flush();
+        list.queues.iter().filter(|(pid, _)| *pid == me).filter_map(|(_, q)| q.upgrade()).collect()
+    };
+    for q in queues {
+        if !q.cancel_join.load(SeqCst) {
+            q.wait_flushed(None);
+        }
+    }
 }
 
 struct Handle {
@@ -260,6 +356,7 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
             backlog: Mutex::new(Backlog { items: VecDeque::new(), spare: Vec::new(), stop: false }),
             pending: AtomicUsize::new(0),
             cv: Condvar::new(),
+            flush_at_exit_in: AtomicI32::new(0),
         });
         Queue { h: Arc::new(Handle { shared, feeder: Mutex::new(None) }), _t: PhantomData }
     }
@@ -271,6 +368,8 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     /// Puts `value`, waiting while a bounded queue is full (Python's `put(obj)`). An unbounded
     /// queue does not wait for its consumers: at most 2 ms for another producer's write, or
     /// for room for an item of 64 KiB or more, before the item goes to the feeder thread.
+    /// An item in the feeder's backlog reaches the ring before this process exits (see the
+    /// module doc); call [`flush`](Self::flush) to wait for it now.
     pub fn put(&self, value: T) -> std::result::Result<(), PutError<T>> {
         self.put_inner(value, None, true)
     }
@@ -352,6 +451,7 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
         b.stop = false;
         drop(b);
         self.s().cv.notify_all();
+        flush_at_exit(&self.h.shared);
         let mut feeder = self.h.feeder.lock().unwrap_or_else(|e| e.into_inner());
         if feeder.as_ref().is_none_or(|t| t.is_finished()) {
             let shared = self.h.shared.clone();
@@ -455,8 +555,23 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
         Ok(())
     }
 
-    /// Dropping the last handle (or exiting) will not wait for the feeder to write out the
-    /// backlog (Python's `cancel_join_thread`); items still there may be lost.
+    /// Waits until every item this process put through this queue is in the shared ring, where
+    /// any consumer can take it and it outlives this process (even a SIGKILL of it). `put`
+    /// followed by `flush` is a put that returns only once the item is safe.
+    ///
+    /// Only items that went to the feeder's backlog need it; with nobody reading a full ring it
+    /// waits for as long as that lasts.
+    pub fn flush(&self) {
+        self.s().wait_flushed(None);
+    }
+
+    /// As [`flush`](Self::flush), waiting at most `timeout`; false if items are still waiting.
+    pub fn flush_timeout(&self, timeout: Duration) -> bool {
+        self.s().wait_flushed(Some(Instant::now() + timeout))
+    }
+
+    /// Dropping the last handle, or the exit of this process, will not wait for the feeder to
+    /// write out the backlog (Python's `cancel_join_thread`); items still there may be lost.
     pub fn cancel_join_thread(&self) {
         self.s().cancel_join.store(true, SeqCst);
     }
@@ -553,6 +668,11 @@ impl<T: Serialize + DeserializeOwned> SimpleQueue<T> {
     /// This handle will be used no more.
     pub fn close(&self) {
         self.0.close()
+    }
+
+    /// Waits until every item this process put is in the shared ring (see [`Queue::flush`]).
+    pub fn flush(&self) {
+        self.0.flush()
     }
 }
 

@@ -9,7 +9,13 @@
 //! socket or by inheritance across `fork`. [`serialize_fd`] and [`deserialize_fd`] are the two
 //! halves; they work only inside [`encode`] and [`decode`], which set up that list for the
 //! current thread.
+//!
+//! A value's own error message (`serde::ser::Error::custom`, `serde::de::Error::custom`)
+//! reaches the caller in [`Error::Encode`] and [`Error::Decode`], which postcard alone would
+//! replace with a generic text (see `caught.rs`). This module is the crate's one user of
+//! postcard for values.
 
+mod caught;
 pub(crate) mod fd;
 pub(crate) mod frame;
 
@@ -17,7 +23,7 @@ pub(crate) use fd::{deserialize_fd, serialize_fd};
 
 use crate::error::{Error, Result};
 use serde::de::DeserializeOwned;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::os::fd::{OwnedFd, RawFd};
 
 /// A postcard output flavor that appends to a caller's `Vec<u8>` with bulk copies.
@@ -46,19 +52,39 @@ impl postcard::ser_flavors::Flavor for AppendTo<'_> {
 /// `value` lives.
 pub(crate) fn encode<T: Serialize + ?Sized>(value: &T, out: &mut Vec<u8>) -> Result<Vec<RawFd>> {
     let scope = fd::EncodeScope::enter();
-    postcard::serialize_with_flavor(value, AppendTo(out)).map_err(|e| Error::Encode(e.to_string()))?;
+    let caught = caught::Scope::enter();
+    let mut ser = postcard::Serializer { output: AppendTo(out) };
+    value
+        .serialize(caught::Ser(&mut ser))
+        .map_err(|e| Error::Encode(caught.message(e, |e| *e == postcard::Error::SerdeSerCustom)))?;
     Ok(scope.finish())
+}
+
+/// Decodes a `T` from the start of `bytes`; returns it with the bytes after it.
+fn take_prefix<'de, T: Deserialize<'de>>(bytes: &'de [u8]) -> Result<(T, &'de [u8])> {
+    let caught = caught::Scope::enter();
+    let mut de = postcard::Deserializer::from_bytes(bytes);
+    let value = T::deserialize(caught::De(&mut de))
+        .map_err(|e| Error::Decode(caught.message(e, |e| *e == postcard::Error::SerdeDeCustom)))?;
+    let rest = de.finalize().map_err(|e| Error::Decode(e.to_string()))?;
+    Ok((value, rest))
 }
 
 /// Decodes a whole `T` from `bytes`, giving its handles the descriptors in `fds`.
 /// Descriptors that no handle claims are closed.
 pub(crate) fn decode<T: DeserializeOwned>(bytes: &[u8], fds: Vec<OwnedFd>) -> Result<T> {
     let _scope = fd::DecodeScope::enter(fds);
-    let (value, rest) = postcard::take_from_bytes(bytes).map_err(|e| Error::Decode(e.to_string()))?;
+    let (value, rest) = take_prefix(bytes)?;
     if !rest.is_empty() {
         return Err(Error::Decode(format!("{} unexpected trailing bytes", rest.len())));
     }
     Ok(value)
+}
+
+/// Decodes a `T` that carries no handles from the start of `bytes` (a message header); returns
+/// it with the bytes after it.
+pub(crate) fn take<'de, T: Deserialize<'de>>(bytes: &'de [u8]) -> Result<(T, &'de [u8])> {
+    take_prefix(bytes)
 }
 
 #[cfg(test)]
@@ -73,6 +99,128 @@ mod tests {
         assert_eq!(buf[0], 7);
         let v: (String, u64, Vec<f64>) = decode(&buf[1..], Vec::new()).unwrap();
         assert_eq!(v, ("hi".to_string(), 5, vec![1.5]));
+    }
+
+    /// Refuses to encode 13 and to decode 7, with messages of its own.
+    #[derive(Debug, PartialEq)]
+    struct Picky(u32);
+
+    impl Serialize for Picky {
+        fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+            if self.0 == 13 {
+                return Err(serde::ser::Error::custom("no 13 here"));
+            }
+            s.serialize_u32(self.0)
+        }
+    }
+
+    impl<'de> Deserialize<'de> for Picky {
+        fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+            match u32::deserialize(d)? {
+                7 => Err(serde::de::Error::custom("no 7 here")),
+                v => Ok(Picky(v)),
+            }
+        }
+    }
+
+    #[derive(Debug, PartialEq, Serialize, Deserialize)]
+    enum Shape {
+        Unit,
+        New(Picky),
+        Tuple(u8, Picky),
+        Struct { a: Option<Picky>, b: Vec<Picky> },
+    }
+
+    fn encode_err<T: Serialize>(v: &T) -> String {
+        match encode(v, &mut Vec::new()) {
+            Err(Error::Encode(msg)) => msg,
+            other => panic!("expected an encode error, got {other:?}"),
+        }
+    }
+
+    fn decode_err<T: DeserializeOwned + std::fmt::Debug>(bytes: &[u8]) -> String {
+        match decode::<T>(bytes, Vec::new()) {
+            Err(Error::Decode(msg)) => msg,
+            other => panic!("expected a decode error, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn custom_messages_survive_every_nesting() {
+        use std::collections::BTreeMap;
+        assert_eq!(encode_err(&Picky(13)), "no 13 here");
+        assert_eq!(encode_err(&Some(vec![Picky(1), Picky(13)])), "no 13 here");
+        assert_eq!(encode_err(&Shape::New(Picky(13))), "no 13 here");
+        assert_eq!(encode_err(&Shape::Tuple(1, Picky(13))), "no 13 here");
+        assert_eq!(encode_err(&Shape::Struct { a: None, b: vec![Picky(13)] }), "no 13 here");
+        assert_eq!(encode_err(&BTreeMap::from([(1u8, Picky(13))])), "no 13 here");
+
+        let bytes = |v: &dyn erased::Encode| v.bytes();
+        assert_eq!(decode_err::<Picky>(&bytes(&7u32)), "no 7 here");
+        assert_eq!(decode_err::<Option<Vec<Picky>>>(&bytes(&Some(vec![1u32, 7]))), "no 7 here");
+        assert_eq!(decode_err::<Shape>(&bytes(&Plain::New(7))), "no 7 here");
+        assert_eq!(decode_err::<Shape>(&bytes(&Plain::Tuple(1, 7))), "no 7 here");
+        assert_eq!(decode_err::<Shape>(&bytes(&Plain::Struct { a: Some(7), b: vec![] })), "no 7 here");
+        assert_eq!(decode_err::<BTreeMap<u8, Picky>>(&bytes(&BTreeMap::from([(1u8, 7u32)]))), "no 7 here");
+        // postcard's own errors keep their text.
+        assert!(decode_err::<bool>(&[5]).contains("bool"), "{}", decode_err::<bool>(&[5]));
+    }
+
+    /// [`Shape`] with plain numbers, to write what `Picky` refuses to read.
+    #[derive(Serialize)]
+    enum Plain {
+        #[allow(dead_code)]
+        Unit,
+        New(u32),
+        Tuple(u8, u32),
+        Struct {
+            a: Option<u32>,
+            b: Vec<u32>,
+        },
+    }
+
+    mod erased {
+        pub(super) trait Encode {
+            fn bytes(&self) -> Vec<u8>;
+        }
+        impl<T: serde::Serialize> Encode for T {
+            fn bytes(&self) -> Vec<u8> {
+                postcard::to_stdvec(self).unwrap()
+            }
+        }
+    }
+
+    #[test]
+    fn the_encoding_is_postcards() {
+        use std::collections::BTreeMap;
+        #[derive(Debug, PartialEq, Serialize, Deserialize)]
+        struct All {
+            a: (bool, i8, i16, i32, i64, i128, u8),
+            b: (u16, u32, u64, u128, f32, f64, char),
+            s: String,
+            bytes: Vec<u8>,
+            map: BTreeMap<String, Option<Vec<u16>>>,
+            shapes: Vec<Shape>,
+            unit: (),
+        }
+        let v = All {
+            a: (true, -1, -300, -70000, -1 << 40, -1 << 100, 200),
+            b: (60000, 1 << 30, 1 << 60, 1 << 120, 1.5, -2.25, 'é'),
+            s: "hello".into(),
+            bytes: vec![0, 255, 7],
+            map: BTreeMap::from([("k".to_string(), Some(vec![1, 2])), ("z".to_string(), None)]),
+            shapes: vec![
+                Shape::Unit,
+                Shape::New(Picky(3)),
+                Shape::Tuple(9, Picky(4)),
+                Shape::Struct { a: Some(Picky(5)), b: vec![Picky(6)] },
+            ],
+            unit: (),
+        };
+        let mut ours = Vec::new();
+        encode(&v, &mut ours).unwrap();
+        assert_eq!(ours, postcard::to_stdvec(&v).unwrap());
+        assert_eq!(decode::<All>(&ours, Vec::new()).unwrap(), v);
     }
 
     #[test]

@@ -279,3 +279,81 @@ pub(crate) fn gettid() -> libc::pid_t {
     // SAFETY: gettid cannot fail.
     unsafe { libc::gettid() }
 }
+
+/// In a new child: waits on its end of a *start gate* (a socket pair) for the parent to open it
+/// with one byte; `false` when every copy of the other end closed without it (the start
+/// failed, and the child must not run the target). Async-signal-safe.
+pub(crate) fn wait_gate(fd: BorrowedFd<'_>) -> bool {
+    let mut byte = 0u8;
+    loop {
+        // SAFETY: reads at most one byte into a live local.
+        let r = unsafe { libc::read(fd.as_raw_fd(), (&mut byte as *mut u8).cast(), 1) };
+        if r == -1 && io::Error::last_os_error().kind() == io::ErrorKind::Interrupted {
+            continue;
+        }
+        return r == 1;
+    }
+}
+
+/// In a new child: writes its pid (4 bytes, little-endian) on `fd`, so that a parent that never
+/// learnt it otherwise can still find, kill and reap it. Async-signal-safe.
+pub(crate) fn report_pid(fd: BorrowedFd<'_>) {
+    // SAFETY: getpid cannot fail (no cache here: this may run right after a raw clone).
+    let pid = unsafe { libc::getpid() }.to_le_bytes();
+    loop {
+        // SAFETY: sends 4 bytes from a live local; a closed peer is EPIPE, never SIGPIPE.
+        let r = unsafe { libc::send(fd.as_raw_fd(), pid.as_ptr().cast(), pid.len(), libc::MSG_NOSIGNAL) };
+        if r == -1 && io::Error::last_os_error().kind() == io::ErrorKind::Interrupted {
+            continue;
+        }
+        return;
+    }
+}
+
+/// Lets the child waiting on the other end of a gate go on (one byte). A child already gone is
+/// not an error here: its exit status tells.
+pub(crate) fn open_gate(fd: BorrowedFd<'_>) {
+    loop {
+        // SAFETY: sends one byte from a static; MSG_NOSIGNAL: a closed peer is EPIPE, never
+        // SIGPIPE, whatever the program's SIGPIPE disposition.
+        let r = unsafe { libc::send(fd.as_raw_fd(), b"g".as_ptr().cast(), 1, libc::MSG_NOSIGNAL) };
+        if r == -1 && io::Error::last_os_error().kind() == io::ErrorKind::Interrupted {
+            continue;
+        }
+        return;
+    }
+}
+
+/// Kills (SIGKILL) and reaps a child of this process that no pidfd refers to. An unreaped child
+/// keeps its pid, so the number cannot name another process here.
+pub(crate) fn kill_and_reap(pid: libc::pid_t) {
+    // SAFETY: signals a child of this process by pid (see above).
+    unsafe { libc::kill(pid, libc::SIGKILL) };
+    loop {
+        // SAFETY: waits for that child; a null status pointer is allowed.
+        let r = unsafe { libc::waitpid(pid, std::ptr::null_mut(), 0) };
+        if r == -1 && io::Error::last_os_error().kind() == io::ErrorKind::Interrupted {
+            continue;
+        }
+        return;
+    }
+}
+
+/// Sets the send and receive timeouts of a socket: a blocking send or receive that makes no
+/// progress for `limit` fails with `WouldBlock`.
+pub(crate) fn set_io_timeouts(fd: BorrowedFd<'_>, limit: std::time::Duration) -> io::Result<()> {
+    let tv = libc::timeval {
+        tv_sec: limit.as_secs() as libc::time_t,
+        tv_usec: limit.subsec_micros() as libc::suseconds_t,
+    };
+    for opt in [libc::SO_SNDTIMEO, libc::SO_RCVTIMEO] {
+        syscall!(setsockopt(
+            fd.as_raw_fd(),
+            libc::SOL_SOCKET,
+            opt,
+            &tv as *const libc::timeval as *const libc::c_void,
+            std::mem::size_of::<libc::timeval>() as libc::socklen_t
+        ))?;
+    }
+    Ok(())
+}
