@@ -170,21 +170,16 @@ impl Connection {
                 }
                 if !spun {
                     spun = true;
-                    if rx.spin_for_data() {
+                    if rx.spin_for_data(&lanes.tx()) {
                         continue;
                     }
                 }
-                // Sleep on the socket: a sender that sees `active` clear rings the doorbell.
-                rx.set_active(false);
-                if !rx.has_data() {
-                    sys::poll_readable(&[fd], None).map_err(Error::io("receiving a message"))?;
-                    if let SocketFront::EndOfFile = lane::drain_bells(&rx, fd)? {
-                        if !rx.has_data() {
-                            return Err(Error::Eof);
-                        }
-                    }
+                // Sleep on the lane's flag: a sender that sees it parked wakes the futex. Woken
+                // without a record, or after a slice, check that the socket is not hung up
+                // (every copy of the peer's end closed, or shut down).
+                if !rx.park() && sys::hung_up(fd) && !rx.has_data() {
+                    return Err(Error::Eof);
                 }
-                rx.set_active(true);
                 spun = false;
             }
         })
@@ -370,20 +365,29 @@ impl Connection {
                 if let Some(fd) = self.fd.read().unwrap_or_else(|p| p.into_inner()).as_ref() {
                     let _ = sys::shutdown_both(fd.as_fd());
                 }
+                if let Some(lanes) = &self.lanes {
+                    // A receiver parked on its lane looks at the socket again and finds it shut.
+                    lanes.rx().wake_parked();
+                }
                 self.fd.write().unwrap_or_else(|p| p.into_inner())
             }
         };
         if let Some(fd) = slot.take() {
             registry::remove(fd.as_raw_fd());
+            drop(fd);
             self.forget_lanes();
         }
     }
 
-    /// On close: the sender's next message rings the doorbell, and so learns at once if every
-    /// copy of this end is gone.
+    /// On close, with the descriptor closed: the sender's next message rings the doorbell, and
+    /// so learns at once if every copy of this end is gone; a receiver parked on the lane this
+    /// end sends on wakes to look at the socket.
     fn forget_lanes(&self) {
         if let (Some(lanes), true) = (&self.lanes, self.readable) {
             lanes.rx().set_active(false);
+        }
+        if let (Some(lanes), true) = (&self.lanes, self.writable) {
+            lanes.tx().wake_parked();
         }
     }
 }
@@ -393,6 +397,7 @@ impl Drop for Connection {
         let slot = self.fd.get_mut().unwrap_or_else(|p| p.into_inner());
         if let Some(fd) = slot.take() {
             registry::remove(fd.as_raw_fd());
+            drop(fd);
             self.forget_lanes();
         }
     }

@@ -9,16 +9,18 @@
 //! client sends the server its ends with `SCM_RIGHTS`): a round trip through pipes costs about a
 //! third of one through the socket, which stays open only to tell each side the other is gone.
 //!
-//! Waiting for the next frame first *spins* for a few tens of microseconds with non-blocking
-//! `recv`s before it blocks: on this kind of machine a blocking socket round trip between two
+//! Waiting for the next frame first *spins* with non-blocking `recv`s before it blocks, as the
+//! wait core allows ([`crate::sync::wait`]): on two idle CPUs a blocking round trip between two
 //! processes costs ~40 us (two scheduler wake-ups), a spinning one ~3.5 us, and a proxy call is
-//! exactly such a round trip. The spin is skipped on single-CPU machines, where it cannot help.
+//! exactly such a round trip. The spin is skipped where fewer than two CPUs are usable (affinity
+//! and cgroup quota), where it only takes the time slice the peer needs, and shortened to a
+//! probe while recent spins did not pay.
 
 use crate::error::{Error, Result};
+use crate::sync::wait;
 use crate::sys;
 use std::io;
 use std::os::fd::BorrowedFd;
-use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 pub(crate) const HEADER_LEN: usize = 8;
@@ -32,10 +34,14 @@ pub(crate) enum Kind {
     Pipe,
 }
 
-/// How long a reader spins before it blocks.
+/// The most a reader may spin before it blocks (zero where spinning cannot pay); each wait
+/// spins what the wait core's adaptive budget says, up to this.
 pub(crate) fn spin_budget() -> Duration {
-    static SPIN: OnceLock<Duration> = OnceLock::new();
-    *SPIN.get_or_init(|| if sys::cpu_count() > 1 { Duration::from_micros(50) } else { Duration::ZERO })
+    if wait::may_spin() {
+        wait::SPIN_CAP
+    } else {
+        Duration::ZERO
+    }
 }
 
 /// Reads whole frames from a stream socket.
@@ -136,17 +142,31 @@ fn recv_spinning(
     spin: Duration,
     deadline: &mut Option<Instant>,
 ) -> io::Result<usize> {
-    if !spin.is_zero() {
-        let until = *deadline.get_or_insert_with(|| Instant::now() + spin);
+    if spin.is_zero() {
+        return recv_once(sock, kind, buf, false);
+    }
+    // What is there already needs no wait (and says nothing about how long waits take).
+    match recv_once(sock, kind, buf, true) {
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+        r => return r,
+    }
+    // One spin per frame: `deadline` is where this frame's spin ends.
+    let start = Instant::now();
+    let until = *deadline.get_or_insert_with(|| start + wait::STREAM.budget().min(spin));
+    if until > start {
         loop {
+            std::hint::spin_loop();
             match recv_once(sock, kind, buf, true) {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                r => return r,
+                r => {
+                    wait::STREAM.spun(until - start, Some(start.elapsed()));
+                    return r;
+                }
             }
             if Instant::now() >= until {
+                wait::STREAM.spun(until - start, None);
                 break;
             }
-            std::hint::spin_loop();
         }
     }
     recv_once(sock, kind, buf, false)
