@@ -351,10 +351,10 @@ impl<'a> Lane<'a> {
     }
 
     /// Spins for a record, as the wait core allows; true if one came. `peer` is the lane the
-    /// peer receives on: while the peer sleeps on its socket with nothing sent to it, it will not
-    /// send either, and the spin stops.
+    /// peer receives on: while the peer sleeps with nothing sent to it, it will not send
+    /// either, and the spin stops.
     pub(crate) fn spin_for_data(&self, peer: &Lane<'_>) -> bool {
-        let peer_runs = || peer.h.reader_active.load(Relaxed) != 0 || peer.has_data();
+        let peer_runs = || peer.h.reader_active.load(Relaxed) == ACTIVE || peer.has_data();
         wait::LANE.spin(|| self.has_data(), peer_runs)
     }
 

@@ -34,14 +34,10 @@ pub(crate) enum Kind {
     Pipe,
 }
 
-/// The most a reader may spin before it blocks (zero where spinning cannot pay); each wait
-/// spins what the wait core's adaptive budget says, up to this.
+/// The most a reader may spin before it blocks; each wait spins (or, on one CPU, yields) as
+/// the wait core's policy says, up to this. Zero never spins.
 pub(crate) fn spin_budget() -> Duration {
-    if wait::may_spin() {
-        wait::SPIN_CAP
-    } else {
-        Duration::ZERO
-    }
+    wait::SPIN_CAP
 }
 
 /// Reads whole frames from a stream socket.
@@ -140,33 +136,29 @@ fn recv_spinning(
     kind: Kind,
     buf: &mut [u8],
     spin: Duration,
-    deadline: &mut Option<Instant>,
+    spun: &mut Option<Instant>,
 ) -> io::Result<usize> {
-    if spin.is_zero() {
+    // One spin per frame, as the wait core allows; `spun` says when this frame's began.
+    if spin.is_zero() || spun.is_some() {
         return recv_once(sock, kind, buf, false);
     }
+    *spun = Some(Instant::now());
     // What is there already needs no wait (and says nothing about how long waits take).
     match recv_once(sock, kind, buf, true) {
         Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
         r => return r,
     }
-    // One spin per frame: `deadline` is where this frame's spin ends.
-    let start = Instant::now();
-    let until = *deadline.get_or_insert_with(|| start + wait::STREAM.budget().min(spin));
-    if until > start {
-        loop {
-            std::hint::spin_loop();
-            match recv_once(sock, kind, buf, true) {
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                r => {
-                    wait::STREAM.spun(until - start, Some(start.elapsed()));
-                    return r;
-                }
-            }
-            if Instant::now() >= until {
-                wait::STREAM.spun(until - start, None);
-                break;
-            }
+    let mut got = None;
+    let ready = || match recv_once(sock, kind, buf, true) {
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => false,
+        r => {
+            got = Some(r);
+            true
+        }
+    };
+    if wait::STREAM.spin(ready, wait::unknown_peer) {
+        if let Some(r) = got {
+            return r;
         }
     }
     recv_once(sock, kind, buf, false)

@@ -11,14 +11,19 @@
 //!   cgroup CPU quota (v2 `cpu.max`, v1 `cpu.cfs_quota_us`), worked out once per process. With
 //!   fewer than two, a wait never spins: on one CPU a spin only burns the time slice the peer
 //!   needs to make progress, so the waiter sleeps at once.
+//! - **Whether the CPUs are free**: more runnable tasks than online CPUs (`/proc/loadavg`,
+//!   read at most every [`LOAD_EVERY`]) means a spinning waiter is charged CPU time that a
+//!   busy loop or compiler would otherwise get, and is preempted for a whole time slice just
+//!   when its peer answers; a sleeping one is woken ahead of them. So no spin then either.
 //! - **Whether the peer runs**: where the other side publishes whether it is asleep (a lane's
 //!   `reader_active` word, a lock word's waiters bit), a spin stops as soon as it reads that
 //!   nothing running will end it.
 //! - **How often recent spins paid** ([`Spinner`], after glibc's adaptive mutex): each kind of
-//!   wait keeps a moving average of how long successful spins took and spins about twice that
-//!   (capped at [`SPIN_CAP`]); when most recent spins ended in a sleep anyway (a peer that is
-//!   preempted on a busy machine, or one that takes long), it only probes briefly, and spins in
-//!   full one wait in [`PROBE_EVERY`] to notice when that changes.
+//!   wait keeps a moving average of how long successful spins took and spins four times that,
+//!   at least [`SPIN_FLOOR`] (about a wake-up of a sleeping peer) and at most [`SPIN_CAP`];
+//!   when most recent spins ended in a sleep anyway (a peer that is preempted on a busy
+//!   machine, or one that takes long), it only probes briefly, and spins in full one wait in
+//!   [`PROBE_EVERY`] to notice when that changes.
 //!
 //! # The lock
 //!
@@ -62,8 +67,12 @@ pub(crate) const SLICE: Duration = Duration::from_millis(10);
 
 /// The longest spin of any wait: past this a futex sleep and wake cost less than the spin.
 pub(crate) const SPIN_CAP: Duration = Duration::from_micros(50);
+/// The shortest full spin: about what waking a sleeping peer takes on an idle CPU, so that a
+/// pair of processes that fell asleep once get back to spinning rather than waking each other
+/// from then on.
+const SPIN_FLOOR: Duration = Duration::from_micros(20);
 /// A spin when recent spins did not pay: long enough for a peer that is on a CPU right now.
-const PROBE: Duration = Duration::from_micros(1);
+const PROBE: Duration = Duration::from_micros(2);
 /// When recent spins did not pay, one wait in this many still spins in full.
 const PROBE_EVERY: u32 = 8;
 
@@ -159,14 +168,41 @@ fn read_cfs_quota(dir: &std::path::Path) -> Option<f64> {
     (quota > 0.0 && period > 0.0).then(|| quota / period)
 }
 
+/// How often the run queue length is looked at again.
+const LOAD_EVERY: Duration = Duration::from_millis(5);
+
+/// Whether more tasks are runnable than there are CPUs online, as of at most [`LOAD_EVERY`]
+/// ago. False where that cannot be read.
+fn oversubscribed() -> bool {
+    static CHECKED_MS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    static OVER: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+    if cfg!(miri) {
+        return false;
+    }
+    let now_ms = sys::monotonic_ns() / 1_000_000 + 1;
+    let last = CHECKED_MS.load(Relaxed);
+    if now_ms.saturating_sub(last) < LOAD_EVERY.as_millis() as u64 {
+        return OVER.load(Relaxed);
+    }
+    CHECKED_MS.store(now_ms, Relaxed);
+    let over = run_queue().is_some_and(|running| running > sys::cpu_count());
+    OVER.store(over, Relaxed);
+    over
+}
+
+/// Runnable tasks now, the fourth field of `/proc/loadavg` (`running/total`).
+fn run_queue() -> Option<usize> {
+    let s = std::fs::read_to_string("/proc/loadavg").ok()?;
+    s.split_whitespace().nth(3)?.split('/').next()?.parse().ok()
+}
+
 // ---- adaptive spinning --------------------------------------------------------------------
 
 /// The spin policy of one kind of wait, in this process: how long successful spins took
 /// (moving average) and how often spins paid. Plain loads and stores: two threads updating at
 /// once lose an update, which only nudges an estimate.
 pub(crate) struct Spinner {
-    /// Moving average of the nanoseconds a successful spin took (failures count as the budget
-    /// spent, so a wait that is long but bounded grows the budget until it fits).
+    /// Moving average of the nanoseconds a successful spin took.
     avg_ns: AtomicU32,
     /// Share of recent spins that paid, out of 256.
     hits: AtomicU32,
@@ -198,8 +234,15 @@ impl Spinner {
     }
 
     fn budget_slow(&self) -> Duration {
-        let full = Duration::from_nanos(2 * self.avg_ns.load(Relaxed) as u64) + PROBE;
-        let full = full.min(SPIN_CAP);
+        if oversubscribed() {
+            return Duration::ZERO;
+        }
+        self.adaptive()
+    }
+
+    /// The budget from recent spins alone.
+    fn adaptive(&self) -> Duration {
+        let full = Duration::from_nanos(4 * self.avg_ns.load(Relaxed) as u64).clamp(SPIN_FLOOR, SPIN_CAP);
         if self.hits.load(Relaxed) >= 64 {
             return full;
         }
@@ -216,21 +259,27 @@ impl Spinner {
     /// Records how a spin of `budget` ended: `Some(time it took)` when the wait ended during
     /// the spin, `None` when the waiter went to sleep after it.
     pub(crate) fn spun(&self, budget: Duration, outcome: Option<Duration>) {
-        let avg = self.avg_ns.load(Relaxed) as i64;
         let hits = self.hits.load(Relaxed);
-        let (took, hits) = match outcome {
-            Some(t) => (t, hits + (256 - hits.min(256)) / 8 + 1),
-            None => (budget, hits - hits / 8 - (hits > 0) as u32),
-        };
-        let took = took.min(SPIN_CAP).as_nanos() as i64;
-        self.avg_ns.store((avg + (took - avg) / 8).max(0) as u32, Relaxed);
-        self.hits.store(hits.min(256), Relaxed);
+        match outcome {
+            Some(t) => {
+                let avg = self.avg_ns.load(Relaxed) as i64;
+                let took = t.min(SPIN_CAP).as_nanos() as i64;
+                self.avg_ns.store((avg + (took - avg) / 8).max(0) as u32, Relaxed);
+                self.hits.store((hits + (256 - hits.min(256)) / 8 + 1).min(256), Relaxed);
+            }
+            // A probe that failed says little: only a full spin's failure counts.
+            None if budget > PROBE => self.hits.store(hits - hits / 8 - (hits > 0) as u32, Relaxed),
+            None => {}
+        }
     }
 
     /// Spins until `ready` or the budget is spent, stopping early once `peer_runs` says that
     /// nothing running will make `ready` true. Whether `ready` came true.
     #[inline]
     pub(crate) fn spin(&self, ready: impl FnMut() -> bool, peer_runs: impl FnMut() -> bool) -> bool {
+        if !may_spin() {
+            return yield_once(ready);
+        }
         let budget = self.budget();
         if budget.is_zero() {
             return false;
@@ -268,6 +317,16 @@ impl Spinner {
             }
         }
     }
+}
+
+/// With one usable CPU: instead of a spin, let whatever else is runnable here (the peer, most
+/// likely, just woken by this waiter) run first, once. A producer then fills a queue in a
+/// burst before its consumer is woken at all, and a ping-pong partner answers before this side
+/// sleeps; with nothing else runnable the yield returns at once.
+#[cold]
+fn yield_once(mut ready: impl FnMut() -> bool) -> bool {
+    std::thread::yield_now();
+    ready()
 }
 
 /// No hint about the peer: it may be running.
@@ -667,11 +726,10 @@ mod tests {
             s.spun(SPIN_CAP, None);
         }
         assert!(s.hits.load(Relaxed) < 64);
-        if may_spin() {
-            let budgets: Vec<_> = (0..PROBE_EVERY).map(|_| s.budget()).collect();
-            assert_eq!(budgets.iter().filter(|b| **b == PROBE).count(), PROBE_EVERY as usize - 1);
-            assert!(budgets.iter().all(|b| *b <= SPIN_CAP));
-        } else {
+        let budgets: Vec<_> = (0..PROBE_EVERY).map(|_| s.adaptive()).collect();
+        assert_eq!(budgets.iter().filter(|b| **b == PROBE).count(), PROBE_EVERY as usize - 1);
+        assert!(budgets.iter().all(|b| *b <= SPIN_CAP));
+        if !may_spin() {
             assert_eq!(s.budget(), Duration::ZERO, "one usable CPU: never spin");
         }
         // Spins that succeed quickly bring it back, sized to what they needed.
@@ -680,18 +738,44 @@ mod tests {
         }
         assert!(s.hits.load(Relaxed) >= 64);
         assert!(s.avg_ns.load(Relaxed) < 2_000, "{}", s.avg_ns.load(Relaxed));
-        if may_spin() {
-            assert!(s.budget() < Duration::from_micros(5), "{:?}", s.budget());
+        assert_eq!(s.adaptive(), SPIN_FLOOR, "short waits: the shortest full spin");
+        // Long successful spins lengthen it, up to the cap.
+        for _ in 0..64 {
+            s.spun(SPIN_CAP, Some(Duration::from_micros(40)));
         }
+        assert_eq!(s.adaptive(), SPIN_CAP);
     }
 
     #[test]
     fn spinning_stops_when_the_peer_sleeps() {
         let s = Spinner::new();
+        // A spin of the longest budget, cut short: far quicker than the budget on any machine
+        // that runs the check within a second.
         let t = Instant::now();
-        assert!(!s.spin(|| false, || false));
-        assert!(t.elapsed() < Duration::from_secs(1));
-        assert!(s.spin(|| true, || false));
+        assert!(!s.spin_for(Duration::from_secs(5), || false, || false));
+        assert!(t.elapsed() < Duration::from_secs(1), "{:?}", t.elapsed());
+        assert!(s.spin_for(Duration::from_secs(5), || true, || false));
+        let mut n = 0;
+        assert!(
+            s.spin_for(
+                Duration::from_secs(5),
+                || {
+                    n += 1;
+                    n > 100
+                },
+                || true
+            ),
+            "spins on while the peer runs"
+        );
+    }
+
+    #[test]
+    fn the_run_queue_is_read() {
+        if !cfg!(miri) {
+            // This thread is running, so at least one task is.
+            assert!(run_queue().is_some_and(|n| n >= 1));
+        }
+        let _ = oversubscribed();
     }
 
     #[test]
