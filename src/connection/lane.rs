@@ -296,10 +296,10 @@ impl<'a> Lane<'a> {
     }
 
     /// Sleeps until a record comes (a sender wakes this receiver), a wake from
-    /// [`wake_parked`](Self::wake_parked), or a slice passes; whether a record is there. The
+    /// [`wake_parked`](Self::wake_parked), or `slice` passes; whether a record is there. The
     /// caller holds the get lock.
-    pub(crate) fn park(&self) -> bool {
-        let until = std::time::Instant::now() + wait::PARK_SLICE;
+    pub(crate) fn park(&self, slice: std::time::Duration) -> bool {
+        let until = std::time::Instant::now() + slice;
         wait::park(&self.h.reader_active, ACTIVE, || self.has_data(), until)
     }
 

@@ -24,6 +24,7 @@ pub(crate) use registry::{close_inherited as close_inherited_connections, lock a
 pub use wait::{wait, Waitable};
 
 use crate::error::{Error, Result};
+use crate::sync::wait as wait_core;
 use crate::sys;
 use crate::wire::{self, frame};
 use lane::{Lanes, Next, SocketFront};
@@ -146,6 +147,7 @@ impl Connection {
             let _get = rx.lock_get();
             rx.set_active(true);
             let mut spun = false;
+            let mut slice = Duration::from_millis(1);
             loop {
                 if let Some((next, after)) = rx.peek()? {
                     let out = match next {
@@ -176,9 +178,15 @@ impl Connection {
                 }
                 // Sleep on the lane's flag: a sender that sees it parked wakes the futex. Woken
                 // without a record, or after a slice, check that the socket is not hung up
-                // (every copy of the peer's end closed, or shut down).
-                if !rx.park() && sys::hung_up(fd) && !rx.has_data() {
-                    return Err(Error::Eof);
+                // (every copy of the peer's end closed, or shut down). A peer that exits
+                // without closing wakes nobody, so the slices start short (a peer that sent
+                // its last message and exited is seen within a few milliseconds) and double up
+                // to the wait core's longest.
+                if !rx.park(slice) {
+                    if sys::hung_up(fd) && !rx.has_data() {
+                        return Err(Error::Eof);
+                    }
+                    slice = (slice * 2).min(wait_core::PARK_SLICE);
                 }
                 spun = false;
             }
