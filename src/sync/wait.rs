@@ -10,11 +10,15 @@
 //! - **CPUs this process may use**: the affinity mask (`sched_getaffinity`) bounded by the
 //!   cgroup CPU quota (v2 `cpu.max`, v1 `cpu.cfs_quota_us`), worked out once per process. With
 //!   fewer than two, a wait never spins: on one CPU a spin only burns the time slice the peer
-//!   needs to make progress, so the waiter sleeps at once.
+//!   needs to make progress, so the waiter yields once (the peer, just woken, runs first) and
+//!   then sleeps.
 //! - **Whether the CPUs are free**: more runnable tasks than online CPUs (`/proc/loadavg`,
 //!   read at most every [`LOAD_EVERY`]) means a spinning waiter is charged CPU time that a
 //!   busy loop or compiler would otherwise get, and is preempted for a whole time slice just
 //!   when its peer answers; a sleeping one is woken ahead of them. So no spin then either.
+//!   (The machine-wide count misses busy loops pinned to this process's CPUs on a machine with
+//!   many other CPUs idle; this thread's own run-queue delay would catch them, but holding off
+//!   spinning on it measured slower here than spinning, so it is not used.)
 //! - **Whether the peer runs**: where the other side publishes whether it is asleep (a lane's
 //!   `reader_active` word, a lock word's waiters bit), a spin stops as soon as it reads that
 //!   nothing running will end it.
