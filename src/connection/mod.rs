@@ -124,8 +124,11 @@ impl Connection {
                 tx.push(false, payload, fd)?;
                 tx.ring_bell(fd)
             } else {
-                // The marker goes first, so a receiver drains the socket while the frame is sent.
+                // The marker goes first, so a receiver drains the socket while the frame is sent;
+                // one parked on the lane is woken for it (one asleep on the socket wakes to the
+                // frame itself).
                 tx.push(true, &[], fd)?;
+                tx.wake_parked();
                 frame::send(fd, msg, fds)
             }
         })
