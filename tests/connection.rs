@@ -448,25 +448,27 @@ fn echo_bytes_n(conn: Connection, n: u32) {
 }
 
 /// A message too large for the lane goes through the socket behind a marker in the lane: a
-/// receiver parked on the lane must be woken for it at once, not when its sleep slice ends. Busy
-/// threads (one more than there are CPUs) make the machine oversubscribed, where the wait core
-/// neither spins nor yields, so the receivers really park.
+/// receiver parked on the lane must be woken for it at once, not when its sleep slice ends.
+/// Both ends on one CPU, where receivers park on the lane (a receiver's yield before parking
+/// often finds the message first; the bound catches a marker that never wakes a parked one).
 #[test]
 fn a_parked_receiver_is_woken_for_a_large_message() {
-    // SAFETY: sysconf with a valid name.
-    let cpus = unsafe { libc::sysconf(libc::_SC_NPROCESSORS_ONLN) }.max(1) as usize;
-    let stop = std::sync::atomic::AtomicBool::new(false);
-    let took = std::thread::scope(|s| {
-        for _ in 0..cpus + 1 {
-            s.spawn(|| {
-                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                    std::hint::spin_loop();
-                }
-            });
-        }
-        let n = 300;
+    // SAFETY: plain affinity calls on this thread, with cpu_set_t values we own; the child
+    // inherits the mask, and the old one is put back afterwards.
+    let old = unsafe {
+        let mut old: libc::cpu_set_t = std::mem::zeroed();
+        libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut old);
+        let mut one: libc::cpu_set_t = std::mem::zeroed();
+        let first = (0..libc::CPU_SETSIZE as usize).find(|&c| libc::CPU_ISSET(c, &old)).unwrap();
+        libc::CPU_SET(first, &mut one);
+        libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &one);
+        old
+    };
+    let n = 300;
+    let took = {
         let (a, b) = Pipe::new(true).unwrap();
-        let p = Process::new(echo_bytes_n, (b, n)).start_method(StartMethod::Fork).start().unwrap();
+        // Spawn: the child works out its usable CPUs afresh, under the mask it inherits.
+        let p = Process::new(echo_bytes_n, (b, n)).start_method(StartMethod::Spawn).start().unwrap();
         let msg = vec![0x5a; 40 << 10];
         a.send_bytes(&msg).unwrap();
         assert_eq!(a.recv_bytes().unwrap(), msg);
@@ -476,11 +478,12 @@ fn a_parked_receiver_is_woken_for_a_large_message() {
             assert_eq!(a.recv_bytes().unwrap().len(), msg.len());
         }
         let took = t.elapsed();
-        stop.store(true, std::sync::atomic::Ordering::Relaxed);
         p.join().unwrap();
         took
-    });
-    // Well under a millisecond a round trip even on a busy machine; a receiver left asleep
-    // until its first 1 ms slice ends takes longer than that each way.
-    assert!(took < Duration::from_millis(450), "300 round trips of 40 KiB took {took:?}");
+    };
+    // SAFETY: as above.
+    unsafe { libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &old) };
+    // Well under a millisecond a round trip; a receiver left asleep until its first 1 ms slice
+    // ends takes longer than that each way.
+    assert!(took < Duration::from_millis(450), "{n} round trips of 40 KiB took {took:?}");
 }

@@ -15,12 +15,14 @@
 //!
 //! Waking: a receiver spins on its lane as the wait core allows ([`crate::sync::wait`]: only
 //! with two usable CPUs or more, only while the peer is not asleep, as long as recent spins
-//! paid), then parks: it sets `reader_active` to [`wait::PARKED`] and sleeps on that word's
-//! futex, in slices after which it checks that the socket is not hung up. A sender that finds
-//! the flag parked after committing a record moves it back and wakes the futex: one system
-//! call on each side, as in a socket ping-pong. `poll` and [`wait`](super::wait) sleep on the
-//! socket instead: they clear `reader_active`, and a sender that finds it clear writes a
-//! doorbell (an empty frame, see [`frame::DOORBELL`]) to the socket. Both sides use
+//! paid), then sleeps. With one usable CPU it parks: it sets `reader_active` to
+//! [`wait::PARKED`] and sleeps on that word's futex, in slices after which it checks that the
+//! socket is not hung up; a sender that finds the flag parked after committing a record moves
+//! it back and wakes the futex (one system call a side). With more CPUs it sleeps in `poll` on
+//! the socket, as `poll` and [`wait`](super::wait) do: it clears `reader_active`, and a sender
+//! that finds it clear writes a doorbell (an empty frame, see [`frame::DOORBELL`]) to the
+//! socket, whose wake-up runs the receiver on the sender's CPU at once where a futex wake-up
+//! would wait for a busy CPU to come free. Both sides use
 //! sequentially consistent operations on `tail` and `reader_active`, so either the receiver sees
 //! the record before sleeping or the sender sees the receiver asleep. In a ping-pong on two
 //! idle CPUs both sides stay in the spin, so a round trip makes no system call; on one CPU

@@ -179,12 +179,31 @@ impl Connection {
                         continue;
                     }
                 }
-                // Sleep on the lane's flag: a sender that sees it parked wakes the futex. Woken
-                // without a record, or after a slice, check that the socket is not hung up
-                // (every copy of the peer's end closed, or shut down). A peer that exits
-                // without closing wakes nobody, so the slices start short (a peer that sent
-                // its last message and exited is seen within a few milliseconds) and double up
-                // to the wait core's longest.
+                if wait_core::may_spin() {
+                    // Two CPUs or more: sleep on the socket, where a sender that sees `active`
+                    // clear rings the doorbell. A socket's wake-up tells the scheduler that the
+                    // sender is about to wait, so this receiver runs on the sender's CPU at once;
+                    // a futex wake-up does not, and on busy CPUs waits for one to come free.
+                    rx.set_active(false);
+                    if !rx.has_data() {
+                        sys::poll_readable(&[fd], None).map_err(Error::io("receiving a message"))?;
+                        if let SocketFront::EndOfFile = lane::drain_bells(&rx, fd)? {
+                            if !rx.has_data() {
+                                return Err(Error::Eof);
+                            }
+                        }
+                    }
+                    rx.set_active(true);
+                    spun = false;
+                    continue;
+                }
+                // One CPU: sleep on the lane's flag, which a sender that sees it parked wakes
+                // with one futex call (the peer runs here anyway, so where it is woken does not
+                // matter). Woken without a record, or after a slice, check that the socket is
+                // not hung up (every copy of the peer's end closed, or shut down). A peer that
+                // exits without closing wakes nobody, so the slices start short (a peer that
+                // sent its last message and exited is seen within a few milliseconds) and
+                // double up to the wait core's longest.
                 if !rx.park(slice) {
                     if sys::hung_up(fd) && !rx.has_data() {
                         return Err(Error::Eof);
