@@ -12,7 +12,7 @@
 //!   fewer than two, a wait never spins: on one CPU a spin only burns the time slice the peer
 //!   needs to make progress, so the waiter yields once (the peer, just woken, runs first) and
 //!   then sleeps.
-//! - **Whether the CPUs are free**: more runnable tasks than online CPUs (`/proc/loadavg`,
+//! - **Whether the CPUs are free**: more runnable tasks than online CPUs plus one (`/proc/loadavg`,
 //!   read at most every [`LOAD_EVERY`]) means a spinning waiter is charged CPU time that a
 //!   busy loop or compiler would otherwise get, and is preempted for a whole time slice just
 //!   when its peer answers; a sleeping one is woken ahead of them. So no spin then either.
