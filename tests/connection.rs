@@ -374,3 +374,116 @@ fn two_processes_sharing_one_end_each_get_whole_messages() {
         assert_eq!(all, (0..n).collect::<Vec<_>>(), "{m}: each message exactly once");
     }
 }
+
+fn send_then_exit_without_closing(conn: Connection) {
+    conn.send(&7u8).unwrap();
+    std::mem::forget(conn);
+    std::process::exit(0);
+}
+
+/// A receiver asleep on its lane learns that a peer which exited without closing (no `Drop`
+/// ran) is gone from the socket, within a bound.
+#[test]
+fn a_peer_that_exits_without_closing_is_end_of_file_soon() {
+    for m in METHODS {
+        let (parent, child) = Pipe::new(true).unwrap();
+        let p = Process::new(send_then_exit_without_closing, (child,)).start_method(m).start().unwrap();
+        assert_eq!(parent.recv::<u8>().unwrap(), 7, "{m}");
+        let t = Instant::now();
+        assert!(matches!(parent.recv::<u8>(), Err(Error::Eof)), "{m}");
+        assert!(t.elapsed() < Duration::from_millis(1000), "{m}: {:?}", t.elapsed());
+        p.join().unwrap();
+    }
+}
+
+fn echo_n(conn: Connection, n: u32) {
+    for _ in 0..n {
+        let v: u32 = conn.recv().unwrap();
+        conn.send(&v).unwrap();
+    }
+}
+
+/// Both ends on one CPU (where the wait core never spins: every message wakes a parked
+/// receiver) and on all CPUs: a ping-pong where a lost wake-up would stall a side for a whole
+/// sleep slice. 20,000 round trips take well under a second here; the bound allows for a busy
+/// machine, not for lost wake-ups by the hundred.
+#[test]
+fn a_ping_pong_loses_no_wake_up_on_one_cpu_or_many() {
+    for one_cpu in [true, false] {
+        // SAFETY: plain affinity calls on this thread, with a cpu_set_t we own; children
+        // inherit the mask, and the old one is put back afterwards.
+        let old = unsafe {
+            let mut old: libc::cpu_set_t = std::mem::zeroed();
+            libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut old);
+            if one_cpu {
+                let mut one: libc::cpu_set_t = std::mem::zeroed();
+                let first = (0..libc::CPU_SETSIZE as usize).find(|&c| libc::CPU_ISSET(c, &old)).unwrap();
+                libc::CPU_SET(first, &mut one);
+                libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &one);
+            }
+            old
+        };
+        let n = 20_000;
+        let (a, b) = Pipe::new(true).unwrap();
+        // Spawn: the child works out its usable CPUs afresh, under the mask it inherits.
+        let p = Process::new(echo_n, (b, n)).start_method(StartMethod::Spawn).start().unwrap();
+        let t = Instant::now();
+        for i in 0..n {
+            a.send(&i).unwrap();
+            assert_eq!(a.recv::<u32>().unwrap(), i);
+        }
+        let took = t.elapsed();
+        // SAFETY: as above.
+        unsafe { libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &old) };
+        p.join().unwrap();
+        assert!(took < Duration::from_secs(20), "one cpu: {one_cpu}: {took:?}");
+    }
+}
+
+fn echo_bytes_n(conn: Connection, n: u32) {
+    for _ in 0..n {
+        let v = conn.recv_bytes().unwrap();
+        conn.send_bytes(&v).unwrap();
+    }
+}
+
+/// A message too large for the lane goes through the socket behind a marker in the lane: a
+/// receiver parked on the lane must be woken for it at once, not when its sleep slice ends.
+/// Both ends on one CPU, where receivers park on the lane (a receiver's yield before parking
+/// often finds the message first; the bound catches a marker that never wakes a parked one).
+#[test]
+fn a_parked_receiver_is_woken_for_a_large_message() {
+    // SAFETY: plain affinity calls on this thread, with cpu_set_t values we own; the child
+    // inherits the mask, and the old one is put back afterwards.
+    let old = unsafe {
+        let mut old: libc::cpu_set_t = std::mem::zeroed();
+        libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut old);
+        let mut one: libc::cpu_set_t = std::mem::zeroed();
+        let first = (0..libc::CPU_SETSIZE as usize).find(|&c| libc::CPU_ISSET(c, &old)).unwrap();
+        libc::CPU_SET(first, &mut one);
+        libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &one);
+        old
+    };
+    let n = 300;
+    let took = {
+        let (a, b) = Pipe::new(true).unwrap();
+        // Spawn: the child works out its usable CPUs afresh, under the mask it inherits.
+        let p = Process::new(echo_bytes_n, (b, n)).start_method(StartMethod::Spawn).start().unwrap();
+        let msg = vec![0x5a; 40 << 10];
+        a.send_bytes(&msg).unwrap();
+        assert_eq!(a.recv_bytes().unwrap(), msg);
+        let t = Instant::now();
+        for _ in 1..n {
+            a.send_bytes(&msg).unwrap();
+            assert_eq!(a.recv_bytes().unwrap().len(), msg.len());
+        }
+        let took = t.elapsed();
+        p.join().unwrap();
+        took
+    };
+    // SAFETY: as above.
+    unsafe { libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &old) };
+    // Well under a millisecond a round trip; a receiver left asleep until its first 1 ms slice
+    // ends takes longer than that each way.
+    assert!(took < Duration::from_millis(450), "{n} round trips of 40 KiB took {took:?}");
+}

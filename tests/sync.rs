@@ -329,3 +329,48 @@ fn a_condition_notifies_across_processes() {
         assert!(t.elapsed() >= Duration::from_millis(100));
     }
 }
+
+fn take_and_exit(lock: Lock, conn: Connection) {
+    lock.acquire().unwrap().forget();
+    conn.send(&"held").unwrap();
+}
+
+/// Waits until `pid` has exited: a zombie nobody reaped, or gone (reaped by its parent, as the
+/// fork server does).
+fn wait_until_exited(pid: i32) {
+    let t = Instant::now();
+    loop {
+        match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+            Err(_) => return,
+            Ok(s) if s.rsplit(')').next().is_some_and(|rest| rest.trim_start().starts_with(['Z', 'X'])) => {
+                return
+            }
+            Ok(_) => {}
+        }
+        assert!(t.elapsed() < Duration::from_secs(10), "process {pid} did not exit");
+        std::thread::yield_now();
+    }
+}
+
+/// Beyond CPython: a holder that exits without releasing is seen dead while it is still a zombie
+/// that nobody reaped (the waiter here is its parent, which has not joined it).
+#[test]
+fn a_holder_that_exited_unreaped_gives_the_waiter_owner_died_quickly() {
+    for m in METHODS {
+        let lock = Lock::new().unwrap();
+        let (parent, child) = Pipe::new(true).unwrap();
+        let p = Process::new(take_and_exit, (lock.clone(), child)).start_method(m).start().unwrap();
+        assert_eq!(parent.recv::<String>().unwrap(), "held");
+        let pid = p.pid().unwrap();
+        wait_until_exited(pid);
+        let t = Instant::now();
+        let died = lock.acquire_timeout(Duration::from_secs(2)).expect_err("owner died");
+        assert!(t.elapsed() < Duration::from_millis(100 + 150), "{m}: took {:?}", t.elapsed());
+        assert_eq!(died.pid(), pid, "{m}");
+        drop(died.into_inner().expect("the lock is ours"));
+        assert!(lock.try_acquire().unwrap().is_some(), "{m}: usable again");
+        // Taken over without the child being reaped first (a zombie of this process or reaped
+        // by the fork server).
+        p.join().unwrap();
+    }
+}

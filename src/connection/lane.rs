@@ -13,12 +13,20 @@
 //! waiting for ring space checks it every slice), it carries descriptors, and it is what
 //! `poll` and [`wait`](super::wait) sleep on.
 //!
-//! Waking: a receiver spins briefly on its lane, then clears `reader_active` and sleeps in
-//! `poll(2)` on the socket. A sender that finds `reader_active` clear after committing a record
-//! writes a doorbell (an empty frame, see [`frame::DOORBELL`]) to the socket. Both sides use
+//! Waking: a receiver spins on its lane as the wait core allows ([`crate::sync::wait`]: only
+//! with two usable CPUs or more, only while the peer is not asleep, as long as recent spins
+//! paid), then sleeps. With one usable CPU it parks: it sets `reader_active` to
+//! [`wait::PARKED`] and sleeps on that word's futex, in slices after which it checks that the
+//! socket is not hung up; a sender that finds the flag parked after committing a record moves
+//! it back and wakes the futex (one system call a side). With more CPUs it sleeps in `poll` on
+//! the socket, as `poll` and [`wait`](super::wait) do: it clears `reader_active`, and a sender
+//! that finds it clear writes a doorbell (an empty frame, see [`frame::DOORBELL`]) to the
+//! socket, whose wake-up runs the receiver on the sender's CPU at once where a futex wake-up
+//! would wait for a busy CPU to come free. Both sides use
 //! sequentially consistent operations on `tail` and `reader_active`, so either the receiver sees
-//! the record before sleeping or the sender sees the receiver asleep. In a ping-pong both sides
-//! stay in the spin, so a round trip makes no system call. Doorbells the receiver did not need
+//! the record before sleeping or the sender sees the receiver asleep. In a ping-pong on two
+//! idle CPUs both sides stay in the spin, so a round trip makes no system call; on one CPU
+//! neither spins. Doorbells the receiver did not need
 //! (it found the record while spinning) are counted (`bells` against `drained`) and drained
 //! after the next receive, so a stale one rarely makes the socket look readable.
 //!
@@ -31,12 +39,11 @@ use super::frame;
 use crate::error::{Error, Result};
 use crate::queue::ring::Ring;
 use crate::shared_memory::region::Region;
+use crate::sync::wait::{self, Waited};
 use crate::sys;
-use crate::sys::futex::{self, Wait};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::os::fd::BorrowedFd;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::*};
-use std::time::{Duration, Instant};
 
 const MAGIC: u64 = 0x4d50_5049_5045_3031; // "MPPIPE01"
 const VERSION: u32 = 1;
@@ -50,14 +57,14 @@ const HEADERS_AT: usize = 128;
 const DATA_AT: usize = 4096;
 const REGION_BYTES: usize = DATA_AT + 2 * LANE_BYTES;
 
+/// `reader_active`: the receiver sleeps in `poll` on the socket (senders ring the doorbell),
+/// or runs; [`wait::PARKED`] while it sleeps on the flag itself (senders wake the futex).
+const IDLE: u32 = 0;
+const ACTIVE: u32 = 1;
+
 const KIND_DATA: u32 = 1;
 const KIND_SOCKET: u32 = 2;
 const KIND_PAD: u32 = 3;
-
-/// How long a receiver (or a sender facing a full ring) spins before sleeping.
-const SPIN_FOR: Duration = Duration::from_micros(40);
-/// How long a sender waiting for ring space sleeps before checking that the receiver lives.
-const SLICE: Duration = Duration::from_millis(10);
 
 #[repr(C)]
 struct Top {
@@ -179,7 +186,7 @@ pub(crate) struct LaneLock<'a>(&'a AtomicU32);
 
 impl Drop for LaneLock<'_> {
     fn drop(&mut self) {
-        Ring::unlock(self.0);
+        wait::unlock(self.0);
     }
 }
 
@@ -191,30 +198,14 @@ fn me() -> u32 {
     sys::getpid() as u32
 }
 
-/// Spins until `ready` or SPIN_FOR passes.
-fn spin(mut ready: impl FnMut() -> bool) -> bool {
-    let start = Instant::now();
-    loop {
-        for _ in 0..32 {
-            if ready() {
-                return true;
-            }
-            std::hint::spin_loop();
-        }
-        if start.elapsed() >= SPIN_FOR {
-            return ready();
-        }
-    }
-}
-
 impl<'a> Lane<'a> {
     pub(crate) fn lock_put(&self) -> LaneLock<'a> {
-        Ring::lock(&self.h.put_lock, me(), None);
+        wait::lock(&self.h.put_lock, None);
         LaneLock(&self.h.put_lock)
     }
 
     pub(crate) fn lock_get(&self) -> LaneLock<'a> {
-        Ring::lock(&self.h.get_lock, me(), None);
+        wait::lock(&self.h.get_lock, None);
         LaneLock(&self.h.get_lock)
     }
 
@@ -256,29 +247,33 @@ impl<'a> Lane<'a> {
     pub(crate) fn push(&self, kind_socket: bool, payload: &[u8], sock: BorrowedFd<'_>) -> Result<()> {
         debug_assert!(payload.len() <= INLINE_MAX);
         let kind = if kind_socket { KIND_SOCKET } else { KIND_DATA };
-        if self.try_push(kind, payload) || spin(|| self.try_push(kind, payload)) {
-            return Ok(());
-        }
-        loop {
-            self.h.space_waiters.fetch_add(1, SeqCst);
-            let seen = self.h.space_seq.load(SeqCst);
-            if self.try_push(kind, payload) {
-                self.h.space_waiters.fetch_sub(1, SeqCst);
-                return Ok(());
-            }
-            let r = futex::wait(&self.h.space_seq, seen, Some(Instant::now() + SLICE));
-            self.h.space_waiters.fetch_sub(1, SeqCst);
-            if matches!(r, Ok(Wait::TimedOut)) && sys::hung_up(sock) {
-                return Err(Error::Eof);
-            }
+        // `ready` pushes: the wait core calls it until it first returns true, never after.
+        let pushed = || self.try_push(kind, payload);
+        match wait::wait_for(&wait::LANE, &self.h.space_seq, &self.h.space_waiters, pushed, None, || {
+            sys::hung_up(sock)
+        }) {
+            Waited::Ready => Ok(()),
+            Waited::Abandon => Err(Error::Eof),
+            Waited::TimedOut => unreachable!("no deadline"),
         }
     }
 
-    /// After a push: wakes a receiver that may be asleep on the socket. The caller still holds
-    /// the put lock, so the doorbell never lands inside another sender's frame.
+    /// After a push: wakes a receiver that may be asleep, parked on its lane's flag (a futex
+    /// wake) or in `poll` on the socket (a doorbell). The caller still holds the put lock, so
+    /// the doorbell never lands inside another sender's frame.
     pub(crate) fn ring_bell(&self, sock: BorrowedFd<'_>) -> Result<()> {
-        if self.h.reader_active.load(SeqCst) != 0 {
-            return Ok(());
+        loop {
+            match self.h.reader_active.load(SeqCst) {
+                IDLE => break,
+                wait::PARKED => match wait::unpark(&self.h.reader_active, ACTIVE) {
+                    // Parked but not asleep, or died parked: a gone receiver is reported as
+                    // the doorbell's EPIPE would.
+                    Some(0) if sys::hung_up(sock) => return Err(Error::Eof),
+                    Some(_) => return Ok(()),
+                    None => continue,
+                },
+                _ => return Ok(()),
+            }
         }
         self.h.bells.fetch_add(1, SeqCst);
         match sys::send_with_fds_flags(sock, &frame::DOORBELL, &[], libc::MSG_DONTWAIT) {
@@ -299,7 +294,21 @@ impl<'a> Lane<'a> {
 
     /// Whether this end's receiver is, or may soon be, reading without sleeping on the socket.
     pub(crate) fn set_active(&self, active: bool) {
-        self.h.reader_active.store(active as u32, SeqCst);
+        self.h.reader_active.store(if active { ACTIVE } else { IDLE }, SeqCst);
+    }
+
+    /// Sleeps until a record comes (a sender wakes this receiver), a wake from
+    /// [`wake_parked`](Self::wake_parked), or `slice` passes; whether a record is there. The
+    /// caller holds the get lock.
+    pub(crate) fn park(&self, slice: std::time::Duration) -> bool {
+        let until = std::time::Instant::now() + slice;
+        wait::park(&self.h.reader_active, ACTIVE, || self.has_data(), until)
+    }
+
+    /// Wakes a receiver parked on this lane so that it looks at the socket again (this end is
+    /// closing, or shutting the socket down).
+    pub(crate) fn wake_parked(&self) {
+        wait::unpark(&self.h.reader_active, ACTIVE);
     }
 
     /// The record at the head of the lane, skipping padding, and the position after it; `None`
@@ -340,15 +349,15 @@ impl<'a> Lane<'a> {
     /// Releases everything before `next` to the senders. The caller holds the get lock.
     pub(crate) fn advance(&self, next: u64) {
         self.h.head.store(next, SeqCst);
-        if self.h.space_waiters.load(SeqCst) != 0 {
-            self.h.space_seq.fetch_add(1, SeqCst);
-            futex::wake_all(&self.h.space_seq);
-        }
+        wait::notify(&self.h.space_seq, &self.h.space_waiters);
     }
 
-    /// Spins for a record; true if one came.
-    pub(crate) fn spin_for_data(&self) -> bool {
-        spin(|| self.has_data())
+    /// Spins for a record, as the wait core allows; true if one came. `peer` is the lane the
+    /// peer receives on: while the peer sleeps with nothing sent to it, it will not send
+    /// either, and the spin stops.
+    pub(crate) fn spin_for_data(&self, peer: &Lane<'_>) -> bool {
+        let peer_runs = || peer.h.reader_active.load(Relaxed) == ACTIVE || peer.has_data();
+        wait::LANE.spin(|| self.has_data(), peer_runs)
     }
 
     /// Doorbells written but not yet read off the socket.
@@ -380,10 +389,17 @@ pub(crate) enum SocketFront {
 }
 
 /// Reads doorbells off the front of `sock` without waiting, counting them on `lane`, and says
-/// what is left there.
+/// what is left there (`Nothing` also once every doorbell rung is read: what may follow is then
+/// announced in the lane or makes the socket readable again).
 pub(crate) fn drain_bells(lane: &Lane<'_>, sock: BorrowedFd<'_>) -> Result<SocketFront> {
     let mut drained = 0;
     let front = loop {
+        if drained != 0 && lane.h.bells.load(SeqCst) == lane.h.drained.load(SeqCst) + drained {
+            // Every doorbell rung so far is read: what else the socket may hold is announced in
+            // the lane (a frame's marker goes first) or wakes the next poll (end-of-file). One
+            // peek fewer per wake, which is most of a round trip on one CPU.
+            break SocketFront::Nothing;
+        }
         let mut hdr = [0u8; frame::HEADER_LEN];
         match sys::peek_now(sock, &mut hdr) {
             Ok(0) => break SocketFront::EndOfFile,

@@ -24,6 +24,7 @@ pub(crate) use registry::{close_inherited as close_inherited_connections, lock a
 pub use wait::{wait, Waitable};
 
 use crate::error::{Error, Result};
+use crate::sync::wait as wait_core;
 use crate::sys;
 use crate::wire::{self, frame};
 use lane::{Lanes, Next, SocketFront};
@@ -123,8 +124,11 @@ impl Connection {
                 tx.push(false, payload, fd)?;
                 tx.ring_bell(fd)
             } else {
-                // The marker goes first, so a receiver drains the socket while the frame is sent.
+                // The marker goes first, so a receiver drains the socket while the frame is sent;
+                // one parked on the lane is woken for it (one asleep on the socket wakes to the
+                // frame itself).
                 tx.push(true, &[], fd)?;
+                tx.wake_parked();
                 frame::send(fd, msg, fds)
             }
         })
@@ -146,6 +150,7 @@ impl Connection {
             let _get = rx.lock_get();
             rx.set_active(true);
             let mut spun = false;
+            let mut slice = Duration::from_millis(1);
             loop {
                 if let Some((next, after)) = rx.peek()? {
                     let out = match next {
@@ -170,21 +175,41 @@ impl Connection {
                 }
                 if !spun {
                     spun = true;
-                    if rx.spin_for_data() {
+                    if rx.spin_for_data(&lanes.tx()) {
                         continue;
                     }
                 }
-                // Sleep on the socket: a sender that sees `active` clear rings the doorbell.
-                rx.set_active(false);
-                if !rx.has_data() {
-                    sys::poll_readable(&[fd], None).map_err(Error::io("receiving a message"))?;
-                    if let SocketFront::EndOfFile = lane::drain_bells(&rx, fd)? {
-                        if !rx.has_data() {
-                            return Err(Error::Eof);
+                if wait_core::may_spin() {
+                    // Two CPUs or more: sleep on the socket, where a sender that sees `active`
+                    // clear rings the doorbell. A socket's wake-up tells the scheduler that the
+                    // sender is about to wait, so this receiver runs on the sender's CPU at once;
+                    // a futex wake-up does not, and on busy CPUs waits for one to come free.
+                    rx.set_active(false);
+                    if !rx.has_data() {
+                        sys::poll_readable(&[fd], None).map_err(Error::io("receiving a message"))?;
+                        if let SocketFront::EndOfFile = lane::drain_bells(&rx, fd)? {
+                            if !rx.has_data() {
+                                return Err(Error::Eof);
+                            }
                         }
                     }
+                    rx.set_active(true);
+                    spun = false;
+                    continue;
                 }
-                rx.set_active(true);
+                // One CPU: sleep on the lane's flag, which a sender that sees it parked wakes
+                // with one futex call (the peer runs here anyway, so where it is woken does not
+                // matter). Woken without a record, or after a slice, check that the socket is
+                // not hung up (every copy of the peer's end closed, or shut down). A peer that
+                // exits without closing wakes nobody, so the slices start short (a peer that
+                // sent its last message and exited is seen within a few milliseconds) and
+                // double up to the wait core's longest.
+                if !rx.park(slice) {
+                    if sys::hung_up(fd) && !rx.has_data() {
+                        return Err(Error::Eof);
+                    }
+                    slice = (slice * 2).min(wait_core::PARK_SLICE);
+                }
                 spun = false;
             }
         })
@@ -370,20 +395,29 @@ impl Connection {
                 if let Some(fd) = self.fd.read().unwrap_or_else(|p| p.into_inner()).as_ref() {
                     let _ = sys::shutdown_both(fd.as_fd());
                 }
+                if let Some(lanes) = &self.lanes {
+                    // A receiver parked on its lane looks at the socket again and finds it shut.
+                    lanes.rx().wake_parked();
+                }
                 self.fd.write().unwrap_or_else(|p| p.into_inner())
             }
         };
         if let Some(fd) = slot.take() {
             registry::remove(fd.as_raw_fd());
+            drop(fd);
             self.forget_lanes();
         }
     }
 
-    /// On close: the sender's next message rings the doorbell, and so learns at once if every
-    /// copy of this end is gone.
+    /// On close, with the descriptor closed: the sender's next message rings the doorbell, and
+    /// so learns at once if every copy of this end is gone; a receiver parked on the lane this
+    /// end sends on wakes to look at the socket.
     fn forget_lanes(&self) {
         if let (Some(lanes), true) = (&self.lanes, self.readable) {
             lanes.rx().set_active(false);
+        }
+        if let (Some(lanes), true) = (&self.lanes, self.writable) {
+            lanes.tx().wake_parked();
         }
     }
 }
@@ -393,6 +427,7 @@ impl Drop for Connection {
         let slot = self.fd.get_mut().unwrap_or_else(|p| p.into_inner());
         if let Some(fd) = slot.take() {
             registry::remove(fd.as_raw_fd());
+            drop(fd);
             self.forget_lanes();
         }
     }

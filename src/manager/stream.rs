@@ -10,16 +10,18 @@
 //! client sends the server its ends with `SCM_RIGHTS`): a round trip through pipes costs about a
 //! third of one through the socket, which stays open only to tell each side the other is gone.
 //!
-//! Waiting for the next frame first *spins* for a few tens of microseconds with non-blocking
-//! `recv`s before it blocks: on this kind of machine a blocking socket round trip between two
+//! Waiting for the next frame first *spins* with non-blocking `recv`s before it blocks, as the
+//! wait core allows ([`crate::sync::wait`]): on two idle CPUs a blocking round trip between two
 //! processes costs ~40 us (two scheduler wake-ups), a spinning one ~3.5 us, and a proxy call is
-//! exactly such a round trip. The spin is skipped on single-CPU machines, where it cannot help.
+//! exactly such a round trip. The spin is skipped where fewer than two CPUs are usable (affinity
+//! and cgroup quota), where it only takes the time slice the peer needs, and shortened to a
+//! probe while recent spins did not pay.
 
 use crate::error::{Error, Result};
+use crate::sync::wait;
 use crate::sys;
 use std::io;
 use std::os::fd::BorrowedFd;
-use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 pub(crate) const HEADER_LEN: usize = 8;
@@ -33,10 +35,10 @@ pub(crate) enum Kind {
     Pipe,
 }
 
-/// How long a reader spins before it blocks.
+/// The most a reader may spin before it blocks; each wait spins (or, on one CPU, yields) as
+/// the wait core's policy says, up to this. Zero never spins.
 pub(crate) fn spin_budget() -> Duration {
-    static SPIN: OnceLock<Duration> = OnceLock::new();
-    *SPIN.get_or_init(|| if sys::cpu_count() > 1 { Duration::from_micros(50) } else { Duration::ZERO })
+    wait::SPIN_CAP
 }
 
 /// Reads whole frames from a stream socket.
@@ -139,19 +141,29 @@ fn recv_spinning(
     kind: Kind,
     buf: &mut [u8],
     spin: Duration,
-    deadline: &mut Option<Instant>,
+    spun: &mut Option<Instant>,
 ) -> io::Result<usize> {
-    if !spin.is_zero() {
-        let until = *deadline.get_or_insert_with(|| Instant::now() + spin);
-        loop {
-            match recv_once(sock, kind, buf, true) {
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                r => return r,
-            }
-            if Instant::now() >= until {
-                break;
-            }
-            std::hint::spin_loop();
+    // One spin per frame, as the wait core allows; `spun` says when this frame's began.
+    if spin.is_zero() || spun.is_some() {
+        return recv_once(sock, kind, buf, false);
+    }
+    *spun = Some(Instant::now());
+    // What is there already needs no wait (and says nothing about how long waits take).
+    match recv_once(sock, kind, buf, true) {
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+        r => return r,
+    }
+    let mut got = None;
+    let ready = || match recv_once(sock, kind, buf, true) {
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => false,
+        r => {
+            got = Some(r);
+            true
+        }
+    };
+    if wait::STREAM.spin(ready, wait::unknown_peer) {
+        if let Some(r) = got {
+            return r;
         }
     }
     recv_once(sock, kind, buf, false)

@@ -8,13 +8,14 @@
 //! item larger than the ring is written as several chunks while the producer keeps `put_lock`;
 //! a consumer that finds the chunk writer dead drops the partial item.
 //!
-//! The locks hold the holder's pid: a waiter whose bounded futex wait (15 ms) expires checks the
-//! holder with `kill(pid, 0)` and takes the lock over if the holder is gone.
+//! The locks are the wait core's pid locks ([`crate::sync::wait`]): a waiter whose bounded futex
+//! wait expires checks that the holder lives (a zombie counts as dead) and takes the lock over
+//! if not. Waits for items and room follow the same core's spin-then-sleep policy.
 
 use crate::error::{Error, Result};
 use crate::shared_memory::region::Region;
+use crate::sync::wait::{self, Waited, WAITERS};
 use crate::sys;
-use crate::sys::futex::{self, Wait};
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::*};
 use std::time::{Duration, Instant};
 
@@ -29,10 +30,6 @@ const LAST: u32 = 2;
 /// The item's handles travel on the queue's socket, in a datagram tagged with the record's
 /// handle sequence number (header bytes 12..16).
 const HANDLES: u32 = 4;
-const WAITERS: u32 = 1 << 31;
-/// How long a waiter sleeps before checking that the process it waits on is alive.
-const SLICE: Duration = Duration::from_millis(15);
-const SPIN: u32 = 1000;
 /// How long a non-blocking write waits for the put lock (and a large item for room) before
 /// leaving the item to the feeder.
 const PUT_LOCK_PATIENCE: Duration = Duration::from_millis(2);
@@ -136,13 +133,6 @@ thread_local! {
 
 /// Largest assembly buffer a thread keeps between gets.
 const ASSEMBLY_KEEP: usize = 16 << 20;
-
-/// Outcome of a bounded wait.
-enum Waited {
-    Ready,
-    TimedOut,
-    Abandon,
-}
 
 /// The mapped queue memory, with its size and item limit as read once on arrival (the header
 /// lies in memory that other processes can write; indices into the ring never trust it again).
@@ -321,114 +311,46 @@ impl Ring {
 
     // ---- waiting ------------------------------------------------------------------------
 
-    /// Wakes the sleepers on `seq`, if any. The caller has just changed, with a `SeqCst`
-    /// store or read-modify-write, what they wait for; a waiter counts itself in `waiters`
-    /// (`SeqCst`) before it checks that condition. So either this load sees the waiter, or
-    /// the waiter's check sees the change: with nobody waiting, `seq` is left alone and the
-    /// waiters' line is only read.
+    /// Wakes the sleepers on `seq`, if any (see [`wait::notify`]).
+    #[inline]
     fn notify(seq: &AtomicU32, waiters: &AtomicU32) {
-        if waiters.load(SeqCst) != 0 {
-            seq.fetch_add(1, SeqCst);
-            futex::wake_all(seq);
-        }
+        wait::notify(seq, waiters)
     }
 
+    /// Waits until `ready()` as the wait core does (see [`wait::wait_for`]).
+    #[inline]
     fn wait_for(
         seq: &AtomicU32,
         waiters: &AtomicU32,
         ready: impl Fn() -> bool,
         deadline: Option<Instant>,
-        mut abandon: impl FnMut() -> bool,
+        abandon: impl FnMut() -> bool,
     ) -> Waited {
-        for _ in 0..SPIN {
-            if ready() {
-                return Waited::Ready;
-            }
-            std::hint::spin_loop();
-        }
-        loop {
-            let seen = seq.load(SeqCst);
-            waiters.fetch_add(1, SeqCst);
-            if ready() {
-                waiters.fetch_sub(1, SeqCst);
-                return Waited::Ready;
-            }
-            let now = Instant::now();
-            if deadline.is_some_and(|d| now >= d) {
-                waiters.fetch_sub(1, SeqCst);
-                return Waited::TimedOut;
-            }
-            let slice = now + SLICE;
-            let until = deadline.map_or(slice, |d| d.min(slice));
-            let r = futex::wait(seq, seen, Some(until));
-            waiters.fetch_sub(1, SeqCst);
-            if ready() {
-                return Waited::Ready;
-            }
-            if matches!(r, Ok(Wait::TimedOut)) && abandon() {
-                return Waited::Abandon;
-            }
-        }
+        wait::wait_for(&wait::RING, seq, waiters, ready, deadline, abandon)
     }
 
     // ---- locks --------------------------------------------------------------------------
 
-    /// Takes a pid lock word now if it is free or its holder is dead.
+    /// Takes a pid lock word now if it is free or its holder is dead. `me` is this process's
+    /// pid, which the wait core writes into the word.
+    #[inline]
     pub(crate) fn try_lock(word: &AtomicU32, me: u32) -> bool {
-        if word.compare_exchange(0, me, Acquire, Relaxed).is_ok() {
-            return true;
-        }
-        let v = word.load(Relaxed);
-        v != 0
-            && !sys::pid_alive((v & !WAITERS) as libc::pid_t)
-            && word.compare_exchange(v, me | WAITERS, Acquire, Relaxed).is_ok()
+        debug_assert_eq!(me, sys::getpid() as u32);
+        !matches!(wait::try_lock(word), wait::Acquired::TimedOut)
     }
 
-    /// Takes a pid lock word (the holder's pid, and a waiters bit), spinning briefly, then
-    /// sleeping in slices; a holder found dead is taken over. False if the deadline passed.
+    /// Takes a pid lock word (the holder's pid, and a waiters bit), as the wait core does: a
+    /// holder found dead is taken over. False if the deadline passed.
+    #[inline]
     pub(crate) fn lock(word: &AtomicU32, me: u32, deadline: Option<Instant>) -> bool {
-        if word.compare_exchange(0, me, Acquire, Relaxed).is_ok() {
-            return true;
-        }
-        for _ in 0..SPIN {
-            std::hint::spin_loop();
-            if word.load(Relaxed) == 0 && word.compare_exchange(0, me, Acquire, Relaxed).is_ok() {
-                return true;
-            }
-        }
-        loop {
-            let v = word.load(Relaxed);
-            if v == 0 {
-                if word.compare_exchange(0, me | WAITERS, Acquire, Relaxed).is_ok() {
-                    return true;
-                }
-                continue;
-            }
-            if v & WAITERS == 0 && word.compare_exchange(v, v | WAITERS, Relaxed, Relaxed).is_err() {
-                continue;
-            }
-            let now = Instant::now();
-            if deadline.is_some_and(|d| now >= d) {
-                return false;
-            }
-            let slice = now + SLICE;
-            let until = deadline.map_or(slice, |d| d.min(slice));
-            if let Ok(Wait::TimedOut) = futex::wait(word, v | WAITERS, Some(until)) {
-                if !sys::pid_alive((v & !WAITERS) as libc::pid_t)
-                    && word.compare_exchange(v | WAITERS, me | WAITERS, Acquire, Relaxed).is_ok()
-                {
-                    log::debug!("queue lock recovered from dead process {}", v & !WAITERS);
-                    return true;
-                }
-            }
-        }
+        debug_assert_eq!(me, sys::getpid() as u32);
+        !matches!(wait::lock(word, deadline), wait::Acquired::TimedOut)
     }
 
     /// Releases a pid lock word taken with [`lock`](Self::lock).
+    #[inline]
     pub(crate) fn unlock(word: &AtomicU32) {
-        if word.swap(0, Release) & WAITERS != 0 {
-            futex::wake(word, 1);
-        }
+        wait::unlock(word);
     }
 
     // ---- producer side ------------------------------------------------------------------

@@ -3,7 +3,8 @@
 //!
 //! Three layers, as in `lock_api`: the public types (guards, timeouts, Python names) over raw
 //! state machines on atomics in shared memory (`raw.rs` and each module's state), over the one
-//! futex module in `sys`. Every primitive lives in a memfd-backed region, so it can be passed to
+//! wait core (`wait.rs`: the lock and the spin-then-sleep policy that the queue, the pipe and
+//! the manager use too) and the futex module in `sys`. Every primitive lives in a memfd-backed region, so it can be passed to
 //! a child as a process argument or sent through a pipe, and leaves nothing in `/dev/shm`.
 
 mod barrier;
@@ -13,6 +14,7 @@ mod event;
 mod lock;
 mod raw;
 mod semaphore;
+pub(crate) mod wait;
 
 pub use barrier::{Barrier, BarrierBuilder, BrokenBarrier};
 pub(crate) use cell::{Shared, SharedLayout};

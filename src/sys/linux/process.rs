@@ -259,8 +259,9 @@ pub(crate) fn close_raw(fd: RawFd) {
     unsafe { libc::close(fd) };
 }
 
-/// Whether a process with this pid exists (`kill(pid, 0)`; a process we may not signal exists).
-/// Zero and negative numbers name no process here (for `kill` they mean process groups).
+/// Whether a process with this pid exists and has not exited (`kill(pid, 0)`, then its state in
+/// `/proc`: a zombie counts as dead; a process we may not signal exists). Zero and negative
+/// numbers name no process here (for `kill` they mean process groups).
 pub(crate) fn pid_alive(pid: libc::pid_t) -> bool {
     if pid <= 0 {
         return false;
@@ -271,7 +272,46 @@ pub(crate) fn pid_alive(pid: libc::pid_t) -> bool {
     }
     // SAFETY: signal 0 only checks for existence and permission.
     let r = unsafe { libc::kill(pid, 0) };
-    r == 0 || io::Error::last_os_error().raw_os_error() != Some(libc::ESRCH)
+    if r != 0 && io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH) {
+        return false;
+    }
+    // kill(2) also succeeds for a zombie (exited, not yet reaped by its parent), so a waiter in
+    // that parent would never see its child dead: the state letter in /proc tells. This runs
+    // once per sleep slice of a waiter, never on a fast path.
+    !matches!(proc_state(pid), Some(b'Z' | b'X') | None)
+}
+
+/// The state letter of `pid` in `/proc/<pid>/stat` (`R`, `S`, `Z`...); `None` if the process
+/// is gone. Where `/proc` cannot be read at all, `Some(b'?')`: nothing is known beyond kill(2).
+fn proc_state(pid: libc::pid_t) -> Option<u8> {
+    let stat = match std::fs::read(format!("/proc/{pid}/stat")) {
+        Ok(s) => s,
+        Err(e) if e.kind() == io::ErrorKind::NotFound || e.raw_os_error() == Some(libc::ESRCH) => {
+            // Gone between the two checks, unless /proc itself is missing.
+            return if std::path::Path::new("/proc/self/stat").exists() { None } else { Some(b'?') };
+        }
+        Err(_) => return Some(b'?'),
+    };
+    // `pid (comm) S ...`: comm may hold spaces and parentheses, so go by the last ')'.
+    let rest = &stat[stat.iter().rposition(|&b| b == b')').map_or(stat.len(), |i| i + 1)..];
+    Some(rest.iter().copied().find(|b| !b.is_ascii_whitespace()).unwrap_or(b'?'))
+}
+
+/// How many CPUs this thread may run on (its affinity mask), at least 1.
+pub(crate) fn affinity_cpu_count() -> usize {
+    if cfg!(miri) {
+        return cpu_count();
+    }
+    // SAFETY: cpu_set_t is plain data for which all-zero bytes is a valid (empty) set.
+    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    // SAFETY: the kernel writes at most size_of::<cpu_set_t>() bytes into `set`, which we own.
+    let r = unsafe { libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) };
+    if r != 0 {
+        // A mask wider than 1024 CPUs: the online count is the best bound known.
+        return cpu_count();
+    }
+    // SAFETY: `set` was filled by the kernel above.
+    (unsafe { libc::CPU_COUNT(&set) } as usize).max(1)
 }
 
 /// The calling thread's id.
