@@ -104,8 +104,8 @@ pub use pool::{
 };
 pub use process::{
     active_children, cpu_count, current_process, get_all_start_methods, get_context, get_start_method,
-    parent_process, set_start_method, spawn, Context, CurrentProcess, ExitStatus, JoinHandle, ParentProcess,
-    Process, ProcessOutput, RunProcess as Run, StartMethod, Target,
+    parent_process, partial, set_start_method, spawn, Context, ContextTarget, CurrentProcess, ExitStatus,
+    JoinHandle, ParentProcess, Partial, Process, ProcessOutput, RunProcess as Run, StartMethod, Target,
 };
 pub use queue::{
     Bytes, GetError, JoinableQueue, PutError, Queue, SimpleQueue, TaskDoneError, DEFAULT_RING_BYTES,

@@ -29,6 +29,7 @@ mod imap;
 mod protocol;
 mod result;
 mod slots;
+mod with;
 mod worker;
 
 pub use error::{TaskError, TaskErrorKind};

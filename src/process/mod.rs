@@ -11,11 +11,13 @@ mod child;
 mod forkserver;
 mod launch;
 mod launcher;
+mod partial;
 mod state;
 pub(crate) mod target;
 
 pub(crate) use child::{last_panic, print_panics};
-pub use target::{ProcessOutput, Run as RunProcess, Target};
+pub use partial::{partial, Partial};
+pub use target::{ContextTarget, ProcessOutput, Run as RunProcess, Target};
 
 use crate::error::{ChildError, ChildFailure, Error, Result};
 use crate::sys;
