@@ -793,6 +793,23 @@ impl AsRawFd for Process {
     }
 }
 
+// `Process` has no `AsFd`: before `start` it has no descriptor to lend (`sentinel` says so with an
+// error). A `JoinHandle` is made started, so it always has one.
+impl<R> AsFd for JoinHandle<R> {
+    /// The child's pidfd, as [`Process::sentinel`] gives it: readable once the child has ended,
+    /// for `poll(2)` and the like. It stays open as long as the handle.
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.process.inner.pidfd.get().expect("a spawned process has a pidfd").as_fd()
+    }
+}
+
+impl<R> AsRawFd for JoinHandle<R> {
+    /// The child's pidfd (see the [`AsFd`] impl).
+    fn as_raw_fd(&self) -> std::os::fd::RawFd {
+        self.as_fd().as_raw_fd()
+    }
+}
+
 /// Decodes bytes as a boot message and a typical argument tuple (for the fuzz targets).
 #[doc(hidden)]
 pub(crate) fn fuzz_decode_boot(input: &[u8]) -> bool {
