@@ -95,6 +95,8 @@ fn check_chunksize(chunksize: usize) -> Result<usize> {
 /// let k = 3u64;
 /// let _ = pool.map(move |x: u64| x * k, 0..5);
 /// ```
+///
+/// State for the function goes as a serde context instead, with [`map_with`](Pool::map_with).
 pub struct Pool {
     shared: Arc<Shared>,
     thread: Mutex<Option<std::thread::JoinHandle<()>>>,
