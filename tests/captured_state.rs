@@ -93,10 +93,12 @@ fn a_context_can_carry_handles() {
         let p = Process::with_context(answer, Wired { conn: there, greeting: "hi".into() }, ())
             .start_method(m)
             .start()
-            .unwrap();
-        here.send(&"ann".to_string()).unwrap();
-        assert_eq!(here.recv::<String>().unwrap(), "hi ann", "{m}");
-        assert!(p.join().unwrap().success(), "{m}");
+            .unwrap_or_else(|e| panic!("{m}: start: {e}"));
+        here.send(&"ann".to_string()).unwrap_or_else(|e| panic!("{m}: send: {e}"));
+        let reply = here.recv::<String>().unwrap_or_else(|e| panic!("{m}: recv: {e}"));
+        assert_eq!(reply, "hi ann", "{m}");
+        let status = p.join().unwrap_or_else(|e| panic!("{m}: join: {e}"));
+        assert!(status.success(), "{m}: {status:?}");
     }
 }
 
