@@ -625,6 +625,8 @@ fn custom_serde_errors_of_items_reach_the_caller() {
             Err(GetError::Decode(msg)) => assert!(msg.contains("7 is refused on arrival"), "{method}: {msg}"),
             other => panic!("{method}: {other:?}"),
         }
+    }
+}
 
 /// Beyond CPython: a producer killed mid-put and not yet reaped (a zombie of this process) is
 /// seen dead: its pieces are dropped and its put lock taken over within a bound.
