@@ -434,13 +434,16 @@ fn three_processes_polling_one_shared_end_each_get_every_message_once_whole() {
             let (reading, writing) = Pipe::new(false).unwrap();
             let readers: Vec<_> = (0..3)
                 .map(|_| {
-                    multiprocessing::get_context(Some(m)).spawn(poll_then_receive, (copy_of(&reading),)).unwrap()
+                    multiprocessing::get_context(Some(m))
+                        .spawn(poll_then_receive, (copy_of(&reading),))
+                        .unwrap()
                 })
                 .collect();
             drop(reading);
             // The writer runs beside: if the readers wedge, it ends once they are killed.
             let writer = std::thread::spawn(move || {
-                let sent = (0..n).try_for_each(|i| writing.send(&Some((i, multiprocessing::Bytes(checked(i))))));
+                let sent =
+                    (0..n).try_for_each(|i| writing.send(&Some((i, multiprocessing::Bytes(checked(i))))));
                 let ends = (0..3).try_for_each(|_| writing.send(&None::<(u64, multiprocessing::Bytes)>));
                 sent.and(ends).is_ok()
             });

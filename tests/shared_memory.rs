@@ -172,7 +172,11 @@ fn reading_and_writing_while_holding_get_lock_neither_hangs_nor_loses_counts() {
         let v = multiprocessing::Value::new(0i64).unwrap();
         let a = multiprocessing::Array::new(3, 0u32).unwrap();
         let hs: Vec<_> = (0..4)
-            .map(|_| get_context(Some(m)).spawn(increment_holding_get_lock, (v.clone(), a.clone(), 10_000)).unwrap())
+            .map(|_| {
+                get_context(Some(m))
+                    .spawn(increment_holding_get_lock, (v.clone(), a.clone(), 10_000))
+                    .unwrap()
+            })
             .collect();
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
         let mut hung = Vec::new();
@@ -205,7 +209,9 @@ fn guards_give_the_value_by_reference_across_processes() {
         let v = multiprocessing::Value::new(0i64).unwrap();
         let a = multiprocessing::Array::new(3, 0u32).unwrap();
         let hs: Vec<_> = (0..4)
-            .map(|_| get_context(Some(m)).spawn(increment_through_guards, (v.clone(), a.clone(), 5000)).unwrap())
+            .map(|_| {
+                get_context(Some(m)).spawn(increment_through_guards, (v.clone(), a.clone(), 5000)).unwrap()
+            })
             .collect();
         for h in hs {
             h.join().unwrap();

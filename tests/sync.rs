@@ -396,7 +396,10 @@ fn notify_n_wakes_n_waiters_and_the_others_time_out_unnotified() {
         for _ in 0..5 {
             let (parent, child) = Pipe::new(true).unwrap();
             ps.push(
-                Process::new(wait_once_and_report, (cond.clone(), child, timeout)).start_method(m).start().unwrap(),
+                Process::new(wait_once_and_report, (cond.clone(), child, timeout))
+                    .start_method(m)
+                    .start()
+                    .unwrap(),
             );
             conns.push(parent);
         }
@@ -476,7 +479,8 @@ fn a_notification_goes_past_a_waiter_that_was_killed() {
     for m in METHODS {
         let cond = multiprocessing::Condition::new().unwrap();
         let (first, child) = Pipe::new(true).unwrap();
-        let doomed = Process::new(wait_untimed_and_report, (cond.clone(), child)).start_method(m).start().unwrap();
+        let doomed =
+            Process::new(wait_untimed_and_report, (cond.clone(), child)).start_method(m).start().unwrap();
         assert_eq!(first.recv::<String>().unwrap(), "waiting");
         let (second, child) = Pipe::new(true).unwrap();
         let p = Process::new(wait_untimed_and_report, (cond.clone(), child)).start_method(m).start().unwrap();

@@ -640,7 +640,9 @@ mod tests {
             assert!(format!("{v:?}").contains('5'));
         }
         let a = Array::from_slice(&[1u8, 2]).unwrap();
-        assert!(std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| a.with_lock(|_| a.to_vec()))).is_err());
+        assert!(
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| a.with_lock(|_| a.to_vec()))).is_err()
+        );
         assert_eq!(a.to_vec(), vec![1, 2]);
         let g = a.lock();
         assert!(format!("{a:?}").contains("guard"), "Debug does not read through a live guard");
