@@ -280,7 +280,8 @@ impl RLock {
     }
 
     /// Releases one level without a guard (Python's `release()`). An error unless this thread
-    /// holds the lock ("cannot release un-acquired lock").
+    /// holds the lock ("cannot release un-acquired lock"), and while a `Value` or `Array` guard
+    /// on this thread lends out the data the lock guards.
     pub fn release(&self) -> Result<()> {
         if !self.mine() {
             return Err(Error::invalid("cannot release un-acquired lock"));
