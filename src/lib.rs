@@ -110,7 +110,7 @@ pub use process::{
 pub use queue::{
     Bytes, GetError, JoinableQueue, PutError, Queue, SimpleQueue, TaskDoneError, DEFAULT_RING_BYTES,
 };
-pub use shared_memory::{Array, Pod, RawArray, RawValue, SharedMemory, Value};
+pub use shared_memory::{Array, ArrayGuard, Pod, RawArray, RawValue, SharedMemory, Value, ValueGuard};
 pub use sync::{
     Barrier, BarrierBuilder, BoundedSemaphore, BoundedSemaphoreGuard, BrokenBarrier, Condition, Event, Lock,
     LockGuard, LockResult, OwnerDied, RLock, RLockGuard, Semaphore, SemaphoreGuard,
