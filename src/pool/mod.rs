@@ -21,6 +21,8 @@
 //! (When a worker dies, the other tasks it had been sent run on another worker; a quick task whose
 //! result the dead worker still held for batching may thus run twice.)
 
+#[cfg_attr(not(feature = "redis"), allow(dead_code))]
+pub(crate) mod backend;
 mod dispatcher;
 mod entry;
 mod error;
@@ -234,11 +236,7 @@ impl PoolBuilder {
             self.maxtasks.map(|m| m as u64),
             self.task_timeout,
         );
-        let thread = std::thread::Builder::new()
-            .name("multiprocessing-pool".into())
-            .spawn(move || dispatcher.run())
-            .map_err(Error::io("starting the pool's dispatcher thread"))?;
-        Ok(Pool { shared, thread: Mutex::new(Some(thread)), processes })
+        Pool::with_backend(shared, Box::new(dispatcher), processes)
     }
 }
 

@@ -39,10 +39,10 @@ pub(crate) fn split_fragment(url: &str) -> (&str, Option<&str>) {
 
 /// A connection to one server, opened lazily and reopened after failures.
 pub(crate) struct Link {
-    url: String,
     client: ::redis::Client,
     conn: Option<::redis::Connection>,
     window: Duration,
+    connects: u64,
 }
 
 impl Link {
@@ -50,11 +50,13 @@ impl Link {
     pub(crate) fn new(url: &str, window: Duration) -> Result<Link> {
         let client = ::redis::Client::open(url)
             .map_err(|e| Error::invalid(format!("not a Redis URL ({url:?}): {e}")))?;
-        Ok(Link { url: url.to_string(), client, conn: None, window })
+        Ok(Link { client, conn: None, window, connects: 0 })
     }
 
-    pub(crate) fn url(&self) -> &str {
-        &self.url
+    /// How many times a connection was opened: a change means the old one broke (and the
+    /// server may have restarted without its data).
+    pub(crate) fn generation(&self) -> u64 {
+        self.connects
     }
 
     fn connect(&mut self) -> ::redis::RedisResult<&mut ::redis::Connection> {
@@ -62,6 +64,7 @@ impl Link {
             let c = self.client.get_connection_with_timeout(CONNECT_TIMEOUT)?;
             c.set_write_timeout(Some(REPLY_TIMEOUT))?;
             self.conn = Some(c);
+            self.connects += 1;
         }
         Ok(self.conn.as_mut().expect("just connected"))
     }

@@ -26,7 +26,7 @@ mod worker;
 
 pub use pool::PoolBuilder;
 pub use queue::{GetError, JoinableQueue, PutError, Queue};
-pub use worker::WORKER_ENV;
+pub use worker::{PROCESSES_ENV, WORKER_ENV};
 
 /// The authkey environment variable a remote worker reads (hex, or the raw bytes of the value
 /// when it is not hex).
