@@ -5,7 +5,7 @@
 #![cfg(feature = "redis")]
 
 use multiprocessing::redis::{PoolBuilder, AUTHKEY_ENV, WORKER_ENV};
-use multiprocessing::{Error, Pool, StartMethod, TaskErrorKind};
+use multiprocessing::{Error, StartMethod, TaskErrorKind};
 use std::process::{Child, Command, Stdio};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -138,4 +138,274 @@ fn map_and_imap_across_two_remote_worker_processes() {
     }
 }
 
-fn _unused(_: Pool) {}
+/// Pushes the pid of the broker worker running it, then takes a while.
+fn report_then_sleep(marks: multiprocessing::redis::Queue<u32>, ms: u64) -> u32 {
+    let worker = std::os::unix::process::parent_id();
+    marks.put(worker).unwrap();
+    std::thread::sleep(Duration::from_millis(ms));
+    worker
+}
+
+#[test]
+fn a_worker_killed_mid_task_has_its_task_run_again_and_one_result() {
+    let Some(url) = url() else { return };
+    let marks: multiprocessing::redis::Queue<u32> =
+        multiprocessing::redis::Queue::open(&url, &unique("marks")).unwrap();
+    let pool = PoolBuilder::new(&url)
+        .processes(2)
+        .authkey(KEY)
+        .heartbeat_timeout(Duration::from_millis(800))
+        .build()
+        .unwrap();
+    let r = pool.apply_async(report_then_sleep, (marks.clone(), 1500)).unwrap();
+    let first = marks.get_timeout(Duration::from_secs(30)).unwrap();
+    // SAFETY: `first` is one of this test's own worker processes (a child of this process).
+    assert_eq!(unsafe { libc::kill(first as i32, libc::SIGKILL) }, 0);
+    let t = Instant::now();
+    let ran_on = r.get_timeout(Duration::from_secs(60)).unwrap();
+    assert_ne!(ran_on, first, "the result must come from the other worker");
+    assert!(t.elapsed() < Duration::from_secs(30), "{:?}", t.elapsed());
+    // The task ran twice (once on the killed worker), and gave one result.
+    assert_eq!(marks.get_timeout(Duration::from_secs(5)).unwrap(), ran_on);
+    assert!(marks.get_nowait().is_err());
+    assert_eq!(pool.apply(square, (5,)).unwrap(), 25);
+    marks.unlink().unwrap();
+}
+
+fn die() -> u32 {
+    std::process::abort()
+}
+
+#[test]
+fn a_task_that_kills_its_process_fails_after_the_death_limit_naming_the_deaths() {
+    let Some(url) = url() else { return };
+    let pool = PoolBuilder::new(&url).processes(2).authkey(KEY).max_deaths(2).build().unwrap();
+    let t = Instant::now();
+    match pool.apply(die, ()) {
+        Err(Error::Task(e)) => {
+            assert_eq!(e.kind(), TaskErrorKind::WorkerDied, "{e}");
+            let m = e.message();
+            assert!(m.contains("2 worker deaths"), "{m}");
+            assert_eq!(m.matches("SIGABRT").count(), 2, "{m}");
+        }
+        other => panic!("expected a worker death, got {other:?}"),
+    }
+    assert!(t.elapsed() < Duration::from_secs(60));
+    // The pool goes on.
+    assert_eq!(pool.map(square, [1, 2, 3]).unwrap(), vec![1, 4, 9]);
+}
+
+fn sleep_ms(ms: u64) -> u64 {
+    std::thread::sleep(Duration::from_millis(ms));
+    ms
+}
+
+#[test]
+fn task_timeout_kills_the_task_as_locally() {
+    let Some(url) = url() else { return };
+    let pool = PoolBuilder::new(&url)
+        .processes(1)
+        .authkey(KEY)
+        .task_timeout(Duration::from_millis(500))
+        .build()
+        .unwrap();
+    let t = Instant::now();
+    match pool.apply(sleep_ms, (20_000,)) {
+        Err(Error::Task(e)) => assert_eq!(e.kind(), TaskErrorKind::TimedOut, "{e}"),
+        other => panic!("expected a timeout, got {other:?}"),
+    }
+    assert!(t.elapsed() < Duration::from_secs(15), "{:?}", t.elapsed());
+    assert_eq!(pool.apply(sleep_ms, (10,)).unwrap(), 10);
+}
+
+fn redis_cli(url: &str, args: &[&str]) -> Option<String> {
+    let out = Command::new("redis-cli").arg("-u").arg(url).args(args).output().ok()?;
+    out.status.success().then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
+#[test]
+fn a_tampered_task_message_is_refused_and_never_run() {
+    let Some(url) = url() else { return };
+    let name = unique("tamper");
+    let marks: multiprocessing::redis::Queue<u32> =
+        multiprocessing::redis::Queue::open(&url, &unique("marks")).unwrap();
+    let pool = PoolBuilder::new(&url).name(&name).authkey(KEY).build().unwrap();
+    let r = pool.apply_async(report_then_sleep, (marks.clone(), 0)).unwrap();
+    // Change the last byte of the stored task (its arguments), as someone with write access
+    // to the broker could.
+    let data = format!("mp:pool:{{{name}}}:data");
+    let script = "local v = redis.call('HGET', KEYS[1], ARGV[1]) \
+                  local b = (string.byte(v, #v) + 1) % 256 \
+                  redis.call('HSET', KEYS[1], ARGV[1], string.sub(v, 1, #v - 1) .. string.char(b)) return #v";
+    let Some(len) = redis_cli(&url, &["EVAL", script, "1", &data, "1"]) else {
+        eprintln!("redis-cli not found, skipping");
+        return;
+    };
+    assert!(len.parse::<usize>().unwrap() > 32, "{len}");
+    let worker = remote_worker(&std::env::current_exe().unwrap(), &url, &name, KEY_HEX);
+    match r.get_timeout(Duration::from_secs(30)) {
+        Err(Error::Task(e)) => {
+            assert_eq!(e.kind(), TaskErrorKind::Codec, "{e}");
+            assert!(e.message().contains("authentication"), "{e}");
+        }
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+    assert!(marks.get_nowait().is_err(), "the tampered task must not run");
+    pool.close();
+    pool.join().unwrap();
+    let (code, err) = wait_child(worker, Duration::from_secs(30));
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("refused task 1"), "{err}");
+    marks.unlink().unwrap();
+}
+
+#[test]
+fn a_worker_with_another_authkey_serves_nothing() {
+    let Some(url) = url() else { return };
+    let name = unique("authkey");
+    let pool = PoolBuilder::new(&url).name(&name).authkey(KEY).build().unwrap();
+    let r = pool.apply_async(square, (6,)).unwrap();
+    let exe = std::env::current_exe().unwrap();
+    let (code, err) = wait_child(remote_worker(&exe, &url, &name, "00ff00ff"), Duration::from_secs(30));
+    assert_eq!(code, 4, "{err}");
+    assert!(err.contains("authkey is not the pool's"), "{err}");
+    assert!(!r.ready(), "nothing ran the task");
+    let good = remote_worker(&exe, &url, &name, KEY_HEX);
+    assert_eq!(r.get_timeout(Duration::from_secs(30)).unwrap(), 36);
+    pool.close();
+    pool.join().unwrap();
+    assert_eq!(wait_child(good, Duration::from_secs(30)).0, 0);
+}
+
+#[test]
+fn a_worker_of_another_build_refuses_the_pool() {
+    let Some(url) = url() else { return };
+    // Another program of this package, built with it: the example.
+    let exe = std::env::current_exe().unwrap();
+    let other = exe.parent().unwrap().parent().unwrap().join("examples").join("redis_pool");
+    if !other.exists() {
+        eprintln!("{} not built, skipping", other.display());
+        return;
+    }
+    let name = unique("build");
+    let pool = PoolBuilder::new(&url).name(&name).authkey(KEY).build().unwrap();
+    let r = pool.apply_async(square, (4,)).unwrap();
+    let (code, err) = wait_child(remote_worker(&other, &url, &name, KEY_HEX), Duration::from_secs(30));
+    assert_eq!(code, 3, "{err}");
+    assert!(err.contains("differs from the pool's"), "{err}");
+    assert!(!r.ready());
+    let good = remote_worker(&exe, &url, &name, KEY_HEX);
+    assert_eq!(r.get_timeout(Duration::from_secs(30)).unwrap(), 16);
+    pool.close();
+    pool.join().unwrap();
+    assert_eq!(wait_child(good, Duration::from_secs(30)).0, 0);
+}
+
+/// A `redis-server` of this test's own, on a free loopback port.
+struct Server {
+    child: Child,
+    port: u16,
+}
+
+impl Server {
+    fn start(port: Option<u16>) -> Option<Server> {
+        let port = port.unwrap_or_else(|| {
+            std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+        });
+        let child = Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .stdout(Stdio::null())
+            .spawn();
+        let Ok(child) = child else {
+            eprintln!("redis-server not found, skipping");
+            return None;
+        };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "redis-server did not start on port {port}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Some(Server { child, port })
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/0", self.port)
+    }
+
+    fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+fn mark_then_sleep(marks: multiprocessing::redis::Queue<u32>, x: u64) -> u64 {
+    marks.put(1).unwrap();
+    std::thread::sleep(Duration::from_millis(100));
+    x * x
+}
+
+#[test]
+fn the_server_killed_and_restarted_mid_map_loses_nothing() {
+    let Some(main_url) = url() else { return };
+    let Some(mut server) = Server::start(None) else { return };
+    let marks: multiprocessing::redis::Queue<u32> =
+        multiprocessing::redis::Queue::open(&main_url, &unique("marks")).unwrap();
+    let pool = PoolBuilder::new(&server.url())
+        .processes(2)
+        .authkey(KEY)
+        .heartbeat_timeout(Duration::from_secs(1))
+        .reconnect_window(Duration::from_secs(30))
+        .build()
+        .unwrap();
+    let items: Vec<_> = (0..30u64).map(|x| (marks.clone(), x)).collect();
+    let m = pool.starmap_async_chunked(mark_then_sleep, items, 1).unwrap();
+    // Three tasks have started: the map is under way.
+    for _ in 0..3 {
+        marks.get_timeout(Duration::from_secs(60)).unwrap();
+    }
+    let port = server.port;
+    server.kill();
+    // The restarted server has none of the pool's keys: the client sends its tasks again.
+    let _server = Server::start(Some(port)).unwrap();
+    let values = m.get_timeout(Duration::from_secs(120)).unwrap();
+    assert_eq!(values, (0..30u64).map(|x| x * x).collect::<Vec<_>>());
+    assert_eq!(pool.apply(square, (8,)).unwrap(), 64);
+    pool.close();
+    pool.join().unwrap();
+    marks.unlink().unwrap();
+}
+
+#[test]
+fn the_server_gone_for_good_fails_pending_calls_within_bounded_time() {
+    let Some(_) = url() else { return };
+    let Some(mut server) = Server::start(None) else { return };
+    let pool = PoolBuilder::new(&server.url())
+        .processes(1)
+        .authkey(KEY)
+        .reconnect_window(Duration::from_secs(2))
+        .build()
+        .unwrap();
+    assert_eq!(pool.apply(square, (3,)).unwrap(), 9);
+    let r = pool.apply_async(sleep_ms, (3000,)).unwrap();
+    server.kill();
+    let t = Instant::now();
+    match r.get_timeout(Duration::from_secs(60)) {
+        Err(Error::Task(e)) => {
+            assert_eq!(e.kind(), TaskErrorKind::Broken, "{e}");
+            assert!(e.message().contains("cannot be reached"), "{e}");
+        }
+        other => panic!("expected a broker error, got {other:?}"),
+    }
+    assert!(t.elapsed() < Duration::from_secs(20), "{:?}", t.elapsed());
+    // New calls fail at once, and dropping the pool returns promptly.
+    assert!(pool.apply(square, (1,)).is_err());
+    let t = Instant::now();
+    drop(pool);
+    assert!(t.elapsed() < Duration::from_secs(20), "{:?}", t.elapsed());
+}
