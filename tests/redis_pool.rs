@@ -181,7 +181,7 @@ fn a_task_that_kills_its_process_fails_after_the_death_limit_naming_the_deaths()
     let Some(url) = url() else { return };
     let pool = PoolBuilder::new(&url).processes(2).authkey(KEY).max_deaths(2).build().unwrap();
     let t = Instant::now();
-    match pool.apply(die, ()) {
+    match pool.apply_async(die, ()).unwrap().get_timeout(Duration::from_secs(60)) {
         Err(Error::Task(e)) => {
             assert_eq!(e.kind(), TaskErrorKind::WorkerDied, "{e}");
             let m = e.message();

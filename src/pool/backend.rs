@@ -9,8 +9,13 @@
 //! facade's methods (`map`, `imap`, `apply_async`, callbacks, `close`/`join`/`terminate`) are
 //! the same code.
 
-pub(crate) use super::dispatcher::{Phase, Shared, Task};
+// What a backend needs of the pool's internals (only broker backends use some of it).
+#[cfg(feature = "redis")]
+pub(crate) use super::dispatcher::Phase;
+pub(crate) use super::dispatcher::{Shared, Task};
+#[cfg(feature = "redis")]
 pub(crate) use super::error::{TaskError, TaskErrorKind};
+#[cfg(feature = "redis")]
 pub(crate) use super::protocol::{FAILED, PANICKED, RETURNED};
 pub(crate) use super::result::Sink;
 
