@@ -409,3 +409,22 @@ fn the_server_gone_for_good_fails_pending_calls_within_bounded_time() {
     drop(pool);
     assert!(t.elapsed() < Duration::from_secs(20), "{:?}", t.elapsed());
 }
+
+fn takes_a_connection(_c: multiprocessing::Connection) -> u32 {
+    1
+}
+
+#[test]
+fn a_task_carrying_a_handle_is_refused_with_a_clear_error() {
+    let Some(url) = url() else { return };
+    let pool = PoolBuilder::new(&url).processes(1).authkey(KEY).build().unwrap();
+    let (a, _b) = multiprocessing::Pipe::new(true).unwrap();
+    match pool.apply_async(takes_a_connection, (a,)).unwrap().get_timeout(Duration::from_secs(30)) {
+        Err(Error::Task(e)) => {
+            assert_eq!(e.kind(), TaskErrorKind::Codec, "{e}");
+            assert!(e.message().contains("cannot carry handles"), "{e}");
+        }
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+    assert_eq!(pool.apply(square, (2,)).unwrap(), 4);
+}

@@ -10,6 +10,15 @@
 //!   running the same binary with [`WORKER_ENV`] set (`redis://host:port/0#poolname`). The
 //!   worker is intercepted before `main`, as the local start methods are.
 //!
+//! Delivery is the reliable-list pattern: a worker takes a task id with `BLMOVE` from the
+//! pool's list into a list of its own, atomically, and removes it in the same script that
+//! pushes the result; a worker whose heartbeat key lapses has its list moved back. Streams
+//! consumer groups (`XREADGROUP`/`XAUTOCLAIM`) would do the same with idle times instead of
+//! heartbeats; lists were chosen because a dead worker is then noticed in one heartbeat
+//! timeout whatever its tasks' lengths, and a task that runs long on a live worker is never
+//! taken from it. A [`JoinableQueue`] item, with no worker process to watch, is leased
+//! instead: a sorted set of deadlines, expired entries put back by the next `get`.
+//!
 //! Credentials come from the URL (`redis://user:password@host:port/db`: `AUTH` with a user is
 //! an ACL login). Every task and result is authenticated with the pool's authkey
 //! (HMAC-SHA256), so whoever can write to the broker still cannot make a worker run anything.

@@ -348,18 +348,32 @@ fn alive_ms(heartbeat: Duration) -> u64 {
 }
 
 fn unregister(link: &mut Link, keys: &PoolKeys) -> Result<()> {
-    let scan: Vec<String> = link.call("removing a pool", true, None, |c| {
-        ::redis::cmd("KEYS")
-            .arg(format!("{}*", keys.prefix.replace('[', "\\[").replace('*', "\\*").replace('?', "\\?")))
-            .query(c)
-    })?;
+    let workers: Vec<String> = link
+        .call("removing a pool", true, None, |c| ::redis::cmd("SMEMBERS").arg(keys.k("workers")).query(c))?;
     link.call("removing a pool", true, None, |c| {
         let mut p = ::redis::pipe();
+        // Workers still attached see this and leave; it expires on its own.
         p.cmd("SET").arg(keys.k("state")).arg("finished").arg("PX").arg(60_000).ignore();
-        for k in &scan {
-            if !k.ends_with(":state") {
-                p.cmd("DEL").arg(k).ignore();
-            }
+        for k in [
+            "build",
+            "hello",
+            "timeout",
+            "heartbeat",
+            "maxdeaths",
+            "alive",
+            "tasks",
+            "data",
+            "results",
+            "workers",
+            "deaths",
+            "deathlog",
+            "poisoned",
+            "refused",
+        ] {
+            p.cmd("DEL").arg(keys.k(k)).ignore();
+        }
+        for w in &workers {
+            p.cmd("DEL").arg(keys.wlist(w)).arg(keys.hb(w)).ignore();
         }
         p.query::<()>(c)
     })
@@ -409,6 +423,15 @@ impl Core {
         let mut batch = Vec::new();
         for task in tasks {
             if !task.sink.start(task.index) {
+                continue;
+            }
+            if !task.fds.is_empty() {
+                let id = task.id;
+                let e = TaskError::new(
+                    TaskErrorKind::Codec,
+                    "a task of a broker pool cannot carry handles (connections, queues, shared memory)",
+                );
+                task.sink.complete(task.index, Err(e.at(id, None)));
                 continue;
             }
             if let Some(e) = lock(&self.broken).clone() {
