@@ -428,3 +428,17 @@ fn a_task_carrying_a_handle_is_refused_with_a_clear_error() {
     }
     assert_eq!(pool.apply(square, (2,)).unwrap(), 4);
 }
+
+#[test]
+fn close_right_after_submitting_lets_every_task_finish() {
+    let Some(url) = url() else { return };
+    for _ in 0..20 {
+        let pool = PoolBuilder::new(&url).processes(1).authkey(KEY).build().unwrap();
+        let r = pool.map_async_chunked(square, 0..40u64, 1).unwrap();
+        let one = pool.apply_async(square, (12,)).unwrap();
+        pool.close();
+        pool.join().unwrap();
+        assert_eq!(r.get().unwrap(), (0..40u64).map(|x| x * x).collect::<Vec<_>>());
+        assert_eq!(one.get().unwrap(), 144);
+    }
+}

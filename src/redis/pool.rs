@@ -283,6 +283,7 @@ impl PoolBuilder {
             broken: Mutex::new(None),
             url: self.url.clone(),
             stop: AtomicBool::new(false),
+            drained: AtomicBool::new(false),
         });
         let backend = RedisBackend {
             core,
@@ -399,6 +400,8 @@ struct Core {
     /// Set once the broker could not be reached within the window: every task fails with it.
     broken: Mutex<Option<TaskError>>,
     stop: AtomicBool,
+    /// Set by the sender once the pool is closed and every task it will ever get was sent.
+    drained: AtomicBool,
 }
 
 impl Core {
@@ -530,6 +533,9 @@ impl Backend for RedisBackend {
                 seen = (phase, jobs);
                 if !tasks.is_empty() {
                     c2.send(&mut link, tasks);
+                } else if phase == Phase::Closed && jobs == 0 {
+                    // Closed with nothing left to submit: every task is now in `pending`.
+                    c2.drained.store(true, Ordering::Release);
                 }
                 if phase == Phase::Terminating {
                     return;
@@ -578,11 +584,8 @@ impl RedisBackend {
                 );
             }
             if phase == Phase::Closed {
-                let idle = {
-                    let intake = crate::pool::backend::intake_is_idle(shared);
-                    intake && lock(&core.pending).is_empty()
-                };
-                if idle {
+                // Only the sender knows that no task is between the intake and `pending`.
+                if core.drained.load(Ordering::Acquire) && lock(&core.pending).is_empty() {
                     // Let the workers finish, then end.
                     return TaskError::new(TaskErrorKind::Terminated, "the pool was closed");
                 }
