@@ -596,7 +596,17 @@ impl RedisBackend {
                     ::redis::cmd("BLPOP").arg(core.keys.k("results")).arg(block_secs(wait)).query(c)
                 });
             match got {
-                Ok(Some((_, msg))) => self.take_result(&msg),
+                Ok(Some((_, msg))) => {
+                    self.take_result(&msg);
+                    // Take what else has arrived in one round trip.
+                    let more: Result<Option<Vec<Vec<u8>>>> =
+                        self.link.call("reading results", true, None, |c| {
+                            ::redis::cmd("LPOP").arg(core.keys.k("results")).arg(1024).query(c)
+                        });
+                    for m in more.ok().flatten().unwrap_or_default() {
+                        self.take_result(&m);
+                    }
+                }
                 Ok(None) => {}
                 Err(e) => {
                     let te = core.broken_by(&e);
