@@ -23,7 +23,7 @@ use super::pool::{PoolKeys, DEATHS};
 use crate::pool::backend::{self, Sink, TaskError, TaskErrorKind};
 use crate::Pool;
 use serde::{Deserialize, Serialize};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
@@ -41,6 +41,17 @@ pub const PROCESSES_ENV: &str = "MP_REDIS_WORKER_PROCESSES";
 const POOL_WAIT: Duration = Duration::from_secs(60);
 /// How long a worker keeps trying to reach the broker.
 const WORKER_WINDOW: Duration = Duration::from_secs(60);
+
+/// Tasks taken ahead per local process when tasks are quick.
+const PREFETCH: usize = 8;
+/// A task whose round trip through the local pool is below this on average counts as quick.
+const QUICK_NS: u64 = 2_000_000;
+
+/// Takes the next task id into the worker's list and reads its message, without waiting
+/// (an empty message: the task is already done).
+const TAKE: &str = "local id = redis.call('LMOVE', KEYS[1], KEYS[2], 'LEFT', 'RIGHT') \
+    if not id then return false end \
+    return {id, redis.call('HGET', KEYS[3], id) or ''}";
 
 /// Exit code of a worker whose binary differs from the pool's.
 pub(crate) const EXIT_OTHER_BUILD: i32 = 3;
@@ -114,16 +125,20 @@ unsafe fn serve_if_worker() {
 struct Done {
     id: u64,
     outcome: std::result::Result<Vec<u8>, TaskError>,
+    /// From handing the task to the local pool to its outcome (`None`: never ran).
+    took: Option<Duration>,
 }
 
 struct BridgeSink {
     id: u64,
     tx: Mutex<mpsc::Sender<Done>>,
+    since: Instant,
 }
 
 impl Sink for BridgeSink {
     fn complete(&self, _index: usize, outcome: std::result::Result<&[u8], TaskError>) {
-        let done = Done { id: self.id, outcome: outcome.map(<[u8]>::to_vec) };
+        let done =
+            Done { id: self.id, outcome: outcome.map(<[u8]>::to_vec), took: Some(self.since.elapsed()) };
         let _ = self.tx.lock().unwrap_or_else(|p| p.into_inner()).send(done);
     }
 }
@@ -252,22 +267,31 @@ pub(crate) fn serve(args: &WorkerArgs) -> i32 {
         std::thread::spawn(move || heartbeat_loop(&url, &keys, &wid, period, &stop, &lost))
     };
     let inflight = Arc::new((Mutex::new(0usize), Condvar::new()));
+    let pace = Arc::new(AtomicU64::new(u64::MAX));
     let (tx, rx) = mpsc::channel::<Done>();
     let results = {
-        let (keys, wid, url, authkey, pool, inflight) = (
+        let (keys, wid, url, authkey, pool, inflight, pace) = (
             keys.clone(),
             wid.clone(),
             args.url.clone(),
             args.authkey.clone(),
             args.pool.clone(),
             inflight.clone(),
+            pace.clone(),
         );
         let max_deaths = settings.max_deaths;
-        std::thread::spawn(move || result_loop(&url, &keys, &wid, &authkey, &pool, max_deaths, rx, &inflight))
+        std::thread::spawn(move || {
+            result_loop(&url, &keys, &wid, &authkey, &pool, max_deaths, rx, &inflight, &pace)
+        })
     };
+    let take = ::redis::Script::new(TAKE);
     let mut code = 0;
-    let limit = args.processes.max(1) as usize;
+    let processes = args.processes.max(1) as usize;
     while !stop.load(Ordering::Acquire) {
+        // Quick tasks are taken several per process, so that the broker's round trips overlap
+        // the work; others one per process, so that a long task never holds up others.
+        let quick = pace.load(Ordering::Relaxed) < QUICK_NS;
+        let limit = if quick { processes * PREFETCH } else { processes };
         {
             let (n, cv) = &*inflight;
             let mut n = n.lock().unwrap_or_else(|p| p.into_inner());
@@ -279,17 +303,34 @@ pub(crate) fn serve(args: &WorkerArgs) -> i32 {
             break;
         }
         let wait = Duration::from_millis(250);
-        let taken: crate::Result<Option<String>> = link.call("taking a task", true, Some(wait), |c| {
-            ::redis::cmd("BLMOVE")
-                .arg(keys.k("tasks"))
-                .arg(keys.wlist(&wid))
-                .arg("LEFT")
-                .arg("RIGHT")
-                .arg(block_secs(wait))
-                .query(c)
+        // One round trip when a task is there; else wait for one with BLMOVE.
+        let now: crate::Result<Option<(String, Vec<u8>)>> = link.call("taking a task", true, None, |c| {
+            take.key(keys.k("tasks")).key(keys.wlist(&wid)).key(keys.k("data")).invoke(c)
         });
-        let id_text = match taken {
-            Ok(Some(id)) => id,
+        let taken: crate::Result<Option<(String, Option<Vec<u8>>)>> = match now {
+            Ok(Some((id, data))) => Ok(Some((id, (!data.is_empty()).then_some(data)))),
+            Ok(None) => link
+                .call("taking a task", true, Some(wait), |c| {
+                    ::redis::cmd("BLMOVE")
+                        .arg(keys.k("tasks"))
+                        .arg(keys.wlist(&wid))
+                        .arg("LEFT")
+                        .arg("RIGHT")
+                        .arg(block_secs(wait))
+                        .query::<Option<String>>(c)
+                })
+                .and_then(|id| match id {
+                    None => Ok(None),
+                    Some(id) => link
+                        .call("reading a task", true, None, |c| {
+                            ::redis::cmd("HGET").arg(keys.k("data")).arg(&id).query::<Option<Vec<u8>>>(c)
+                        })
+                        .map(|data| Some((id, data))),
+                }),
+            Err(e) => Err(e),
+        };
+        let (id_text, body) = match taken {
+            Ok(Some(t)) => t,
             Ok(None) => continue,
             Err(e) => {
                 eprintln!("multiprocessing: broker pool worker {wid} lost the broker: {e}");
@@ -303,23 +344,12 @@ pub(crate) fn serve(args: &WorkerArgs) -> i32 {
             });
             continue;
         };
-        let body: crate::Result<Option<Vec<u8>>> = link.call("reading a task", true, None, |c| {
-            ::redis::cmd("HGET").arg(keys.k("data")).arg(id).query(c)
-        });
-        let msg = match body {
-            Ok(Some(m)) => m,
-            Ok(None) => {
-                // Already done (a copy queued twice): nothing to run.
-                let _ = link.call("dropping a finished task", true, None, |c| {
-                    ::redis::cmd("LREM").arg(keys.wlist(&wid)).arg(1).arg(id).query::<()>(c)
-                });
-                continue;
-            }
-            Err(e) => {
-                eprintln!("multiprocessing: broker pool worker {wid} lost the broker: {e}");
-                code = EXIT_BROKER;
-                break;
-            }
+        let Some(msg) = body else {
+            // Already done (a copy queued twice): nothing to run.
+            let _ = link.call("dropping a finished task", true, None, |c| {
+                ::redis::cmd("LREM").arg(keys.wlist(&wid)).arg(1).arg(id).query::<()>(c)
+            });
+            continue;
         };
         let task: TaskMsg = match message::open(&args.authkey, message::TASK_LABEL, &msg) {
             Ok(t) => t,
@@ -327,14 +357,19 @@ pub(crate) fn serve(args: &WorkerArgs) -> i32 {
                 let why = format!("its message failed the authentication check, so it was not run ({e})");
                 eprintln!("multiprocessing: broker pool worker {wid} refused task {id}: {why}");
                 *inflight.0.lock().unwrap_or_else(|p| p.into_inner()) += 1;
-                let _ = tx.send(Done { id, outcome: Err(TaskError::new(TaskErrorKind::Cancelled, why)) });
+                let _ = tx.send(Done {
+                    id,
+                    outcome: Err(TaskError::new(TaskErrorKind::Cancelled, why)),
+                    took: None,
+                });
                 continue;
             }
         };
         if task.id != id || task.pool != args.pool {
             *inflight.0.lock().unwrap_or_else(|p| p.into_inner()) += 1;
             let why = "its message belongs to another task or pool, so it was not run".to_string();
-            let _ = tx.send(Done { id, outcome: Err(TaskError::new(TaskErrorKind::Cancelled, why)) });
+            let _ =
+                tx.send(Done { id, outcome: Err(TaskError::new(TaskErrorKind::Cancelled, why)), took: None });
             continue;
         }
         if task.build != message::build_id() {
@@ -365,9 +400,13 @@ pub(crate) fn serve(args: &WorkerArgs) -> i32 {
             break;
         }
         *inflight.0.lock().unwrap_or_else(|p| p.into_inner()) += 1;
-        let sink = Arc::new(BridgeSink { id, tx: Mutex::new(tx.clone()) });
+        let sink = Arc::new(BridgeSink { id, tx: Mutex::new(tx.clone()), since: Instant::now() });
         if let Err(e) = local.submit_raw(task.entry, &task.args, sink) {
-            let _ = tx.send(Done { id, outcome: Err(TaskError::new(TaskErrorKind::Broken, e.to_string())) });
+            let _ = tx.send(Done {
+                id,
+                outcome: Err(TaskError::new(TaskErrorKind::Broken, e.to_string())),
+                took: None,
+            });
         }
     }
     stop.store(true, Ordering::Release);
@@ -464,45 +503,67 @@ fn result_loop(
     max_deaths: u32,
     rx: mpsc::Receiver<Done>,
     inflight: &(Mutex<usize>, Condvar),
+    pace: &AtomicU64,
 ) {
     let Ok(mut link) = Link::new(url, WORKER_WINDOW) else { return };
     let deaths = ::redis::Script::new(DEATHS);
     const ACK: &str =
         "redis.call('RPUSH', KEYS[1], ARGV[1]) redis.call('LREM', KEYS[2], 1, ARGV[2]) return 0";
-    let ack = ::redis::Script::new(ACK);
     let pid = std::process::id() as i32;
-    for done in rx {
-        let (tag, body, child) = match done.outcome {
-            Ok(v) => (backend::RETURNED, v, pid),
-            Err(e) => {
-                let child = e.pid().unwrap_or(pid);
-                let tag = match e.kind() {
-                    TaskErrorKind::Panicked => backend::PANICKED,
-                    TaskErrorKind::TimedOut => message::TIMED_OUT,
-                    TaskErrorKind::WorkerDied => message::DIED,
-                    // The bridge's own refusals (an unauthenticated or misplaced message).
-                    TaskErrorKind::Cancelled => message::REFUSED,
-                    _ => backend::FAILED,
-                };
-                (tag, e.message().as_bytes().to_vec(), child)
+    while let Ok(first) = rx.recv() {
+        let mut batch = vec![first];
+        while batch.len() < 256 {
+            match rx.try_recv() {
+                Ok(d) => batch.push(d),
+                Err(_) => break,
             }
-        };
-        let r = if tag == message::DIED {
-            let who = format!("on worker {wid}, {}", String::from_utf8_lossy(&body));
-            link.call("counting a worker death", true, None, |c| {
-                deaths
-                    .key(keys.k("tasks"))
-                    .key(keys.k("deaths"))
-                    .key(keys.k("deathlog"))
-                    .key(keys.k("poisoned"))
-                    .key(keys.wlist(wid))
-                    .key(keys.k("data"))
-                    .arg(&who)
-                    .arg(max_deaths)
-                    .arg(done.id)
-                    .invoke::<i64>(c)
-            })
-        } else {
+        }
+        let n = batch.len();
+        let mut acks: Vec<(u64, Vec<u8>)> = Vec::new();
+        for done in batch {
+            if let Some(took) = done.took {
+                let ns = took.as_nanos().min(u64::MAX as u128 / 8) as u64;
+                let old = pace.load(Ordering::Relaxed);
+                pace.store(if old == u64::MAX { ns } else { (old * 3 + ns) / 4 }, Ordering::Relaxed);
+            }
+            let (tag, body, child) = match done.outcome {
+                Ok(v) => (backend::RETURNED, v, pid),
+                Err(e) => {
+                    let child = e.pid().unwrap_or(pid);
+                    let tag = match e.kind() {
+                        TaskErrorKind::Panicked => backend::PANICKED,
+                        TaskErrorKind::TimedOut => message::TIMED_OUT,
+                        TaskErrorKind::WorkerDied => message::DIED,
+                        // The bridge's own refusals (an unauthenticated or misplaced message).
+                        TaskErrorKind::Cancelled => message::REFUSED,
+                        _ => backend::FAILED,
+                    };
+                    (tag, e.message().as_bytes().to_vec(), child)
+                }
+            };
+            if tag == message::DIED {
+                let who = format!("on worker {wid}, {}", String::from_utf8_lossy(&body));
+                let r = link.call("counting a worker death", true, None, |c| {
+                    deaths
+                        .key(keys.k("tasks"))
+                        .key(keys.k("deaths"))
+                        .key(keys.k("deathlog"))
+                        .key(keys.k("poisoned"))
+                        .key(keys.wlist(wid))
+                        .key(keys.k("data"))
+                        .arg(&who)
+                        .arg(max_deaths)
+                        .arg(done.id)
+                        .invoke::<i64>(c)
+                });
+                if let Err(e) = r {
+                    eprintln!(
+                        "multiprocessing: broker pool worker {wid} could not report task {}: {e}",
+                        done.id
+                    );
+                }
+                continue;
+            }
             let msg = ResultMsg {
                 pool: pool.to_string(),
                 id: done.id,
@@ -512,23 +573,39 @@ fn result_loop(
                 body,
             };
             match message::seal(authkey, message::RESULT_LABEL, &msg) {
-                // Safe to repeat: a second copy of a result is ignored by the client.
-                Ok(m) => link.call("sending a result", true, None, |c| {
-                    ack.key(keys.k("results"))
-                        .key(keys.wlist(wid))
-                        .arg(m.as_slice())
-                        .arg(done.id)
-                        .invoke::<i64>(c)
-                }),
-                Err(e) => Err(e),
+                Ok(m) => acks.push((done.id, m)),
+                Err(e) => eprintln!(
+                    "multiprocessing: broker pool worker {wid} could not report task {}: {e}",
+                    done.id
+                ),
             }
-        };
-        if let Err(e) = r {
-            eprintln!("multiprocessing: broker pool worker {wid} could not report task {}: {e}", done.id);
         }
-        let (n, cv) = inflight;
-        let mut n = n.lock().unwrap_or_else(|p| p.into_inner());
-        *n = n.saturating_sub(1);
+        if !acks.is_empty() {
+            // Safe to repeat: a second copy of a result is ignored by the client.
+            let r = link.call("sending results", true, None, |c| {
+                let mut p = ::redis::pipe();
+                for (id, m) in &acks {
+                    p.cmd("EVAL")
+                        .arg(ACK)
+                        .arg(2)
+                        .arg(keys.k("results"))
+                        .arg(keys.wlist(wid))
+                        .arg(m.as_slice())
+                        .arg(*id)
+                        .ignore();
+                }
+                p.query::<()>(c)
+            });
+            if let Err(e) = r {
+                eprintln!(
+                    "multiprocessing: broker pool worker {wid} could not report {} results: {e}",
+                    acks.len()
+                );
+            }
+        }
+        let (count, cv) = inflight;
+        let mut count = count.lock().unwrap_or_else(|p| p.into_inner());
+        *count = count.saturating_sub(n);
         cv.notify_all();
     }
 }
