@@ -294,6 +294,7 @@ impl PoolBuilder {
             locals,
             hello,
             timeout_ms,
+            settled: Vec::new(),
         };
         Pool::with_backend(shared, Box::new(backend), self.processes.max(1))
     }
@@ -517,6 +518,8 @@ struct RedisBackend {
     locals: Vec<Process>,
     hello: Vec<u8>,
     timeout_ms: u64,
+    /// Ids of tasks completed since the last [`settle`](Self::settle).
+    settled: Vec<u64>,
 }
 
 impl Backend for RedisBackend {
@@ -606,6 +609,7 @@ impl RedisBackend {
                     for m in more.ok().flatten().unwrap_or_default() {
                         self.take_result(&m);
                     }
+                    self.settle();
                 }
                 Ok(None) => {}
                 Err(e) => {
@@ -642,6 +646,32 @@ impl RedisBackend {
         }
     }
 
+    /// Removes the finished tasks' messages and death counts from the broker, in one round
+    /// trip.
+    fn settle(&mut self) {
+        if self.settled.is_empty() {
+            return;
+        }
+        let ids = std::mem::take(&mut self.settled);
+        let k = &self.core.keys;
+        let _ = self.link.call("settling tasks", true, None, |c| {
+            ::redis::pipe()
+                .cmd("HDEL")
+                .arg(k.k("data"))
+                .arg(&ids)
+                .ignore()
+                .cmd("HDEL")
+                .arg(k.k("deaths"))
+                .arg(&ids)
+                .ignore()
+                .cmd("HDEL")
+                .arg(k.k("deathlog"))
+                .arg(&ids)
+                .ignore()
+                .query::<()>(c)
+        });
+    }
+
     fn take_result(&mut self, msg: &[u8]) {
         let core = &self.core;
         let r: ResultMsg = match message::open(&core.authkey, message::RESULT_LABEL, msg) {
@@ -656,22 +686,7 @@ impl RedisBackend {
             return;
         }
         let Some((task, _)) = lock(&core.pending).remove(&r.id) else { return };
-        let _ = self.link.call("settling a task", true, None, |c| {
-            ::redis::pipe()
-                .cmd("HDEL")
-                .arg(core.keys.k("data"))
-                .arg(r.id)
-                .ignore()
-                .cmd("HDEL")
-                .arg(core.keys.k("deaths"))
-                .arg(r.id)
-                .ignore()
-                .cmd("HDEL")
-                .arg(core.keys.k("deathlog"))
-                .arg(r.id)
-                .ignore()
-                .query::<()>(c)
-        });
+        self.settled.push(r.id);
         let text = || String::from_utf8_lossy(&r.body).into_owned();
         let pid = Some(r.pid);
         let outcome = match r.tag {
@@ -753,6 +768,7 @@ impl RedisBackend {
                 ::redis::cmd("HGET").arg(k.k("deathlog")).arg(id).query(c)
             })?;
             let Some((task, _)) = lock(&core.pending).remove(&id) else { continue };
+            self.settled.push(id);
             let msg = format!(
                 "task {id} was given up after {} worker deaths while running it: {}",
                 self.max_deaths,
@@ -760,6 +776,7 @@ impl RedisBackend {
             );
             task.sink.complete(task.index, Err(TaskError::new(TaskErrorKind::WorkerDied, msg).at(id, None)));
         }
+        self.settle();
         Ok(())
     }
 }
