@@ -14,6 +14,8 @@
 //! - `worker.rs`: the worker process's loop; `entry.rs`: the per-function call entries;
 //!   `protocol.rs`: the frames between them; `slots.rs`: per-worker status in shared memory.
 //! - `executor.rs`: [`Executor`], [`PoolFuture`], [`as_completed`].
+//! - `backend.rs`: the seam between the facade and where tasks run (the dispatcher here, a
+//!   broker with the `redis` feature).
 //!
 //! Unlike Python's pool, this one never hangs when things go wrong: a panicking task gives its
 //! caller the panic message, a worker killed mid-task is replaced and that task alone fails, a
