@@ -258,6 +258,27 @@ pub(crate) fn serve(args: &WorkerArgs) -> i32 {
             return 1;
         }
     };
+    // Registered before the first task is taken, so that the client watches this worker's
+    // list from the start, whenever the heartbeat thread first runs.
+    let registered = link.call("registering a worker", true, None, |c| {
+        ::redis::pipe()
+            .cmd("SET")
+            .arg(keys.hb(&wid))
+            .arg(1)
+            .arg("PX")
+            .arg(settings.heartbeat.as_millis() as u64)
+            .ignore()
+            .cmd("SADD")
+            .arg(keys.k("workers"))
+            .arg(&wid)
+            .ignore()
+            .query::<()>(c)
+    });
+    if let Err(e) = registered {
+        eprintln!("multiprocessing: broker pool worker {wid} lost the broker: {e}");
+        local.terminate();
+        return EXIT_BROKER;
+    }
     let stop = Arc::new(AtomicBool::new(false));
     let broker_lost = Arc::new(AtomicBool::new(false));
     let heartbeat = {
