@@ -154,7 +154,7 @@ fn a_worker_killed_mid_task_has_its_task_run_again_and_one_result() {
     let pool = PoolBuilder::new(&url)
         .processes(2)
         .authkey(KEY)
-        .heartbeat_timeout(Duration::from_millis(800))
+        .heartbeat_timeout(Duration::from_secs(2))
         .build()
         .unwrap();
     let r = pool.apply_async(report_then_sleep, (marks.clone(), 1500)).unwrap();
