@@ -40,6 +40,8 @@ pub mod manager;
 mod pool;
 mod process;
 mod queue;
+#[cfg(feature = "redis")]
+pub mod redis;
 mod shared_memory;
 mod sync;
 mod wire;
