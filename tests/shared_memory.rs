@@ -85,7 +85,8 @@ fn a_killed_creators_block_is_swept_by_the_next_create() {
         assert!(exists(&name));
         p.kill().unwrap();
         p.join().unwrap();
-        assert!(exists(&name), "{m}: a killed creator cannot unlink");
+        // No assertion that the orphan is still there: any create in this test binary or another
+        // process may sweep it from here on, which is the behaviour under test.
         drop(SharedMemory::create(None, 8).unwrap());
         assert!(!exists(&name), "{m}: the next create sweeps the orphan");
     }

@@ -14,7 +14,7 @@ mod lock;
 mod raw;
 mod semaphore;
 
-pub use barrier::{Barrier, BrokenBarrier};
+pub use barrier::{Barrier, BarrierBuilder, BrokenBarrier};
 pub(crate) use cell::{Shared, SharedLayout};
 pub use condition::Condition;
 pub use event::Event;
