@@ -11,6 +11,7 @@
 
 pub(crate) use super::dispatcher::{Phase, Shared, Task};
 pub(crate) use super::error::{TaskError, TaskErrorKind};
+#[cfg_attr(not(feature = "redis"), allow(unused_imports))]
 pub(crate) use super::protocol::{FAILED, PANICKED, RETURNED};
 pub(crate) use super::result::Sink;
 
