@@ -58,7 +58,9 @@ pub(super) fn serve(universe: Universe) -> ! {
         let (bytes, _) = world.process_at_rank(0).matched_probe_with_tag(TAG).matched_receive_vec::<u8>();
         match decode::<ToWorker>(&bytes) {
             Ok(ToWorker::Hello { processes, timeout_ms, prefetch }) => {
-                session(&world, processes, timeout_ms, prefetch);
+                if session(&world, processes, timeout_ms, prefetch) {
+                    break;
+                }
             }
             Ok(ToWorker::Shutdown) => break,
             Ok(_) => {}
@@ -69,8 +71,8 @@ pub(super) fn serve(universe: Universe) -> ! {
     std::process::exit(0)
 }
 
-/// Serves one pool.
-fn session(world: &SimpleCommunicator, processes: u32, timeout_ms: u64, prefetch: u32) {
+/// Serves one pool; whether rank 0's program is exiting.
+fn session(world: &SimpleCommunicator, processes: u32, timeout_ms: u64, prefetch: u32) -> bool {
     let processes = processes.max(1);
     let mut builder = Pool::builder().processes(processes as usize);
     if timeout_ms > 0 {
@@ -151,11 +153,19 @@ fn session(world: &SimpleCommunicator, processes: u32, timeout_ms: u64, prefetch
                     send_done(world, done);
                 }
                 send(world, &ToRoot::Ended);
-                return;
+                return false;
             }
-            Ok(ToWorker::Hello { .. }) | Ok(ToWorker::Shutdown) => {
-                // Rank 0 never sends these during a pool; leave rather than guess.
-                eprintln!("multiprocessing: MPI rank {}: unexpected message during a pool", world.rank());
+            Ok(ToWorker::Shutdown) => {
+                // Rank 0's program exits with this pool still running: stop what runs here.
+                if let Some(local) = local {
+                    local.terminate();
+                    let _ = local.join();
+                }
+                return true;
+            }
+            Ok(ToWorker::Hello { .. }) => {
+                // Rank 0 never starts a pool while one runs; leave rather than guess.
+                eprintln!("multiprocessing: MPI rank {}: a pool started during another", world.rank());
                 std::process::exit(70);
             }
             Err(e) => eprintln!("multiprocessing: MPI rank {}: {e}", world.rank()),
