@@ -258,6 +258,10 @@ fn main() {
             }
             return;
         }
+        Some("--no-pool") => {
+            println!("no pool built");
+            return;
+        }
         Some("--exit-running") => {
             if let Err(e) = exit_with_pool_running() {
                 eprintln!("mpi_pool: {e}");
@@ -285,6 +289,17 @@ fn main() {
     assert!(run.out.contains("exiting with a task running"));
     assert!(run.took < Duration::from_secs(60), "the running task held the job for {:?}", run.took);
     println!("mpi_pool: exiting with a pool running ended the job in {:.1} s", run.took.as_secs_f64());
+    let run = mpirun(&launcher, 3, "--no-pool", Duration::from_secs(100));
+    assert_eq!(
+        run.code,
+        Some(0),
+        "a program without a pool: {:?} after {:?}: {}",
+        run.code,
+        run.took,
+        run.out
+    );
+    assert_eq!(run.out.matches("no pool built").count(), 1, "only rank 0 runs main: {}", run.out);
+    println!("mpi_pool: a program that builds no pool ended the job in {:.1} s", run.took.as_secs_f64());
     let run = mpirun(&launcher, 3, "--lose-rank", Duration::from_secs(120));
     print!("{}", run.out);
     assert!(run.code.is_some(), "a lost rank left the job hanging for {:?}", run.took);
