@@ -163,6 +163,20 @@ fn scenarios() -> multiprocessing::Result<()> {
     Ok(())
 }
 
+/// Rank 0: chunks large enough that MPI sends them by rendezvous, in both directions at once.
+fn big_chunks() -> multiprocessing::Result<()> {
+    let p = multiprocessing::mpi::PoolBuilder::new().build()?;
+    let n = 200_000u64;
+    for _ in 0..3 {
+        let v = p.map_chunked(square, 0..n, (n / 16) as usize)?;
+        assert!(v.iter().enumerate().all(|(i, x)| *x == (i * i) as u64));
+    }
+    p.close();
+    p.join()?;
+    println!("big chunks ok");
+    Ok(())
+}
+
 /// Rank 0: a task kills its rank; the launcher must end the job (fail-stop), never hang.
 fn lose_a_rank() -> multiprocessing::Result<()> {
     let p = multiprocessing::mpi::PoolBuilder::new().build()?;
@@ -258,6 +272,13 @@ fn main() {
             }
             return;
         }
+        Some("--big") => {
+            if let Err(e) = big_chunks() {
+                eprintln!("mpi_pool: {e}");
+                std::process::exit(1);
+            }
+            return;
+        }
         Some("--no-pool") => {
             println!("no pool built");
             return;
@@ -282,6 +303,19 @@ fn main() {
         assert_eq!(run.code, Some(0), "mpirun -n {ranks}: {:?} after {:?}", run.code, run.took);
         assert!(run.out.contains(&format!("{PASSED} {ranks} ranks")), "mpirun -n {ranks}");
         println!("mpi_pool: {ranks} ranks passed in {:.1} s", run.took.as_secs_f64());
+    }
+    for ranks in [3, 5] {
+        let run = mpirun(&launcher, ranks, "--big", Duration::from_secs(60));
+        assert_eq!(
+            run.code,
+            Some(0),
+            "large chunks on {ranks} ranks: {:?} after {:?}: {}",
+            run.code,
+            run.took,
+            run.out
+        );
+        assert!(run.out.contains("big chunks ok"), "{}", run.out);
+        println!("mpi_pool: large chunks on {ranks} ranks in {:.1} s", run.took.as_secs_f64());
     }
     let run = mpirun(&launcher, 3, "--exit-running", Duration::from_secs(100));
     print!("{}", run.out);

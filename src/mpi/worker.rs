@@ -11,6 +11,7 @@ use mpi::environment::Universe;
 use mpi::point_to_point::MatchedReceiveVec;
 use mpi::topology::SimpleCommunicator;
 use mpi::traits::*;
+use std::collections::VecDeque;
 use std::sync::{mpsc, Mutex};
 use std::time::Duration;
 
@@ -31,11 +32,30 @@ impl Sink for BridgeSink {
     }
 }
 
-fn send(world: &SimpleCommunicator, msg: &ToRoot) {
-    world.process_at_rank(0).send_with_tag(&encode(msg)[..], TAG);
+/// Messages from rank 0 taken in while this rank was sending.
+type Backlog = VecDeque<Vec<u8>>;
+
+/// Sends `msg` to rank 0 without blocking on it: while a large message waits for rank 0 to
+/// take it, rank 0 may be sending a large task here, so this rank keeps reading (into
+/// `backlog`, bounded by the tasks rank 0 may send ahead) until its own send completes.
+fn send(world: &SimpleCommunicator, msg: &ToRoot, backlog: &mut Backlog) {
+    let bytes = encode(msg);
+    mpi::request::scope(|scope| {
+        let mut req = world.process_at_rank(0).immediate_send_with_tag(scope, &bytes[..], TAG);
+        loop {
+            match req.test() {
+                Ok(_) => return,
+                Err(r) => req = r,
+            }
+            match world.process_at_rank(0).immediate_matched_probe_with_tag(TAG) {
+                Some(got) => backlog.push_back(got.matched_receive_vec::<u8>().0),
+                None => std::thread::yield_now(),
+            }
+        }
+    });
 }
 
-fn send_done(world: &SimpleCommunicator, done: Done) {
+fn send_done(world: &SimpleCommunicator, done: Done, backlog: &mut Backlog) {
     let pid = std::process::id() as i32;
     let msg = match done.outcome {
         Ok(body) => ToRoot::Done { id: done.id, kind: 0, pid, body },
@@ -46,7 +66,7 @@ fn send_done(world: &SimpleCommunicator, done: Done) {
             body: e.message().as_bytes().to_vec(),
         },
     };
-    send(world, &msg);
+    send(world, &msg, backlog);
 }
 
 /// Serves pools until rank 0 says the program is exiting; never returns.
@@ -78,19 +98,18 @@ fn session(world: &SimpleCommunicator, processes: u32, timeout_ms: u64, prefetch
     if timeout_ms > 0 {
         builder = builder.task_timeout(Duration::from_millis(timeout_ms));
     }
+    let mut backlog = Backlog::new();
     let local = match builder.build() {
         Ok(p) => Some(p),
         Err(e) => {
             let why = format!("MPI rank {} on {} cannot start its processes: {e}", world.rank(), hostname());
-            send(world, &ToRoot::Refused { why });
+            send(world, &ToRoot::Refused { why }, &mut backlog);
             None
         }
     };
     if local.is_some() {
-        send(
-            world,
-            &ToRoot::Ready { credit: processes + prefetch, host: hostname(), pid: std::process::id() },
-        );
+        let ready = ToRoot::Ready { credit: processes + prefetch, host: hostname(), pid: std::process::id() };
+        send(world, &ready, &mut backlog);
     }
     let (tx, rx) = mpsc::channel::<Done>();
     let mut inflight = 0usize;
@@ -98,22 +117,27 @@ fn session(world: &SimpleCommunicator, processes: u32, timeout_ms: u64, prefetch
     loop {
         while let Ok(done) = rx.try_recv() {
             inflight -= 1;
-            send_done(world, done);
+            send_done(world, done, &mut backlog);
             idle = 0;
         }
-        let got = if inflight == 0 {
+        let got = if let Some(b) = backlog.pop_front() {
+            Some(b)
+        } else if inflight == 0 {
             // Nothing can finish: wait for rank 0.
-            Some(world.process_at_rank(0).matched_probe_with_tag(TAG))
+            Some(world.process_at_rank(0).matched_probe_with_tag(TAG).matched_receive_vec::<u8>().0)
         } else {
-            world.process_at_rank(0).immediate_matched_probe_with_tag(TAG)
+            world
+                .process_at_rank(0)
+                .immediate_matched_probe_with_tag(TAG)
+                .map(|got| got.matched_receive_vec::<u8>().0)
         };
-        let Some(got) = got else {
+        let Some(bytes) = got else {
             idle += 1;
             if idle > 64 {
                 // Tasks run in the local pool: wait a little for one to finish.
                 if let Ok(done) = rx.recv_timeout(Duration::from_micros(200)) {
                     inflight -= 1;
-                    send_done(world, done);
+                    send_done(world, done, &mut backlog);
                     idle = 0;
                 }
             } else {
@@ -122,7 +146,6 @@ fn session(world: &SimpleCommunicator, processes: u32, timeout_ms: u64, prefetch
             continue;
         };
         idle = 0;
-        let (bytes, _) = got.matched_receive_vec::<u8>();
         match decode::<ToWorker>(&bytes) {
             Ok(ToWorker::Task { id, entry, args }) => {
                 inflight += 1;
@@ -150,9 +173,9 @@ fn session(world: &SimpleCommunicator, processes: u32, timeout_ms: u64, prefetch
                 }
                 drop(tx);
                 for done in rx {
-                    send_done(world, done);
+                    send_done(world, done, &mut backlog);
                 }
-                send(world, &ToRoot::Ended);
+                send(world, &ToRoot::Ended, &mut backlog);
                 return false;
             }
             Ok(ToWorker::Shutdown) => {
