@@ -43,7 +43,9 @@ fn best<F: FnMut()>(mut f: F) -> f64 {
 }
 
 fn main() -> multiprocessing::Result<()> {
-    let p = multiprocessing::mpi::PoolBuilder::new().build()?;
+    // A deeper prefetch keeps more tiny tasks in flight (`MP_BENCH_PREFETCH`, 1 by default).
+    let prefetch = std::env::var("MP_BENCH_PREFETCH").ok().and_then(|v| v.parse().ok()).unwrap_or(1);
+    let p = multiprocessing::mpi::PoolBuilder::new().prefetch(prefetch).build()?;
     let n = 200_000u64;
     let want: u64 = (0..n).map(square).fold(0, u64::wrapping_add);
     let t = best(|| {

@@ -9,9 +9,11 @@
 //! facade's methods (`map`, `imap`, `apply_async`, callbacks, `close`/`join`/`terminate`) are
 //! the same code.
 
+// Without the `redis` feature some of the seam's re-exports go unused.
+#![cfg_attr(not(feature = "redis"), allow(unused_imports))]
+
 pub(crate) use super::dispatcher::{Phase, Shared, Task};
 pub(crate) use super::error::{TaskError, TaskErrorKind};
-#[cfg_attr(not(feature = "redis"), allow(unused_imports))]
 pub(crate) use super::protocol::{FAILED, PANICKED, RETURNED};
 pub(crate) use super::result::Sink;
 
