@@ -115,7 +115,17 @@ fn scenarios() -> multiprocessing::Result<()> {
     let mut any: Vec<u64> = p.imap_unordered(square, 0..500u64)?.collect::<multiprocessing::Result<_>>()?;
     any.sort_unstable();
     assert_eq!(any, want[..500]);
+    let chunked: Vec<u64> =
+        p.imap_chunked(square, 0u64.., 7)?.take(100).collect::<multiprocessing::Result<_>>()?;
+    assert_eq!(chunked, want[..100]);
     println!("imap ok");
+
+    // An AsyncResult is a Future.
+    let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+    let (a, b) = (p.apply_async(square, (6,))?, p.apply_async(add, (2, 3))?);
+    let (x, y) = rt.block_on(async { (a.await, b.await) });
+    assert_eq!((x?, y?), (36, 5));
+    println!("future ok");
 
     // apply_async with callbacks.
     let seen = Arc::new(Mutex::new(Vec::new()));
