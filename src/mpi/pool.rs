@@ -50,7 +50,8 @@ impl PoolBuilder {
     }
 
     /// Tasks a rank holds beyond its running ones, so its processes never wait for the next
-    /// (1 by default; 0 gives the strictest balance).
+    /// (1 by default; 0 gives the strictest balance). Many tiny tasks (`apply_async` in a loop)
+    /// go faster with a deeper prefetch, e.g. 8, at the cost of a slow rank holding more.
     pub fn prefetch(mut self, n: u32) -> Self {
         self.prefetch = n;
         self
