@@ -37,6 +37,8 @@ mod sys;
 pub mod connection;
 mod logging;
 pub mod manager;
+#[cfg(feature = "mpi")]
+pub mod mpi;
 mod pool;
 mod process;
 mod queue;

@@ -9,11 +9,10 @@
 //! facade's methods (`map`, `imap`, `apply_async`, callbacks, `close`/`join`/`terminate`) are
 //! the same code.
 
-// What a backend needs of the pool's internals (only broker backends use some of it).
-#[cfg(feature = "redis")]
-pub(crate) use super::dispatcher::Phase;
-pub(crate) use super::dispatcher::{Shared, Task};
-#[cfg(feature = "redis")]
+// Without the `redis` feature some of the seam's re-exports go unused.
+#![cfg_attr(not(feature = "redis"), allow(unused_imports))]
+
+pub(crate) use super::dispatcher::{Phase, Shared, Task};
 pub(crate) use super::error::{TaskError, TaskErrorKind};
 #[cfg(feature = "redis")]
 pub(crate) use super::protocol::{FAILED, PANICKED, RETURNED};

@@ -180,7 +180,7 @@ impl Shared {
 
     /// For a backend other than the dispatcher: waits up to `timeout` unless there are new
     /// tasks or the phase or open-job count differ from `seen`, then takes the new tasks.
-    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
+    #[cfg_attr(not(any(feature = "redis", feature = "mpi")), allow(dead_code))]
     pub(crate) fn take_or_wait(&self, seen: (Phase, usize), timeout: Duration) -> (Vec<Task>, Phase, usize) {
         let mut intake = lock(&self.intake);
         if intake.tasks.is_empty() && intake.phase == seen.0 && intake.open_jobs == seen.1 {
