@@ -77,6 +77,13 @@ impl Executor {
     }
 }
 
+/// Whether the intake holds no task and no lazy job is open.
+#[cfg(feature = "mpi")]
+pub(crate) fn intake_is_idle(shared: &Shared) -> bool {
+    let intake = super::result::lock(&shared.intake);
+    intake.tasks.is_empty() && intake.open_jobs == 0
+}
+
 /// The entry and argument bytes of a task's `RUN` frame.
 pub(crate) fn task_call(task: &Task) -> Result<(EntryOffset, &[u8])> {
     let payload =
