@@ -90,6 +90,7 @@ fn elements<T: Pod>(shared: &Shared<Header>) -> usize {
     (shared.get().len as usize).min(shared.tail_len() / std::mem::size_of::<T>().max(1))
 }
 
+#[inline]
 fn locked(lock: &RLock) -> RLockGuard<'_> {
     lock.acquire().unwrap_or_else(|died| {
         log::warn!("multiprocessing: {died}; the shared value may be inconsistent");
@@ -101,6 +102,7 @@ const BORROWED: &str = "a shared Value or Array was accessed by the thread that 
      (from `lock()` or inside `with_lock`); go through the guard";
 
 /// The lock held for one access by value: refused while this thread has lent the data out.
+#[inline]
 fn access(lock: &RLock) -> RLockGuard<'_> {
     let level = locked(lock);
     assert!(!lock.lent(), "{BORROWED}");
@@ -108,6 +110,7 @@ fn access(lock: &RLock) -> RLockGuard<'_> {
 }
 
 /// The lock held, and the data lent out by reference until [`Loan`] is dropped.
+#[inline]
 fn lend(lock: &RLock) -> Loan<'_> {
     let level = locked(lock);
     assert!(lock.lend(), "{BORROWED}");
@@ -121,6 +124,7 @@ struct Loan<'a> {
 }
 
 impl Drop for Loan<'_> {
+    #[inline]
     fn drop(&mut self) {
         self.lock.end_loan();
     }

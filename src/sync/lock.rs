@@ -73,6 +73,7 @@ const LENT: u32 = 1 << 31;
 
 /// The calling thread's id, cached per thread (`gettid` is a system call). The cache remembers
 /// the pid it was taken in: a forked child's thread has a new id and a new pid.
+#[inline]
 fn thread_id() -> u32 {
     thread_local! {
         static TID: std::cell::Cell<(i32, u32)> = const { std::cell::Cell::new((0, 0)) };
@@ -235,11 +236,13 @@ impl RLock {
         RLock { state }
     }
 
+    #[inline]
     fn mine(&self) -> bool {
         let s = self.state.get();
         raw::holder(&s.word) == Some(sys::getpid()) && s.owner_tid.load(Ordering::Relaxed) == thread_id()
     }
 
+    #[inline]
     fn take(&self, acquired: Acquired) -> Option<LockResult<RLockGuard<'_>>> {
         let s = self.state.get();
         if matches!(acquired, Acquired::Yes | Acquired::FromDead(_)) {
@@ -250,12 +253,16 @@ impl RLock {
         wrap(acquired, || RLockGuard { lock: self })
     }
 
+    #[inline]
     fn recurse(&self) -> RLockGuard<'_> {
-        self.state.get().count.fetch_add(1, Ordering::Relaxed);
+        // Only the holding thread writes `count`: a plain load and store, no locked instruction.
+        let count = &self.state.get().count;
+        count.store(count.load(Ordering::Relaxed).wrapping_add(1), Ordering::Relaxed);
         RLockGuard { lock: self }
     }
 
     /// Blocks until held; immediate if this thread already holds it.
+    #[inline]
     pub fn acquire(&self) -> LockResult<RLockGuard<'_>> {
         if self.mine() {
             return Ok(self.recurse());
@@ -293,9 +300,12 @@ impl RLock {
         Ok(())
     }
 
+    #[inline]
     fn release_level(&self) {
         let s = self.state.get();
-        if s.count.fetch_sub(1, Ordering::Relaxed) & !LENT == 1 {
+        let now = s.count.load(Ordering::Relaxed);
+        s.count.store(now.wrapping_sub(1), Ordering::Relaxed);
+        if now & !LENT == 1 {
             s.owner_tid.store(0, Ordering::Relaxed);
             raw::release(&s.word);
         }
@@ -312,6 +322,7 @@ impl RLock {
 
     /// Marks the data this lock guards as lent out by reference; `false` if it already is. The
     /// caller holds the lock.
+    #[inline]
     pub(crate) fn lend(&self) -> bool {
         debug_assert!(self.mine());
         let count = &self.state.get().count;
@@ -324,12 +335,15 @@ impl RLock {
     }
 
     /// Ends a [`lend`](Self::lend). The caller holds the lock.
+    #[inline]
     pub(crate) fn end_loan(&self) {
         debug_assert!(self.mine());
-        self.state.get().count.fetch_and(!LENT, Ordering::Relaxed);
+        let count = &self.state.get().count;
+        count.store(count.load(Ordering::Relaxed) & !LENT, Ordering::Relaxed);
     }
 
     /// Whether the data this lock guards is lent out. The caller holds the lock.
+    #[inline]
     pub(crate) fn lent(&self) -> bool {
         self.state.get().count.load(Ordering::Relaxed) & LENT != 0
     }
@@ -343,6 +357,7 @@ impl RLockGuard<'_> {
 }
 
 impl Drop for RLockGuard<'_> {
+    #[inline]
     fn drop(&mut self) {
         self.lock.release_level();
     }
