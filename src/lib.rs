@@ -68,9 +68,13 @@ mod sys;
 pub mod connection;
 mod logging;
 pub mod manager;
+#[cfg(feature = "mpi")]
+pub mod mpi;
 mod pool;
 mod process;
 mod queue;
+#[cfg(feature = "redis")]
+pub mod redis;
 mod shared_memory;
 mod sync;
 mod wire;
@@ -141,7 +145,7 @@ pub use process::{
 pub use queue::{
     Bytes, GetError, JoinableQueue, PutError, Queue, SimpleQueue, TaskDoneError, DEFAULT_RING_BYTES,
 };
-pub use shared_memory::{Array, Pod, RawArray, RawValue, SharedMemory, Value};
+pub use shared_memory::{Array, ArrayGuard, Pod, RawArray, RawValue, SharedMemory, Value, ValueGuard};
 pub use sync::{
     Barrier, BarrierBuilder, BoundedSemaphore, BoundedSemaphoreGuard, BrokenBarrier, Condition, Event, Lock,
     LockGuard, LockResult, OwnerDied, RLock, RLockGuard, Semaphore, SemaphoreGuard,

@@ -487,3 +487,104 @@ fn a_parked_receiver_is_woken_for_a_large_message() {
     // ends takes longer than that each way.
     assert!(took < Duration::from_millis(450), "{n} round trips of 40 KiB took {took:?}");
 }
+
+/// A message whose length and bytes follow from its number, so that a receiver can tell a torn
+/// or misplaced one: most travel in the shared ring, every fifth through the socket.
+fn checked(i: u64) -> Vec<u8> {
+    let len = match i % 5 {
+        0 => 0,
+        1 => 16,
+        2 => 300,
+        3 => 5000,
+        _ => 40_000,
+    };
+    (0..len).map(|k| (i.wrapping_mul(131) as usize).wrapping_add(k * 7) as u8).collect()
+}
+
+/// Polls (with `poll` and `connection::wait` in turn, with short timeouts so that it often finds
+/// the ring empty while another process is receiving) and receives until the end; returns the
+/// numbers received and how many messages were torn or unreadable.
+fn poll_then_receive(conn: Connection) -> (Vec<u64>, u32) {
+    let (mut got, mut bad) = (Vec::new(), 0u32);
+    for round in 0u64.. {
+        let ready = if round % 2 == 0 {
+            conn.poll(Some(Duration::from_millis(1)))
+        } else {
+            multiprocessing::connection::wait(&[&conn], Some(Duration::from_millis(1))).map(|r| !r.is_empty())
+        };
+        match ready {
+            Ok(true) => {}
+            Ok(false) => continue,
+            Err(_) => {
+                bad += 1;
+                break;
+            }
+        }
+        match conn.recv::<Option<(u64, multiprocessing::Bytes)>>() {
+            Ok(Some((i, bytes))) => {
+                if bytes.0 != checked(i) {
+                    bad += 1;
+                }
+                got.push(i);
+            }
+            Ok(None) | Err(Error::Eof) => break,
+            Err(_) => {
+                bad += 1;
+                break;
+            }
+        }
+    }
+    (got, bad)
+}
+
+#[test]
+fn three_processes_polling_one_shared_end_each_get_every_message_once_whole() {
+    // A poll or wait that found another process receiving must leave that receiver's lock alone:
+    // otherwise a third process receives alongside it, and messages arrive twice or torn.
+    let n = 6000u64;
+    for m in METHODS {
+        for run in 0..2 {
+            let (reading, writing) = Pipe::new(false).unwrap();
+            let readers: Vec<_> = (0..3)
+                .map(|_| {
+                    multiprocessing::get_context(Some(m))
+                        .spawn(poll_then_receive, (copy_of(&reading),))
+                        .unwrap()
+                })
+                .collect();
+            drop(reading);
+            // The writer runs beside: if the readers wedge, it ends once they are killed.
+            let writer = std::thread::spawn(move || {
+                let sent =
+                    (0..n).try_for_each(|i| writing.send(&Some((i, multiprocessing::Bytes(checked(i))))));
+                let ends = (0..3).try_for_each(|_| writing.send(&None::<(u64, multiprocessing::Bytes)>));
+                sent.and(ends).is_ok()
+            });
+            let deadline = Instant::now() + Duration::from_secs(60);
+            let (mut all, mut bad, mut hung) = (Vec::new(), 0, 0);
+            for h in readers {
+                match h.join_timeout(deadline.saturating_duration_since(Instant::now())) {
+                    Ok(r) => {
+                        let (got, b) = r.unwrap();
+                        all.extend(got);
+                        bad += b;
+                    }
+                    Err(h) => {
+                        h.process().kill().unwrap();
+                        let _ = h.process().join();
+                        hung += 1;
+                    }
+                }
+            }
+            let wrote_all = writer.join().unwrap();
+            assert_eq!(hung, 0, "{m} run {run}: {hung} readers wedged ({} messages received)", all.len());
+            assert!(wrote_all, "{m} run {run}");
+            let received = all.len();
+            all.sort_unstable();
+            all.dedup();
+            assert_eq!(bad, 0, "{m} run {run}: {bad} torn or unreadable messages");
+            assert_eq!(received as u64, n, "{m} run {run}: {received} messages received for {n} sent");
+            assert_eq!(all, (0..n).collect::<Vec<_>>(), "{m} run {run}: each message exactly once");
+        }
+    }
+}

@@ -151,3 +151,73 @@ fn get_obj_is_the_same_memory_without_the_lock() {
     arr.get_obj().set(1, 9).unwrap();
     assert_eq!(arr.to_vec(), vec![1, 9]);
 }
+
+fn increment_holding_get_lock(v: multiprocessing::Value<i64>, a: multiprocessing::Array<u32>, n: u32) {
+    for _ in 0..n {
+        // Python: `with v.get_lock(): v.value += 1`, and the same for an element of an Array.
+        let held = v.get_lock().acquire().unwrap();
+        v.set(v.get() + 1);
+        drop(held);
+        let held = a.get_lock().acquire().unwrap();
+        a.set(1, a.get(1).unwrap() + 1).unwrap();
+        assert_eq!(a.to_vec().len(), 3);
+        drop(held);
+    }
+}
+
+#[test]
+fn reading_and_writing_while_holding_get_lock_neither_hangs_nor_loses_counts() {
+    // test_value, test_array (synchronized): the lock that get_lock() hands out is an RLock, so
+    // the holder's own reads and writes go through.
+    for m in METHODS {
+        let v = multiprocessing::Value::new(0i64).unwrap();
+        let a = multiprocessing::Array::new(3, 0u32).unwrap();
+        let hs: Vec<_> = (0..4)
+            .map(|_| {
+                get_context(Some(m))
+                    .spawn(increment_holding_get_lock, (v.clone(), a.clone(), 10_000))
+                    .unwrap()
+            })
+            .collect();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        let mut hung = Vec::new();
+        for h in hs {
+            match h.join_timeout(deadline.saturating_duration_since(std::time::Instant::now())) {
+                Ok(r) => r.unwrap(),
+                Err(h) => {
+                    h.process().kill().unwrap();
+                    hung.push(h.pid());
+                }
+            }
+        }
+        assert!(hung.is_empty(), "{m}: processes {hung:?} hung holding get_lock()");
+        assert_eq!(v.get(), 40_000, "{m}");
+        assert_eq!(a.to_vec(), vec![0, 40_000, 0], "{m}");
+    }
+}
+
+fn increment_through_guards(v: multiprocessing::Value<i64>, a: multiprocessing::Array<u32>, n: u32) {
+    for _ in 0..n {
+        *v.lock() += 1;
+        let mut xs = a.lock();
+        xs[2] += 1;
+    }
+}
+
+#[test]
+fn guards_give_the_value_by_reference_across_processes() {
+    for m in METHODS {
+        let v = multiprocessing::Value::new(0i64).unwrap();
+        let a = multiprocessing::Array::new(3, 0u32).unwrap();
+        let hs: Vec<_> = (0..4)
+            .map(|_| {
+                get_context(Some(m)).spawn(increment_through_guards, (v.clone(), a.clone(), 5000)).unwrap()
+            })
+            .collect();
+        for h in hs {
+            h.join().unwrap();
+        }
+        assert_eq!(*v.lock(), 20_000, "{m}");
+        assert_eq!(&*a.lock(), &[0, 0, 20_000], "{m}");
+    }
+}

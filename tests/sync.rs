@@ -374,3 +374,170 @@ fn a_holder_that_exited_unreaped_gives_the_waiter_owner_died_quickly() {
         p.join().unwrap();
     }
 }
+
+fn try_a_semaphore_of_zero(sem: Semaphore) -> (bool, bool, bool, u32) {
+    let a = sem.try_acquire().is_some();
+    let b = sem.acquire_timeout(Duration::from_millis(10)).is_some();
+    let c = sem.try_acquire().is_some();
+    (a, b, c, sem.get_value())
+}
+
+fn hold_a_permit(sem: BoundedSemaphore, conn: Connection) {
+    let permit = sem.acquire();
+    conn.send(&"held").unwrap();
+    let _: String = conn.recv().unwrap();
+    drop(permit);
+    conn.send(&sem.get_value()).unwrap();
+}
+
+#[test]
+fn a_refused_semaphore_acquire_leaves_the_count_as_it_was() {
+    // test_semaphore, test_bounded_semaphore: a failed acquire(False) or acquire(timeout=...)
+    // takes nothing and gives nothing back.
+    for m in METHODS {
+        let sem = Semaphore::new(0).unwrap();
+        let r = get_context(Some(m)).spawn(try_a_semaphore_of_zero, (sem.clone(),)).unwrap().join().unwrap();
+        assert_eq!(r, (false, false, false, 0), "{m}: Semaphore(0) stays unavailable");
+        assert_eq!(sem.get_value(), 0, "{m}");
+        assert!(sem.try_acquire().is_none(), "{m}");
+        assert_eq!(sem.get_value(), 0, "{m}");
+
+        let bounded = BoundedSemaphore::new(1).unwrap();
+        let (parent, child) = Pipe::new(true).unwrap();
+        let p = Process::new(hold_a_permit, (bounded.clone(), child)).start_method(m).start().unwrap();
+        assert_eq!(parent.recv::<String>().unwrap(), "held");
+        for _ in 0..3 {
+            assert!(bounded.try_acquire().is_none(), "{m}: the child holds the only permit");
+            assert!(bounded.acquire_timeout(Duration::from_millis(10)).is_none(), "{m}");
+            assert_eq!(bounded.get_value(), 0, "{m}");
+        }
+        parent.send(&"release").unwrap();
+        assert_eq!(parent.recv::<u32>().unwrap(), 1, "{m}: one permit after the holder's release");
+        assert!(p.join().unwrap().success(), "{m}");
+        assert_eq!(bounded.get_value(), 1, "{m}");
+        let g = bounded.try_acquire().expect("free again");
+        assert!(bounded.try_acquire().is_none(), "{m}");
+        drop(g);
+        assert!(bounded.release().is_err(), "{m}: still bounded at 1");
+    }
+}
+
+fn wait_once_and_report(cond: multiprocessing::Condition, conn: Connection, timeout: Duration) {
+    let _: String = conn.recv().unwrap();
+    let g = cond.acquire().unwrap();
+    conn.send(&"waiting").unwrap();
+    let t = Instant::now();
+    let (_g, notified) = cond.wait_timeout(g, timeout);
+    conn.send(&(notified, t.elapsed())).unwrap();
+}
+
+#[test]
+fn notify_n_wakes_n_waiters_and_the_others_time_out_unnotified() {
+    // test_notify_n, test_timeout (Condition): wait(timeout) returns False unless notified.
+    let timeout = Duration::from_secs(3);
+    for m in METHODS {
+        let cond = multiprocessing::Condition::new().unwrap();
+        let (mut conns, mut ps) = (Vec::new(), Vec::new());
+        for _ in 0..5 {
+            let (parent, child) = Pipe::new(true).unwrap();
+            ps.push(
+                Process::new(wait_once_and_report, (cond.clone(), child, timeout))
+                    .start_method(m)
+                    .start()
+                    .unwrap(),
+            );
+            conns.push(parent);
+        }
+        for c in &conns {
+            c.send(&"go").unwrap();
+        }
+        for c in &conns {
+            assert_eq!(c.recv::<String>().unwrap(), "waiting");
+        }
+        {
+            // Each waiter let the lock go inside wait: holding it now, all five are waiting.
+            let _g = cond.acquire().unwrap();
+            cond.notify(3).unwrap();
+        }
+        let results: Vec<(bool, Duration)> = conns.iter().map(|c| c.recv().unwrap()).collect();
+        let woken = results.iter().filter(|r| r.0).count();
+        assert_eq!(woken, 3, "{m}: notify(3) with five waiting: {results:?}");
+        for (notified, took) in &results {
+            if !notified {
+                assert!(*took >= timeout, "{m}: an unnotified waiter came back early: {took:?}");
+            }
+        }
+        for p in ps {
+            assert!(p.join().unwrap().success(), "{m}");
+        }
+    }
+}
+
+fn manager_wait_once(cond: multiprocessing::manager::ConditionProxy, conn: Connection, timeout: Duration) {
+    let _: String = conn.recv().unwrap();
+    let g = cond.lock().unwrap();
+    conn.send(&"waiting").unwrap();
+    let notified = cond.wait_timeout(timeout).unwrap();
+    drop(g);
+    conn.send(&notified).unwrap();
+}
+
+#[test]
+fn a_manager_condition_notify_n_wakes_n_waiters() {
+    // test_notify_n through a manager's Condition proxy.
+    let manager = multiprocessing::Manager::start().unwrap();
+    let cond = manager.condition().unwrap();
+    let timeout = Duration::from_secs(3);
+    let (mut conns, mut ps) = (Vec::new(), Vec::new());
+    for _ in 0..5 {
+        let (parent, child) = Pipe::new(true).unwrap();
+        ps.push(Process::new(manager_wait_once, (cond.clone(), child, timeout)).start().unwrap());
+        conns.push(parent);
+    }
+    for c in &conns {
+        c.send(&"go").unwrap();
+    }
+    for c in &conns {
+        assert_eq!(c.recv::<String>().unwrap(), "waiting");
+    }
+    {
+        let _g = cond.lock().unwrap();
+        cond.notify(3).unwrap();
+    }
+    let results: Vec<bool> = conns.iter().map(|c| c.recv().unwrap()).collect();
+    assert_eq!(results.iter().filter(|r| **r).count(), 3, "{results:?}");
+    for p in ps {
+        assert!(p.join().unwrap().success());
+    }
+}
+
+fn wait_untimed_and_report(cond: multiprocessing::Condition, conn: Connection) {
+    let g = cond.acquire().unwrap();
+    conn.send(&"waiting").unwrap();
+    let _g = cond.wait(g);
+    conn.send(&"notified").unwrap();
+}
+
+#[test]
+fn a_notification_goes_past_a_waiter_that_was_killed() {
+    // The first waiter is killed while it waits; notify(1) must reach the second one.
+    for m in METHODS {
+        let cond = multiprocessing::Condition::new().unwrap();
+        let (first, child) = Pipe::new(true).unwrap();
+        let doomed =
+            Process::new(wait_untimed_and_report, (cond.clone(), child)).start_method(m).start().unwrap();
+        assert_eq!(first.recv::<String>().unwrap(), "waiting");
+        let (second, child) = Pipe::new(true).unwrap();
+        let p = Process::new(wait_untimed_and_report, (cond.clone(), child)).start_method(m).start().unwrap();
+        assert_eq!(second.recv::<String>().unwrap(), "waiting");
+        doomed.kill().unwrap();
+        doomed.join().unwrap();
+        {
+            let _g = cond.acquire().unwrap();
+            cond.notify(1).unwrap();
+        }
+        assert!(second.poll(Some(Duration::from_secs(30))).unwrap(), "{m}: the live waiter was not notified");
+        assert_eq!(second.recv::<String>().unwrap(), "notified");
+        assert!(p.join().unwrap().success(), "{m}");
+    }
+}

@@ -41,9 +41,9 @@ const FAILURE: &[u8] = b"#FAILURE#";
 const NONCE_LEN: usize = 32;
 const HEADER: usize = 8;
 
-type HmacSha256 = Hmac<Sha256>;
+pub(crate) type HmacSha256 = Hmac<Sha256>;
 
-fn mac(authkey: &[u8], label: &[u8], challenge: &[u8]) -> HmacSha256 {
+pub(crate) fn mac(authkey: &[u8], label: &[u8], challenge: &[u8]) -> HmacSha256 {
     let mut m = HmacSha256::new_from_slice(authkey).expect("HMAC takes keys of any length");
     m.update(label);
     m.update(challenge);

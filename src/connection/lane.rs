@@ -210,7 +210,8 @@ impl<'a> Lane<'a> {
     }
 
     pub(crate) fn try_lock_get(&self) -> Option<LaneLock<'a>> {
-        Ring::try_lock(&self.h.get_lock, me()).then_some(LaneLock(&self.h.get_lock))
+        // Built only on success: dropped, a guard unlocks whoever holds the lock.
+        Ring::try_lock(&self.h.get_lock, me()).then(|| LaneLock(&self.h.get_lock))
     }
 
     fn write(&self, off: usize, bytes: &[u8]) {

@@ -11,7 +11,7 @@
 //! picks them up without a system call. The socket still carries large messages and handles,
 //! and still tells each side when the other is gone.
 
-mod auth;
+pub(crate) mod auth;
 mod lane;
 mod listener;
 mod registry;

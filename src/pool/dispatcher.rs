@@ -178,6 +178,29 @@ impl Shared {
         true
     }
 
+    /// For a backend other than the dispatcher: waits up to `timeout` unless there are new
+    /// tasks or the phase or open-job count differ from `seen`, then takes the new tasks.
+    #[cfg_attr(not(any(feature = "redis", feature = "mpi")), allow(dead_code))]
+    pub(crate) fn take_or_wait(&self, seen: (Phase, usize), timeout: Duration) -> (Vec<Task>, Phase, usize) {
+        let mut intake = lock(&self.intake);
+        if intake.tasks.is_empty() && intake.phase == seen.0 && intake.open_jobs == seen.1 {
+            intake.sleeping = true;
+            drop(intake);
+            let mut watch = [Watch::new(self.wake_rx.as_fd(), false)];
+            let _ = sys::poll_watches(&mut watch, Some(Instant::now() + timeout));
+            let mut scratch = [0u8; 64];
+            while let Ok(Some(n)) = sys::recv_now(self.wake_rx.as_fd(), &mut scratch, &mut Vec::new()) {
+                if n == 0 {
+                    break;
+                }
+            }
+            intake = lock(&self.intake);
+            intake.sleeping = false;
+        }
+        intake.cancel_queued = false;
+        (intake.tasks.drain(..).collect(), intake.phase, intake.open_jobs)
+    }
+
     /// Asks the dispatcher to cancel every task that has not started.
     pub(crate) fn cancel_queued(&self) {
         let mut intake = lock(&self.intake);

@@ -89,6 +89,10 @@ impl ExecutorBuilder {
 }
 
 impl Executor {
+    pub(crate) fn wrap(pool: Pool) -> Executor {
+        Executor { pool }
+    }
+
     /// An executor with `max_workers` worker processes.
     pub fn new(max_workers: usize) -> Result<Executor> {
         Executor::builder().max_workers(max_workers).build()

@@ -14,6 +14,8 @@
 //! - `worker.rs`: the worker process's loop; `entry.rs`: the per-function call entries;
 //!   `protocol.rs`: the frames between them; `slots.rs`: per-worker status in shared memory.
 //! - `executor.rs`: [`Executor`], [`PoolFuture`], [`as_completed`].
+//! - `backend.rs`: the seam between the facade and where tasks run (the dispatcher here, a
+//!   broker with the `redis` feature).
 //!
 //! Unlike Python's pool, this one never hangs when things go wrong: a panicking task gives its
 //! caller the panic message, a worker killed mid-task is replaced and that task alone fails, a
@@ -21,6 +23,8 @@
 //! (When a worker dies, the other tasks it had been sent run on another worker; a quick task whose
 //! result the dead worker still held for batching may thus run twice.)
 
+#[cfg_attr(not(feature = "redis"), allow(dead_code))]
+pub(crate) mod backend;
 mod dispatcher;
 mod entry;
 mod error;
@@ -237,11 +241,7 @@ impl PoolBuilder {
             self.maxtasks.map(|m| m as u64),
             self.task_timeout,
         );
-        let thread = std::thread::Builder::new()
-            .name("multiprocessing-pool".into())
-            .spawn(move || dispatcher.run())
-            .map_err(Error::io("starting the pool's dispatcher thread"))?;
-        Ok(Pool { shared, thread: Mutex::new(Some(thread)), processes })
+        Pool::with_backend(shared, Box::new(dispatcher), processes)
     }
 }
 

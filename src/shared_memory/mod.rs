@@ -6,4 +6,4 @@ pub(crate) mod region;
 mod value;
 
 pub use named::SharedMemory;
-pub use value::{Array, Pod, RawArray, RawValue, Value};
+pub use value::{Array, ArrayGuard, Pod, RawArray, RawValue, Value, ValueGuard};

@@ -3,14 +3,24 @@
 //! `RawArray<T>`, the same memory with no lock (Python's `RawValue` and `RawArray`).
 //!
 //! Layout of the region: a 32-byte header (magic, element size, length, the lock's state), then
-//! the elements. `get`/`set`/`with_lock` hold the lock; if its holder died, they take the lock
-//! over, log a warning and go on (the data may be half-updated by the dead process).
+//! the elements. The lock is an [`RLock`], as Python's default for `Value` and `Array`, so the
+//! thread holding `get_lock()` reads and writes through `get`/`set` (Python's
+//! `with v.get_lock(): v.value += 1`). `get`/`set`/`lock`/`with_lock` hold the lock; if its
+//! holder died, they take the lock over, log a warning and go on (the data may be half-updated by
+//! the dead process).
+//!
+//! A guard from `lock` (and `with_lock`, which uses one) hands out `&mut T` into the shared
+//! memory. While it lives, the same thread's other accesses to that value (through any handle)
+//! would alias that reference, so they panic instead, as a `RefCell` borrowed twice does; the
+//! mark is kept in the lock's shared state (see `sync/lock.rs`), and other threads and
+//! processes simply wait for the lock.
 
 use crate::error::{Error, Result};
-use crate::sync::{Lock, LockGuard, LockState, Shared, SharedLayout};
+use crate::sync::{LockState, RLock, RLockGuard, Shared, SharedLayout};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::fmt;
 use std::marker::PhantomData;
+use std::ops::{Deref, DerefMut};
 
 /// Plain-old-data: types whose every bit pattern written by this crate is valid and that hold
 /// no pointers, so they can live in memory shared between processes.
@@ -47,7 +57,7 @@ const HEADER: usize = std::mem::size_of::<Header>();
 const _: () = assert!(HEADER == 32);
 const LOCK_OFFSET: usize = std::mem::offset_of!(Header, lock);
 
-fn create<T: Pod>(len: usize) -> Result<(Shared<Header>, Lock)> {
+fn create<T: Pod>(len: usize) -> Result<(Shared<Header>, RLock)> {
     const { assert!(std::mem::align_of::<T>() <= 32, "element alignment above 32 bytes") };
     let shared: Shared<Header> = Shared::new(c"mp-value", len.max(1) * std::mem::size_of::<T>())?;
     let lock_state = shared.project::<LockState>(LOCK_OFFSET);
@@ -59,18 +69,18 @@ fn create<T: Pod>(len: usize) -> Result<(Shared<Header>, Lock)> {
         (*header).elem_size = std::mem::size_of::<T>() as u32;
         (*header).len = len as u64;
     }
-    Ok((shared, Lock::from_state(lock_state)))
+    Ok((shared, RLock::from_state(lock_state)))
 }
 
 fn attach<T: Pod, E: serde::de::Error>(
     shared: Shared<Header>,
-) -> std::result::Result<(Shared<Header>, Lock), E> {
+) -> std::result::Result<(Shared<Header>, RLock), E> {
     let h = shared.get();
     let need = (h.len as usize).max(1).checked_mul(std::mem::size_of::<T>());
     if h.elem_size as usize != std::mem::size_of::<T>() || need.is_none_or(|n| n > shared.tail_len()) {
         return Err(E::custom("shared value has another element type or size than expected"));
     }
-    let lock = Lock::from_state(shared.project::<LockState>(LOCK_OFFSET));
+    let lock = RLock::from_state(shared.project::<LockState>(LOCK_OFFSET));
     Ok((shared, lock))
 }
 
@@ -80,11 +90,44 @@ fn elements<T: Pod>(shared: &Shared<Header>) -> usize {
     (shared.get().len as usize).min(shared.tail_len() / std::mem::size_of::<T>().max(1))
 }
 
-fn locked<'a>(lock: &'a Lock) -> LockGuard<'a> {
+#[inline]
+fn locked(lock: &RLock) -> RLockGuard<'_> {
     lock.acquire().unwrap_or_else(|died| {
         log::warn!("multiprocessing: {died}; the shared value may be inconsistent");
         died.into_inner()
     })
+}
+
+const BORROWED: &str = "a shared Value or Array was accessed by the thread that holds a guard on it \
+     (from `lock()` or inside `with_lock`); go through the guard";
+
+/// The lock held for one access by value: refused while this thread has lent the data out.
+#[inline]
+fn access(lock: &RLock) -> RLockGuard<'_> {
+    let level = locked(lock);
+    assert!(!lock.lent(), "{BORROWED}");
+    level
+}
+
+/// The lock held, and the data lent out by reference until [`Loan`] is dropped.
+#[inline]
+fn lend(lock: &RLock) -> Loan<'_> {
+    let level = locked(lock);
+    assert!(lock.lend(), "{BORROWED}");
+    Loan { _level: level, lock }
+}
+
+/// A lock level whose data is lent out; ends the loan, then releases the level, when dropped.
+struct Loan<'a> {
+    _level: RLockGuard<'a>,
+    lock: &'a RLock,
+}
+
+impl Drop for Loan<'_> {
+    #[inline]
+    fn drop(&mut self) {
+        self.lock.end_loan();
+    }
 }
 
 /// One `T` in shared memory, with a lock (Python's `multiprocessing.Value`).
@@ -92,17 +135,32 @@ fn locked<'a>(lock: &'a Lock) -> LockGuard<'a> {
 /// ```
 /// use multiprocessing::{Process, Value};
 /// fn add(v: Value<i64>, n: i64) {
-///     v.with_lock(|x| *x += n);
+///     *v.lock() += n;
 /// }
 /// let v = Value::new(1i64)?;
 /// Process::new(add, (v.clone(), 41)).start()?.join()?;
 /// assert_eq!(v.get(), 42);
+/// // As in Python, the holder of `get_lock()` reads and writes the value.
+/// let _held = v.get_lock().acquire().unwrap();
+/// v.set(v.get() + 1);
 /// # Ok::<(), multiprocessing::Error>(())
 /// ```
 pub struct Value<T: Pod> {
     shared: Shared<Header>,
-    lock: Lock,
+    lock: RLock,
     _t: PhantomData<T>,
+}
+
+/// Holds a [`Value`]'s lock and gives the value by reference; releases the lock when dropped.
+///
+/// While it lives, this thread's `get`, `set`, `lock` and `with_lock` on the same value panic
+/// (they would alias the reference); use the guard.
+#[must_use = "the lock is released when the guard is dropped"]
+pub struct ValueGuard<'a, T: Pod> {
+    value: &'a Value<T>,
+    _loan: Loan<'a>,
+    /// The lock belongs to this thread: the guard stays on it.
+    _not_send: PhantomData<*const ()>,
 }
 
 impl<T: Pod> Value<T> {
@@ -118,24 +176,42 @@ impl<T: Pod> Value<T> {
         self.shared.tail_ptr() as *mut T
     }
 
-    /// The lock that guards the value (Python's `get_lock()`).
-    pub fn get_lock(&self) -> &Lock {
+    /// The recursive lock that guards the value (Python's `get_lock()`, an `RLock` there too):
+    /// the thread holding it may still call [`get`](Self::get) and [`set`](Self::set).
+    pub fn get_lock(&self) -> &RLock {
         &self.lock
     }
 
     /// Reads the value under the lock (Python's `v.value`).
+    ///
+    /// # Panics
+    /// On the thread that holds a [`ValueGuard`] on this value.
     pub fn get(&self) -> T {
-        let _g = locked(&self.lock);
-        // SAFETY: the lock gives this process exclusive access; the pointer is in bounds and
-        // aligned (header is 32 bytes, element alignment <= 32).
+        let _level = access(&self.lock);
+        // SAFETY: the lock gives this thread exclusive access and no reference into the value is
+        // lent out; the pointer is in bounds and aligned (header of 32 bytes, element alignment
+        // <= 32).
         unsafe { self.ptr().read_volatile() }
     }
 
     /// Writes the value under the lock (Python's `v.value = x`).
+    ///
+    /// # Panics
+    /// On the thread that holds a [`ValueGuard`] on this value.
     pub fn set(&self, value: T) {
-        let _g = locked(&self.lock);
+        let _level = access(&self.lock);
         // SAFETY: as in `get`.
         unsafe { self.ptr().write_volatile(value) }
+    }
+
+    /// Takes the lock and gives the value by reference until the guard is dropped: a
+    /// read-modify-write that other processes cannot interleave with (`*v.lock() += 1`; Python's
+    /// `with v.get_lock(): v.value += 1`).
+    ///
+    /// # Panics
+    /// If this thread already holds a guard on this value.
+    pub fn lock(&self) -> ValueGuard<'_, T> {
+        ValueGuard { value: self, _loan: lend(&self.lock), _not_send: PhantomData }
     }
 
     /// The same memory without the lock (Python's `get_obj()`): reads and writes through it do
@@ -144,12 +220,32 @@ impl<T: Pod> Value<T> {
         RawValue { shared: self.shared.clone(), _t: PhantomData }
     }
 
-    /// Runs `f` on the value with the lock held: a read-modify-write that other processes cannot
-    /// interleave with (`with v.get_lock(): v.value += 1`).
+    /// Runs `f` on the value with the lock held (as [`lock`](Self::lock), for a closure).
     pub fn with_lock<R>(&self, f: impl FnOnce(&mut T) -> R) -> R {
-        let _g = locked(&self.lock);
-        // SAFETY: the lock gives exclusive access for the closure's duration; in bounds, aligned.
-        f(unsafe { &mut *self.ptr() })
+        f(&mut self.lock())
+    }
+}
+
+impl<T: Pod> Deref for ValueGuard<'_, T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        // SAFETY: the guard holds the lock and the loan, so no other thread or process reaches
+        // the value through a handle, and this thread's other accesses refuse; in bounds and
+        // aligned (see `Value::get`).
+        unsafe { &*self.value.ptr() }
+    }
+}
+
+impl<T: Pod> DerefMut for ValueGuard<'_, T> {
+    fn deref_mut(&mut self) -> &mut T {
+        // SAFETY: as in `deref`; `&mut self` makes this the only reference the guard lends.
+        unsafe { &mut *self.value.ptr() }
+    }
+}
+
+impl<T: Pod + fmt::Debug> fmt::Debug for ValueGuard<'_, T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("ValueGuard").field(&**self).finish()
     }
 }
 
@@ -159,14 +255,31 @@ impl<T: Pod> Value<T> {
 /// let a = multiprocessing::Array::from_slice(&[1u32, 2, 3])?;
 /// a.set(0, 10)?;
 /// assert_eq!(a.to_vec(), vec![10, 2, 3]);
-/// a.with_lock(|xs| xs.reverse());
+/// a.lock().reverse();
 /// assert_eq!(a.get(0), Some(3));
+/// {
+///     // As in Python, the holder of `get_lock()` reads and writes elements.
+///     let _held = a.get_lock().acquire().unwrap();
+///     a.set(1, a.get(1).unwrap() + 1)?;
+/// }
+/// assert_eq!(a.to_vec(), vec![3, 3, 10]);
 /// # Ok::<(), multiprocessing::Error>(())
 /// ```
 pub struct Array<T: Pod> {
     shared: Shared<Header>,
-    lock: Lock,
+    lock: RLock,
     _t: PhantomData<T>,
+}
+
+/// Holds an [`Array`]'s lock and gives its elements as a slice; releases the lock when dropped.
+///
+/// While it lives, this thread's other accesses to the same array panic (they would alias the
+/// slice); use the guard.
+#[must_use = "the lock is released when the guard is dropped"]
+pub struct ArrayGuard<'a, T: Pod> {
+    array: &'a Array<T>,
+    _loan: Loan<'a>,
+    _not_send: PhantomData<*const ()>,
 }
 
 impl<T: Pod> Array<T> {
@@ -174,7 +287,7 @@ impl<T: Pod> Array<T> {
     pub fn from_slice(items: &[T]) -> Result<Array<T>> {
         let (shared, lock) = create::<T>(items.len())?;
         let a = Array { shared, lock, _t: PhantomData };
-        a.with_lock(|xs| xs.copy_from_slice(items));
+        a.lock().copy_from_slice(items);
         Ok(a)
     }
 
@@ -193,44 +306,90 @@ impl<T: Pod> Array<T> {
         self.len() == 0
     }
 
-    /// The lock that guards the array (Python's `get_lock()`).
-    pub fn get_lock(&self) -> &Lock {
+    /// The recursive lock that guards the array (Python's `get_lock()`, an `RLock` there too):
+    /// the thread holding it may still call `get`, `set` and `to_vec`.
+    pub fn get_lock(&self) -> &RLock {
         &self.lock
     }
 
-    /// Runs `f` on the elements with the lock held.
+    fn ptr(&self) -> *mut T {
+        self.shared.tail_ptr() as *mut T
+    }
+
+    /// Takes the lock and gives the elements as a slice until the guard is dropped.
+    ///
+    /// # Panics
+    /// If this thread already holds a guard on this array.
+    pub fn lock(&self) -> ArrayGuard<'_, T> {
+        ArrayGuard { array: self, _loan: lend(&self.lock), _not_send: PhantomData }
+    }
+
+    /// Runs `f` on the elements with the lock held (as [`lock`](Self::lock), for a closure).
     pub fn with_lock<R>(&self, f: impl FnOnce(&mut [T]) -> R) -> R {
-        let _g = locked(&self.lock);
-        // SAFETY: the lock gives exclusive access; `len` elements fit after the header (checked
-        // at creation and on arrival) and are aligned.
-        f(unsafe { std::slice::from_raw_parts_mut(self.shared.tail_ptr() as *mut T, self.len()) })
+        f(&mut self.lock())
     }
 
     /// Element `i`, read under the lock.
+    ///
+    /// # Panics
+    /// On the thread that holds an [`ArrayGuard`] on this array.
     pub fn get(&self, i: usize) -> Option<T> {
-        self.with_lock(|xs| xs.get(i).copied())
+        let _level = access(&self.lock);
+        // SAFETY: `i < len`, and `len` elements fit after the header, aligned (checked at
+        // creation and on arrival); the lock is held and nothing is lent out (see `Value::get`).
+        (i < self.len()).then(|| unsafe { self.ptr().add(i).read_volatile() })
     }
 
     /// Writes element `i` under the lock; an error if `i` is out of range (Python's
     /// `IndexError`).
+    ///
+    /// # Panics
+    /// On the thread that holds an [`ArrayGuard`] on this array.
     pub fn set(&self, i: usize, value: T) -> Result<()> {
-        self.with_lock(|xs| match xs.get_mut(i) {
-            Some(x) => {
-                *x = value;
-                Ok(())
-            }
-            None => Err(Error::invalid(format!("index {i} out of range for an array of {}", xs.len()))),
-        })
+        let _level = access(&self.lock);
+        if i >= self.len() {
+            return Err(Error::invalid(format!("index {i} out of range for an array of {}", self.len())));
+        }
+        // SAFETY: as in `get`.
+        unsafe { self.ptr().add(i).write_volatile(value) };
+        Ok(())
     }
 
     /// A copy of every element, read under the lock.
+    ///
+    /// # Panics
+    /// On the thread that holds an [`ArrayGuard`] on this array.
     pub fn to_vec(&self) -> Vec<T> {
-        self.with_lock(|xs| xs.to_vec())
+        let _level = access(&self.lock);
+        // SAFETY: as in `get`; every index is below `len`.
+        (0..self.len()).map(|i| unsafe { self.ptr().add(i).read_volatile() }).collect()
     }
 
     /// The same memory without the lock (Python's `get_obj()`).
     pub fn get_obj(&self) -> RawArray<T> {
         RawArray { shared: self.shared.clone(), _t: PhantomData }
+    }
+}
+
+impl<T: Pod> Deref for ArrayGuard<'_, T> {
+    type Target = [T];
+    fn deref(&self) -> &[T] {
+        // SAFETY: the guard holds the lock and the loan (see `ValueGuard::deref`); `len`
+        // elements fit after the header, aligned (checked at creation and on arrival).
+        unsafe { std::slice::from_raw_parts(self.array.ptr(), self.array.len()) }
+    }
+}
+
+impl<T: Pod> DerefMut for ArrayGuard<'_, T> {
+    fn deref_mut(&mut self) -> &mut [T] {
+        // SAFETY: as in `deref`; `&mut self` makes this the only slice the guard lends.
+        unsafe { std::slice::from_raw_parts_mut(self.array.ptr(), self.array.len()) }
+    }
+}
+
+impl<T: Pod + fmt::Debug> fmt::Debug for ArrayGuard<'_, T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("ArrayGuard").field(&&**self).finish()
     }
 }
 
@@ -435,14 +594,64 @@ macro_rules! handle_impls {
 handle_impls!(Value);
 handle_impls!(Array);
 
+/// Whether this thread has the value's data lent out (then `Debug` does not read it).
+fn lent_here(lock: &RLock) -> bool {
+    lock.count() > 0 && lock.lent()
+}
+
 impl<T: Pod + fmt::Debug> fmt::Debug for Value<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if lent_here(&self.lock) {
+            return write!(f, "<Synchronized wrapper (held by a guard on this thread)>");
+        }
         write!(f, "<Synchronized wrapper for {:?}>", self.get())
     }
 }
 
 impl<T: Pod + fmt::Debug> fmt::Debug for Array<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if lent_here(&self.lock) {
+            return write!(f, "<SynchronizedArray wrapper (held by a guard on this thread)>");
+        }
         write!(f, "<SynchronizedArray wrapper for {:?}>", self.to_vec())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // In-process, here rather than beside the cross-process tests: a panic while another thread
+    // of the same harness starts a `Fork` child can leave std's panic-hook lock held in that child.
+    #[test]
+    fn an_access_that_would_alias_a_guard_panics_and_leaves_the_value_usable() {
+        let v = Value::new(5u32).unwrap();
+        let other_handle = v.clone();
+        for attempt in 0..3 {
+            let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match attempt {
+                0 => v.with_lock(|x| *x + other_handle.get()),
+                1 => v.with_lock(|_| *v.lock()),
+                _ => {
+                    let _g = v.lock();
+                    other_handle.set(1);
+                    0
+                }
+            }));
+            assert!(r.is_err(), "attempt {attempt}: aliasing access went through");
+            assert!(v.get_lock().try_acquire().unwrap().is_some(), "attempt {attempt}: lock usable");
+            assert_eq!(v.get_lock().count(), 0, "attempt {attempt}: every level released");
+            assert_eq!(v.get(), 5);
+            assert!(format!("{v:?}").contains('5'));
+        }
+        let a = Array::from_slice(&[1u8, 2]).unwrap();
+        assert!(
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| a.with_lock(|_| a.to_vec()))).is_err()
+        );
+        assert_eq!(a.to_vec(), vec![1, 2]);
+        let g = a.lock();
+        assert!(format!("{a:?}").contains("guard"), "Debug does not read through a live guard");
+        assert!(a.get_lock().release().is_err(), "the guard's level cannot be released from under it");
+        drop(g);
+        assert_eq!(a.get_lock().count(), 0);
     }
 }

@@ -1,11 +1,26 @@
 //! `Condition`: wait for a notification while releasing a lock (Python's
 //! `multiprocessing.Condition`).
 //!
-//! State: the lock (see `raw.rs`) and `seq`, a futex word bumped by every notify. A waiter reads
-//! `seq`, releases the lock, sleeps while `seq` is unchanged, then takes the lock back. Like
-//! Python's (and POSIX's) condition variables it can wake spuriously, so callers re-check their
-//! predicate: [`Condition::wait_for`] does that loop. A waiter whose notifier died never hangs
-//! with the timeout forms.
+//! State: the lock (see `raw.rs`) and a table of waiter slots. A waiter, holding the lock,
+//! claims a free slot (its pid and a ticket from a counter), releases the lock and sleeps on the
+//! slot's state word until a notifier marks it notified or its deadline passes; then it takes the
+//! lock back. `notify(n)`, holding the lock, marks the `n` waiting slots with the lowest tickets
+//! and wakes each, so exactly the `n` longest waiters are notified, as in Python; a waiter that
+//! timed out frees its slot with a compare-and-swap, so it is either notified or timed out,
+//! never both, and a notification is never spent on it. A slot whose process died is freed
+//! instead of notified.
+//!
+//! State table of a slot's `state` word:
+//!
+//! | value | meaning | moved by |
+//! | --- | --- | --- |
+//! | `FREE` | unused | a waiter holding the lock claims it (-> `WAITING`) |
+//! | `WAITING` | a waiter sleeps on it | a notifier holding the lock (-> `NOTIFIED`); the waiter at its deadline (-> `FREE`); a notifier that finds the waiter's process gone (-> `FREE`) |
+//! | `NOTIFIED` | notified, the waiter has not seen it yet | the waiter (-> `FREE`) |
+//!
+//! Beyond [`SLOTS`] waiters at once, further waiters sleep on `seq`, which every notify bumps:
+//! they wake on any notify (a spurious wake-up, which Python's condition variables allow too), so
+//! callers re-check their predicate, as [`Condition::wait_for`] does.
 
 use super::cell::{Shared, SharedLayout};
 use super::lock::{Lock, LockGuard, LockState};
@@ -13,22 +28,52 @@ use crate::error::{Error, Result};
 use crate::sys::{self, futex};
 use serde::{Deserialize, Serialize};
 use std::fmt;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
+
+/// Waiters that can be queued in order at once.
+const SLOTS: usize = 1024;
+
+const FREE: u32 = 0;
+const WAITING: u32 = 1;
+const NOTIFIED: u32 = 2;
+
+#[repr(C)]
+struct Slot {
+    state: AtomicU32,
+    pid: AtomicU32,
+    ticket: AtomicU64,
+}
 
 #[repr(C)]
 pub(crate) struct CondState {
     magic: u32,
+    /// Bumped by every notify, for waiters that found no slot.
     seq: AtomicU32,
     lock: LockState,
+    /// The next waiter's ticket; moved only by lock holders.
+    next_ticket: AtomicU64,
+    /// Slots below this index have been used; moved only by lock holders.
+    used: AtomicU32,
+    /// Waiters sleeping on `seq` (no slot was free).
+    overflow: AtomicU32,
+    slots: [Slot; SLOTS],
 }
 
-// SAFETY: repr(C), atomics and a LockState, magic first; all-zero is valid.
+// SAFETY: repr(C), atomics, a LockState and an array of repr(C) atomics, magic first; all-zero
+// is valid (unlocked, no waiter, every slot FREE).
 unsafe impl SharedLayout for CondState {
-    const MAGIC: u32 = 0x434f_4e31; // "CON1"
+    const MAGIC: u32 = 0x434f_4e32; // "CON2"
 }
 
-const _: () = assert!(std::mem::size_of::<CondState>() == 24);
+const _: () = assert!(std::mem::size_of::<CondState>() == 40 + 16 * SLOTS);
+
+/// Where a waiter sleeps.
+enum Place<'a> {
+    Slot(&'a Slot),
+    /// No slot was free: on `seq`, last seen with this value.
+    Overflow(u32),
+}
 
 /// A process-shared condition variable with its own lock.
 ///
@@ -88,17 +133,79 @@ impl Condition {
         self.lock.acquire()
     }
 
+    /// Claims a slot for the calling waiter, or counts it among the overflow. The caller holds
+    /// the lock.
+    fn enqueue(&self) -> Place<'_> {
+        let s = self.state.get();
+        let me = sys::getpid() as u32;
+        let claim = |slot: &Slot, from: u32| {
+            slot.pid.store(me, Ordering::Relaxed);
+            slot.ticket.store(s.next_ticket.fetch_add(1, Ordering::Relaxed), Ordering::Relaxed);
+            slot.state.compare_exchange(from, WAITING, Ordering::Release, Ordering::Relaxed).is_ok()
+        };
+        let used = (s.used.load(Ordering::Relaxed) as usize).min(SLOTS);
+        for slot in &s.slots[..used] {
+            if slot.state.load(Ordering::Acquire) == FREE && claim(slot, FREE) {
+                return Place::Slot(slot);
+            }
+        }
+        if used < SLOTS {
+            s.used.store(used as u32 + 1, Ordering::Relaxed);
+            let slot = &s.slots[used];
+            if claim(slot, FREE) {
+                return Place::Slot(slot);
+            }
+        }
+        // Every slot taken: take back those of waiters whose process is gone.
+        for slot in &s.slots {
+            let state = slot.state.load(Ordering::Acquire);
+            let pid = slot.pid.load(Ordering::Relaxed);
+            if state != FREE && pid != me && !sys::pid_alive(pid as i32) && claim(slot, state) {
+                return Place::Slot(slot);
+            }
+        }
+        s.overflow.fetch_add(1, Ordering::SeqCst);
+        Place::Overflow(s.seq.load(Ordering::SeqCst))
+    }
+
     fn wait_until<'a>(&'a self, guard: LockGuard<'a>, deadline: Option<Instant>) -> (LockGuard<'a>, bool) {
-        let seq = &self.state.get().seq;
-        let seen = seq.load(Ordering::Acquire);
+        let place = self.enqueue();
         drop(guard);
-        let r = futex::wait(seq, seen, deadline);
-        let notified = seq.load(Ordering::Acquire) != seen || !matches!(r, Ok(futex::Wait::TimedOut));
+        let notified = match place {
+            Place::Slot(slot) => Self::sleep_in(slot, deadline),
+            Place::Overflow(seen) => {
+                let seq = &self.state.get().seq;
+                let r = futex::wait(seq, seen, deadline);
+                self.state.get().overflow.fetch_sub(1, Ordering::SeqCst);
+                seq.load(Ordering::Acquire) != seen || !matches!(r, Ok(futex::Wait::TimedOut))
+            }
+        };
         let guard = self.lock.acquire().unwrap_or_else(|died| {
             log::warn!("multiprocessing: {died}");
             died.into_inner()
         });
         (guard, notified)
+    }
+
+    /// Sleeps in `slot` until notified (`true`) or past `deadline` (`false`); frees the slot.
+    fn sleep_in(slot: &Slot, deadline: Option<Instant>) -> bool {
+        loop {
+            if slot.state.load(Ordering::Acquire) == NOTIFIED {
+                slot.state.store(FREE, Ordering::Release);
+                return true;
+            }
+            if deadline.is_some_and(|d| Instant::now() >= d) {
+                // A notifier may mark the slot at this very moment: whichever CAS wins decides.
+                return match slot.state.compare_exchange(WAITING, FREE, Ordering::AcqRel, Ordering::Acquire) {
+                    Ok(_) => false,
+                    Err(_) => {
+                        slot.state.store(FREE, Ordering::Release);
+                        true
+                    }
+                };
+            }
+            let _ = futex::wait(&slot.state, WAITING, deadline);
+        }
     }
 
     /// Releases the lock, sleeps until notified, takes the lock back (Python's `wait()`).
@@ -138,22 +245,62 @@ impl Condition {
         Ok(())
     }
 
-    /// Wakes up to `n` waiters (Python's `notify(n)`); the lock must be held.
+    /// Wakes up to `n` waiters, those that have waited longest (Python's `notify(n)`); the lock
+    /// must be held.
     pub fn notify(&self, n: u32) -> Result<()> {
         self.check_held()?;
-        let seq = &self.state.get().seq;
-        seq.fetch_add(1, Ordering::Release);
-        futex::wake(seq, n.min(i32::MAX as u32) as i32);
+        let s = self.state.get();
+        let me = sys::getpid() as u32;
+        let slots = &s.slots[..(s.used.load(Ordering::Relaxed) as usize).min(SLOTS)];
+        let mut woken = 0;
+        while woken < n {
+            let oldest = slots
+                .iter()
+                .filter(|slot| slot.state.load(Ordering::Acquire) == WAITING)
+                .min_by_key(|slot| slot.ticket.load(Ordering::Relaxed));
+            let Some(slot) = oldest else { break };
+            let pid = slot.pid.load(Ordering::Relaxed);
+            if pid != me && !sys::pid_alive(pid as i32) {
+                // Its process is gone: the notification goes to the next waiter.
+                let _ = slot.state.compare_exchange(WAITING, FREE, Ordering::AcqRel, Ordering::Relaxed);
+                continue;
+            }
+            // Fails only if the waiter timed out just now; then the next one is notified.
+            if slot.state.compare_exchange(WAITING, NOTIFIED, Ordering::AcqRel, Ordering::Relaxed).is_ok() {
+                futex::wake(&slot.state, 1);
+                woken += 1;
+            }
+        }
+        if woken < n {
+            self.wake_overflow(Some(n - woken));
+        }
         Ok(())
     }
 
     /// Wakes every waiter (Python's `notify_all()`); the lock must be held.
     pub fn notify_all(&self) -> Result<()> {
         self.check_held()?;
-        let seq = &self.state.get().seq;
-        seq.fetch_add(1, Ordering::Release);
-        futex::wake_all(seq);
+        let s = self.state.get();
+        for slot in &s.slots[..(s.used.load(Ordering::Relaxed) as usize).min(SLOTS)] {
+            if slot.state.compare_exchange(WAITING, NOTIFIED, Ordering::AcqRel, Ordering::Relaxed).is_ok() {
+                futex::wake(&slot.state, 1);
+            }
+        }
+        self.wake_overflow(None);
         Ok(())
+    }
+
+    /// Wakes waiters that found no slot: `n` of them, or all.
+    fn wake_overflow(&self, n: Option<u32>) {
+        let s = self.state.get();
+        if s.overflow.load(Ordering::SeqCst) == 0 {
+            return;
+        }
+        s.seq.fetch_add(1, Ordering::Release);
+        match n {
+            Some(n) => futex::wake(&s.seq, n.min(i32::MAX as u32) as i32),
+            None => futex::wake_all(&s.seq),
+        };
     }
 }
 

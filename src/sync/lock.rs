@@ -4,7 +4,9 @@
 //! Across processes: any process holding a handle can acquire. If the holder dies, the next
 //! waiter gets the lock within about 10 ms together with [`OwnerDied`], as `std::sync::Mutex`
 //! reports poisoning; the data the lock protected may be half-updated. An `RLock` also records the
-//! holding thread and a recursion count; only that thread may release it.
+//! holding thread and a recursion count; only that thread may release it. The top bit of the
+//! count ([`LENT`]) marks data guarded by the lock as lent out by reference (a `Value`'s guard),
+//! so that the holder's other accesses to it refuse, as `RefCell` does.
 
 use super::cell::{Shared, SharedLayout};
 use super::raw::{self, Acquired};
@@ -65,6 +67,27 @@ unsafe impl SharedLayout for LockState {
 }
 
 const _: () = assert!(std::mem::size_of::<LockState>() == 16);
+
+/// Bit of an `RLock`'s `count`: the holder has lent out references to the data it guards.
+const LENT: u32 = 1 << 31;
+
+/// The calling thread's id, cached per thread (`gettid` is a system call). The cache remembers
+/// the pid it was taken in: a forked child's thread has a new id and a new pid.
+#[inline]
+fn thread_id() -> u32 {
+    thread_local! {
+        static TID: std::cell::Cell<(i32, u32)> = const { std::cell::Cell::new((0, 0)) };
+    }
+    let pid = sys::getpid();
+    TID.with(|c| match c.get() {
+        (p, tid) if p == pid => tid,
+        _ => {
+            let tid = sys::gettid() as u32;
+            c.set((pid, tid));
+            tid
+        }
+    })
+}
 
 fn wrap<G>(acquired: Acquired, guard: impl FnOnce() -> G) -> Option<LockResult<G>> {
     match acquired {
@@ -209,27 +232,37 @@ impl RLock {
         Ok(RLock { state: Shared::new(c"mp-rlock", 0)? })
     }
 
-    fn mine(&self) -> bool {
-        let s = self.state.get();
-        raw::holder(&s.word) == Some(sys::getpid())
-            && s.owner_tid.load(Ordering::Relaxed) == sys::gettid() as u32
+    pub(crate) fn from_state(state: Shared<LockState>) -> RLock {
+        RLock { state }
     }
 
+    #[inline]
+    fn mine(&self) -> bool {
+        let s = self.state.get();
+        raw::holder(&s.word) == Some(sys::getpid()) && s.owner_tid.load(Ordering::Relaxed) == thread_id()
+    }
+
+    #[inline]
     fn take(&self, acquired: Acquired) -> Option<LockResult<RLockGuard<'_>>> {
         let s = self.state.get();
         if matches!(acquired, Acquired::Yes | Acquired::FromDead(_)) {
-            s.owner_tid.store(sys::gettid() as u32, Ordering::Relaxed);
+            // From a dead holder: its recursion levels and its loan ended with it.
+            s.owner_tid.store(thread_id(), Ordering::Relaxed);
             s.count.store(1, Ordering::Relaxed);
         }
         wrap(acquired, || RLockGuard { lock: self })
     }
 
+    #[inline]
     fn recurse(&self) -> RLockGuard<'_> {
-        self.state.get().count.fetch_add(1, Ordering::Relaxed);
+        // Only the holding thread writes `count`: a plain load and store, no locked instruction.
+        let count = &self.state.get().count;
+        count.store(count.load(Ordering::Relaxed).wrapping_add(1), Ordering::Relaxed);
         RLockGuard { lock: self }
     }
 
     /// Blocks until held; immediate if this thread already holds it.
+    #[inline]
     pub fn acquire(&self) -> LockResult<RLockGuard<'_>> {
         if self.mine() {
             return Ok(self.recurse());
@@ -254,18 +287,25 @@ impl RLock {
     }
 
     /// Releases one level without a guard (Python's `release()`). An error unless this thread
-    /// holds the lock ("cannot release un-acquired lock").
+    /// holds the lock ("cannot release un-acquired lock"), and while a `Value` or `Array` guard
+    /// on this thread lends out the data the lock guards.
     pub fn release(&self) -> Result<()> {
         if !self.mine() {
             return Err(Error::invalid("cannot release un-acquired lock"));
+        }
+        if self.lent() {
+            return Err(Error::invalid("cannot release a lock whose data is borrowed through a guard"));
         }
         self.release_level();
         Ok(())
     }
 
+    #[inline]
     fn release_level(&self) {
         let s = self.state.get();
-        if s.count.fetch_sub(1, Ordering::Relaxed) == 1 {
+        let now = s.count.load(Ordering::Relaxed);
+        s.count.store(now.wrapping_sub(1), Ordering::Relaxed);
+        if now & !LENT == 1 {
             s.owner_tid.store(0, Ordering::Relaxed);
             raw::release(&s.word);
         }
@@ -274,10 +314,38 @@ impl RLock {
     /// The recursion depth held by this thread (0 if it does not hold the lock).
     pub fn count(&self) -> u32 {
         if self.mine() {
-            self.state.get().count.load(Ordering::Relaxed)
+            self.state.get().count.load(Ordering::Relaxed) & !LENT
         } else {
             0
         }
+    }
+
+    /// Marks the data this lock guards as lent out by reference; `false` if it already is. The
+    /// caller holds the lock.
+    #[inline]
+    pub(crate) fn lend(&self) -> bool {
+        debug_assert!(self.mine());
+        let count = &self.state.get().count;
+        let now = count.load(Ordering::Relaxed);
+        if now & LENT != 0 {
+            return false;
+        }
+        count.store(now | LENT, Ordering::Relaxed);
+        true
+    }
+
+    /// Ends a [`lend`](Self::lend). The caller holds the lock.
+    #[inline]
+    pub(crate) fn end_loan(&self) {
+        debug_assert!(self.mine());
+        let count = &self.state.get().count;
+        count.store(count.load(Ordering::Relaxed) & !LENT, Ordering::Relaxed);
+    }
+
+    /// Whether the data this lock guards is lent out. The caller holds the lock.
+    #[inline]
+    pub(crate) fn lent(&self) -> bool {
+        self.state.get().count.load(Ordering::Relaxed) & LENT != 0
     }
 }
 
@@ -289,6 +357,7 @@ impl RLockGuard<'_> {
 }
 
 impl Drop for RLockGuard<'_> {
+    #[inline]
     fn drop(&mut self) {
         self.lock.release_level();
     }
@@ -298,7 +367,7 @@ impl fmt::Debug for RLock {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let s = self.state.get();
         match raw::holder(&s.word) {
-            Some(pid) => write!(f, "<RLock(pid {pid}, {})>", s.count.load(Ordering::Relaxed)),
+            Some(pid) => write!(f, "<RLock(pid {pid}, {})>", s.count.load(Ordering::Relaxed) & !LENT),
             None => write!(f, "<RLock(None, 0)>"),
         }
     }

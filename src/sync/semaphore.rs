@@ -96,12 +96,14 @@ macro_rules! semaphore {
 
             /// Takes a permit if one is free (Python's `acquire(block=False)`).
             pub fn try_acquire(&self) -> Option<$guard<'_>> {
-                acquire(self.state.get(), Some(Instant::now())).then_some($guard { sem: self })
+                // `then`, not `then_some`: a guard built on failure would release a permit
+                // nobody took when dropped.
+                acquire(self.state.get(), Some(Instant::now())).then(|| $guard { sem: self })
             }
 
             /// Waits at most `timeout` for a permit (Python's `acquire(timeout=...)`).
             pub fn acquire_timeout(&self, timeout: Duration) -> Option<$guard<'_>> {
-                acquire(self.state.get(), Some(Instant::now() + timeout)).then_some($guard { sem: self })
+                acquire(self.state.get(), Some(Instant::now() + timeout)).then(|| $guard { sem: self })
             }
 
             /// Gives a permit back without a guard (Python's `release()`).

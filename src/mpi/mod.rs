@@ -1,0 +1,228 @@
+//! The same [`Pool`](crate::Pool) and [`Executor`](crate::Executor) on MPI ranks (cargo feature
+//! `mpi`, through the `mpi` crate), for programs started by `mpirun -n N ./app` or `srun`.
+//!
+//! As `python -m mpi4py.futures` arranges, rank 0 runs the program and the other ranks serve
+//! the pools it builds with [`PoolBuilder`]; a worker rank never runs the program's own code. A
+//! program opts in once, at module level, with [`mpi_workers!`](crate::mpi_workers) (or the
+//! environment variable [`WORKERS_ENV`]`=1`): a constructor then sees the launcher's rank
+//! before `main` runs, and on a rank other than 0 serves pools until rank 0's program exits.
+//!
+//! ```no_run
+//! multiprocessing::mpi_workers!();
+//!
+//! fn square(x: u64) -> u64 {
+//!     x * x
+//! }
+//!
+//! fn main() -> multiprocessing::Result<()> {
+//!     let pool = multiprocessing::mpi::PoolBuilder::new().build()?;
+//!     assert_eq!(pool.map(square, 1..4)?, vec![1, 4, 9]);
+//!     pool.close();
+//!     pool.join()
+//! }
+//! ```
+//!
+//! Crash-proof per node: a worker rank does not run tasks itself; it hosts a local
+//! [`Pool`](crate::Pool) of worker processes, so a task that panics, kills its process
+//! (a segfault, the OOM killer) or runs past the task timeout fails alone, and the rank and the
+//! job live on. A rank that is lost (killed, its node gone) is fail-stop: the MPI launcher ends
+//! the whole job, so the program never hangs waiting for it.
+//!
+//! Rooms: `pool.rs` (rank 0's backend and the builder), `worker.rs` (a worker rank's loop),
+//! this file (the launcher's ranks, start-up before `main`, messages between ranks).
+
+mod pool;
+mod worker;
+
+pub use pool::PoolBuilder;
+
+use crate::error::{Error, Result};
+use crate::pool::backend::{TaskError, TaskErrorKind};
+use crate::process::target::EntryOffset;
+use mpi::environment::Universe;
+use mpi::topology::SimpleCommunicator;
+use mpi::traits::*;
+use serde::{Deserialize, Serialize};
+use std::sync::{Mutex, MutexGuard};
+
+/// Set to `1` in a program's environment to make its ranks other than 0 serve MPI pools even
+/// without [`mpi_workers!`](crate::mpi_workers) in the program.
+pub const WORKERS_ENV: &str = "MP_MPI_WORKERS";
+
+/// Set by a rank for its own children: they are not ranks, whatever the launcher's variables.
+const RANK_PROCESS_ENV: &str = "MP_MPI_RANK_PROCESS";
+
+/// The MPI tag of this crate's messages between ranks.
+const TAG: i32 = 0x6d70;
+
+/// Marks a program whose ranks other than 0 serve MPI pools (internal to [`mpi_workers!`](crate::mpi_workers)).
+#[doc(hidden)]
+#[linkme::distributed_slice]
+pub static WORKER_RANKS: [u8];
+
+/// Opts the program in to MPI pools: under `mpirun`/`srun`, its ranks other than 0 serve the
+/// pools rank 0 builds with [`mpi::PoolBuilder`](crate::mpi::PoolBuilder), and never run
+/// `main`. Write it once, at module level, in the program's crate.
+#[macro_export]
+macro_rules! mpi_workers {
+    () => {
+        #[$crate::__private::linkme::distributed_slice($crate::mpi::WORKER_RANKS)]
+        #[linkme(crate = $crate::__private::linkme)]
+        static __MULTIPROCESSING_MPI_WORKERS: u8 = 1;
+    };
+}
+
+/// This process's rank as the launcher gave it (Open MPI, PMIx, PMI/MPICH/Hydra, Slurm), or
+/// `None` when no launcher started it.
+pub fn launcher_rank() -> Option<u32> {
+    if std::env::var_os(RANK_PROCESS_ENV).is_some() {
+        return None;
+    }
+    ["OMPI_COMM_WORLD_RANK", "PMIX_RANK", "PMI_RANK", "SLURM_PROCID"]
+        .iter()
+        .find_map(|v| std::env::var(v).ok().and_then(|r| r.trim().parse().ok()))
+}
+
+fn opted_in() -> bool {
+    !WORKER_RANKS.is_empty() || std::env::var(WORKERS_ENV).is_ok_and(|v| v == "1")
+}
+
+/// Rank 0's hold on MPI: set up before `main` in an opted-in program under a launcher.
+pub(crate) struct Root {
+    universe: Option<Universe>,
+    pub(crate) size: i32,
+    /// A pool is being served (one at a time).
+    pub(crate) in_use: bool,
+}
+
+static ROOT: Mutex<Option<Root>> = Mutex::new(None);
+
+pub(crate) fn root() -> MutexGuard<'static, Option<Root>> {
+    ROOT.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Root {
+    pub(crate) fn world(&self) -> Option<SimpleCommunicator> {
+        self.universe.as_ref().map(Universe::world)
+    }
+}
+
+#[ctor::ctor]
+unsafe fn start_rank() {
+    let Some(rank) = launcher_rank() else { return };
+    if !opted_in() {
+        return;
+    }
+    // SAFETY: constructors run before `main`, while the process has a single thread, so nothing
+    // reads the environment concurrently; the rank's own children must not act as ranks.
+    unsafe { std::env::set_var(RANK_PROCESS_ENV, rank.to_string()) };
+    let threading = if rank == 0 { mpi::Threading::Multiple } else { mpi::Threading::Funneled };
+    let Some((universe, _)) = mpi::initialize_with_threading(threading) else {
+        eprintln!("multiprocessing: rank {rank}: MPI was already initialized; not serving pools");
+        return;
+    };
+    if rank == 0 {
+        let size = universe.world().size();
+        *root() = Some(Root { universe: Some(universe), size, in_use: false });
+    } else {
+        worker::serve(universe)
+    }
+}
+
+#[ctor::dtor]
+unsafe fn end_rank() {
+    let mut guard = root();
+    let Some(r) = guard.as_mut() else { return };
+    if let Some(world) = r.world() {
+        let bye = encode(&ToWorker::Shutdown);
+        for rank in 1..r.size {
+            world.process_at_rank(rank).send_with_tag(&bye[..], TAG);
+        }
+    }
+    // Finalizes MPI; a pool still serving sees no universe and stops.
+    drop(r.universe.take());
+}
+
+/// What rank 0 tells a worker rank.
+#[derive(Serialize, Deserialize)]
+pub(crate) enum ToWorker {
+    /// A pool starts: run tasks in a local pool of `processes` processes.
+    Hello {
+        processes: u32,
+        timeout_ms: u64,
+        prefetch: u32,
+    },
+    Task {
+        id: u64,
+        entry: EntryOffset,
+        args: Vec<u8>,
+    },
+    /// The pool ends (`terminate`: kill what runs); answer with [`ToRoot::Ended`].
+    End {
+        terminate: bool,
+    },
+    /// The program is exiting.
+    Shutdown,
+}
+
+/// What a worker rank tells rank 0.
+#[derive(Serialize, Deserialize)]
+pub(crate) enum ToRoot {
+    /// Ready for `credit` tasks at once.
+    Ready {
+        credit: u32,
+        host: String,
+        pid: u32,
+    },
+    /// Cannot serve the pool.
+    Refused {
+        why: String,
+    },
+    /// A task's outcome: `kind` 0 for a value (`body` its frame), else an error kind and its message.
+    Done {
+        id: u64,
+        kind: u8,
+        pid: i32,
+        body: Vec<u8>,
+    },
+    Ended,
+}
+
+pub(crate) fn encode<T: Serialize>(v: &T) -> Vec<u8> {
+    postcard::to_allocvec(v).unwrap_or_default()
+}
+
+pub(crate) fn decode<'a, T: Deserialize<'a>>(b: &'a [u8]) -> Result<T> {
+    postcard::from_bytes(b).map_err(|e| Error::Decode(format!("an MPI message between ranks: {e}")))
+}
+
+pub(crate) fn kind_code(k: TaskErrorKind) -> u8 {
+    match k {
+        TaskErrorKind::Panicked => 1,
+        TaskErrorKind::WorkerDied => 2,
+        TaskErrorKind::TimedOut => 3,
+        TaskErrorKind::Cancelled => 4,
+        TaskErrorKind::Terminated => 5,
+        TaskErrorKind::Broken => 6,
+        TaskErrorKind::Codec => 7,
+    }
+}
+
+pub(crate) fn code_error(code: u8, message: String) -> TaskError {
+    let kind = match code {
+        1 => TaskErrorKind::Panicked,
+        2 => TaskErrorKind::WorkerDied,
+        3 => TaskErrorKind::TimedOut,
+        4 => TaskErrorKind::Cancelled,
+        5 => TaskErrorKind::Terminated,
+        6 => TaskErrorKind::Broken,
+        _ => TaskErrorKind::Codec,
+    };
+    TaskError::new(kind, message)
+}
+
+pub(crate) fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_else(|_| "localhost".into())
+}

@@ -1,0 +1,760 @@
+//! [`Queue`] and [`JoinableQueue`] on a Redis broker.
+//!
+//! Keys of a queue named `N` (the braces keep them in one cluster slot):
+//! - `Queue`: `mp:q:{N}:items` (a list of encoded items), `mp:q:{N}:meta` (its `maxsize`),
+//!   `mp:q:{N}:space` (wake-up tokens for blocked putters).
+//! - `JoinableQueue` (the reliable-queue pattern, with leases): `mp:jq:{N}:items` (a list of
+//!   item ids, FIFO), `:data` (id -> encoded item), `:inflight` (a sorted set: id -> lease
+//!   deadline in ms), `:unfinished` (items put and not yet done), `:seq`, and token lists
+//!   `:ready`, `:space`, `:joined`.
+//!
+//! Every step that must be atomic is one Lua script: a put checks `maxsize` and appends in one
+//! step; a `JoinableQueue` get first puts back items whose lease expired (at the front: they
+//! were first), then takes one and leases it for the visibility timeout; `task_done` ends the
+//! lease and counts the item done once even if it was delivered twice. Blocked calls wait on a
+//! token list with `BLPOP` in slices of at most a quarter second, so that expired leases and a
+//! vanished server are noticed within bounded time.
+
+use super::link::{block_secs, Link, DEFAULT_RECONNECT_WINDOW};
+use crate::error::{Error, Result};
+use crate::queue::TaskDoneError;
+use crate::wire;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use std::collections::VecDeque;
+use std::fmt;
+use std::marker::PhantomData;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::time::{Duration, Instant};
+
+/// Longest single wait on the server; longer waits are several.
+const SLICE: Duration = Duration::from_millis(250);
+/// Default visibility timeout of a [`JoinableQueue`] item.
+const DEFAULT_VISIBILITY: Duration = Duration::from_secs(60);
+
+/// Why a put on a broker queue failed; the value comes back.
+pub enum PutError<T> {
+    /// The queue held `maxsize` items for the whole wait (Python's `queue.Full`).
+    Full(T),
+    /// `close()` was called on this handle.
+    Closed(T),
+    /// The value could not be encoded (or holds handles, which cannot leave the machine).
+    Encode(T, String),
+    /// The broker could not be reached within the reconnect window, or refused the command.
+    Broker(T, Error),
+}
+
+impl<T> PutError<T> {
+    /// The value that was not put.
+    pub fn into_inner(self) -> T {
+        match self {
+            PutError::Full(v) | PutError::Closed(v) | PutError::Encode(v, _) | PutError::Broker(v, _) => v,
+        }
+    }
+}
+
+impl<T> fmt::Debug for PutError<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PutError::Full(_) => f.write_str("Full(..)"),
+            PutError::Closed(_) => f.write_str("Closed(..)"),
+            PutError::Encode(_, e) => write!(f, "Encode(.., {e:?})"),
+            PutError::Broker(_, e) => write!(f, "Broker(.., {e:?})"),
+        }
+    }
+}
+
+impl<T> fmt::Display for PutError<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PutError::Full(_) => f.write_str("queue is full"),
+            PutError::Closed(_) => f.write_str("queue is closed"),
+            PutError::Encode(_, e) => write!(f, "cannot encode queue item: {e}"),
+            PutError::Broker(_, e) => write!(f, "{e}"),
+        }
+    }
+}
+
+impl<T> std::error::Error for PutError<T> {}
+
+/// Why a get on a broker queue failed.
+#[derive(Debug)]
+pub enum GetError {
+    /// No item came in time (Python's `queue.Empty`).
+    Empty,
+    /// `close()` was called on this handle.
+    Closed,
+    /// An item could not be decoded as `T`; it was taken off the queue (a `JoinableQueue` item
+    /// is marked done), so one bad item cannot block the queue.
+    Decode(String),
+    /// The broker could not be reached within the reconnect window, or refused the command.
+    Broker(Error),
+}
+
+impl fmt::Display for GetError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            GetError::Empty => f.write_str("queue is empty"),
+            GetError::Closed => f.write_str("queue is closed"),
+            GetError::Decode(e) => write!(f, "cannot decode queue item: {e}"),
+            GetError::Broker(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+impl std::error::Error for GetError {}
+
+impl<T> From<PutError<T>> for Error {
+    fn from(e: PutError<T>) -> Self {
+        match e {
+            PutError::Full(_) => Error::Full,
+            PutError::Closed(_) => Error::Closed("queue"),
+            PutError::Encode(_, msg) => Error::Encode(msg),
+            PutError::Broker(_, e) => e,
+        }
+    }
+}
+
+impl From<GetError> for Error {
+    fn from(e: GetError) -> Self {
+        match e {
+            GetError::Empty => Error::Empty,
+            GetError::Closed => Error::Closed("queue"),
+            GetError::Decode(msg) => Error::Decode(msg),
+            GetError::Broker(e) => e,
+        }
+    }
+}
+
+const PUT: &str = r"
+local max = tonumber(ARGV[1])
+if max > 0 and redis.call('LLEN', KEYS[1]) >= max then return -1 end
+return redis.call('RPUSH', KEYS[1], ARGV[2])
+";
+
+const JQ_PUT: &str = r"
+local max = tonumber(ARGV[1])
+if max > 0 and redis.call('LLEN', KEYS[1]) >= max then return -1 end
+local id = redis.call('INCR', KEYS[4])
+redis.call('HSET', KEYS[2], id, ARGV[2])
+redis.call('RPUSH', KEYS[1], id)
+redis.call('INCR', KEYS[3])
+redis.call('RPUSH', KEYS[5], 1)
+redis.call('LTRIM', KEYS[5], -64, -1)
+return id
+";
+
+const JQ_GET: &str = r"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local expired = redis.call('ZRANGEBYSCORE', KEYS[3], '-inf', now, 'LIMIT', 0, 1000)
+for i = #expired, 1, -1 do
+  redis.call('ZREM', KEYS[3], expired[i])
+  redis.call('LPUSH', KEYS[1], expired[i])
+end
+while true do
+  local id = redis.call('LPOP', KEYS[1])
+  if not id then return false end
+  local data = redis.call('HGET', KEYS[2], id)
+  if data then
+    redis.call('ZADD', KEYS[3], now + tonumber(ARGV[1]), id)
+    return {id, data}
+  end
+end
+";
+
+const JQ_DONE: &str = r"
+local r = redis.call('ZREM', KEYS[1], ARGV[1])
+if r == 0 then r = redis.call('LREM', KEYS[2], 0, ARGV[1]) end
+if r == 0 then return -1 end
+redis.call('HDEL', KEYS[3], ARGV[1])
+local left = redis.call('DECR', KEYS[4])
+if left <= 0 then
+  redis.call('RPUSH', KEYS[5], 1)
+  redis.call('LTRIM', KEYS[5], -64, -1)
+end
+return left
+";
+
+fn script(src: &'static str, cell: &'static OnceLock<::redis::Script>) -> &'static ::redis::Script {
+    cell.get_or_init(|| ::redis::Script::new(src))
+}
+
+static PUT_S: OnceLock<::redis::Script> = OnceLock::new();
+static JQ_PUT_S: OnceLock<::redis::Script> = OnceLock::new();
+static JQ_GET_S: OnceLock<::redis::Script> = OnceLock::new();
+static JQ_DONE_S: OnceLock<::redis::Script> = OnceLock::new();
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+struct Keys {
+    items: String,
+    meta: String,
+    space: String,
+    data: String,
+    inflight: String,
+    unfinished: String,
+    seq: String,
+    ready: String,
+    joined: String,
+}
+
+impl Keys {
+    fn new(joinable: bool, name: &str) -> Keys {
+        let p = if joinable { format!("mp:jq:{{{name}}}") } else { format!("mp:q:{{{name}}}") };
+        Keys {
+            items: format!("{p}:items"),
+            meta: format!("{p}:meta"),
+            space: format!("{p}:space"),
+            data: format!("{p}:data"),
+            inflight: format!("{p}:inflight"),
+            unfinished: format!("{p}:unfinished"),
+            seq: format!("{p}:seq"),
+            ready: format!("{p}:ready"),
+            joined: format!("{p}:joined"),
+        }
+    }
+}
+
+/// What the handles of one queue share: the name, keys, and connections for the getting and
+/// the putting side (so a get blocked in one thread never holds up a put in another).
+struct Core {
+    url: String,
+    name: String,
+    joinable: bool,
+    maxsize: usize,
+    visibility: Duration,
+    keys: Keys,
+    getter: Mutex<Link>,
+    putter: Mutex<Link>,
+    /// Ids of items this handle took and has not marked done, oldest first.
+    taken: Mutex<VecDeque<String>>,
+}
+
+impl Core {
+    fn open(
+        url: &str,
+        name: &str,
+        joinable: bool,
+        maxsize: Option<usize>,
+        visibility: Duration,
+    ) -> Result<Core> {
+        if name.is_empty() || name.contains(['{', '}']) {
+            return Err(Error::invalid(format!(
+                "a Redis queue name must be non-empty and without braces, not {name:?}"
+            )));
+        }
+        let keys = Keys::new(joinable, name);
+        let mut putter = Link::new(url, DEFAULT_RECONNECT_WINDOW)?;
+        let getter = Link::new(url, DEFAULT_RECONNECT_WINDOW)?;
+        let stored: usize = match maxsize {
+            Some(m) => {
+                let (_, v): (bool, Option<usize>) = putter.call("opening a queue", true, None, |c| {
+                    ::redis::pipe()
+                        .cmd("HSETNX")
+                        .arg(&keys.meta)
+                        .arg("maxsize")
+                        .arg(m)
+                        .cmd("HGET")
+                        .arg(&keys.meta)
+                        .arg("maxsize")
+                        .query(c)
+                })?;
+                let v = v.unwrap_or(m);
+                if v != m {
+                    return Err(Error::invalid(format!(
+                        "the Redis queue {name:?} already exists with maxsize {v}, not {m}"
+                    )));
+                }
+                v
+            }
+            None => {
+                let v: Option<usize> = putter.call("opening a queue", true, None, |c| {
+                    ::redis::cmd("HGET").arg(&keys.meta).arg("maxsize").query(c)
+                })?;
+                v.unwrap_or(0)
+            }
+        };
+        Ok(Core {
+            url: url.to_string(),
+            name: name.to_string(),
+            joinable,
+            maxsize: stored,
+            visibility,
+            keys,
+            getter: Mutex::new(getter),
+            putter: Mutex::new(putter),
+            taken: Mutex::new(VecDeque::new()),
+        })
+    }
+
+    /// One attempt to put: `false` when full.
+    fn try_put(&self, link: &mut Link, bytes: &[u8]) -> Result<bool> {
+        let k = &self.keys;
+        let n: i64 = if self.joinable {
+            link.call("putting on a queue", false, None, |c| {
+                script(JQ_PUT, &JQ_PUT_S)
+                    .key(&k.items)
+                    .key(&k.data)
+                    .key(&k.unfinished)
+                    .key(&k.seq)
+                    .key(&k.ready)
+                    .arg(self.maxsize)
+                    .arg(bytes)
+                    .invoke(c)
+            })?
+        } else {
+            link.call("putting on a queue", false, None, |c| {
+                script(PUT, &PUT_S).key(&k.items).arg(self.maxsize).arg(bytes).invoke(c)
+            })?
+        };
+        Ok(n >= 0)
+    }
+
+    fn put_bytes(&self, bytes: &[u8], deadline: Option<Option<Instant>>) -> Result<bool> {
+        let mut link = lock(&self.putter);
+        loop {
+            if self.try_put(&mut link, bytes)? {
+                return Ok(true);
+            }
+            let wait = match deadline {
+                None => return Ok(false),
+                Some(None) => SLICE,
+                Some(Some(d)) => {
+                    let left = d.saturating_duration_since(Instant::now());
+                    if left.is_zero() {
+                        return Ok(false);
+                    }
+                    left.min(SLICE)
+                }
+            };
+            let _: Option<(String, String)> =
+                link.call("waiting for room in a queue", true, Some(wait), |c| {
+                    ::redis::cmd("BLPOP").arg(&self.keys.space).arg(block_secs(wait)).query(c)
+                })?;
+        }
+    }
+
+    fn signal_space(&self, link: &mut Link) -> Result<()> {
+        if self.maxsize == 0 {
+            return Ok(());
+        }
+        link.call("signalling room in a queue", true, None, |c| {
+            ::redis::pipe()
+                .cmd("RPUSH")
+                .arg(&self.keys.space)
+                .arg(1)
+                .ignore()
+                .cmd("LTRIM")
+                .arg(&self.keys.space)
+                .arg(-64)
+                .arg(-1)
+                .ignore()
+                .query::<()>(c)
+        })
+    }
+
+    /// One item, waiting up to `deadline` (`None`: no wait, `Some(None)`: forever).
+    fn get_bytes(&self, deadline: Option<Option<Instant>>) -> Result<Option<Vec<u8>>> {
+        let mut link = lock(&self.getter);
+        let k = &self.keys;
+        loop {
+            let wait = match deadline {
+                None => None,
+                Some(None) => Some(SLICE),
+                Some(Some(d)) => {
+                    let left = d.saturating_duration_since(Instant::now());
+                    Some(left.min(SLICE))
+                }
+            };
+            let got: Option<Vec<u8>> = if self.joinable {
+                let r: Option<(String, Vec<u8>)> = link.call("getting from a queue", false, None, |c| {
+                    script(JQ_GET, &JQ_GET_S)
+                        .key(&k.items)
+                        .key(&k.data)
+                        .key(&k.inflight)
+                        .arg(self.visibility.as_millis() as u64)
+                        .invoke(c)
+                })?;
+                r.map(|(id, data)| {
+                    lock(&self.taken).push_back(id);
+                    data
+                })
+            } else {
+                match wait {
+                    None => link.call("getting from a queue", false, None, |c| {
+                        ::redis::cmd("LPOP").arg(&k.items).query(c)
+                    })?,
+                    Some(w) if !w.is_zero() => {
+                        let r: Option<(String, Vec<u8>)> =
+                            link.call("getting from a queue", false, Some(w), |c| {
+                                ::redis::cmd("BLPOP").arg(&k.items).arg(block_secs(w)).query(c)
+                            })?;
+                        r.map(|(_, v)| v)
+                    }
+                    Some(_) => link.call("getting from a queue", false, None, |c| {
+                        ::redis::cmd("LPOP").arg(&k.items).query(c)
+                    })?,
+                }
+            };
+            if let Some(bytes) = got {
+                self.signal_space(&mut link)?;
+                return Ok(Some(bytes));
+            }
+            match wait {
+                None => return Ok(None),
+                Some(w) if w.is_zero() => return Ok(None),
+                Some(w) => {
+                    if self.joinable {
+                        let _: Option<(String, String)> =
+                            link.call("waiting for a queue item", true, Some(w), |c| {
+                                ::redis::cmd("BLPOP").arg(&k.ready).arg(block_secs(w)).query(c)
+                            })?;
+                    }
+                }
+            }
+        }
+    }
+
+    fn qsize(&self) -> Result<usize> {
+        lock(&self.putter).call("reading a queue's size", true, None, |c| {
+            ::redis::cmd("LLEN").arg(&self.keys.items).query(c)
+        })
+    }
+
+    fn task_done(&self) -> Result<std::result::Result<(), TaskDoneError>> {
+        let Some(id) = lock(&self.taken).pop_front() else { return Ok(Err(TaskDoneError::TooManyCalls)) };
+        let k = &self.keys;
+        let r = lock(&self.putter).call("marking a queue item done", true, None, |c| {
+            script(JQ_DONE, &JQ_DONE_S)
+                .key(&k.inflight)
+                .key(&k.items)
+                .key(&k.data)
+                .key(&k.unfinished)
+                .key(&k.joined)
+                .arg(&id)
+                .invoke::<i64>(c)
+        });
+        match r {
+            Ok(_) => Ok(Ok(())),
+            Err(e) => {
+                lock(&self.taken).push_front(id);
+                Err(e)
+            }
+        }
+    }
+
+    fn join(&self, deadline: Option<Instant>) -> Result<bool> {
+        let mut link = lock(&self.getter);
+        loop {
+            let left: Option<i64> = link.call("joining a queue", true, None, |c| {
+                ::redis::cmd("GET").arg(&self.keys.unfinished).query(c)
+            })?;
+            if left.unwrap_or(0) <= 0 {
+                return Ok(true);
+            }
+            let wait = match deadline {
+                None => SLICE,
+                Some(d) => {
+                    let left = d.saturating_duration_since(Instant::now());
+                    if left.is_zero() {
+                        return Ok(false);
+                    }
+                    left.min(SLICE)
+                }
+            };
+            let _: Option<(String, String)> = link.call("joining a queue", true, Some(wait), |c| {
+                ::redis::cmd("BLPOP").arg(&self.keys.joined).arg(block_secs(wait)).query(c)
+            })?;
+        }
+    }
+
+    fn unlink(&self) -> Result<()> {
+        let k = &self.keys;
+        lock(&self.putter).call("deleting a queue", true, None, |c| {
+            ::redis::cmd("DEL")
+                .arg(&k.items)
+                .arg(&k.meta)
+                .arg(&k.space)
+                .arg(&k.data)
+                .arg(&k.inflight)
+                .arg(&k.unfinished)
+                .arg(&k.seq)
+                .arg(&k.ready)
+                .arg(&k.joined)
+                .query::<()>(c)
+        })
+    }
+}
+
+fn encode<T: Serialize>(value: &T) -> std::result::Result<Vec<u8>, String> {
+    let mut bytes = Vec::new();
+    match wire::encode(value, &mut bytes) {
+        Ok(fds) if fds.is_empty() => Ok(bytes),
+        Ok(_) => {
+            Err("an item of a Redis queue cannot carry handles (connections, queues, shared memory)".into())
+        }
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+macro_rules! queue_common {
+    ($Q:ident) => {
+        impl<T> Clone for $Q<T> {
+            /// Another handle on the same queue, sharing this one's connections.
+            fn clone(&self) -> Self {
+                $Q { core: self.core.clone(), closed: Arc::new(AtomicBool::new(false)), _t: PhantomData }
+            }
+        }
+
+        impl<T> fmt::Debug for $Q<T> {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.debug_struct(stringify!($Q))
+                    .field("name", &self.core.name)
+                    .field("maxsize", &self.core.maxsize)
+                    .finish_non_exhaustive()
+            }
+        }
+
+        impl<T: Serialize + DeserializeOwned> $Q<T> {
+            fn put_with(
+                &self,
+                value: T,
+                deadline: Option<Option<Instant>>,
+            ) -> std::result::Result<(), PutError<T>> {
+                if self.closed.load(Ordering::Relaxed) {
+                    return Err(PutError::Closed(value));
+                }
+                let bytes = match encode(&value) {
+                    Ok(b) => b,
+                    Err(e) => return Err(PutError::Encode(value, e)),
+                };
+                match self.core.put_bytes(&bytes, deadline) {
+                    Ok(true) => Ok(()),
+                    Ok(false) => Err(PutError::Full(value)),
+                    Err(e) => Err(PutError::Broker(value, e)),
+                }
+            }
+
+            /// Puts `value` at the back, waiting while the queue is full.
+            pub fn put(&self, value: T) -> std::result::Result<(), PutError<T>> {
+                self.put_with(value, Some(None))
+            }
+
+            /// Puts `value`, waiting at most `timeout` for room.
+            pub fn put_timeout(&self, value: T, timeout: Duration) -> std::result::Result<(), PutError<T>> {
+                self.put_with(value, Some(Some(Instant::now() + timeout)))
+            }
+
+            /// Puts `value` if there is room now.
+            pub fn put_nowait(&self, value: T) -> std::result::Result<(), PutError<T>> {
+                self.put_with(value, None)
+            }
+
+            fn get_with(&self, deadline: Option<Option<Instant>>) -> std::result::Result<T, GetError> {
+                if self.closed.load(Ordering::Relaxed) {
+                    return Err(GetError::Closed);
+                }
+                match self.core.get_bytes(deadline) {
+                    Ok(Some(bytes)) => {
+                        wire::decode(&bytes, Vec::new()).map_err(|e| GetError::Decode(e.to_string()))
+                    }
+                    Ok(None) => Err(GetError::Empty),
+                    Err(e) => Err(GetError::Broker(e)),
+                }
+            }
+
+            /// Takes the item at the front, waiting for one.
+            pub fn get(&self) -> std::result::Result<T, GetError> {
+                self.get_with(Some(None))
+            }
+
+            /// Takes the item at the front, waiting at most `timeout`.
+            pub fn get_timeout(&self, timeout: Duration) -> std::result::Result<T, GetError> {
+                self.get_with(Some(Some(Instant::now() + timeout)))
+            }
+
+            /// Takes the item at the front if there is one now.
+            pub fn get_nowait(&self) -> std::result::Result<T, GetError> {
+                self.get_with(None)
+            }
+
+            /// Items in the queue now (taken items excluded), as the server counts them.
+            pub fn qsize(&self) -> Result<usize> {
+                self.core.qsize()
+            }
+
+            /// Whether the queue holds no item now.
+            pub fn empty(&self) -> Result<bool> {
+                Ok(self.qsize()? == 0)
+            }
+
+            /// Whether the queue holds `maxsize` items now (never for an unbounded queue).
+            pub fn full(&self) -> Result<bool> {
+                Ok(self.core.maxsize > 0 && self.qsize()? >= self.core.maxsize)
+            }
+
+            /// The queue's bound (0: unbounded), as stored on the server.
+            pub fn maxsize(&self) -> usize {
+                self.core.maxsize
+            }
+
+            /// The queue's name.
+            pub fn name(&self) -> &str {
+                &self.core.name
+            }
+
+            /// This handle puts and gets no more (Python's `close`); other handles and other
+            /// processes go on. The items stay on the server.
+            pub fn close(&self) {
+                self.closed.store(true, Ordering::Relaxed);
+            }
+
+            /// Deletes the queue's keys from the server (its items are lost).
+            pub fn unlink(&self) -> Result<()> {
+                self.core.unlink()
+            }
+        }
+
+        impl<T> Serialize for $Q<T> {
+            /// A queue travels as its URL, name and options; the receiver opens its own
+            /// connections.
+            fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+                (&self.core.url, &self.core.name, self.core.maxsize, self.core.visibility.as_millis() as u64)
+                    .serialize(s)
+            }
+        }
+
+        impl<'de, T> Deserialize<'de> for $Q<T> {
+            fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+                let (url, name, maxsize, vis): (String, String, usize, u64) = Deserialize::deserialize(d)?;
+                let core =
+                    Core::open(&url, &name, $Q::<T>::JOINABLE, Some(maxsize), Duration::from_millis(vis))
+                        .map_err(serde::de::Error::custom)?;
+                Ok($Q { core: Arc::new(core), closed: Arc::new(AtomicBool::new(false)), _t: PhantomData })
+            }
+        }
+    };
+}
+
+/// A FIFO queue on a Redis broker, shared by every process that opens it by URL and name.
+///
+/// The API is the local [`Queue`](crate::Queue)'s, with the differences a server brings:
+/// `qsize`, `empty` and `full` ask the server and may fail; a broker that is away for longer
+/// than the reconnect window (10 s) turns calls into [`PutError::Broker`] /
+/// [`GetError::Broker`]. Items are plain serde values (no handles).
+///
+/// ```no_run
+/// let q = multiprocessing::redis::Queue::<u32>::open("redis://127.0.0.1:6379/0", "jobs")?;
+/// q.put(7)?;
+/// assert_eq!(q.get()?, 7);
+/// # Ok::<(), multiprocessing::Error>(())
+/// ```
+pub struct Queue<T> {
+    core: Arc<Core>,
+    closed: Arc<AtomicBool>,
+    _t: PhantomData<fn() -> T>,
+}
+
+impl<T> Queue<T> {
+    const JOINABLE: bool = false;
+}
+
+impl<T: Serialize + DeserializeOwned> Queue<T> {
+    /// Opens the queue `name` on the server at `url` (`redis://[user:password@]host:port/db`),
+    /// with the bound it was created with (unbounded if it was never given one).
+    pub fn open(url: &str, name: &str) -> Result<Queue<T>> {
+        let core = Core::open(url, name, false, None, DEFAULT_VISIBILITY)?;
+        Ok(Queue { core: Arc::new(core), closed: Arc::new(AtomicBool::new(false)), _t: PhantomData })
+    }
+
+    /// Opens (creating if needed) the queue `name` bounded to `maxsize` items (0: unbounded).
+    /// Every handle of one queue sees the same bound: opening an existing queue with another
+    /// one is an error.
+    pub fn with_maxsize(url: &str, name: &str, maxsize: usize) -> Result<Queue<T>> {
+        let core = Core::open(url, name, false, Some(maxsize), DEFAULT_VISIBILITY)?;
+        Ok(Queue { core: Arc::new(core), closed: Arc::new(AtomicBool::new(false)), _t: PhantomData })
+    }
+}
+
+queue_common!(Queue);
+
+/// A [`Queue`] whose items are counted until marked done (Python's `JoinableQueue`), and come
+/// back when the consumer that took one dies before marking it done.
+///
+/// Each item a `get` returns is leased to this handle for the queue's visibility timeout (60 s
+/// by default, [`with_options`](Self::with_options)): [`task_done`](Self::task_done) ends the
+/// oldest lease the handle holds. An item whose lease expires goes back to the front of the
+/// queue and is delivered again (at-least-once): a consumer that takes longer than the timeout
+/// may see its item run twice, and its late `task_done` still counts it once.
+pub struct JoinableQueue<T> {
+    core: Arc<Core>,
+    closed: Arc<AtomicBool>,
+    _t: PhantomData<fn() -> T>,
+}
+
+impl<T> JoinableQueue<T> {
+    const JOINABLE: bool = true;
+}
+
+impl<T: Serialize + DeserializeOwned> JoinableQueue<T> {
+    /// Opens the joinable queue `name` on the server at `url`, with the bound it was created
+    /// with and a 60 s visibility timeout.
+    pub fn open(url: &str, name: &str) -> Result<JoinableQueue<T>> {
+        Self::open_with(url, name, None, DEFAULT_VISIBILITY)
+    }
+
+    /// Opens (creating if needed) the queue bounded to `maxsize` items (0: unbounded), with
+    /// items taken by this handle coming back after `visibility` if not marked done.
+    pub fn with_options(
+        url: &str,
+        name: &str,
+        maxsize: usize,
+        visibility: Duration,
+    ) -> Result<JoinableQueue<T>> {
+        Self::open_with(url, name, Some(maxsize), visibility)
+    }
+
+    fn open_with(
+        url: &str,
+        name: &str,
+        maxsize: Option<usize>,
+        visibility: Duration,
+    ) -> Result<JoinableQueue<T>> {
+        if visibility < Duration::from_millis(1) {
+            return Err(Error::invalid("a visibility timeout must be at least 1 ms"));
+        }
+        let core = Core::open(url, name, true, maxsize, visibility)?;
+        Ok(JoinableQueue { core: Arc::new(core), closed: Arc::new(AtomicBool::new(false)), _t: PhantomData })
+    }
+
+    /// Marks the oldest item this handle took as done (Python's `task_done`).
+    /// [`TaskDoneError::TooManyCalls`] when the handle holds no item; a broker failure leaves
+    /// the item held, to be marked again.
+    pub fn task_done(&self) -> Result<std::result::Result<(), TaskDoneError>> {
+        self.core.task_done()
+    }
+
+    /// Waits until every item ever put has been marked done (Python's `join`).
+    pub fn join(&self) -> Result<()> {
+        self.core.join(None).map(drop)
+    }
+
+    /// [`join`](Self::join) for at most `timeout`; whether every item was done.
+    pub fn join_timeout(&self, timeout: Duration) -> Result<bool> {
+        self.core.join(Some(Instant::now() + timeout))
+    }
+
+    /// Items put and not yet marked done, as the server counts them.
+    pub fn unfinished(&self) -> Result<u64> {
+        let v: Option<i64> = lock(&self.core.putter).call("reading a queue", true, None, |c| {
+            ::redis::cmd("GET").arg(&self.core.keys.unfinished).query(c)
+        })?;
+        Ok(v.unwrap_or(0).max(0) as u64)
+    }
+}
+
+queue_common!(JoinableQueue);

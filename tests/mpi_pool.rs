@@ -1,0 +1,353 @@
+//! The MPI pool under a real launcher. Run by `cargo test --features mpi --test mpi_pool`: this
+//! binary (no test harness) starts itself under `mpirun --oversubscribe` with 3 and with 5
+//! ranks; there rank 0 runs the scenarios below and the other ranks serve the pool. Without
+//! `mpirun` on the PATH it says so and passes.
+
+use multiprocessing::{Error, TaskErrorKind};
+use std::collections::HashMap;
+use std::io::Read;
+use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+multiprocessing::mpi_workers!();
+
+const PASSED: &str = "mpi_pool: every scenario passed on";
+
+fn square(x: u64) -> u64 {
+    x * x
+}
+
+fn add(a: u64, b: u64) -> u64 {
+    a + b
+}
+
+fn boom(n: u32) -> u32 {
+    panic!("boom {n}")
+}
+
+fn nap(ms: u64) -> u64 {
+    std::thread::sleep(Duration::from_millis(ms));
+    ms
+}
+
+fn segfault() -> u32 {
+    // Rust's runtime handles SIGSEGV (to report stack overflows); restore the default action
+    // so the process dies of the signal, as it would of a real invalid access.
+    // SAFETY: signal(2) and raise(3) with valid arguments; the process is meant to die here.
+    unsafe {
+        libc::signal(libc::SIGSEGV, libc::SIG_DFL);
+        libc::raise(libc::SIGSEGV);
+    }
+    0
+}
+
+/// The rank whose local pool runs this task, and its process id.
+fn rank_of_task(slow_ms: u64) -> (u32, i32) {
+    let rank: u32 = std::env::var("OMPI_COMM_WORLD_RANK").ok().and_then(|r| r.parse().ok()).unwrap_or(0);
+    if rank == 1 {
+        std::thread::sleep(Duration::from_millis(slow_ms));
+    }
+    // SAFETY: getppid(2) cannot fail.
+    (rank, unsafe { libc::getppid() })
+}
+
+/// Kills the rank that runs this task (the task's parent process).
+fn kill_my_rank() -> u32 {
+    // SAFETY: kill(2) of this process's parent, the worker rank, as the scenario intends.
+    unsafe {
+        libc::kill(libc::getppid(), libc::SIGKILL);
+    }
+    std::thread::sleep(Duration::from_secs(60));
+    0
+}
+
+fn task_error<T: std::fmt::Debug>(r: multiprocessing::Result<T>) -> multiprocessing::TaskError {
+    match r {
+        Err(Error::Task(e)) => e,
+        other => panic!("expected a task error, got {other:?}"),
+    }
+}
+
+fn world_size() -> usize {
+    std::env::var("OMPI_COMM_WORLD_SIZE").ok().and_then(|r| r.parse().ok()).expect("under mpirun")
+}
+
+/// Rank 0: every scenario, asserting as it goes (a failure exits non-zero, failing the run).
+fn scenarios() -> multiprocessing::Result<()> {
+    let workers = world_size() - 1;
+    let p = multiprocessing::mpi::PoolBuilder::new().task_timeout(Duration::from_secs(3)).build()?;
+    assert_eq!(p.processes(), workers);
+
+    // map: order and values, whole and chunked.
+    let want: Vec<u64> = (0..2000u64).map(|x| x * x).collect();
+    assert_eq!(p.map(square, 0..2000u64)?, want);
+    assert_eq!(p.map_chunked(square, 0..2000u64, 7)?, want);
+    assert_eq!(p.starmap(add, [(1, 2), (3, 4), (5, 6)])?, vec![3, 7, 11]);
+    println!("map ok");
+
+    // A task that segfaults fails alone; the job goes on.
+    let e = task_error(p.apply(segfault, ()));
+    assert_eq!(e.kind(), TaskErrorKind::WorkerDied, "{e}");
+    assert!(e.message().contains("SIGSEGV"), "{e}");
+    assert_eq!(p.apply(square, (12,))?, 144);
+    println!("segfault ok: {e}");
+
+    // A task past the timeout is killed; the job goes on.
+    let t = Instant::now();
+    let e = task_error(p.apply(nap, (60_000,)));
+    assert_eq!(e.kind(), TaskErrorKind::TimedOut, "{e}");
+    assert!(t.elapsed() < Duration::from_secs(30), "{:?}", t.elapsed());
+    assert_eq!(p.map(square, 0..100u64)?, want[..100]);
+    println!("timeout ok: {e}");
+
+    // A panicking task's message reaches rank 0; in a map, the first failure is the map's.
+    let e = task_error(p.apply(boom, (7,)));
+    assert_eq!(e.kind(), TaskErrorKind::Panicked);
+    assert!(e.message().contains("boom 7"), "{e}");
+    let e = task_error(p.map(boom, [3u32]));
+    assert!(e.message().contains("boom 3"), "{e}");
+    println!("panic ok: {e}");
+
+    // imap over an endless iterator, in order; imap_unordered gives every value.
+    let first: Vec<u64> = p.imap(square, 0u64..)?.take(300).collect::<multiprocessing::Result<_>>()?;
+    assert_eq!(first, want[..300]);
+    let mut any: Vec<u64> = p.imap_unordered(square, 0..500u64)?.collect::<multiprocessing::Result<_>>()?;
+    any.sort_unstable();
+    assert_eq!(any, want[..500]);
+    let chunked: Vec<u64> =
+        p.imap_chunked(square, 0u64.., 7)?.take(100).collect::<multiprocessing::Result<_>>()?;
+    assert_eq!(chunked, want[..100]);
+    println!("imap ok");
+
+    // An AsyncResult is a Future.
+    let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+    let (a, b) = (p.apply_async(square, (6,))?, p.apply_async(add, (2, 3))?);
+    let (x, y) = rt.block_on(async { (a.await, b.await) });
+    assert_eq!((x?, y?), (36, 5));
+    println!("future ok");
+
+    // apply_async with callbacks.
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let results: Vec<_> =
+        (0..50u64).map(|i| p.apply_async(square, (i,))).collect::<multiprocessing::Result<_>>()?;
+    for r in &results {
+        let s = seen.clone();
+        r.callback(move |v| s.lock().unwrap().push(*v));
+    }
+    let failing = p.apply_async(boom, (9,))?;
+    let errs = Arc::new(Mutex::new(Vec::new()));
+    let e2 = errs.clone();
+    failing.error_callback(move |e| e2.lock().unwrap().push(e.message().to_string()));
+    for (i, r) in results.into_iter().enumerate() {
+        assert_eq!(r.get()?, (i * i) as u64);
+    }
+    assert!(task_error(failing.get()).message().contains("boom 9"));
+    println!("apply_async ok");
+
+    // Load balancing: rank 1 is slow, so it gets far fewer tasks than its share.
+    let n = 120;
+    let per: Vec<(u32, i32)> = p.map_chunked(rank_of_task, std::iter::repeat_n(400, n), 1)?;
+    let mut count: HashMap<u32, usize> = HashMap::new();
+    for (r, _) in &per {
+        *count.entry(*r).or_default() += 1;
+    }
+    let slow = count.get(&1).copied().unwrap_or(0);
+    assert!(slow * 2 < n / workers, "rank 1 (slow) got {slow} of {n} tasks: {count:?}");
+    assert!((1..=workers as u32).all(|r| count.contains_key(&r)), "{count:?}");
+    println!("balance ok: {count:?}");
+    p.close();
+    p.join()?;
+
+    // The Executor, on a second pool after the first ended.
+    let ex = multiprocessing::mpi::PoolBuilder::new().build_executor()?;
+    let f = ex.submit(square, (9,))?;
+    assert_eq!(f.result()?, 81);
+    let v: Vec<u64> = ex.map(square, 0..100u64)?.collect::<multiprocessing::Result<_>>()?;
+    assert_eq!(v, want[..100]);
+    let f = ex.submit(boom, (4,))?;
+    assert!(task_error(f.result()).message().contains("boom 4"));
+    ex.shutdown(true, false);
+    println!("executor ok");
+    println!("{PASSED} {} ranks", workers + 1);
+    Ok(())
+}
+
+/// Rank 0: chunks large enough that MPI sends them by rendezvous, in both directions at once.
+fn big_chunks() -> multiprocessing::Result<()> {
+    let p = multiprocessing::mpi::PoolBuilder::new().build()?;
+    let n = 200_000u64;
+    for _ in 0..3 {
+        let v = p.map_chunked(square, 0..n, (n / 16) as usize)?;
+        assert!(v.iter().enumerate().all(|(i, x)| *x == (i * i) as u64));
+    }
+    p.close();
+    p.join()?;
+    println!("big chunks ok");
+    Ok(())
+}
+
+/// Rank 0: a task kills its rank; the launcher must end the job (fail-stop), never hang.
+fn lose_a_rank() -> multiprocessing::Result<()> {
+    let p = multiprocessing::mpi::PoolBuilder::new().build()?;
+    let r = p.apply(kill_my_rank, ());
+    println!("unexpected: the pool answered {r:?}");
+    Ok(())
+}
+
+/// Rank 0: the program exits with a pool still running a long task (never closed, never
+/// dropped); the ranks must stop it and the job end cleanly, at once.
+fn exit_with_pool_running() -> multiprocessing::Result<()> {
+    let p = multiprocessing::mpi::PoolBuilder::new().build()?;
+    let long = p.apply_async(nap, (120_000,))?;
+    assert_eq!(p.apply(square, (5,))?, 25);
+    println!("exiting with a task running");
+    std::mem::forget(long);
+    std::mem::forget(p);
+    Ok(())
+}
+
+/// Without a launcher: a clear error, or the local pool the builder asks for.
+fn without_launcher() {
+    let e = multiprocessing::mpi::PoolBuilder::new().build().unwrap_err();
+    assert!(e.to_string().contains("MPI launcher"), "{e}");
+    let p = multiprocessing::mpi::PoolBuilder::new().fallback_local(2).build().unwrap();
+    assert_eq!(p.processes(), 2);
+    assert_eq!(p.map(square, 0..10u64).unwrap(), (0..10u64).map(|x| x * x).collect::<Vec<_>>());
+    p.close();
+    p.join().unwrap();
+    println!("mpi_pool: without a launcher: {e}; the fallback is a local pool");
+}
+
+struct Run {
+    code: Option<i32>,
+    out: String,
+    took: Duration,
+}
+
+/// Runs this binary under `mpirun -n ranks`, killed past `limit`.
+fn mpirun(mpirun: &str, ranks: usize, mode: &str, limit: Duration) -> Run {
+    let exe = std::env::current_exe().unwrap();
+    let t = Instant::now();
+    let mut child = Command::new(mpirun)
+        .args(["--oversubscribe", "-n", &ranks.to_string()])
+        .arg(&exe)
+        .arg(mode)
+        .env("OMPI_ALLOW_RUN_AS_ROOT", "1")
+        .env("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("starting mpirun");
+    let mut stdout = child.stdout.take().unwrap();
+    let mut stderr = child.stderr.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = stdout.read_to_string(&mut s);
+        let _ = stderr.read_to_string(&mut s);
+        s
+    });
+    let code = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status.code();
+        }
+        if t.elapsed() > limit {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        // Polls the launcher's exit against the time limit.
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    Run { code, out: reader.join().unwrap(), took: t.elapsed() }
+}
+
+fn which(cmd: &str) -> Option<String> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path).map(|d| d.join(cmd)).find(|p| p.is_file()).map(|p| p.display().to_string())
+}
+
+fn main() {
+    match std::env::args().nth(1).as_deref() {
+        Some("--scenarios") => {
+            if let Err(e) = scenarios() {
+                eprintln!("mpi_pool: {e}");
+                std::process::exit(1);
+            }
+            return;
+        }
+        Some("--lose-rank") => {
+            if let Err(e) = lose_a_rank() {
+                eprintln!("mpi_pool: {e}");
+            }
+            return;
+        }
+        Some("--big") => {
+            if let Err(e) = big_chunks() {
+                eprintln!("mpi_pool: {e}");
+                std::process::exit(1);
+            }
+            return;
+        }
+        Some("--no-pool") => {
+            println!("no pool built");
+            return;
+        }
+        Some("--exit-running") => {
+            if let Err(e) = exit_with_pool_running() {
+                eprintln!("mpi_pool: {e}");
+                std::process::exit(1);
+            }
+            return;
+        }
+        _ => {}
+    }
+    without_launcher();
+    let Some(launcher) = which("mpirun") else {
+        println!("mpi_pool: skipped: mpirun is not on the PATH (install openmpi-bin, or MPICH)");
+        return;
+    };
+    for ranks in [3, 5] {
+        let run = mpirun(&launcher, ranks, "--scenarios", Duration::from_secs(300));
+        print!("{}", run.out);
+        assert_eq!(run.code, Some(0), "mpirun -n {ranks}: {:?} after {:?}", run.code, run.took);
+        assert!(run.out.contains(&format!("{PASSED} {ranks} ranks")), "mpirun -n {ranks}");
+        println!("mpi_pool: {ranks} ranks passed in {:.1} s", run.took.as_secs_f64());
+    }
+    for ranks in [3, 5] {
+        let run = mpirun(&launcher, ranks, "--big", Duration::from_secs(60));
+        assert_eq!(
+            run.code,
+            Some(0),
+            "large chunks on {ranks} ranks: {:?} after {:?}: {}",
+            run.code,
+            run.took,
+            run.out
+        );
+        assert!(run.out.contains("big chunks ok"), "{}", run.out);
+        println!("mpi_pool: large chunks on {ranks} ranks in {:.1} s", run.took.as_secs_f64());
+    }
+    let run = mpirun(&launcher, 3, "--exit-running", Duration::from_secs(100));
+    print!("{}", run.out);
+    assert_eq!(run.code, Some(0), "exiting with a pool running: {:?} after {:?}", run.code, run.took);
+    assert!(run.out.contains("exiting with a task running"));
+    assert!(run.took < Duration::from_secs(60), "the running task held the job for {:?}", run.took);
+    println!("mpi_pool: exiting with a pool running ended the job in {:.1} s", run.took.as_secs_f64());
+    let run = mpirun(&launcher, 3, "--no-pool", Duration::from_secs(100));
+    assert_eq!(
+        run.code,
+        Some(0),
+        "a program without a pool: {:?} after {:?}: {}",
+        run.code,
+        run.took,
+        run.out
+    );
+    assert_eq!(run.out.matches("no pool built").count(), 1, "only rank 0 runs main: {}", run.out);
+    println!("mpi_pool: a program that builds no pool ended the job in {:.1} s", run.took.as_secs_f64());
+    let run = mpirun(&launcher, 3, "--lose-rank", Duration::from_secs(120));
+    print!("{}", run.out);
+    assert!(run.code.is_some(), "a lost rank left the job hanging for {:?}", run.took);
+    assert_ne!(run.code, Some(0), "a lost rank must end the job with an error");
+    assert!(!run.out.contains("unexpected: the pool answered"), "{}", run.out);
+    println!("mpi_pool: a lost rank ended the job (exit {:?}) in {:.1} s", run.code, run.took.as_secs_f64());
+}
