@@ -28,6 +28,37 @@
 //!
 //! Children start with one of three [`StartMethod`]s (`Forkserver` by default). No call is
 //! needed in `main`: a re-executed child is intercepted before `main` runs.
+//!
+//! A target is a fn item or a closure that captures nothing (see [`Target`]); state it needs
+//! goes as a serde context with [`partial`], [`Process::with_context`] or [`Pool::map_with`].
+//!
+//! # From Python's names
+//!
+//! | Python `multiprocessing` | Rust |
+//! |---|---|
+//! | `Process(target=f, args=a)`, `.start()`, `.join()`, `.sentinel` | [`Process::new`], [`Process::start`], [`Process::join`], [`Process::sentinel`] |
+//! | `class W(Process): def run(self)` | [`Run`], [`Process::from_run`] |
+//! | `functools.partial(f, ctx)` as a target | [`partial`], [`Partial`], [`Process::with_context`] |
+//! | `current_process()`, `parent_process()`, `active_children()`, `cpu_count()` | [`current_process`], [`parent_process`], [`active_children`], [`cpu_count`] |
+//! | `get_context()`, `set_start_method()`, `get_start_method()` | [`get_context`], [`set_start_method`], [`get_start_method`] |
+//! | (a thread's `join()` value, across processes) | [`spawn`], [`JoinHandle`] |
+//! | `Pipe(duplex)`, `Connection` | [`Pipe::new`], [`Connection`] |
+//! | `connection.Listener`, `Client`, `wait` | [`connection::Listener`], [`connection::Client`], [`connection::wait`] |
+//! | `Queue`, `SimpleQueue`, `JoinableQueue` | [`Queue`], [`SimpleQueue`], [`JoinableQueue`] |
+//! | `queue.Empty`, `queue.Full` | [`GetError`], [`PutError`] |
+//! | `Lock`, `RLock`, `Semaphore`, `BoundedSemaphore` | [`Lock`], [`RLock`], [`Semaphore`], [`BoundedSemaphore`] |
+//! | `Condition`, `Event`, `Barrier`, `BrokenBarrierError` | [`Condition`], [`Event`], [`Barrier`], [`BrokenBarrier`] |
+//! | `Value`, `Array`, `RawValue`, `RawArray` | [`Value`], [`Array`], [`RawValue`], [`RawArray`] |
+//! | `shared_memory.SharedMemory` | [`SharedMemory`] |
+//! | `Pool`, `.map`, `.starmap`, `.imap`, `.imap_unordered`, `.apply_async` | [`Pool`], [`Pool::map`], [`Pool::starmap`], [`Pool::imap`], [`Pool::imap_unordered`], [`Pool::apply_async`] |
+//! | `pool.map(partial(f, ctx), items)` | [`Pool::map_with`] |
+//! | `AsyncResult`, `MapResult` | [`AsyncResult`], [`MapResult`] |
+//! | `concurrent.futures.ProcessPoolExecutor`, `as_completed` | [`Executor`], [`as_completed`] |
+//! | `Manager()`, `BaseManager.register` | [`Manager`], [`register`] |
+//! | `manager.list()`, `.dict()`, `.Namespace()`, `.Queue()`, `.Lock()` | [`Manager::list`], [`Manager::dict`], [`Manager::namespace`], [`Manager::queue`], [`Manager::lock`] |
+//! | `BaseProxy`, `RemoteError` | [`manager::BaseProxy`], [`manager::RemoteError`] |
+//! | `ProcessError`, `AuthenticationError`, `TimeoutError` | [`Error`] ([`Error::Authentication`], [`Error::Timeout`]), [`ChildError`] |
+//! | `log_to_stderr()` | [`log_to_stderr`] |
 #![deny(unsafe_op_in_unsafe_fn, unreachable_pub, missing_docs)]
 #![warn(clippy::undocumented_unsafe_blocks)]
 
@@ -108,8 +139,8 @@ pub use pool::{
 };
 pub use process::{
     active_children, cpu_count, current_process, get_all_start_methods, get_context, get_start_method,
-    parent_process, set_start_method, spawn, Context, CurrentProcess, ExitStatus, JoinHandle, ParentProcess,
-    Process, ProcessOutput, RunProcess as Run, StartMethod, Target,
+    parent_process, partial, set_start_method, spawn, Context, ContextTarget, CurrentProcess, ExitStatus,
+    JoinHandle, ParentProcess, Partial, Process, ProcessOutput, RunProcess as Run, StartMethod, Target,
 };
 pub use queue::{
     Bytes, GetError, JoinableQueue, PutError, Queue, SimpleQueue, TaskDoneError, DEFAULT_RING_BYTES,

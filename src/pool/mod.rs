@@ -33,6 +33,7 @@ mod imap;
 mod protocol;
 mod result;
 mod slots;
+mod with;
 mod worker;
 
 pub use error::{TaskError, TaskErrorKind};
@@ -98,6 +99,8 @@ fn check_chunksize(chunksize: usize) -> Result<usize> {
 /// let k = 3u64;
 /// let _ = pool.map(move |x: u64| x * k, 0..5);
 /// ```
+///
+/// State for the function goes as a serde context instead, with [`map_with`](Pool::map_with).
 pub struct Pool {
     shared: Arc<Shared>,
     thread: Mutex<Option<std::thread::JoinHandle<()>>>,

@@ -11,11 +11,13 @@ mod child;
 mod forkserver;
 mod launch;
 mod launcher;
+mod partial;
 mod state;
 pub(crate) mod target;
 
 pub(crate) use child::{last_panic, print_panics};
-pub use target::{ProcessOutput, Run as RunProcess, Target};
+pub use partial::{partial, Partial};
+pub use target::{ContextTarget, ProcessOutput, Run as RunProcess, Target};
 
 use crate::error::{ChildError, ChildFailure, Error, Result};
 use crate::sys;
@@ -788,6 +790,23 @@ impl AsRawFd for Process {
     /// The sentinel's raw descriptor, or -1 before start.
     fn as_raw_fd(&self) -> std::os::fd::RawFd {
         self.inner.pidfd.get().map_or(-1, |fd| fd.as_raw_fd())
+    }
+}
+
+// `Process` has no `AsFd`: before `start` it has no descriptor to lend (`sentinel` says so with an
+// error). A `JoinHandle` is made started, so it always has one.
+impl<R> AsFd for JoinHandle<R> {
+    /// The child's pidfd, as [`Process::sentinel`] gives it: readable once the child has ended,
+    /// for `poll(2)` and the like. It stays open as long as the handle.
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.process.inner.pidfd.get().expect("a spawned process has a pidfd").as_fd()
+    }
+}
+
+impl<R> AsRawFd for JoinHandle<R> {
+    /// The child's pidfd (see the [`AsFd`] impl).
+    fn as_raw_fd(&self) -> std::os::fd::RawFd {
+        self.as_fd().as_raw_fd()
     }
 }
 

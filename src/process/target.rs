@@ -24,6 +24,19 @@ use std::panic::AssertUnwindSafe;
 /// let offset = 5u64;
 /// let p = Process::new(move |x: u64| println!("{}", x + offset), (1u64,));
 /// ```
+///
+/// State the function needs travels as serde data instead: the function takes it as a first
+/// `&Ctx` parameter (a [`ContextTarget`]) and the value goes with
+/// [`partial`](crate::partial), [`Process::with_context`](crate::Process::with_context) or
+/// [`Pool::map_with`](crate::Pool::map_with) (Python's `functools.partial`):
+///
+/// ```
+/// use multiprocessing::Process;
+/// let offset = 5u64;
+/// let p = Process::with_context(|offset: &u64, x: u64| println!("{}", x + offset), offset, (1u64,));
+/// assert!(p.start()?.join()?.success());
+/// # Ok::<(), multiprocessing::Error>(())
+/// ```
 pub trait Target<Args>: Copy + Send + Sync + 'static {
     /// What the function returns.
     type Output;
@@ -199,7 +212,9 @@ fn conjure<F: Copy>() -> F {
     const {
         assert!(
             std::mem::size_of::<F>() == 0,
-            "a process target must be a fn item or a closure that captures nothing"
+            "a process target must be a fn item or a closure that captures nothing; to send state \
+             with it, take it as a first `&Ctx` parameter and pass it with `multiprocessing::partial`, \
+             `Process::with_context` or `Pool::map_with`"
         )
     };
     // SAFETY: F is zero-sized, so there are no bytes to initialize, and it is inhabited: the
@@ -211,7 +226,9 @@ fn conjure<F: Copy>() -> F {
 pub(crate) const fn assert_zero_sized<F>() {
     assert!(
         std::mem::size_of::<F>() == 0,
-        "a process target must be a fn item or a closure that captures nothing"
+        "a process target must be a fn item or a closure that captures nothing; to send state \
+         with it, take it as a first `&Ctx` parameter and pass it with `multiprocessing::partial`, \
+         `Process::with_context` or `Pool::map_with`"
     );
 }
 
@@ -383,4 +400,61 @@ impl EntryOffset {
     pub(crate) fn as_if_in_another_binary(self) -> Self {
         EntryOffset { witness: self.witness.wrapping_add(16), ..self }
     }
+}
+
+/// A function a child process can run with a context `C` and arguments `Args`: a
+/// [`Target`] whose first parameter is `&C`.
+///
+/// Implemented for every `Fn(&C, A1, ..., An) -> R` with `n` from 0 to 12 that is `Copy`: fn
+/// items and closures that capture nothing. The context is a serde value sent with the call (see
+/// [`partial`](crate::partial), [`Process::with_context`](crate::Process::with_context) and
+/// [`Pool::map_with`](crate::Pool::map_with)); it is how a target carries what a Rust closure
+/// would capture.
+pub trait ContextTarget<C, Args>: Copy + Send + Sync + 'static {
+    /// What the function returns.
+    type Output;
+    /// Calls the function with the context and the unpacked arguments.
+    fn call_with(self, ctx: &C, args: Args) -> Self::Output;
+}
+
+macro_rules! impl_context_target {
+    ($($A:ident $a:ident),*) => {
+        impl<F, C, R, $($A,)*> ContextTarget<C, ($($A,)*)> for F
+        where
+            F: Fn(&C, $($A),*) -> R + Copy + Send + Sync + 'static,
+        {
+            type Output = R;
+            #[allow(clippy::unused_unit)]
+            fn call_with(self, ctx: &C, ($($a,)*): ($($A,)*)) -> R {
+                self(ctx, $($a),*)
+            }
+        }
+    };
+}
+
+impl_context_target!();
+impl_context_target!(A1 a1);
+impl_context_target!(A1 a1, A2 a2);
+impl_context_target!(A1 a1, A2 a2, A3 a3);
+impl_context_target!(A1 a1, A2 a2, A3 a3, A4 a4);
+impl_context_target!(A1 a1, A2 a2, A3 a3, A4 a4, A5 a5);
+impl_context_target!(A1 a1, A2 a2, A3 a3, A4 a4, A5 a5, A6 a6);
+impl_context_target!(A1 a1, A2 a2, A3 a3, A4 a4, A5 a5, A6 a6, A7 a7);
+impl_context_target!(A1 a1, A2 a2, A3 a3, A4 a4, A5 a5, A6 a6, A7 a7, A8 a8);
+impl_context_target!(A1 a1, A2 a2, A3 a3, A4 a4, A5 a5, A6 a6, A7 a7, A8 a8, A9 a9);
+impl_context_target!(A1 a1, A2 a2, A3 a3, A4 a4, A5 a5, A6 a6, A7 a7, A8 a8, A9 a9, A10 a10);
+impl_context_target!(A1 a1, A2 a2, A3 a3, A4 a4, A5 a5, A6 a6, A7 a7, A8 a8, A9 a9, A10 a10, A11 a11);
+impl_context_target!(A1 a1, A2 a2, A3 a3, A4 a4, A5 a5, A6 a6, A7 a7, A8 a8, A9 a9, A10 a10, A11 a11, A12 a12);
+
+/// The zero-sized target that runs the context target `F` on a decoded `(ctx, args)` pair: a fn
+/// item, so the usual entries find it by offset.
+pub(crate) fn context_call<F: ContextTarget<C, A>, C, A>(ctx: C, args: A) -> F::Output {
+    conjure::<F>().call_with(&ctx, args)
+}
+
+/// The zero-sized target that runs the context target `F` on every item of a chunk with one
+/// decoded context (one task of [`Pool::map_with`](crate::Pool::map_with)).
+pub(crate) fn context_chunk<F: ContextTarget<C, (T,)>, C, T>(ctx: C, items: Vec<T>) -> Vec<F::Output> {
+    let f = conjure::<F>();
+    items.into_iter().map(|x| f.call_with(&ctx, (x,))).collect()
 }
