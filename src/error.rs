@@ -95,7 +95,8 @@ pub enum ChildFailure {
     Panicked {
         /// The panic message, with its location.
         message: String,
-        /// The captured backtrace, if backtraces were enabled in the child.
+        /// The captured backtrace, if backtraces were enabled in the child. A `Fork` child records
+        /// none: std's backtrace lock may have been held by another thread of the parent at the fork.
         backtrace: Option<String>,
     },
     /// The child was killed by this signal.

@@ -108,6 +108,7 @@ fn fail(msg: &str) -> ! {
 pub(crate) fn run(mut req: RunRequest, payload: Vec<u8>, fds: Vec<OwnedFd>, result: Option<OwnedFd>) -> ! {
     state::set_identity(identity_of(&req));
     super::set_child_start_method(req.start_method);
+    FORKED.store(req.start_method == StartMethod::Fork, Ordering::Relaxed);
     crate::manager::keyring::install(std::mem::take(&mut req.authkeys));
     // A no-op in a `Fork` child, whose parent installed it before the fork.
     install_panic_capture();
@@ -174,6 +175,12 @@ static BACKTRACES: AtomicBool = AtomicBool::new(false);
 
 static HOOK_INSTALLED: std::sync::Once = std::sync::Once::new();
 
+/// Whether this process is a `Fork` child: it then takes no lock of std's in its panic hook
+/// (the backtrace lock and stderr's may be held for ever by threads of the parent that were
+/// capturing or printing at the fork), so it records no backtrace and prints the message with
+/// plain writes.
+static FORKED: AtomicBool = AtomicBool::new(false);
+
 /// Turns printing of panics off (a pool worker hands the message to the caller instead, as
 /// Python's pool workers do with exceptions) or back on.
 pub(crate) fn print_panics(on: bool) {
@@ -206,12 +213,18 @@ pub(crate) fn install_panic_capture() {
                 Some(loc) => format!("{} (at {loc})", payload_text(info.payload())),
                 None => payload_text(info.payload()),
             };
-            let backtrace = BACKTRACES
-                .load(Ordering::Relaxed)
+            let forked = FORKED.load(Ordering::Relaxed);
+            let backtrace = (BACKTRACES.load(Ordering::Relaxed) && !forked)
                 .then(|| std::backtrace::Backtrace::force_capture().to_string());
+            let printed = PRINT_PANICS.load(Ordering::Relaxed).then(|| match info.location() {
+                Some(loc) => format!("thread panicked at {loc}:\n{}\n", payload_text(info.payload())),
+                None => format!("thread panicked:\n{}\n", payload_text(info.payload())),
+            });
             *LAST_PANIC.lock().unwrap_or_else(|p| p.into_inner()) = Some((message, backtrace));
-            if PRINT_PANICS.load(Ordering::Relaxed) {
-                previous(info);
+            match printed {
+                Some(text) if forked => sys::pipe::write_stderr(text.as_bytes()),
+                Some(_) => previous(info),
+                None => {}
             }
         }));
     });

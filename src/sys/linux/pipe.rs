@@ -49,3 +49,12 @@ pub(crate) fn write_all(fd: BorrowedFd<'_>, mut buf: &[u8]) -> io::Result<()> {
     }
     Ok(())
 }
+
+/// Writes `buf` to standard error with plain `write` calls, taking none of std's locks (its
+/// `Stderr` lock may be held for ever in a `Fork` child). Errors are ignored, as a panic
+/// message's are.
+pub(crate) fn write_stderr(buf: &[u8]) {
+    // SAFETY: descriptor 2 is only borrowed for these writes; a closed one makes them fail.
+    let fd = unsafe { BorrowedFd::borrow_raw(2) };
+    let _ = write_all(fd, buf);
+}
