@@ -1,8 +1,8 @@
 //! `imap` and `imap_unordered`: lazy on both sides.
 //!
-//! The iterator pulls its input only as results are taken (at most a small window of chunks in
-//! flight), so an endless input works, and yields each result as soon as it can: in input
-//! order for `imap`, in completion order for `imap_unordered`. Input is read on the caller's
+//! The iterator pulls its input only as results are taken (at most a window of
+//! `4 × processes + 16` chunks in flight), so an endless input works, and yields each result as
+//! soon as it can: in input order for `imap`, in completion order for `imap_unordered`. Input is read on the caller's
 //! thread, inside `next()`; the iterator does not need to be `Send`. (Python's `imap` reads the
 //! whole input eagerly on a helper thread, and hangs on an endless one.)
 
@@ -12,9 +12,11 @@ use super::result::{lock, Sink};
 use crate::error::{Error, Result};
 use crate::wire;
 use serde::de::DeserializeOwned;
+use std::cell::RefCell;
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
 use std::marker::PhantomData;
+use std::rc::Rc;
 use std::sync::{Arc, Mutex};
 use std::thread::Thread;
 
@@ -237,5 +239,126 @@ impl<R> fmt::Debug for IMapIterator<'_, R> {
             .field("ordered", &self.ordered)
             .field("in_flight", &self.in_flight)
             .finish_non_exhaustive()
+    }
+}
+
+/// What [`Pool::try_imap`](crate::Pool::try_imap) and
+/// [`try_imap_unordered`](crate::Pool::try_imap_unordered) yield in place of a value: the input's
+/// own error, or the pool's error for a task (what [`IMapIterator`] yields).
+#[derive(Debug, thiserror::Error)]
+pub enum ImapError<E> {
+    /// The input yielded this error (Python: the input iterable raised). Nothing after it is
+    /// read, and it is the iterator's last item for `try_imap`.
+    #[error("the input failed: {0}")]
+    Input(E),
+    /// A task failed (a panic in its chunk, a dead worker, a timeout) or the pool refused the work.
+    #[error(transparent)]
+    Pool(#[from] Error),
+}
+
+impl<E> ImapError<E> {
+    /// The input's error, if this is one.
+    pub fn into_input(self) -> Option<E> {
+        match self {
+            ImapError::Input(e) => Some(e),
+            ImapError::Pool(_) => None,
+        }
+    }
+}
+
+/// Where a fallible input leaves its first error for the iterator to yield.
+pub(crate) type ErrorSlot<E> = Rc<RefCell<Option<E>>>;
+
+/// A fallible input seen as the plain items before its first error: the error is put in the
+/// slot and the input is never read again.
+pub(crate) struct UntilError<I, E> {
+    input: I,
+    slot: ErrorSlot<E>,
+    done: bool,
+}
+
+impl<I, E> UntilError<I, E> {
+    pub(crate) fn new(input: I, slot: ErrorSlot<E>) -> Self {
+        UntilError { input, slot, done: false }
+    }
+}
+
+impl<I: Iterator<Item = std::result::Result<T, E>>, T, E> Iterator for UntilError<I, E> {
+    type Item = T;
+    fn next(&mut self) -> Option<T> {
+        if self.done {
+            return None;
+        }
+        match self.input.next() {
+            Some(Ok(item)) => Some(item),
+            Some(Err(e)) => {
+                self.done = true;
+                *self.slot.borrow_mut() = Some(e);
+                None
+            }
+            None => {
+                self.done = true;
+                None
+            }
+        }
+    }
+}
+
+/// The iterator of [`Pool::try_imap`](crate::Pool::try_imap) and
+/// [`try_imap_unordered`](crate::Pool::try_imap_unordered): [`IMapIterator`] over a fallible
+/// input, yielding the input's first error as an item.
+///
+/// For `try_imap` the error comes at its position, after the values of every item before it,
+/// and ends the iteration (Python's `imap` raises it there). For `try_imap_unordered` it comes
+/// as soon as it has been read, among the values still arriving. Either way the input is not
+/// read past its error, every item before it is computed (a partial chunk included), and the
+/// pool goes on serving other work.
+///
+/// ```
+/// use multiprocessing::{ImapError, Pool};
+///
+/// let pool = Pool::new(2)?;
+/// let input = vec![Ok(1u32), Ok(2), Err("line 3 is not a number"), Ok(4)];
+/// let out: Vec<_> = pool.try_imap(|x: u32| x * 10, input)?.collect();
+/// assert_eq!(out.len(), 3);
+/// assert_eq!(out[0].as_ref().ok(), Some(&10));
+/// assert_eq!(out[1].as_ref().ok(), Some(&20));
+/// assert!(matches!(out[2], Err(ImapError::Input("line 3 is not a number"))));
+/// assert_eq!(pool.map(|x: u32| x + 1, 0..3)?, vec![1, 2, 3]); // still usable
+/// # Ok::<(), multiprocessing::Error>(())
+/// ```
+pub struct TryIMapIterator<'a, R, E> {
+    inner: IMapIterator<'a, R>,
+    error: ErrorSlot<E>,
+    ordered: bool,
+}
+
+impl<'a, R: DeserializeOwned, E> TryIMapIterator<'a, R, E> {
+    pub(crate) fn new(inner: IMapIterator<'a, R>, error: ErrorSlot<E>) -> Self {
+        let ordered = inner.ordered;
+        TryIMapIterator { inner, error, ordered }
+    }
+}
+
+impl<R: DeserializeOwned, E> Iterator for TryIMapIterator<'_, R, E> {
+    type Item = std::result::Result<R, ImapError<E>>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if !self.ordered {
+            if let Some(e) = self.error.borrow_mut().take() {
+                return Some(Err(ImapError::Input(e)));
+            }
+        }
+        match self.inner.next() {
+            Some(r) => Some(r.map_err(ImapError::Pool)),
+            // Ordered: every chunk read before the error has been yielded.
+            None => self.error.borrow_mut().take().map(|e| Err(ImapError::Input(e))),
+        }
+    }
+}
+
+impl<R, E> fmt::Debug for TryIMapIterator<'_, R, E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TryIMapIterator").field("inner", &self.inner).finish_non_exhaustive()
     }
 }

@@ -33,7 +33,7 @@ mod worker;
 
 pub use error::{TaskError, TaskErrorKind};
 pub use executor::{as_completed, AsCompleted, Executor, ExecutorBuilder, PoolFuture};
-pub use imap::IMapIterator;
+pub use imap::{IMapIterator, ImapError, TryIMapIterator};
 pub use result::{AsyncResult, MapResult};
 
 use crate::error::{Error, Result};
@@ -476,6 +476,10 @@ impl Pool {
     /// A lazy, ordered [`map`](Self::map) (Python's `imap`): the input is read as workers free
     /// up (an endless one works) and values are yielded in input order as soon as each is
     /// there. One item per task; see [`imap_chunked`](Self::imap_chunked).
+    ///
+    /// Read-ahead is bounded: at any time at most `(4 × processes + 16) × chunksize` items have
+    /// been read from the input and not yet yielded (that many are read when the iterator is
+    /// made). For an input that can fail, see [`try_imap`](Self::try_imap).
     pub fn imap<'a, F, T, I>(&'a self, f: F, iterable: I) -> Result<IMapIterator<'a, F::Output>>
     where
         F: Target<(T,)>,
@@ -561,6 +565,147 @@ impl Pool {
         let _ = f;
         let feed = self.feed::<F, (T,)>(iterable.into_iter().map(|x| (x,)), check_chunksize(chunksize)?);
         IMapIterator::new(self.shared.clone(), feed, ordered, self.imap_window())
+    }
+
+    /// [`imap`](Self::imap) over a fallible input (items `Result<T, E>`, such as lines read from
+    /// a file): an `Err` from the input is yielded as [`ImapError::Input`] at its position, after
+    /// the values of every item before it, and ends the iteration, as Python's `imap` raises the
+    /// input's exception there. The input is not read past its first error; the pool stays
+    /// usable. Read-ahead is bounded as for [`imap`](Self::imap): at most
+    /// `(4 × processes + 16) × chunksize` items read and not yet yielded.
+    ///
+    /// ```
+    /// use multiprocessing::{ImapError, Pool};
+    ///
+    /// fn parse(s: &str) -> Result<u64, String> {
+    ///     s.parse().map_err(|_| format!("not a number: {s:?}"))
+    /// }
+    ///
+    /// let pool = Pool::new(2)?;
+    /// let lines = ["1", "2", "x", "4"].into_iter().map(parse);
+    /// let mut it = pool.try_imap(|n: u64| n * n, lines)?;
+    /// assert_eq!(it.next().unwrap().unwrap(), 1);
+    /// assert_eq!(it.next().unwrap().unwrap(), 4);
+    /// match it.next() {
+    ///     Some(Err(ImapError::Input(e))) => assert_eq!(e, "not a number: \"x\""),
+    ///     other => panic!("{other:?}"),
+    /// }
+    /// assert!(it.next().is_none()); // "4" is never read
+    /// # Ok::<(), multiprocessing::Error>(())
+    /// ```
+    pub fn try_imap<'a, F, T, E, I>(&'a self, f: F, iterable: I) -> Result<TryIMapIterator<'a, F::Output, E>>
+    where
+        F: Target<(T,)>,
+        F::Output: Serialize + DeserializeOwned + Send + 'static,
+        T: Serialize + DeserializeOwned + 'a,
+        E: 'a,
+        I: IntoIterator<Item = std::result::Result<T, E>>,
+        I::IntoIter: 'a,
+    {
+        self.try_imap_with(f, iterable, 1, true)
+    }
+
+    /// [`try_imap`](Self::try_imap) with chunks of `chunksize` items per task; the items read
+    /// before an error go out as a last, shorter chunk.
+    pub fn try_imap_chunked<'a, F, T, E, I>(
+        &'a self,
+        f: F,
+        iterable: I,
+        chunksize: usize,
+    ) -> Result<TryIMapIterator<'a, F::Output, E>>
+    where
+        F: Target<(T,)>,
+        F::Output: Serialize + DeserializeOwned + Send + 'static,
+        T: Serialize + DeserializeOwned + 'a,
+        E: 'a,
+        I: IntoIterator<Item = std::result::Result<T, E>>,
+        I::IntoIter: 'a,
+    {
+        self.try_imap_with(f, iterable, chunksize, true)
+    }
+
+    /// [`imap_unordered`](Self::imap_unordered) over a fallible input: the input's first `Err`
+    /// is yielded as [`ImapError::Input`] as soon as it is read, among the values of the items
+    /// before it, which all still come; the input is not read past it. Read-ahead is bounded as
+    /// for [`imap`](Self::imap).
+    ///
+    /// ```
+    /// use multiprocessing::Pool;
+    ///
+    /// let pool = Pool::new(2)?;
+    /// let input = (0..10u32).map(|i| if i == 6 { Err(i) } else { Ok(i) });
+    /// let (mut values, mut errors) = (Vec::new(), Vec::new());
+    /// for r in pool.try_imap_unordered(|x: u32| x + 100, input)? {
+    ///     match r {
+    ///         Ok(v) => values.push(v),
+    ///         Err(e) => errors.push(e.into_input()),
+    ///     }
+    /// }
+    /// values.sort();
+    /// assert_eq!(values, (100..106).collect::<Vec<_>>());
+    /// assert_eq!(errors, vec![Some(6)]);
+    /// # Ok::<(), multiprocessing::Error>(())
+    /// ```
+    pub fn try_imap_unordered<'a, F, T, E, I>(
+        &'a self,
+        f: F,
+        iterable: I,
+    ) -> Result<TryIMapIterator<'a, F::Output, E>>
+    where
+        F: Target<(T,)>,
+        F::Output: Serialize + DeserializeOwned + Send + 'static,
+        T: Serialize + DeserializeOwned + 'a,
+        E: 'a,
+        I: IntoIterator<Item = std::result::Result<T, E>>,
+        I::IntoIter: 'a,
+    {
+        self.try_imap_with(f, iterable, 1, false)
+    }
+
+    /// [`try_imap_unordered`](Self::try_imap_unordered) with chunks of `chunksize` items per
+    /// task.
+    pub fn try_imap_unordered_chunked<'a, F, T, E, I>(
+        &'a self,
+        f: F,
+        iterable: I,
+        chunksize: usize,
+    ) -> Result<TryIMapIterator<'a, F::Output, E>>
+    where
+        F: Target<(T,)>,
+        F::Output: Serialize + DeserializeOwned + Send + 'static,
+        T: Serialize + DeserializeOwned + 'a,
+        E: 'a,
+        I: IntoIterator<Item = std::result::Result<T, E>>,
+        I::IntoIter: 'a,
+    {
+        self.try_imap_with(f, iterable, chunksize, false)
+    }
+
+    /// The lazy map behind the `try_imap` family: the input up to its first error, which waits in
+    /// a slot for the iterator to yield.
+    fn try_imap_with<'a, F, T, E, I>(
+        &'a self,
+        f: F,
+        iterable: I,
+        chunksize: usize,
+        ordered: bool,
+    ) -> Result<TryIMapIterator<'a, F::Output, E>>
+    where
+        F: Target<(T,)>,
+        F::Output: Serialize + DeserializeOwned + Send + 'static,
+        T: Serialize + DeserializeOwned + 'a,
+        E: 'a,
+        I: IntoIterator<Item = std::result::Result<T, E>>,
+        I::IntoIter: 'a,
+    {
+        const { target::assert_zero_sized::<F>() };
+        let _ = f;
+        let chunksize = check_chunksize(chunksize)?;
+        let slot: imap::ErrorSlot<E> = Default::default();
+        let items = imap::UntilError::new(iterable.into_iter(), slot.clone()).map(|x| (x,));
+        let feed = self.feed::<F, (T,)>(items, chunksize);
+        let inner = IMapIterator::new(self.shared.clone(), feed, ordered, self.imap_window())?;
+        Ok(TryIMapIterator::new(inner, slot))
     }
 
     /// [`map`](Self::map) with a progress bar on stderr that advances as chunks finish, as

@@ -15,7 +15,7 @@ mod state;
 pub(crate) mod target;
 
 pub(crate) use child::{last_panic, print_panics};
-pub use target::{ProcessOutput, Target};
+pub use target::{ProcessOutput, Run as RunProcess, Target};
 
 use crate::error::{ChildError, ChildFailure, Error, Result};
 use crate::sys;
@@ -188,6 +188,32 @@ impl Process {
         const { target::assert_zero_sized::<F>() };
         let _ = target;
         Self::from_entry(EntryOffset::of(target::process_entry::<F, A>), encode_args(&args))
+    }
+
+    /// A process object that will run `value`'s [`run`](RunProcess::run) method in the child
+    /// (Python's `class Worker(Process)` with a `run` method): the value is encoded now and the
+    /// child calls `run` on its decoded copy, under whichever start method the process uses.
+    ///
+    /// ```
+    /// use multiprocessing::{Process, Run, StartMethod};
+    /// use serde::{Deserialize, Serialize};
+    ///
+    /// #[derive(Serialize, Deserialize)]
+    /// struct Exit(i32);
+    ///
+    /// impl Run for Exit {
+    ///     type Output = Result<(), String>;
+    ///     fn run(&mut self) -> Result<(), String> {
+    ///         if self.0 == 0 { Ok(()) } else { Err(format!("asked to fail with {}", self.0)) }
+    ///     }
+    /// }
+    ///
+    /// let p = Process::from_run(&Exit(3)).start_method(StartMethod::Spawn).start()?;
+    /// assert_eq!(p.join()?.exitcode(), 1);
+    /// # Ok::<(), multiprocessing::Error>(())
+    /// ```
+    pub fn from_run<T: RunProcess>(value: &T) -> Process {
+        Self::from_entry(EntryOffset::of(target::run_entry::<T>), encode_args(value))
     }
 
     fn from_entry(entry: EntryOffset, args: Result<(Vec<u8>, Vec<OwnedFd>)>) -> Process {

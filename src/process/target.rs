@@ -279,3 +279,108 @@ where
     }
     code
 }
+
+/// A process defined by a type (Python's `class Worker(Process): def run(self): ...`): the value
+/// carries the process's state as serde data, and [`run`](Self::run) is what the process does.
+///
+/// [`Process::from_run`](crate::Process::from_run) encodes the value and starts it through the
+/// usual [`Process`](crate::Process) handle, under any start method: the child decodes its own
+/// copy and calls `run` on it. `run` is an ordinary method too, so it can be called in the
+/// current process, as Python's `p.run()` can; state changed by a child's `run` stays in the
+/// child (use a queue, pipe or shared value to send results back).
+///
+/// The child finds the type's code the way it finds a target function, so the type needs no
+/// registration; it must be `'static` and its value must encode (a handle of this crate, such as
+/// a [`Queue`](crate::Queue) or [`Connection`](crate::Connection), is a valid field).
+///
+/// ```
+/// use multiprocessing::{Process, Queue, Run};
+/// use serde::{Deserialize, Serialize};
+///
+/// #[derive(Serialize, Deserialize)]
+/// struct Counter {
+///     upto: u64,
+///     out: Queue<u64>,
+///     runs: u32,
+/// }
+///
+/// impl Run for Counter {
+///     type Output = ();
+///     fn run(&mut self) {
+///         self.runs += 1;
+///         self.out.put((1..=self.upto).sum()).unwrap();
+///     }
+/// }
+///
+/// let out = Queue::new()?;
+/// let mut counter = Counter { upto: 10, out: out.clone(), runs: 0 };
+/// let p = Process::from_run(&counter).start()?;
+/// assert_eq!(out.get()?, 55);
+/// assert!(p.join()?.success());
+/// assert_eq!(counter.runs, 0); // the child ran its own copy
+///
+/// counter.run(); // in this process, as Python's `p.run()`
+/// assert_eq!(out.get()?, 55);
+/// assert_eq!(counter.runs, 1);
+/// # Ok::<(), multiprocessing::Error>(())
+/// ```
+pub trait Run: Serialize + DeserializeOwned + 'static {
+    /// What `run` returns: its [`ProcessOutput`] sets the child's exit code (`()` exits 0,
+    /// `Err(e)` prints `e` and exits 1). A panic in the child exits 1.
+    type Output: ProcessOutput;
+    /// The process's work (Python's `run()`).
+    fn run(&mut self) -> Self::Output;
+}
+
+/// Entry for [`Run`] types: decodes the value and calls its `run`.
+pub(crate) fn run_entry<T: Run>(start: ChildStart) -> i32 {
+    let decoded: Result<T> = wire::decode(&start.payload, start.fds);
+    match decoded {
+        Ok(mut value) => match std::panic::catch_unwind(AssertUnwindSafe(move || value.run())) {
+            Ok(out) => out.exit_code(),
+            Err(_panic) => 1,
+        },
+        Err(e) => {
+            eprintln!("multiprocessing: cannot start the target: {e}");
+            1
+        }
+    }
+}
+
+/// A monomorphized *action entry*: calls a zero-sized target that takes no arguments (a
+/// barrier's action).
+pub(crate) type ActionEntry = fn();
+
+impl EntryOffset {
+    /// The offset of an action entry (see [`ActionEntry`]).
+    pub(crate) fn of_action(entry: ActionEntry) -> Self {
+        let base = anchor as Entry as usize as isize;
+        EntryOffset {
+            offset: entry as usize as isize - base,
+            witness: layout_witness as Entry as usize as isize - base,
+        }
+    }
+
+    /// The action entry in this process's address space. Only for offsets made by
+    /// [`of_action`](Self::of_action).
+    pub(crate) fn resolve_action(self) -> Result<ActionEntry> {
+        let addr = self.address()?;
+        // SAFETY: the sender computed `offset` with `of_action` from a function of type
+        // `ActionEntry` in the same binary (checked through the witness), so `addr` is that
+        // function's address in this process.
+        Ok(unsafe { std::mem::transmute::<usize, ActionEntry>(addr) })
+    }
+}
+
+/// Entry for actions: calls the zero-sized target `F`.
+pub(crate) fn action_entry<F: Target<(), Output = ()>>() {
+    conjure::<F>().call(())
+}
+
+#[cfg(test)]
+impl EntryOffset {
+    /// The same offset as if measured in a binary laid out differently.
+    pub(crate) fn as_if_in_another_binary(self) -> Self {
+        EntryOffset { witness: self.witness.wrapping_add(16), ..self }
+    }
+}

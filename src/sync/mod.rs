@@ -16,7 +16,7 @@ mod raw;
 mod semaphore;
 pub(crate) mod wait;
 
-pub use barrier::{Barrier, BrokenBarrier};
+pub use barrier::{Barrier, BarrierBuilder, BrokenBarrier};
 pub(crate) use cell::{Shared, SharedLayout};
 pub use condition::Condition;
 pub use event::Event;
