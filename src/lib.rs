@@ -31,6 +31,8 @@
 #![deny(unsafe_op_in_unsafe_fn, unreachable_pub, missing_docs)]
 #![warn(clippy::undocumented_unsafe_blocks)]
 
+#[cfg(feature = "tokio")]
+mod aio;
 mod error;
 #[macro_use]
 mod sys;
