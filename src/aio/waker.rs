@@ -49,10 +49,13 @@ struct Registry {
     next_id: u64,
     entries: HashMap<u64, Entry>,
     /// What the thread sleeps on now (address to value), so that a registration it already
-    /// covers need not interrupt it.
+    /// covers need not interrupt it. An address leaves it with its last registration: the
+    /// kernel keys a sleep on the mapping that was there when the thread went to sleep, and
+    /// once no future borrows that mapping, another may take its address.
     listed: HashMap<usize, u32>,
-    /// Addresses whose wakes are wake-ones, to be passed on when nobody here wants them.
-    wake_one: HashMap<usize, usize>,
+    /// Per address: registrations, and how many of them are for wake-one words (whose wakes
+    /// are passed on when nobody here wants them).
+    per_addr: HashMap<usize, (usize, usize)>,
     started: bool,
     /// Where the next round starts when there are more words than one call takes.
     rotate: usize,
@@ -100,7 +103,8 @@ pub(crate) fn started() -> bool {
 
 fn run(core: Arc<Core>) {
     let mut list: Vec<futex::WaitV> = Vec::with_capacity(futex::WAITV_MAX);
-    let mut addrs: Vec<usize> = Vec::with_capacity(futex::WAITV_MAX);
+    // Each slot's address, and whether its wakes are wake-ones.
+    let mut addrs: Vec<(usize, bool)> = Vec::with_capacity(futex::WAITV_MAX);
     loop {
         let ctl_seen;
         let overflow;
@@ -110,7 +114,7 @@ fn run(core: Arc<Core>) {
             list.clear();
             addrs.clear();
             list.push(futex::WaitV::new(core.ctl.as_ptr() as usize, ctl_seen));
-            addrs.push(0);
+            addrs.push((0, false));
             let mut words: Vec<(usize, u32)> = Vec::new();
             let mut seen: HashMap<usize, u32> = HashMap::new();
             for e in r.entries.values().filter(|e| !e.fired) {
@@ -136,7 +140,7 @@ fn run(core: Arc<Core>) {
             for k in 0..words.len().min(futex::WAITV_MAX - 1) {
                 let (addr, val) = words[(start + k) % words.len()];
                 list.push(futex::WaitV::new(addr, val));
-                addrs.push(addr);
+                addrs.push((addr, r.per_addr.get(&addr).is_some_and(|n| n.1 > 0)));
                 r.listed.insert(addr, val);
             }
         }
@@ -146,11 +150,11 @@ fn run(core: Arc<Core>) {
         match outcome {
             futex::WaitAny::Woken(0) | futex::WaitAny::Interrupted => {}
             futex::WaitAny::Woken(i) => {
-                let addr = addrs[i];
+                let (addr, wake_one) = addrs[i];
                 r.listed.remove(&addr);
                 let ids: Vec<u64> =
                     r.entries.iter().filter(|(_, e)| e.addr == addr && !e.fired).map(|(id, _)| *id).collect();
-                if ids.is_empty() && r.wake_one.contains_key(&addr) {
+                if ids.is_empty() && wake_one {
                     futex::wake_addr(addr, 1);
                 }
                 for id in ids {
@@ -236,9 +240,9 @@ impl WordWait {
         let id = r.next_id;
         r.next_id += 1;
         r.entries.insert(id, Entry { addr, expected, waker: cx.waker().clone(), fired: false });
-        if self.wake_one {
-            *r.wake_one.entry(addr).or_insert(0) += 1;
-        }
+        let n = r.per_addr.entry(addr).or_insert((0, 0));
+        n.0 += 1;
+        n.1 += self.wake_one as usize;
         self.id = Some(id);
         let covered = r.listed.get(&addr) == Some(&expected);
         if !r.started {
@@ -258,12 +262,12 @@ impl WordWait {
     fn remove(&mut self, r: &mut Registry, id: u64) -> Option<Entry> {
         self.id = None;
         let e = r.entries.remove(&id)?;
-        if self.wake_one {
-            if let Some(n) = r.wake_one.get_mut(&e.addr) {
-                *n -= 1;
-                if *n == 0 {
-                    r.wake_one.remove(&e.addr);
-                }
+        if let Some(n) = r.per_addr.get_mut(&e.addr) {
+            n.0 -= 1;
+            n.1 -= self.wake_one as usize;
+            if n.0 == 0 {
+                r.per_addr.remove(&e.addr);
+                r.listed.remove(&e.addr);
             }
         }
         Some(e)
