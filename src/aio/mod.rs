@@ -127,3 +127,15 @@ pub(crate) async fn lock(word: &AtomicU32) -> Acquired {
     })
     .await
 }
+
+/// A duplicate of `fd` registered with the current runtime's reactor for readability. A
+/// duplicate, so that each waiting future has its own registration and closing it leaves the
+/// object's descriptor alone.
+pub(crate) fn async_fd(
+    fd: std::os::fd::BorrowedFd<'_>,
+) -> crate::Result<tokio::io::unix::AsyncFd<std::os::fd::OwnedFd>> {
+    use std::os::fd::AsRawFd;
+    let own = sys::dup_cloexec(fd.as_raw_fd()).map_err(crate::Error::io("duplicating a descriptor"))?;
+    tokio::io::unix::AsyncFd::with_interest(own, tokio::io::Interest::READABLE)
+        .map_err(crate::Error::io("registering a descriptor with the tokio reactor"))
+}
