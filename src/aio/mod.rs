@@ -136,6 +136,39 @@ pub(crate) fn async_fd(
 ) -> crate::Result<tokio::io::unix::AsyncFd<std::os::fd::OwnedFd>> {
     use std::os::fd::AsRawFd;
     let own = sys::dup_cloexec(fd.as_raw_fd()).map_err(crate::Error::io("duplicating a descriptor"))?;
-    tokio::io::unix::AsyncFd::with_interest(own, tokio::io::Interest::READABLE)
+    sys::register_async(own, tokio::io::Interest::READABLE)
         .map_err(crate::Error::io("registering a descriptor with the tokio reactor"))
+}
+
+/// [`until`], also asking `gone` every [`crate::sync::wait::PARK_SLICE`] whether the wait can
+/// still end (a peer that went away); false if it cannot.
+pub(crate) async fn until_checked(
+    seq: &AtomicU32,
+    waiters: &AtomicU32,
+    ready: impl Fn() -> bool,
+    gone: impl Fn() -> bool,
+) -> bool {
+    if ready() {
+        return true;
+    }
+    let _counted = Counted::new(waiters);
+    let mut w = WordWait::new();
+    let mut slice = Box::pin(tokio::time::sleep(crate::sync::wait::PARK_SLICE));
+    poll_fn(|cx| loop {
+        let seen = seq.load(SeqCst);
+        if ready() {
+            return Poll::Ready(true);
+        }
+        if slice.as_mut().poll(cx).is_ready() {
+            if gone() && !ready() {
+                return Poll::Ready(false);
+            }
+            slice.as_mut().reset(tokio::time::Instant::now() + crate::sync::wait::PARK_SLICE);
+            continue;
+        }
+        if w.poll_changed(cx, seq, seen).is_pending() {
+            return Poll::Pending;
+        }
+    })
+    .await
 }

@@ -11,6 +11,8 @@
 //! picks them up without a system call. The socket still carries large messages and handles,
 //! and still tells each side when the other is gone.
 
+#[cfg(feature = "tokio")]
+mod aio;
 mod auth;
 mod lane;
 mod listener;
@@ -49,6 +51,9 @@ pub struct Connection {
     receiving: Mutex<frame::Reader>,
     /// The shared-memory lanes of a pipe; `None` for sockets from a `Listener`/`Client`.
     lanes: Option<Lanes>,
+    /// Async receives, and async sends, of this process wait their turn here.
+    #[cfg(feature = "tokio")]
+    turns: aio::Turns,
 }
 
 /// Python's `Pipe()`: a pair of connected [`Connection`]s.
@@ -94,6 +99,8 @@ impl Connection {
             sending: Mutex::new(()),
             receiving: Mutex::new(frame::Reader::new()),
             lanes,
+            #[cfg(feature = "tokio")]
+            turns: aio::Turns::default(),
         }
     }
 
