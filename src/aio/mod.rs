@@ -61,17 +61,27 @@ pub(crate) async fn until(seq: &AtomicU32, waiters: &AtomicU32, ready: impl Fn()
     .await
 }
 
-/// Ready once `ready(word's value)`, for words woken with wake-all whenever they change (an
-/// event's flag, a barrier's generation). With `sleepers`, counts itself there meanwhile.
-pub(crate) async fn until_word(word: &AtomicU32, sleepers: Option<&AtomicU32>, ready: impl Fn(u32) -> bool) {
+/// Ready once `ready(word's value)`, for words woken whenever they change (an event's flag, a
+/// barrier's generation; with `wake_one`, a word whose changes wake one sleeper, such as a
+/// semaphore's count). With `sleepers`, counts itself there meanwhile.
+///
+/// Cancellation: dropping it counts the waiter out and deregisters, passing on a wake-one it
+/// consumed.
+pub(crate) async fn until_word(
+    word: &AtomicU32,
+    sleepers: Option<&AtomicU32>,
+    wake_one: bool,
+    ready: impl Fn(u32) -> bool,
+) {
     if ready(word.load(SeqCst)) {
         return;
     }
     let _counted = sleepers.map(Counted::new);
-    let mut w = WordWait::new();
+    let mut w = if wake_one { WordWait::wake_one() } else { WordWait::new() };
     poll_fn(|cx| loop {
         let v = word.load(SeqCst);
         if ready(v) {
+            w.clear();
             return Poll::Ready(());
         }
         if w.poll_changed(cx, word, v).is_pending() {

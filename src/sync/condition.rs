@@ -101,6 +101,26 @@ impl Condition {
         (guard, notified)
     }
 
+    /// Releases the lock, waits without blocking the thread until notified, takes the lock
+    /// back (the async form of [`wait`](Self::wait); it may wake spuriously, as `wait` may).
+    ///
+    /// # Cancel safety
+    ///
+    /// The guard is given up when the future is first polled. Dropped while waiting for the
+    /// notification or for the lock, the future leaves the lock released (not held), no waiter
+    /// registered, and passes a notification it consumed on to another waiter.
+    #[cfg(feature = "tokio")]
+    pub async fn wait_async<'a>(&'a self, guard: LockGuard<'a>) -> LockGuard<'a> {
+        let seq = &self.state.get().seq;
+        let seen = seq.load(Ordering::Acquire);
+        drop(guard);
+        crate::aio::until_word(seq, None, true, |v| v != seen).await;
+        self.lock.acquire_async().await.unwrap_or_else(|died| {
+            log::warn!("multiprocessing: {died}");
+            died.into_inner()
+        })
+    }
+
     /// Releases the lock, sleeps until notified, takes the lock back (Python's `wait()`).
     pub fn wait<'a>(&'a self, guard: LockGuard<'a>) -> LockGuard<'a> {
         self.wait_until(guard, None).0
