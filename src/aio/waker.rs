@@ -95,12 +95,6 @@ fn core() -> Arc<Core> {
     }
 }
 
-/// Whether this process has started its waker thread (for tests counting threads).
-#[cfg(test)]
-pub(crate) fn started() -> bool {
-    core().lock().started
-}
-
 fn run(core: Arc<Core>) {
     let mut list: Vec<futex::WaitV> = Vec::with_capacity(futex::WAITV_MAX);
     // Each slot's address, and whether its wakes are wake-ones.
@@ -294,5 +288,47 @@ impl Drop for WordWait {
                 futex::wake_addr(e.addr, 1);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::AtomicU32;
+
+    fn runtime() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap()
+    }
+
+    #[test]
+    fn more_words_than_one_call_takes_are_all_woken() {
+        // 300 distinct words: the thread sleeps on 127 at a time and rotates through the rest.
+        let words: Arc<Vec<AtomicU32>> = Arc::new((0..300).map(|_| AtomicU32::new(0)).collect());
+        runtime().block_on(async {
+            let tasks: Vec<_> = (0..300)
+                .map(|i| {
+                    let words = words.clone();
+                    tokio::spawn(
+                        async move { crate::aio::until_word(&words[i], None, false, |v| v == 1).await },
+                    )
+                })
+                .collect();
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            for w in words.iter() {
+                w.store(1, SeqCst);
+                futex::wake_all(w);
+            }
+            let all = async {
+                for t in tasks {
+                    t.await.unwrap();
+                }
+            };
+            tokio::time::timeout(std::time::Duration::from_secs(20), all)
+                .await
+                .expect("every word's waiter woke");
+        });
+        let core = core();
+        let r = core.lock();
+        assert!(r.entries.is_empty() && r.per_addr.is_empty(), "every registration removed");
     }
 }
