@@ -19,8 +19,44 @@ use tokio::io::unix::AsyncFd;
 /// keeps a frame that a cancelled receive left half-read.
 #[derive(Default)]
 pub(super) struct Turns {
-    recv: tokio::sync::Mutex<Option<Partial>>,
-    send: tokio::sync::Mutex<()>,
+    recv: tokio::sync::Mutex<RecvTurn>,
+    send: tokio::sync::Mutex<Option<Registered>>,
+}
+
+#[derive(Default)]
+struct RecvTurn {
+    partial: Option<Partial>,
+    sock: Option<Registered>,
+}
+
+/// A duplicate of the socket registered with one runtime's reactor, kept between calls from
+/// that runtime (registering costs four system calls), dropped when the connection closes.
+/// Listed with the connections' descriptors, so that a forked child closes it as it closes
+/// the connection's own (a copy left open there would hide this end's close from the peer).
+struct Registered {
+    runtime: tokio::runtime::Id,
+    fd: AsyncFd<OwnedFd>,
+}
+
+impl Drop for Registered {
+    fn drop(&mut self) {
+        super::registry::remove(std::os::fd::AsRawFd::as_raw_fd(self.fd.get_ref()));
+    }
+}
+
+impl Turns {
+    /// Drops the registered duplicates, so that closing the connection closes the socket.
+    /// False if an async call is in progress (it holds its duplicate until it returns).
+    pub(super) fn forget(&self) -> bool {
+        match (self.recv.try_lock(), self.send.try_lock()) {
+            (Ok(mut r), Ok(mut s)) => {
+                r.sock = None;
+                *s = None;
+                true
+            }
+            _ => false,
+        }
+    }
 }
 
 /// A frame being read off the socket.
@@ -116,11 +152,39 @@ fn seal(msg: &mut [u8], fds: &[RawFd]) -> Result<()> {
 }
 
 impl Connection {
-    fn async_socket(&self, interest: tokio::io::Interest) -> Result<AsyncFd<OwnedFd>> {
+    /// The socket registered with the current runtime, from `slot` when it was registered by
+    /// this runtime before.
+    fn registered<'s>(
+        &self,
+        slot: &'s mut Option<Registered>,
+        interest: tokio::io::Interest,
+    ) -> Result<&'s AsyncFd<OwnedFd>> {
+        let runtime = tokio::runtime::Handle::current().id();
+        if self.closed() {
+            *slot = None;
+            return Err(Error::Closed("connection"));
+        }
+        if slot.as_ref().is_none_or(|r| r.runtime != runtime) {
+            *slot = None;
+            *slot = Some(self.async_socket(interest)?);
+        }
+        Ok(&slot.as_ref().expect("registered above").fd)
+    }
+
+    fn async_socket(&self, interest: tokio::io::Interest) -> Result<Registered> {
+        let runtime = tokio::runtime::Handle::current().id();
         self.with_fd(|fd| {
             let own = sys::dup_cloexec(std::os::fd::AsRawFd::as_raw_fd(&fd))
                 .map_err(io_err("duplicating a socket"))?;
-            sys::register_async(own, interest).map_err(io_err("registering a socket with the tokio reactor"))
+            let raw = std::os::fd::AsRawFd::as_raw_fd(&own);
+            super::registry::add(raw);
+            match sys::register_async(own, interest) {
+                Ok(fd) => Ok(Registered { runtime, fd }),
+                Err(e) => {
+                    super::registry::remove(raw);
+                    Err(Error::Io { context: "registering a socket with the tokio reactor", source: e })
+                }
+            }
         })
     }
 
@@ -266,8 +330,9 @@ impl Connection {
         framed: impl Fn(Vec<u8>, Vec<OwnedFd>) -> Result<R>,
     ) -> Result<R> {
         self.check_readable()?;
-        let mut turn = self.turns.recv.lock().await;
-        let sock = self.async_socket(tokio::io::Interest::READABLE)?;
+        let mut guard = self.turns.recv.lock().await;
+        let RecvTurn { partial: turn, sock } = &mut *guard;
+        let sock = self.registered(sock, tokio::io::Interest::READABLE)?;
         loop {
             // The receivers' lock across processes, taken without a thread; held across an
             // await only while a frame is read off the socket.
@@ -297,7 +362,7 @@ impl Connection {
                     }
                 }
             }
-            let r = self.read_frame(&sock, &mut turn).await;
+            let r = self.read_frame(sock, turn).await;
             drop(get);
             return r.and_then(|(bytes, fds)| framed(bytes, fds));
         }
@@ -329,7 +394,8 @@ impl Connection {
     /// Cancel-safe: it takes nothing.
     pub async fn poll_async(&self) -> Result<()> {
         self.check_readable()?;
-        let sock = self.async_socket(tokio::io::Interest::READABLE)?;
+        let registered = self.async_socket(tokio::io::Interest::READABLE)?;
+        let sock = &registered.fd;
         loop {
             if self.poll(Some(std::time::Duration::ZERO))? {
                 return Ok(());
@@ -342,8 +408,8 @@ impl Connection {
     }
 
     async fn transmit_async(&self, mut msg: Vec<u8>, fds: Vec<RawFd>) -> Result<()> {
-        let _turn = self.turns.send.lock().await;
-        let sock = self.async_socket(tokio::io::Interest::WRITABLE)?;
+        let mut turn = self.turns.send.lock().await;
+        let sock = self.registered(&mut turn, tokio::io::Interest::WRITABLE)?;
         let Some(lanes) = &self.lanes else {
             // A socket from a listener: the frame goes out as `send` writes it, in this thread,
             // once the socket takes bytes (it waits only while the peer does not read).
@@ -376,7 +442,7 @@ impl Connection {
                 return Ok(());
             }
             if pushed {
-                let mut write = FrameWrite { sock: &sock, frame: &msg, fds: &fds, sent: 0 };
+                let mut write = FrameWrite { sock, frame: &msg, fds: &fds, sent: 0 };
                 let r = write.run().await;
                 drop(write);
                 drop(put);

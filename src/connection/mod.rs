@@ -366,6 +366,14 @@ impl Connection {
     /// wake it (its call returns [`Error::Eof`]); that ends the connection for every copy of this
     /// end, in other processes too. Without such a thread only this descriptor is closed.
     pub fn close(&self) {
+        #[cfg(feature = "tokio")]
+        if !self.turns.forget() {
+            // An async call is waiting on its own duplicate of the socket: shut it down, as
+            // for a blocked thread, so that it returns and the peer sees the end.
+            if let Some(fd) = self.fd.read().unwrap_or_else(|p| p.into_inner()).as_ref() {
+                let _ = sys::shutdown_both(fd.as_fd());
+            }
+        }
         let mut slot = match self.fd.try_write() {
             Ok(slot) => slot,
             Err(_) => {
