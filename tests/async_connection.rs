@@ -166,3 +166,29 @@ fn poll_async_and_end_of_file() {
         assert_eq!(p.join().unwrap().exitcode(), 0);
     }
 }
+
+#[test]
+fn closing_an_end_used_async_reaches_the_peer_even_with_a_fork_child_started_since() {
+    fn sleeper(ev: multiprocessing::Event) {
+        ev.wait();
+    }
+    fn wait_eof(conn: Connection, out: multiprocessing::Queue<bool>) {
+        conn.send(&1u8).unwrap();
+        out.put(matches!(conn.recv::<u8>(), Err(Error::Eof))).unwrap();
+    }
+    let (a, b) = Pipe::new(true).unwrap();
+    let out = multiprocessing::Queue::new().unwrap();
+    let peer = Process::new(wait_eof, (b, out.clone())).start_method(StartMethod::Fork).start().unwrap();
+    let ev = multiprocessing::Event::new().unwrap();
+    current().block_on(async {
+        assert_eq!(a.recv_async::<u8>().await.unwrap(), 1);
+    });
+    // A forked child inherits every descriptor this process has, the async one included.
+    let bystander = Process::new(sleeper, (ev.clone(),)).start_method(StartMethod::Fork).start().unwrap();
+    a.close();
+    let saw_eof = out.get_timeout(Duration::from_secs(20));
+    ev.set();
+    assert_eq!(bystander.join().unwrap().exitcode(), 0);
+    assert!(matches!(saw_eof, Ok(true)), "the peer saw the close: {saw_eof:?}");
+    assert_eq!(peer.join().unwrap().exitcode(), 0);
+}
