@@ -62,6 +62,8 @@
 #![deny(unsafe_op_in_unsafe_fn, unreachable_pub, missing_docs)]
 #![warn(clippy::undocumented_unsafe_blocks)]
 
+#[cfg(feature = "tokio")]
+mod aio;
 mod error;
 #[macro_use]
 mod sys;
@@ -82,8 +84,13 @@ mod wire;
 #[doc(hidden)]
 pub mod fuzzing;
 
+#[cfg(feature = "tokio")]
+pub use aio::stream::{ImapStream, Items, Messages};
 pub use connection::{Connection, Pipe};
 pub use error::{ChildError, ChildFailure, Error, Result};
+/// The stream trait the async adapters implement (`futures_core::Stream`).
+#[cfg(feature = "tokio")]
+pub use futures_core::Stream;
 pub use logging::log_to_stderr;
 pub use manager::Manager;
 /// Registers a type with the managers of this program and generates its proxy (Python's

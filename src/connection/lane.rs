@@ -432,6 +432,48 @@ pub(crate) fn drain_bells(lane: &Lane<'_>, sock: BorrowedFd<'_>) -> Result<Socke
     Ok(front)
 }
 
+// ---- what async sends and receives use (feature `tokio`) ---------------------------------
+
+#[cfg(feature = "tokio")]
+impl<'a> Lane<'a> {
+    /// The receivers' lock word.
+    pub(crate) fn get_lock_word(&self) -> &'a AtomicU32 {
+        &self.h.get_lock
+    }
+
+    /// The senders' lock word.
+    pub(crate) fn put_lock_word(&self) -> &'a AtomicU32 {
+        &self.h.put_lock
+    }
+
+    /// A lock word taken elsewhere (by an async wait), released when the guard drops.
+    pub(crate) fn adopt(word: &'a AtomicU32) -> LaneLock<'a> {
+        LaneLock(word)
+    }
+
+    /// The word bumped when a receiver makes room, and its sleepers' count.
+    pub(crate) fn space_words(&self) -> (&'a AtomicU32, &'a AtomicU32) {
+        (&self.h.space_seq, &self.h.space_waiters)
+    }
+
+    /// Whether a record of `len` payload bytes fits now (a pad to the ring's end included).
+    pub(crate) fn fits(&self, len: usize) -> bool {
+        let need = REC + round8(len);
+        let tail = self.h.tail.load(Relaxed);
+        let head = self.h.head.load(SeqCst);
+        let to_end = LANE_BYTES - (tail % LANE_BYTES as u64) as usize;
+        let pad = if need > to_end { to_end } else { 0 };
+        (tail - head) as usize + pad + need <= LANE_BYTES
+    }
+
+    /// [`push`](Self::push) without waiting: false if the record does not fit now. The caller
+    /// holds the put lock.
+    pub(crate) fn push_now(&self, kind_socket: bool, payload: &[u8]) -> bool {
+        debug_assert!(payload.len() <= INLINE_MAX);
+        self.try_push(if kind_socket { KIND_SOCKET } else { KIND_DATA }, payload)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     //! The ring logic over heap memory instead of a memfd, so that Miri can check it

@@ -11,6 +11,8 @@
 //! picks them up without a system call. The socket still carries large messages and handles,
 //! and still tells each side when the other is gone.
 
+#[cfg(feature = "tokio")]
+mod aio;
 pub(crate) mod auth;
 mod lane;
 mod listener;
@@ -50,6 +52,9 @@ pub struct Connection {
     receiving: Mutex<frame::Reader>,
     /// The shared-memory lanes of a pipe; `None` for sockets from a `Listener`/`Client`.
     lanes: Option<Lanes>,
+    /// Async receives, and async sends, of this process wait their turn here.
+    #[cfg(feature = "tokio")]
+    turns: aio::Turns,
 }
 
 /// Python's `Pipe()`: a pair of connected [`Connection`]s.
@@ -95,6 +100,8 @@ impl Connection {
             sending: Mutex::new(()),
             receiving: Mutex::new(frame::Reader::new()),
             lanes,
+            #[cfg(feature = "tokio")]
+            turns: aio::Turns::default(),
         }
     }
 
@@ -389,6 +396,14 @@ impl Connection {
     /// wake it (its call returns [`Error::Eof`]); that ends the connection for every copy of this
     /// end, in other processes too. Without such a thread only this descriptor is closed.
     pub fn close(&self) {
+        #[cfg(feature = "tokio")]
+        if !self.turns.forget() {
+            // An async call is waiting on its own duplicate of the socket: shut it down, as
+            // for a blocked thread, so that it returns and the peer sees the end.
+            if let Some(fd) = self.fd.read().unwrap_or_else(|p| p.into_inner()).as_ref() {
+                let _ = sys::shutdown_both(fd.as_fd());
+            }
+        }
         let mut slot = match self.fd.try_write() {
             Ok(slot) => slot,
             Err(_) => {

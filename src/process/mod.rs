@@ -7,6 +7,8 @@
 //! `join` polls it, `terminate`/`kill` signal through it (never a reused pid), and `sentinel`
 //! exposes it for `poll`/`connection::wait`.
 
+#[cfg(feature = "tokio")]
+mod aio;
 mod child;
 mod forkserver;
 mod launch;
@@ -582,12 +584,22 @@ impl<R: DeserializeOwned> JoinHandle<R> {
 
     /// Reads the result, waits for the child to end, and turns both into the value or the error.
     fn finish(self) -> Result<R> {
+        let received = self.read_result()?;
+        let status = self.process.join()?;
+        self.conclude(received, status)
+    }
+
+    /// Reads the result frame (without waiting for more once the child has ended).
+    fn read_result(&self) -> Result<Result<(Vec<u8>, Vec<OwnedFd>)>> {
         if self.process.poll_exit()?.is_some() {
             // Everything the child sent is buffered by now; never wait for more (see above).
             sys::set_nonblocking(self.result.as_fd()).map_err(Error::io("reading a child's result"))?;
         }
-        let received = frame::recv(self.result.as_fd(), usize::MAX);
-        let status = self.process.join()?;
+        Ok(frame::recv(self.result.as_fd(), usize::MAX))
+    }
+
+    /// Turns the result read and the child's exit status into the value or the error.
+    fn conclude(self, received: Result<(Vec<u8>, Vec<OwnedFd>)>, status: ExitStatus) -> Result<R> {
         let child_error =
             |failure| Error::Child(ChildError { pid: self.pid(), name: self.process.get_name(), failure });
         let no_result = || match status.signal() {

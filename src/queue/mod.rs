@@ -22,6 +22,8 @@
 //! consumer killed mid-get is reported by the next `get` as a decode error, never as another
 //! item's handles.
 
+#[cfg(feature = "tokio")]
+mod aio;
 mod bytes;
 mod error;
 pub(crate) mod ring;

@@ -730,6 +730,55 @@ impl Ring {
     }
 }
 
+// ---- what async waits watch (feature `tokio`) -------------------------------------------
+
+#[cfg(feature = "tokio")]
+impl Ring {
+    /// The consumers' lock word.
+    pub(crate) fn get_lock_word(&self) -> &AtomicU32 {
+        &self.h().get_lock
+    }
+
+    /// The word bumped when a record is committed, and its sleepers' count.
+    pub(crate) fn items_words(&self) -> (&AtomicU32, &AtomicU32) {
+        (&self.h().not_empty, &self.h().empty_waiters)
+    }
+
+    /// Whether a record is committed and not yet taken.
+    pub(crate) fn has_records(&self) -> bool {
+        self.h().tail.load(SeqCst) != self.h().head.load(SeqCst)
+    }
+
+    /// The word bumped when room is made, and its sleepers' count.
+    pub(crate) fn room_words(&self) -> (&AtomicU32, &AtomicU32) {
+        (&self.h().not_full, &self.h().full_waiters)
+    }
+
+    /// Whether a bounded queue has an item slot free (always for an unbounded one).
+    pub(crate) fn has_slot(&self) -> bool {
+        self.maxsize == 0 || self.h().count.load(SeqCst) < self.maxsize
+    }
+
+    /// The word bumped when the last unfinished task is done, and its sleepers' count.
+    pub(crate) fn tasks_words(&self) -> (&AtomicU32, &AtomicU32) {
+        (&self.h().tasks_done, &self.h().tasks_waiters)
+    }
+
+    /// Whether every task put has been marked done.
+    pub(crate) fn tasks_finished(&self) -> bool {
+        self.h().unfinished.load(SeqCst) == 0
+    }
+
+    /// [`read_with`](Self::read_with) without waiting, by a caller that holds the get lock.
+    pub(crate) fn read_locked_now<R>(
+        &self,
+        recv_handles: RecvHandles<'_>,
+        take: impl FnOnce(&[u8], Vec<std::os::fd::OwnedFd>) -> R,
+    ) -> Result<Option<R>, Corrupted> {
+        self.read_locked(None, false, recv_handles, take)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     //! The ring between threads of one process: the same code paths as between processes

@@ -191,7 +191,9 @@ impl Barrier {
         self.state.get().broken.load(Ordering::Acquire) != 0
     }
 
-    fn wait_until(&self, deadline: Option<Instant>) -> std::result::Result<u32, BrokenBarrier> {
+    /// Counts this party in: `Ok(Err(index))` when this arrival released the round, else
+    /// what the wait needs (`generation`, `resets`, `index`).
+    fn arrive(&self) -> std::result::Result<std::result::Result<(u32, u32, u32), u32>, BrokenBarrier> {
         let s = self.state.get();
         if self.broken() {
             return Err(BrokenBarrier);
@@ -214,8 +216,17 @@ impl Barrier {
             s.count.store(0, Ordering::Release);
             s.generation.fetch_add(1, Ordering::Release);
             futex::wake_all(&s.generation);
-            return Ok(index);
+            return Ok(Err(index));
         }
+        Ok(Ok((generation, resets, index)))
+    }
+
+    fn wait_until(&self, deadline: Option<Instant>) -> std::result::Result<u32, BrokenBarrier> {
+        let s = self.state.get();
+        let (generation, resets, index) = match self.arrive()? {
+            Ok(waiting) => waiting,
+            Err(index) => return Ok(index),
+        };
         loop {
             if s.generation.load(Ordering::Acquire) != generation {
                 return Ok(index);
@@ -246,6 +257,54 @@ impl Barrier {
     /// barrier (Python's `wait(timeout)`).
     pub fn wait_timeout(&self, timeout: Duration) -> std::result::Result<u32, BrokenBarrier> {
         self.wait_until(Instant::now().checked_add(timeout))
+    }
+
+    /// Waits until every party has arrived without blocking the thread (the async form of
+    /// [`wait`](Self::wait), with the same default timeout and action).
+    ///
+    /// # Cancel safety
+    ///
+    /// A party counts as arrived from the first poll. Dropping the future before the round
+    /// is released breaks the barrier, as a timeout does (the others get [`BrokenBarrier`]
+    /// rather than wait for a party that left); it leaves no waiter registered.
+    #[cfg(feature = "tokio")]
+    pub async fn wait_async(&self) -> std::result::Result<u32, BrokenBarrier> {
+        let s = self.state.get();
+        let (generation, resets, index) = match self.arrive()? {
+            Ok(waiting) => waiting,
+            Err(index) => return Ok(index),
+        };
+        /// Breaks the barrier unless the round ended.
+        struct Leave<'a>(Option<&'a Barrier>);
+        impl Drop for Leave<'_> {
+            fn drop(&mut self) {
+                if let Some(b) = self.0 {
+                    b.abort();
+                }
+            }
+        }
+        let mut leave = Leave(Some(self));
+        let ended = || {
+            s.generation.load(Ordering::Acquire) != generation
+                || self.broken()
+                || s.resets.load(Ordering::Acquire) != resets
+        };
+        let wait = crate::aio::until_word(&s.generation, None, false, |_| ended());
+        let in_time = match self.timeout {
+            Some(t) => tokio::time::timeout(t, wait).await.is_ok(),
+            None => {
+                wait.await;
+                true
+            }
+        };
+        if s.generation.load(Ordering::Acquire) != generation {
+            leave.0 = None;
+            return Ok(index);
+        }
+        if in_time {
+            leave.0 = None;
+        }
+        Err(BrokenBarrier)
     }
 
     /// Breaks the barrier: current and future waiters get [`BrokenBarrier`] (Python's

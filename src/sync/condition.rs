@@ -208,6 +208,87 @@ impl Condition {
         }
     }
 
+    /// Releases the lock, waits without blocking the thread until notified, takes the lock
+    /// back (the async form of [`wait`](Self::wait); it may wake spuriously, as `wait` may).
+    ///
+    /// # Cancel safety
+    ///
+    /// The guard is given up when the future is first polled. Dropped while waiting for the
+    /// notification or for the lock, the future leaves the lock released (not held), no waiter
+    /// registered (its slot is freed), and passes a notification it had been given on to the
+    /// longest waiter left.
+    #[cfg(feature = "tokio")]
+    pub async fn wait_async<'a>(&'a self, guard: LockGuard<'a>) -> LockGuard<'a> {
+        /// Leaves the waiter's place if the future is dropped before it saw its notification.
+        struct Leave<'c> {
+            cond: &'c Condition,
+            place: Option<Place<'c>>,
+        }
+        impl Drop for Leave<'_> {
+            fn drop(&mut self) {
+                match self.place.take() {
+                    // Notified meanwhile: free the slot and hand the notification on.
+                    Some(Place::Slot(slot))
+                        if slot
+                            .state
+                            .compare_exchange(WAITING, FREE, Ordering::AcqRel, Ordering::Acquire)
+                            .is_err() =>
+                    {
+                        slot.state.store(FREE, Ordering::Release);
+                        self.cond.pass_on();
+                    }
+                    Some(Place::Slot(_)) => {}
+                    Some(Place::Overflow(_)) => {
+                        self.cond.state.get().overflow.fetch_sub(1, Ordering::SeqCst);
+                    }
+                    None => {}
+                }
+            }
+        }
+        let place = self.enqueue();
+        drop(guard);
+        let mut leave = Leave { cond: self, place: Some(place) };
+        match leave.place {
+            Some(Place::Slot(slot)) => {
+                crate::aio::until_word(&slot.state, None, true, |v| v != WAITING).await;
+                leave.place = None;
+                slot.state.store(FREE, Ordering::Release);
+            }
+            Some(Place::Overflow(seen)) => {
+                let s = self.state.get();
+                crate::aio::until_word(&s.seq, None, true, |v| v != seen).await;
+                leave.place = None;
+                s.overflow.fetch_sub(1, Ordering::SeqCst);
+            }
+            None => {}
+        }
+        self.lock.acquire_async().await.unwrap_or_else(|died| {
+            log::warn!("multiprocessing: {died}");
+            died.into_inner()
+        })
+    }
+
+    /// Hands a notification that a cancelled async waiter had been given to the longest waiter
+    /// left (without the lock: each slot's move is a compare-and-swap, so no waiter is both
+    /// notified and timed out).
+    #[cfg(feature = "tokio")]
+    fn pass_on(&self) {
+        let s = self.state.get();
+        let slots = &s.slots[..(s.used.load(Ordering::Relaxed) as usize).min(SLOTS)];
+        loop {
+            let oldest = slots
+                .iter()
+                .filter(|slot| slot.state.load(Ordering::Acquire) == WAITING)
+                .min_by_key(|slot| slot.ticket.load(Ordering::Relaxed));
+            let Some(slot) = oldest else { break };
+            if slot.state.compare_exchange(WAITING, NOTIFIED, Ordering::AcqRel, Ordering::Relaxed).is_ok() {
+                futex::wake(&slot.state, 1);
+                return;
+            }
+        }
+        self.wake_overflow(Some(1));
+    }
+
     /// Releases the lock, sleeps until notified, takes the lock back (Python's `wait()`).
     pub fn wait<'a>(&'a self, guard: LockGuard<'a>) -> LockGuard<'a> {
         self.wait_until(guard, None).0

@@ -76,6 +76,17 @@ impl Event {
         }
     }
 
+    /// Waits until the flag is set without blocking the thread (the async form of
+    /// [`wait`](Self::wait); wrap it in `tokio::time::timeout` for `wait(timeout)`).
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel-safe: it takes nothing; dropping it leaves no waiter registered.
+    #[cfg(feature = "tokio")]
+    pub async fn wait_async(&self) {
+        crate::aio::until_word(&self.state.get().flag, None, false, |v| v == 1).await
+    }
+
     /// Blocks until the flag is set (Python's `wait()`).
     pub fn wait(&self) {
         self.wait_until(None);

@@ -114,6 +114,22 @@ pub struct Lock {
     state: Shared<LockState>,
 }
 
+#[cfg(feature = "tokio")]
+impl Lock {
+    /// Waits for the lock without blocking the thread (the async form of
+    /// [`acquire`](Self::acquire)); a holder that died is taken over as `acquire` does, within
+    /// a 10 ms slice.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel-safe: the lock is taken only inside the poll that returns the guard, so a future
+    /// dropped at an await point holds nothing, leaves no waiter registered, and passes on a
+    /// release's wake it had consumed to the next waiter.
+    pub async fn acquire_async(&self) -> LockResult<LockGuard<'_>> {
+        wrap(crate::aio::lock(&self.state.get().word).await, || self.guard()).expect("no deadline")
+    }
+}
+
 /// Holds a [`Lock`]; releases it when dropped.
 #[must_use = "the lock is released when the guard is dropped"]
 pub struct LockGuard<'a> {

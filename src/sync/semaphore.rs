@@ -48,6 +48,20 @@ fn acquire(s: &SemState, deadline: Option<Instant>) -> bool {
     }
 }
 
+#[cfg(feature = "tokio")]
+async fn acquire_async(s: &SemState) {
+    loop {
+        let v = s.value.load(Ordering::Relaxed);
+        if v > 0 {
+            if s.value.compare_exchange(v, v - 1, Ordering::Acquire, Ordering::Relaxed).is_ok() {
+                return;
+            }
+            continue;
+        }
+        crate::aio::until_word(&s.value, Some(&s.sleepers), true, |v| v > 0).await;
+    }
+}
+
 fn release(s: &SemState, bounded: bool) -> Result<()> {
     let mut v = s.value.load(Ordering::Relaxed);
     loop {
@@ -91,6 +105,19 @@ macro_rules! semaphore {
             /// Blocks until a permit is free and takes it (Python's `acquire()`).
             pub fn acquire(&self) -> $guard<'_> {
                 acquire(self.state.get(), None);
+                $guard { sem: self }
+            }
+
+            /// Waits for a permit without blocking the thread (the async form of `acquire`).
+            ///
+            /// # Cancel safety
+            ///
+            /// Cancel-safe: a permit is taken only inside the poll that returns the guard; a
+            /// future dropped before holds none, leaves no waiter registered, and passes on a
+            /// release's wake it had consumed.
+            #[cfg(feature = "tokio")]
+            pub async fn acquire_async(&self) -> $guard<'_> {
+                acquire_async(self.state.get()).await;
                 $guard { sem: self }
             }
 

@@ -73,6 +73,80 @@ pub(crate) fn wake_all(word: &AtomicU32) -> usize {
     wake(word, i32::MAX)
 }
 
+/// One word of a [`wait_any`] call (the kernel's `struct futex_waitv`).
+#[cfg(feature = "tokio")]
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct WaitV {
+    val: u64,
+    uaddr: u64,
+    flags: u32,
+    reserved: u32,
+}
+
+/// The most words one [`wait_any`] call sleeps on.
+#[cfg(feature = "tokio")]
+pub(crate) const WAITV_MAX: usize = 128;
+
+#[cfg(feature = "tokio")]
+impl WaitV {
+    /// Sleep while the u32 at `addr` holds `expected`. `addr` is only an address here: the
+    /// kernel checks it, and an unmapped one makes the call fail with `EFAULT`.
+    pub(crate) fn new(addr: usize, expected: u32) -> WaitV {
+        // FUTEX2_SIZE_U32, and never FUTEX2_PRIVATE (the words live in shared memory).
+        WaitV { val: expected as u64, uaddr: addr as u64, flags: 0x02, reserved: 0 }
+    }
+}
+
+/// Outcome of [`wait_any`].
+#[cfg(feature = "tokio")]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum WaitAny {
+    /// A wake reached the word at this index.
+    Woken(usize),
+    /// A word did not hold its value, or an address was bad.
+    Mismatch,
+    /// A signal arrived.
+    Interrupted,
+    /// The deadline passed.
+    TimedOut,
+}
+
+/// `futex_waitv(2)` (Linux 5.16+): sleeps until a wake reaches any of `words`, or `deadline`.
+#[cfg(feature = "tokio")]
+pub(crate) fn wait_any(words: &[WaitV], deadline: Option<Instant>) -> io::Result<WaitAny> {
+    let ts = deadline.map(to_timespec);
+    let ts_ptr = ts.as_ref().map_or(std::ptr::null(), |t| t as *const libc::timespec);
+    let n = words.len().min(WAITV_MAX) as libc::c_uint;
+    // SAFETY: `words` is a live array of `n` kernel-layout entries and the timespec lives on
+    // this frame; the kernel only reads both. The addresses inside are checked by the kernel
+    // (a stale one fails with EFAULT, or compares against whatever is mapped there now, which
+    // only makes the call return early); the kernel never writes through them.
+    let r = unsafe {
+        libc::syscall(libc::SYS_futex_waitv, words.as_ptr(), n, 0u32, ts_ptr, libc::CLOCK_MONOTONIC)
+    };
+    if r >= 0 {
+        return Ok(WaitAny::Woken(r as usize));
+    }
+    let e = io::Error::last_os_error();
+    match e.raw_os_error() {
+        Some(libc::EAGAIN) | Some(libc::EFAULT) => Ok(WaitAny::Mismatch),
+        Some(libc::EINTR) => Ok(WaitAny::Interrupted),
+        Some(libc::ETIMEDOUT) => Ok(WaitAny::TimedOut),
+        _ => Err(e),
+    }
+}
+
+/// Wakes up to `n` waiters on the u32 at `addr`, which may no longer be mapped (then nothing
+/// happens) or may now hold another word (whose waiters see a spurious wake-up, which every
+/// futex wait tolerates).
+#[cfg(feature = "tokio")]
+pub(crate) fn wake_addr(addr: usize, n: i32) -> usize {
+    // SAFETY: FUTEX_WAKE never reads or writes the word; the kernel checks the address.
+    let r = unsafe { libc::syscall(libc::SYS_futex, addr as *const u32, libc::FUTEX_WAKE, n) };
+    r.max(0) as usize
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

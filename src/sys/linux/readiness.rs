@@ -104,3 +104,15 @@ pub(crate) fn monotonic_ns() -> u64 {
     unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
     ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
+
+/// Registers `fd` with the current tokio runtime's reactor for `interest` (feature `tokio`).
+/// Panics outside a runtime with IO enabled, as tokio's own types do.
+#[cfg(feature = "tokio")]
+pub(crate) fn register_async(
+    fd: std::os::fd::OwnedFd,
+    interest: tokio::io::Interest,
+) -> io::Result<tokio::io::unix::AsyncFd<std::os::fd::OwnedFd>> {
+    // SAFETY: an `OwnedFd` is open, is closed only when the `AsyncFd` drops it, and always
+    // returns the same descriptor from `as_raw_fd`.
+    unsafe { tokio::io::unix::AsyncFd::register_with_interest(fd, interest) }.map_err(io::Error::from)
+}
