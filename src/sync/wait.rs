@@ -58,8 +58,7 @@
 //! bump and the wake are skipped when nobody sleeps ([`notify`]).
 
 use crate::sys::{self, futex};
-use std::sync::atomic::{AtomicU32, AtomicU8, Ordering::*};
-use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU32, AtomicU8, AtomicUsize, Ordering::*};
 use std::time::{Duration, Instant};
 
 /// The lock word's "a waiter may sleep" bit.
@@ -84,17 +83,24 @@ const PROBE_EVERY: u32 = 8;
 
 /// CPUs this process may run on at once: its affinity mask, bounded by its cgroup's CPU quota
 /// (whole CPUs, rounded down, at least 1). Worked out once per process.
+///
+/// Not a `OnceLock`: a `Fork` child of a thread that was filling one in would wait for ever on
+/// its futex. Two threads that race here each work it out and store the same value.
 pub(crate) fn usable_cpus() -> usize {
-    static CPUS: OnceLock<usize> = OnceLock::new();
-    *CPUS.get_or_init(|| {
-        let affinity = sys::affinity_cpu_count();
-        let quota = if cfg!(miri) { None } else { cgroup_cpu_quota() };
-        let n = match quota {
-            Some(q) => affinity.min(q.floor().max(1.0) as usize),
-            None => affinity,
-        };
-        n.max(1)
-    })
+    static CPUS: AtomicUsize = AtomicUsize::new(0);
+    let known = CPUS.load(Relaxed);
+    if known != 0 {
+        return known;
+    }
+    let affinity = sys::affinity_cpu_count();
+    let quota = if cfg!(miri) { None } else { cgroup_cpu_quota() };
+    let n = match quota {
+        Some(q) => affinity.min(q.floor().max(1.0) as usize),
+        None => affinity,
+    }
+    .max(1);
+    CPUS.store(n, Relaxed);
+    n
 }
 
 /// 0: not known yet; 1: never spin; 2: spinning may pay.

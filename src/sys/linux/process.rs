@@ -105,7 +105,9 @@ pub(crate) fn waitid_pidfd(pidfd: BorrowedFd<'_>, block: bool) -> io::Result<Opt
 /// This process's pid, cached: glibc's `getpid` is a system call, and locks ask on every
 /// acquisition. 0 means "not known"; every fork resets it in the child.
 static PID: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(0);
-static PID_RESET_REGISTERED: std::sync::Once = std::sync::Once::new();
+/// 0: the fork handler that resets `PID` is not registered; 1: being registered; 2: registered.
+/// Not a `Once`: a `Fork` child of a thread that was inside `call_once` would wait for ever.
+static PID_RESET: std::sync::atomic::AtomicU8 = std::sync::atomic::AtomicU8::new(0);
 
 extern "C" fn forget_pid() {
     PID.store(0, std::sync::atomic::Ordering::Relaxed);
@@ -117,10 +119,18 @@ pub(crate) fn getpid() -> libc::pid_t {
     if cached != 0 {
         return cached;
     }
-    PID_RESET_REGISTERED.call_once(|| {
-        // SAFETY: registers a plain C function, run in the child of every libc fork.
-        unsafe { libc::pthread_atfork(None, None, Some(forget_pid)) };
-    });
+    use std::sync::atomic::Ordering::{AcqRel, Acquire, Release};
+    match PID_RESET.compare_exchange(0, 1, AcqRel, Acquire) {
+        Ok(_) => {
+            // SAFETY: registers a plain C function, run in the child of every libc fork.
+            unsafe { libc::pthread_atfork(None, None, Some(forget_pid)) };
+            PID_RESET.store(2, Release);
+        }
+        Err(2) => {}
+        // Another thread is registering the handler: answer without caching until it is in.
+        // SAFETY: getpid cannot fail.
+        Err(_) => return unsafe { libc::getpid() },
+    }
     // SAFETY: getpid cannot fail.
     let pid = unsafe { libc::getpid() };
     PID.store(pid, std::sync::atomic::Ordering::Relaxed);
