@@ -58,6 +58,24 @@ fn parse_args() -> Options {
             .map(|i| args.get(i + 1).cloned().unwrap_or_else(|| die(&format!("{flag} needs a value"))))
     };
     let has = |flag: &str| args.iter().any(|a| a == flag);
+    const FLAGS: &[&str] = &["--quick", "--no-python", "--no-latency"];
+    const VALUED: &[&str] = &["--placement", "--json", "--method", "--only", "--reps", "--min-secs"];
+    if has("--help") || has("-h") {
+        println!(
+            "usage: bench [--placement idle|one-core|loaded|all] [--method forkserver|fork|spawn] \
+             [--only NAME,PREFIX] [--reps N] [--min-secs S] [--quick] [--no-python] [--no-latency] \
+             [--json PATH]\n(see bench/README.md)"
+        );
+        std::process::exit(0);
+    }
+    let mut i = 0;
+    while i < args.len() {
+        match args[i].as_str() {
+            a if VALUED.contains(&a) => i += 2,
+            a if FLAGS.contains(&a) => i += 1,
+            other => die(&format!("unknown argument {other:?} (try --help)")),
+        }
+    }
     let quick = has("--quick") || std::env::var_os("BENCH_QUICK").is_some();
     let placements = match value("--placement").as_deref() {
         Some("all") => Placement::ALL.to_vec(),
