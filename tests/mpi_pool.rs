@@ -225,14 +225,19 @@ struct Run {
     took: Duration,
 }
 
-/// Runs this binary under `mpirun -n ranks`, killed past `limit`.
+/// Runs this binary under `mpirun -n ranks`, killed past `limit`. Open MPI's shared-memory
+/// segments go to a directory of this run's own, removed afterwards: a job whose ranks are
+/// killed (the lost-rank scenario, or the time limit) cannot unlink them itself.
 fn mpirun(mpirun: &str, ranks: usize, mode: &str, limit: Duration) -> Run {
     let exe = std::env::current_exe().unwrap();
+    let segments = std::env::temp_dir().join(format!("mp-mpi-test-{}-{mode}-{ranks}", std::process::id()));
+    std::fs::create_dir_all(&segments).unwrap();
     let t = Instant::now();
     let mut child = Command::new(mpirun)
         .args(["--oversubscribe", "-n", &ranks.to_string()])
         .arg(&exe)
         .arg(mode)
+        .env("OMPI_MCA_btl_vader_backing_directory", &segments)
         .env("OMPI_ALLOW_RUN_AS_ROOT", "1")
         .env("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1")
         .stdout(Stdio::piped())
@@ -259,7 +264,9 @@ fn mpirun(mpirun: &str, ranks: usize, mode: &str, limit: Duration) -> Run {
         // Polls the launcher's exit against the time limit.
         std::thread::sleep(Duration::from_millis(50));
     };
-    Run { code, out: reader.join().unwrap(), took: t.elapsed() }
+    let out = reader.join().unwrap();
+    let _ = std::fs::remove_dir_all(&segments);
+    Run { code, out, took: t.elapsed() }
 }
 
 fn which(cmd: &str) -> Option<String> {
