@@ -57,14 +57,12 @@ impl PoolKeys {
     }
 }
 
-/// Counts a worker death against each task in `ARGV[3..]`, worker `ARGV[1]` described as
-/// `ARGV[2]`: below the limit `ARGV[3]` the task goes back to the front of `tasks`, at it the
-/// id goes to `poisoned`. With `KEYS[5]` (a worker's list) the ids are taken out of it first.
-pub(crate) const DEATHS: &str = r"
-local max = tonumber(ARGV[2])
-for i = 3, #ARGV do
-  local id = ARGV[i]
-  if KEYS[5] then redis.call('LREM', KEYS[5], 1, id) end
+/// The Lua body shared by [`DEATHS`] and [`REAP`]: one death counted against task `id` (still
+/// pending, `KEYS[6]`), logged as `ARGV[1]`; below the limit `max` it goes back to the front of
+/// `tasks`, at it to `poisoned`.
+macro_rules! count_death {
+    () => {
+        r"
   if redis.call('HEXISTS', KEYS[6], id) == 1 then
     local n = redis.call('HINCRBY', KEYS[2], id, 1)
     local log = redis.call('HGET', KEYS[3], id)
@@ -72,28 +70,41 @@ for i = 3, #ARGV do
     redis.call('HSET', KEYS[3], id, log)
     if n >= max then redis.call('RPUSH', KEYS[4], id) else redis.call('LPUSH', KEYS[1], id) end
   end
-end
+"
+    };
+}
+
+/// Counts a worker death against each task in `ARGV[3..]`, worker `ARGV[1]` described as
+/// `ARGV[2]`: below the limit `ARGV[3]` the task goes back to the front of `tasks`, at it the
+/// id goes to `poisoned`. With `KEYS[5]` (a worker's list) the ids are taken out of it first.
+pub(crate) const DEATHS: &str = concat!(
+    r"
+local max = tonumber(ARGV[2])
+for i = 3, #ARGV do
+  local id = ARGV[i]
+  if KEYS[5] then redis.call('LREM', KEYS[5], 1, id) end
+",
+    count_death!(),
+    r"end
 return 0
-";
+"
+);
 
 /// Settles a worker whose heartbeat expired: its taken ids count a death each.
-const REAP: &str = r"
+const REAP: &str = concat!(
+    r"
 if redis.call('EXISTS', KEYS[7]) == 1 then return 0 end
 redis.call('SREM', KEYS[8], ARGV[3])
 local ids = redis.call('LRANGE', KEYS[5], 0, -1)
 redis.call('DEL', KEYS[5])
 local max = tonumber(ARGV[2])
 for _, id in ipairs(ids) do
-  if redis.call('HEXISTS', KEYS[6], id) == 1 then
-    local n = redis.call('HINCRBY', KEYS[2], id, 1)
-    local log = redis.call('HGET', KEYS[3], id)
-    if log then log = log .. '; ' .. ARGV[1] else log = ARGV[1] end
-    redis.call('HSET', KEYS[3], id, log)
-    if n >= max then redis.call('RPUSH', KEYS[4], id) else redis.call('LPUSH', KEYS[1], id) end
-  end
-end
+",
+    count_death!(),
+    r"end
 return #ids
-";
+"
+);
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
