@@ -440,6 +440,61 @@ fn a_ping_pong_loses_no_wake_up_on_one_cpu_or_many() {
     }
 }
 
+/// Spins until killed: other work on the CPU.
+fn busy_loop() {
+    loop {
+        std::hint::spin_loop();
+    }
+}
+
+/// Starts an echo child and times `n` round trips with it; sends the milliseconds back.
+fn time_round_trips(report: Connection, n: u32) {
+    let (a, b) = Pipe::new(true).unwrap();
+    let p = Process::new(echo_n, (b, n)).start_method(StartMethod::Spawn).start().unwrap();
+    let t = Instant::now();
+    for i in 0..n {
+        a.send(&i).unwrap();
+        assert_eq!(a.recv::<u32>().unwrap(), i);
+    }
+    let took = t.elapsed();
+    p.join().unwrap();
+    report.send(&(took.as_millis() as u64)).unwrap();
+}
+
+/// Both ends of a ping-pong on one CPU that a busy loop shares (a container limited to one
+/// CPU on a busy host). A waiter that yields the CPU hands it to the busy loop for its whole
+/// time slice, and the scheduler then stops letting the pair's wake-ups preempt it: every
+/// round trip lasts milliseconds (about 900 a second here). Sleeping at once, the pair does
+/// tens of thousands a second; the bound allows for a busy machine.
+#[test]
+fn a_ping_pong_on_one_cpu_shared_with_a_busy_loop_is_not_held_up_by_it() {
+    // SAFETY: plain affinity calls on this thread, with cpu_set_t values we own; the children
+    // inherit the mask, and the old one is put back afterwards.
+    let old = unsafe {
+        let mut old: libc::cpu_set_t = std::mem::zeroed();
+        libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut old);
+        let mut one: libc::cpu_set_t = std::mem::zeroed();
+        let first = (0..libc::CPU_SETSIZE as usize).find(|&c| libc::CPU_ISSET(c, &old)).unwrap();
+        libc::CPU_SET(first, &mut one);
+        libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &one);
+        old
+    };
+    // Spawn: each child works out its usable CPUs afresh, under the mask it inherits.
+    let busy = Process::new(busy_loop, ()).start_method(StartMethod::Spawn).start().unwrap();
+    let (results, report) = Pipe::new(false).unwrap();
+    let n = 5_000;
+    let timer = Process::new(time_round_trips, (report, n)).start_method(StartMethod::Spawn).start();
+    // SAFETY: as above.
+    unsafe { libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &old) };
+    let timer = timer.unwrap();
+    let took_ms = results.recv::<u64>();
+    timer.join().unwrap();
+    busy.kill().unwrap();
+    busy.join().unwrap();
+    let took_ms = took_ms.unwrap();
+    assert!(took_ms < 2_500, "{n} round trips beside a busy loop took {took_ms} ms");
+}
+
 fn echo_bytes_n(conn: Connection, n: u32) {
     for _ in 0..n {
         let v = conn.recv_bytes().unwrap();

@@ -11,7 +11,8 @@
 //!   cgroup CPU quota (v2 `cpu.max`, v1 `cpu.cfs_quota_us`), worked out once per process. With
 //!   fewer than two, a wait never spins: on one CPU a spin only burns the time slice the peer
 //!   needs to make progress, so the waiter yields once (the peer, just woken, runs first) and
-//!   then sleeps.
+//!   then sleeps; and where a yield turns out to hand the CPU to other work for a whole time
+//!   slice, it stops yielding for a while (see `Spinner::yield_once`).
 //! - **Whether the CPUs are free**: more runnable tasks than online CPUs plus one (`/proc/loadavg`,
 //!   read at most every [`LOAD_EVERY`]) means a spinning waiter is charged CPU time that a
 //!   busy loop or compiler would otherwise get, and is preempted for a whole time slice just
@@ -58,7 +59,7 @@
 //! bump and the wake are skipped when nobody sleeps ([`notify`]).
 
 use crate::sys::{self, futex};
-use std::sync::atomic::{AtomicU32, AtomicU8, AtomicUsize, Ordering::*};
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Ordering::*};
 use std::time::{Duration, Instant};
 
 /// The lock word's "a waiter may sleep" bit.
@@ -220,6 +221,10 @@ pub(crate) struct Spinner {
     hits: AtomicU32,
     /// Waits since the last full spin while spins did not pay.
     skipped: AtomicU32,
+    /// With one usable CPU: until when (monotonic ns) waits sleep without yielding first, and
+    /// for how long the next slow yield turns yields off.
+    quiet_until: AtomicU64,
+    quiet_ns: AtomicU64,
 }
 
 /// Waiting for a process-shared lock.
@@ -233,7 +238,13 @@ pub(crate) static STREAM: Spinner = Spinner::new();
 
 impl Spinner {
     pub(crate) const fn new() -> Spinner {
-        Spinner { avg_ns: AtomicU32::new(5_000), hits: AtomicU32::new(256), skipped: AtomicU32::new(0) }
+        Spinner {
+            avg_ns: AtomicU32::new(5_000),
+            hits: AtomicU32::new(256),
+            skipped: AtomicU32::new(0),
+            quiet_until: AtomicU64::new(0),
+            quiet_ns: AtomicU64::new(0),
+        }
     }
 
     /// How long the next wait may spin; zero where spinning cannot pay.
@@ -290,7 +301,7 @@ impl Spinner {
     #[inline]
     pub(crate) fn spin(&self, ready: impl FnMut() -> bool, peer_runs: impl FnMut() -> bool) -> bool {
         if !may_spin() {
-            return yield_once(ready);
+            return self.yield_once(ready);
         }
         let budget = self.budget();
         if budget.is_zero() {
@@ -329,17 +340,48 @@ impl Spinner {
             }
         }
     }
+
+    /// With one usable CPU: instead of a spin, let whatever else is runnable here (the peer,
+    /// most likely, just woken by this waiter) run first, once. A producer then fills a queue in
+    /// a burst before its consumer is woken at all, and a ping-pong partner answers before this
+    /// side sleeps; with nothing else runnable the yield returns at once.
+    ///
+    /// A yield is cheap only while the peer is all that runs here. On a CPU shared with other
+    /// work (a busy loop, a compiler) it hands the CPU to that work for the rest of its time
+    /// slice (milliseconds), and the scheduler charges the yielder for it: its next wake-ups
+    /// no longer preempt that work, so every later wait of the pair also lasts a time slice
+    /// (measured here: a ping-pong on a CPU beside a busy loop did under 1,000 round trips a
+    /// second yielding every wait, about 30,000 with yields turned off as below). So a yield that took longer than [`YIELD_PAID`] turns
+    /// yields off for a while, [`YIELD_QUIET`] doubling up to [`YIELD_QUIET_MAX`] while they
+    /// stay slow, and a quick one turns them back on for good.
+    #[cold]
+    fn yield_once(&self, mut ready: impl FnMut() -> bool) -> bool {
+        let now = sys::monotonic_ns();
+        if now < self.quiet_until.load(Relaxed) {
+            return false;
+        }
+        std::thread::yield_now();
+        let done = ready();
+        let took = sys::monotonic_ns().saturating_sub(now);
+        if took > YIELD_PAID.as_nanos() as u64 {
+            let quiet = (self.quiet_ns.load(Relaxed) * 2)
+                .clamp(YIELD_QUIET.as_nanos() as u64, YIELD_QUIET_MAX.as_nanos() as u64);
+            self.quiet_ns.store(quiet, Relaxed);
+            self.quiet_until.store(now + took + quiet, Relaxed);
+        } else {
+            self.quiet_ns.store(0, Relaxed);
+        }
+        done
+    }
 }
 
-/// With one usable CPU: instead of a spin, let whatever else is runnable here (the peer, most
-/// likely, just woken by this waiter) run first, once. A producer then fills a queue in a
-/// burst before its consumer is woken at all, and a ping-pong partner answers before this side
-/// sleeps; with nothing else runnable the yield returns at once.
-#[cold]
-fn yield_once(mut ready: impl FnMut() -> bool) -> bool {
-    std::thread::yield_now();
-    ready()
-}
+/// The longest yield that costs no more than the peer's turn (a message handled and answered:
+/// microseconds); another task's time slice takes at least 700 us.
+const YIELD_PAID: Duration = Duration::from_micros(100);
+/// How long yields stay off after the first slow one.
+const YIELD_QUIET: Duration = Duration::from_millis(50);
+/// The longest they stay off: a probe costs one time slice, so at most a few per second.
+const YIELD_QUIET_MAX: Duration = Duration::from_secs(1);
 
 /// No hint about the peer: it may be running.
 #[inline]
