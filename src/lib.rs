@@ -70,6 +70,7 @@ mod sys;
 pub mod connection;
 mod logging;
 pub mod manager;
+mod mem;
 #[cfg(feature = "mpi")]
 pub mod mpi;
 mod pool;
@@ -79,6 +80,7 @@ mod queue;
 pub mod redis;
 mod shared_memory;
 mod sync;
+mod target;
 mod wire;
 
 #[doc(hidden)]

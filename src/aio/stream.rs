@@ -3,8 +3,8 @@
 
 use crate::error::Result;
 use crate::pool::{AsyncResult, Pool};
-use crate::process::target::Target;
 use crate::queue::GetError;
+use crate::target::Target;
 use crate::{Connection, Queue};
 use futures_core::Stream;
 use serde::de::DeserializeOwned;

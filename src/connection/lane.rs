@@ -37,8 +37,7 @@
 
 use super::frame;
 use crate::error::{Error, Result};
-use crate::queue::ring::Ring;
-use crate::shared_memory::region::Region;
+use crate::mem::Region;
 use crate::sync::wait::{self, Waited};
 use crate::sys;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
@@ -194,10 +193,6 @@ fn round8(n: usize) -> usize {
     n.next_multiple_of(8)
 }
 
-fn me() -> u32 {
-    sys::getpid() as u32
-}
-
 impl<'a> Lane<'a> {
     pub(crate) fn lock_put(&self) -> LaneLock<'a> {
         wait::lock(&self.h.put_lock, None);
@@ -211,7 +206,8 @@ impl<'a> Lane<'a> {
 
     pub(crate) fn try_lock_get(&self) -> Option<LaneLock<'a>> {
         // Built only on success: dropped, a guard unlocks whoever holds the lock.
-        Ring::try_lock(&self.h.get_lock, me()).then(|| LaneLock(&self.h.get_lock))
+        (!matches!(wait::try_lock(&self.h.get_lock), wait::Acquired::TimedOut))
+            .then(|| LaneLock(&self.h.get_lock))
     }
 
     fn write(&self, off: usize, bytes: &[u8]) {

@@ -14,6 +14,7 @@
 #[cfg(feature = "tokio")]
 mod aio;
 pub(crate) mod auth;
+pub(crate) mod keyring;
 mod lane;
 mod listener;
 mod registry;
@@ -28,7 +29,7 @@ pub use wait::{wait, Waitable};
 use crate::error::{Error, Result};
 use crate::sync::wait as wait_core;
 use crate::sys;
-use crate::wire::{self, frame};
+use crate::wire::{self, frame, FdOwned, FdRef};
 use lane::{Lanes, Next, SocketFront};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
@@ -492,23 +493,5 @@ impl<'de> Deserialize<'de> for Connection {
     fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
         let (fd, readable, writable, lanes) = <(FdOwned, bool, bool, Option<Lanes>)>::deserialize(d)?;
         Ok(Connection::new(fd.0, readable, writable, lanes))
-    }
-}
-
-/// A descriptor as a serde value (index into the message's descriptor list).
-pub(crate) struct FdRef<'a>(pub(crate) BorrowedFd<'a>);
-
-impl Serialize for FdRef<'_> {
-    fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
-        wire::serialize_fd(self.0, s)
-    }
-}
-
-/// A received descriptor as a serde value.
-pub(crate) struct FdOwned(pub(crate) OwnedFd);
-
-impl<'de> Deserialize<'de> for FdOwned {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
-        wire::deserialize_fd(d).map(FdOwned)
     }
 }

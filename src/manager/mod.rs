@@ -130,7 +130,6 @@ mod dict;
 mod event;
 #[doc(hidden)]
 pub mod fuzzing;
-pub(crate) mod keyring;
 mod list;
 mod lock;
 mod namespace;
@@ -243,7 +242,7 @@ impl ManagerBuilder {
     fn config(&self) -> Result<server::ServerConfig> {
         let authkey = match &self.authkey {
             Some(k) => k.clone(),
-            None => keyring::process_key()?,
+            None => crate::connection::keyring::process_key()?,
         };
         Ok(server::ServerConfig {
             address: self.address.clone().unwrap_or_else(Address::local),
@@ -282,7 +281,7 @@ impl ManagerBuilder {
         };
         match report {
             Ok(address) => {
-                keyring::remember(&address, &authkey);
+                crate::connection::keyring::remember(&address, &authkey);
                 Ok(Manager {
                     address,
                     authkey,
@@ -349,7 +348,7 @@ impl Manager {
         // Authenticate now, so a wrong key or address is reported here.
         let mut conn = ClientConn::open(&address, &authkey)?;
         conn.request(&Request::Info, |b| protocol::decode::<ServerInfo>(b).map_err(Error::Remote))?;
-        keyring::remember(&address, &authkey);
+        crate::connection::keyring::remember(&address, &authkey);
         Ok(Manager {
             address,
             authkey,

@@ -341,7 +341,7 @@ impl<'de> Deserialize<'de> for BaseProxy {
     /// (the ticket is claimed on first use).
     fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
         let t = WireToken::deserialize(d)?;
-        let authkey = super::keyring::key_for(&t.address);
+        let authkey = crate::connection::keyring::key_for(&t.address);
         Ok(BaseProxy::with_ticket(&t.typeid, t.address, authkey, t.id, t.ticket))
     }
 }

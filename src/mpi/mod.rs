@@ -38,7 +38,7 @@ pub use pool::PoolBuilder;
 
 use crate::error::{Error, Result};
 use crate::pool::backend::{TaskError, TaskErrorKind};
-use crate::process::target::EntryOffset;
+use crate::target::EntryOffset;
 use mpi::environment::Universe;
 use mpi::topology::SimpleCommunicator;
 use mpi::traits::*;

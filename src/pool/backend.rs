@@ -13,15 +13,15 @@
 #![cfg_attr(not(feature = "redis"), allow(unused_imports))]
 
 pub(crate) use super::dispatcher::{Phase, Shared, Task};
-pub(crate) use super::error::{TaskError, TaskErrorKind};
 #[cfg(feature = "redis")]
 pub(crate) use super::protocol::{FAILED, PANICKED, RETURNED};
 pub(crate) use super::result::Sink;
+pub(crate) use crate::error::{TaskError, TaskErrorKind};
 
 use super::protocol;
 use super::{Executor, Pool};
 use crate::error::{Error, Result};
-use crate::process::target::EntryOffset;
+use crate::target::EntryOffset;
 use crate::wire::frame;
 use std::sync::{Arc, Mutex};
 

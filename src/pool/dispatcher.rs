@@ -22,15 +22,15 @@
 //! `terminate` (or dropping the pool) stops everything at once: SIGTERM, SIGKILL for workers
 //! still there after a grace period, every worker reaped, every unfinished task failed.
 
-use super::error::{TaskError, TaskErrorKind};
 use super::protocol::{self, FrameReader, OutBuf};
 use super::result::{lock, Sink};
 use super::slots::Slots;
 use super::worker::{worker_main, WorkerConfig, WorkerSocket};
 use crate::error::{Error, Result};
-use crate::process::target::EntryOffset;
+use crate::error::{TaskError, TaskErrorKind};
 use crate::process::{ExitStatus, Process, StartMethod};
 use crate::sys::{self, Watch};
+use crate::target::EntryOffset;
 use std::collections::{HashMap, VecDeque};
 use std::os::fd::{AsFd, OwnedFd};
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -6,7 +6,7 @@
 //! the zero-sized target, calls it under `catch_unwind` (the worker lives on after a panic) and
 //! appends the encoded value to the worker's output.
 
-use crate::process::target::{self, CallOutcome, Target};
+use crate::target::{self, CallOutcome, Target};
 use crate::wire;
 use serde::de::DeserializeOwned;
 use serde::ser::SerializeSeq;

@@ -7,9 +7,9 @@
 //! whole input eagerly on a helper thread, and hangs on an endless one.)
 
 use super::dispatcher::{Shared, Task};
-use super::error::{TaskError, TaskErrorKind};
 use super::result::{lock, Sink};
 use crate::error::{Error, Result};
+use crate::error::{TaskError, TaskErrorKind};
 use crate::wire;
 use serde::de::DeserializeOwned;
 use std::cell::RefCell;

@@ -27,7 +27,6 @@
 pub(crate) mod backend;
 mod dispatcher;
 mod entry;
-mod error;
 mod executor;
 mod imap;
 mod protocol;
@@ -36,15 +35,15 @@ mod slots;
 mod with;
 mod worker;
 
-pub use error::{TaskError, TaskErrorKind};
+pub use crate::error::{TaskError, TaskErrorKind};
 pub use executor::{as_completed, AsCompleted, Executor, ExecutorBuilder, PoolFuture};
 pub use imap::{IMapIterator, ImapError, TryIMapIterator};
 pub use result::{AsyncResult, MapResult};
 
 use crate::error::{Error, Result};
-use crate::process::target::{self, EntryOffset, Target};
 use crate::process::StartMethod;
 use crate::sys;
+use crate::target::{self, EntryOffset, Target};
 use crate::wire;
 use dispatcher::{Dispatcher, Launch, Phase, Shared, Task};
 use result::{lock, ApplyJob, MapJob, Sink};

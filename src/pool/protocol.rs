@@ -16,8 +16,8 @@
 //! blocking, so that one slow worker cannot hold up the others.
 
 use crate::error::{Error, Result};
-use crate::process::target::EntryOffset;
 use crate::sys;
+use crate::target::EntryOffset;
 use crate::wire::{self, frame};
 use serde::Serialize;
 use std::collections::VecDeque;

@@ -5,8 +5,8 @@
 //! job decodes the value and completes a [`Completion`], which wakes whatever waits on it:
 //! parked threads, async tasks (their `Waker`), and hooks such as `as_completed`'s.
 
-use super::error::{TaskError, TaskErrorKind};
 use crate::error::{Error, Result};
+use crate::error::{TaskError, TaskErrorKind};
 use crate::wire;
 use serde::de::DeserializeOwned;
 use std::fmt;

@@ -17,7 +17,7 @@
 //! `task` differ, so the pair it returns belongs together.
 
 use crate::error::{Error, Result};
-use crate::shared_memory::region::Region;
+use crate::mem::Region;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::SeqCst};
 
 const MAGIC: u32 = 0x706f_6f6c; // "pool"

@@ -2,7 +2,7 @@
 
 use super::Pool;
 use crate::error::Result;
-use crate::process::target::{self, ContextTarget};
+use crate::target::{self, ContextTarget};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 

@@ -13,10 +13,10 @@
 
 use super::protocol::{self, FrameReader};
 use super::slots::Slots;
-use crate::connection::{FdOwned, FdRef};
-use crate::process::target::{CallOutcome, EntryOffset};
-use crate::shared_memory::region::Region;
+use crate::mem::Region;
 use crate::sys;
+use crate::target::{CallOutcome, EntryOffset};
+use crate::wire::{FdOwned, FdRef};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::collections::HashMap;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};

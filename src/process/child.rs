@@ -10,10 +10,11 @@
 //! process's own children, flushes stdout, and calls `_exit` (never the parent's `atexit`
 //! handlers, which a forked child has copies of).
 
+use super::entries::Outcome;
 use super::state::{self, Identity};
-use super::target::{ChildStart, EntryOffset, Outcome};
 use super::StartMethod;
 use crate::sys;
+use crate::target::{ChildStart, EntryOffset};
 use crate::wire::{self, frame};
 use serde::{Deserialize, Serialize};
 use std::io::Write;
@@ -52,7 +53,7 @@ pub(crate) struct RunRequest {
     pub(crate) has_result: bool,
     /// The parent's authkeys (Python's inherited `authkey`), installed before the arguments
     /// are decoded: proxies travel without them.
-    pub(crate) authkeys: crate::manager::keyring::Keyring,
+    pub(crate) authkeys: crate::connection::keyring::Keyring,
     /// Whether a start gate (see `sys::wait_gate`) follows the result socket: the fork
     /// server's children wait at it until the owner holds their pidfd.
     pub(crate) has_gate: bool,
@@ -109,7 +110,7 @@ pub(crate) fn run(mut req: RunRequest, payload: Vec<u8>, fds: Vec<OwnedFd>, resu
     state::set_identity(identity_of(&req));
     super::set_child_start_method(req.start_method);
     FORKED.store(req.start_method == StartMethod::Fork, Ordering::Relaxed);
-    crate::manager::keyring::install(std::mem::take(&mut req.authkeys));
+    crate::connection::keyring::install(std::mem::take(&mut req.authkeys));
     // A no-op in a `Fork` child, whose parent installed it before the fork.
     install_panic_capture();
     CAPTURING.store(true, Ordering::Relaxed);
@@ -133,9 +134,9 @@ pub(crate) fn identity_of(req: &RunRequest) -> Identity {
     }
 }
 
-/// Leaves a child process: write out queue backlogs, finish its own children, flush, `_exit`.
+/// Leaves a child process: the rooms' exit work (queue backlogs written out), finish its own children, flush, `_exit`.
 pub(crate) fn exit(code: i32) -> ! {
-    crate::queue::flush_all_at_exit();
+    sys::life::run_exit_hooks();
     state::finish_children();
     super::forkserver::shutdown();
     let _ = std::io::stdout().flush();

@@ -10,20 +10,23 @@
 #[cfg(feature = "tokio")]
 mod aio;
 mod child;
+mod entries;
 mod forkserver;
 mod launch;
 mod launcher;
 mod partial;
 mod state;
-pub(crate) mod target;
 
+pub use crate::target::{ContextTarget, Target};
 pub(crate) use child::{last_panic, print_panics};
+pub use entries::{ProcessOutput, Run as RunProcess};
 pub use partial::{partial, Partial};
-pub use target::{ContextTarget, ProcessOutput, Run as RunProcess, Target};
 
 use crate::error::{ChildError, ChildFailure, Error, Result};
 use crate::sys;
+use crate::target::{self, EntryOffset};
 use crate::wire::{self, frame};
+use entries::Outcome;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -32,7 +35,6 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::str::FromStr;
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
-use target::{EntryOffset, Outcome};
 
 /// How a child process is created (Python's start methods).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -191,7 +193,7 @@ impl Process {
     {
         const { target::assert_zero_sized::<F>() };
         let _ = target;
-        Self::from_entry(EntryOffset::of(target::process_entry::<F, A>), encode_args(&args))
+        Self::from_entry(EntryOffset::of(entries::process_entry::<F, A>), encode_args(&args))
     }
 
     /// A process object that will run `value`'s [`run`](RunProcess::run) method in the child
@@ -217,7 +219,7 @@ impl Process {
     /// # Ok::<(), multiprocessing::Error>(())
     /// ```
     pub fn from_run<T: RunProcess>(value: &T) -> Process {
-        Self::from_entry(EntryOffset::of(target::run_entry::<T>), encode_args(value))
+        Self::from_entry(EntryOffset::of(entries::run_entry::<T>), encode_args(value))
     }
 
     fn from_entry(entry: EntryOffset, args: Result<(Vec<u8>, Vec<OwnedFd>)>) -> Process {
@@ -354,7 +356,7 @@ impl Process {
             start_method: method,
             n_arg_fds: arg_fds.len() as u32,
             has_result: with_result,
-            authkeys: crate::manager::keyring::for_child(),
+            authkeys: crate::connection::keyring::for_child(),
             has_gate: false,
         };
         let started = match launch::launch(method, req, payload, arg_fds, theirs) {
@@ -641,7 +643,7 @@ where
 {
     const { target::assert_zero_sized::<F>() };
     let _ = target;
-    let p = Process::from_entry(EntryOffset::of(target::spawn_entry::<F, A>), encode_args(&args));
+    let p = Process::from_entry(EntryOffset::of(entries::spawn_entry::<F, A>), encode_args(&args));
     if let Some(m) = method {
         *lock(&p.inner.method) = Some(m);
     }

@@ -5,9 +5,10 @@
 //! arguments and handed to the function by reference in the child (Python's
 //! `functools.partial`, whose bound arguments are pickled with the target).
 
-use super::target::{self, ContextTarget, ProcessOutput};
+use super::entries::ProcessOutput;
 use super::{spawn, Context, JoinHandle, Process};
 use crate::error::Result;
+use crate::target::{self, ContextTarget};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use std::fmt;

@@ -67,7 +67,8 @@ pub(crate) struct ForkLocks {
     connections: MutexGuard<'static, Option<std::collections::HashSet<std::os::fd::RawFd>>>,
     _start_method: MutexGuard<'static, Option<StartMethod>>,
     last_panic: MutexGuard<'static, Option<(String, Option<String>)>>,
-    exit_flush: crate::queue::ExitFlushLock,
+    /// The locks of the rooms that registered a `sys::life` hook, taken last.
+    hooks: Vec<Box<dyn sys::life::HeldAcrossFork>>,
 }
 
 /// Takes every lock a forked child will need, in the crate's one lock order.
@@ -78,16 +79,8 @@ pub(crate) fn lock_for_fork() -> ForkLocks {
     let connections = crate::connection::lock_registry();
     let start_method = START_METHOD.lock().unwrap_or_else(|p| p.into_inner());
     let last_panic = super::child::LAST_PANIC.lock().unwrap_or_else(|p| p.into_inner());
-    let exit_flush = crate::queue::lock_exit_flush();
-    ForkLocks {
-        forkserver,
-        launcher,
-        state,
-        connections,
-        _start_method: start_method,
-        last_panic,
-        exit_flush,
-    }
+    let hooks = sys::life::LIFE_HOOKS.iter().map(|h| (h.lock_for_fork)()).collect();
+    ForkLocks { forkserver, launcher, state, connections, _start_method: start_method, last_panic, hooks }
 }
 
 impl ForkLocks {
@@ -105,7 +98,9 @@ impl ForkLocks {
         self.state.exit_hook_for = None;
         self.state.identity = identity;
         self.last_panic.take();
-        self.exit_flush.forget_parents_queues();
+        for hook in std::mem::take(&mut self.hooks) {
+            hook.reset_in_child();
+        }
         crate::connection::close_inherited_connections(self.connections);
     }
 }

@@ -31,10 +31,10 @@ pub(crate) mod ring;
 pub use bytes::Bytes;
 pub use error::{GetError, PutError, TaskDoneError};
 
-use crate::connection::{FdOwned, FdRef};
 use crate::error::{Error, Result};
-use crate::shared_memory::region::Region;
+use crate::mem::Region;
 use crate::wire;
+use crate::wire::{FdOwned, FdRef};
 use ring::{Corrupted, Ring};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
@@ -114,16 +114,19 @@ fn exit_flush() -> MutexGuard<'static, ExitFlush> {
 }
 
 /// The list of queues to flush at exit, held across a `Fork` so the child finds it free.
-pub(crate) struct ExitFlushLock(MutexGuard<'static, ExitFlush>);
+struct ExitFlushLock(MutexGuard<'static, ExitFlush>);
 
-/// Takes the lock of the list of queues to flush at exit (for the `Fork` path).
-pub(crate) fn lock_exit_flush() -> ExitFlushLock {
-    ExitFlushLock(exit_flush())
-}
+/// The queues' part in a process's life: the list of queues to flush is locked across a fork
+/// and emptied in the child (the parent's backlogs are the parent's to write), and a child
+/// writes out its own backlogs before it exits.
+#[linkme::distributed_slice(crate::sys::life::LIFE_HOOKS)]
+static QUEUE_LIFE: crate::sys::life::LifeHook = crate::sys::life::LifeHook {
+    lock_for_fork: || Box::new(ExitFlushLock(exit_flush())),
+    at_child_exit: flush_all_at_exit,
+};
 
-impl ExitFlushLock {
-    /// In a freshly forked child: the parent's backlogs are the parent's to write.
-    pub(crate) fn forget_parents_queues(mut self) {
+impl crate::sys::life::HeldAcrossFork for ExitFlushLock {
+    fn reset_in_child(mut self: Box<Self>) {
         self.0.queues.clear();
         self.0.hook_for = 0;
     }
@@ -151,7 +154,7 @@ extern "C" fn flush_hook() {
 /// Waits until every queue of this process has written out its backlog, except those whose
 /// `cancel_join_thread` was called (Python's join of the feeder threads at exit). As in Python,
 /// this waits for as long as a consumer needs to make room in the ring.
-pub(crate) fn flush_all_at_exit() {
+fn flush_all_at_exit() {
     let me = crate::sys::getpid();
     let queues: Vec<Arc<Shared>> = {
         let list = exit_flush();

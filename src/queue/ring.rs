@@ -13,7 +13,7 @@
 //! if not. Waits for items and room follow the same core's spin-then-sleep policy.
 
 use crate::error::{Error, Result};
-use crate::shared_memory::region::Region;
+use crate::mem::Region;
 use crate::sync::wait::{self, Waited, WAITERS};
 use crate::sys;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::*};

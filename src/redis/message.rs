@@ -7,7 +7,7 @@
 
 use crate::connection::auth;
 use crate::error::{Error, Result};
-use crate::process::target::EntryOffset;
+use crate::target::EntryOffset;
 use hmac::Mac;
 use serde::{Deserialize, Serialize};
 use std::sync::OnceLock;

@@ -2,7 +2,6 @@
 //! anonymous regions, and the named [`SharedMemory`].
 
 mod named;
-pub(crate) mod region;
 mod value;
 
 pub use named::SharedMemory;

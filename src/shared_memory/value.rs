@@ -16,7 +16,8 @@
 //! processes simply wait for the lock.
 
 use crate::error::{Error, Result};
-use crate::sync::{LockState, RLock, RLockGuard, Shared, SharedLayout};
+use crate::mem::{Shared, SharedLayout};
+use crate::sync::{LockState, RLock, RLockGuard};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::fmt;
 use std::marker::PhantomData;

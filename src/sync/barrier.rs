@@ -13,10 +13,10 @@
 //! barrier); the action as the offset of its entry, found in any process of the same binary the
 //! way a process target is (see `process/target.rs`).
 
-use super::cell::{Shared, SharedLayout};
 use crate::error::{Error, Result};
-use crate::process::target::{self, EntryOffset, Target};
+use crate::mem::{Shared, SharedLayout};
 use crate::sys::futex;
+use crate::target::{self, EntryOffset, Target};
 use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::panic::AssertUnwindSafe;

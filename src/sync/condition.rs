@@ -22,9 +22,9 @@
 //! they wake on any notify (a spurious wake-up, which Python's condition variables allow too), so
 //! callers re-check their predicate, as [`Condition::wait_for`] does.
 
-use super::cell::{Shared, SharedLayout};
 use super::lock::{Lock, LockGuard, LockState};
 use crate::error::{Error, Result};
+use crate::mem::{Shared, SharedLayout};
 use crate::sys::{self, futex};
 use serde::{Deserialize, Serialize};
 use std::fmt;

@@ -3,8 +3,8 @@
 //! State: one futex word, 0 (clear) or 1 (set). `set` stores 1 and wakes every sleeper; `wait`
 //! sleeps while the word is 0. No participant owns it, so a dying process leaves it as it was.
 
-use super::cell::{Shared, SharedLayout};
 use crate::error::Result;
+use crate::mem::{Shared, SharedLayout};
 use crate::sys::futex;
 use serde::{Deserialize, Serialize};
 use std::fmt;

@@ -8,9 +8,9 @@
 //! count ([`LENT`]) marks data guarded by the lock as lent out by reference (a `Value`'s guard),
 //! so that the holder's other accesses to it refuse, as `RefCell` does.
 
-use super::cell::{Shared, SharedLayout};
 use super::raw::{self, Acquired};
 use crate::error::{Error, Result};
+use crate::mem::{Shared, SharedLayout};
 use crate::sys;
 use serde::{Deserialize, Serialize};
 use std::fmt;

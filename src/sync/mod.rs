@@ -4,11 +4,11 @@
 //! Three layers, as in `lock_api`: the public types (guards, timeouts, Python names) over raw
 //! state machines on atomics in shared memory (`raw.rs` and each module's state), over the one
 //! wait core (`wait.rs`: the lock and the spin-then-sleep policy that the queue, the pipe and
-//! the manager use too) and the futex module in `sys`. Every primitive lives in a memfd-backed region, so it can be passed to
-//! a child as a process argument or sent through a pipe, and leaves nothing in `/dev/shm`.
+//! the manager use too) and the futex module in `sys`. Every primitive lives in a memfd-backed
+//! region (`crate::mem`), so it can be passed to a child as a process argument or sent through a
+//! pipe, and leaves nothing in `/dev/shm`.
 
 mod barrier;
-mod cell;
 mod condition;
 mod event;
 mod lock;
@@ -17,7 +17,6 @@ mod semaphore;
 pub(crate) mod wait;
 
 pub use barrier::{Barrier, BarrierBuilder, BrokenBarrier};
-pub(crate) use cell::{Shared, SharedLayout};
 pub use condition::Condition;
 pub use event::Event;
 pub(crate) use lock::LockState;

@@ -7,8 +7,8 @@
 //! A process that dies holding permits does not give them back — semaphores have no owner, in
 //! Python as here — so waiters with a timeout time out; without one they wait, as in Python.
 
-use super::cell::{Shared, SharedLayout};
 use crate::error::{Error, Result};
+use crate::mem::{Shared, SharedLayout};
 use crate::sys::futex;
 use serde::{Deserialize, Serialize};
 use std::fmt;

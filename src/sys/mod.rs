@@ -17,6 +17,7 @@ macro_rules! syscall {
     }};
 }
 
+pub(crate) mod life;
 pub(crate) mod linux;
 
 pub(crate) use linux::*;

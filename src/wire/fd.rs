@@ -91,3 +91,21 @@ pub(crate) fn deserialize_fd<'de, D: Deserializer<'de>>(d: D) -> Result<OwnedFd,
         slot.take().ok_or_else(|| D::Error::custom(format!("descriptor index {index} used twice")))
     })
 }
+
+/// A descriptor as a serde value (index into the message's descriptor list).
+pub(crate) struct FdRef<'a>(pub(crate) BorrowedFd<'a>);
+
+impl serde::Serialize for FdRef<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        serialize_fd(self.0, s)
+    }
+}
+
+/// A received descriptor as a serde value.
+pub(crate) struct FdOwned(pub(crate) OwnedFd);
+
+impl<'de> Deserialize<'de> for FdOwned {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        deserialize_fd(d).map(FdOwned)
+    }
+}

@@ -6,9 +6,9 @@
 //!
 //! Handles that own file descriptors (connections, queues, locks, shared memory) serialize as an
 //! index into the list of descriptors that travel beside the bytes, with `SCM_RIGHTS` on a
-//! socket or by inheritance across `fork`. [`serialize_fd`] and [`deserialize_fd`] are the two
-//! halves; they work only inside [`encode`] and [`decode`], which set up that list for the
-//! current thread.
+//! socket or by inheritance across `fork`. [`FdRef`] and [`FdOwned`] are the two halves (a
+//! descriptor as a serde value, lent or received); they work only inside [`encode`] and
+//! [`decode`], which set up that list for the current thread.
 //!
 //! A value's own error message (`serde::ser::Error::custom`, `serde::de::Error::custom`)
 //! reaches the caller in [`Error::Encode`] and [`Error::Decode`], which postcard alone would
@@ -19,7 +19,7 @@ mod caught;
 pub(crate) mod fd;
 pub(crate) mod frame;
 
-pub(crate) use fd::{deserialize_fd, serialize_fd};
+pub(crate) use fd::{FdOwned, FdRef};
 
 use crate::error::{Error, Result};
 use serde::de::DeserializeOwned;

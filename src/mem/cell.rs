@@ -2,7 +2,7 @@
 //! between processes with the region's descriptor.
 
 use crate::error::{Error, Result};
-use crate::shared_memory::region::Region;
+use crate::mem::Region;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::ffi::CStr;
 use std::marker::PhantomData;

@@ -4,6 +4,9 @@
 //! and where ("worker pid 4242 killed by SIGKILL while running task 17"). Python raises the
 //! task's exception in the caller; a Rust task cannot throw, so its panic arrives here, and so
 //! do the failures Python's `Pool` hangs on: a worker that dies, a task over its deadline.
+//!
+//! Defined here, below every room, so that [`Error`](crate::Error) can hold it without the error
+//! type importing the pool; the pool re-exports it where users look for it.
 
 use std::fmt;
 

@@ -4,9 +4,9 @@
 //! region serializes as its descriptor; the receiver maps the same memory. The memory lives as
 //! long as any process holds the descriptor or a mapping, and nothing is left in `/dev/shm`.
 
-use crate::connection::{FdOwned, FdRef};
 use crate::error::{Error, Result};
 use crate::sys;
+use crate::wire::{FdOwned, FdRef};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::ffi::CStr;
 use std::os::fd::{AsFd, OwnedFd};

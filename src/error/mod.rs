@@ -1,5 +1,11 @@
 //! The crate's error type.
 
+mod remote;
+mod task;
+
+pub use remote::{RemoteError, RemoteErrorKind};
+pub use task::{TaskError, TaskErrorKind};
+
 use std::fmt;
 use std::io;
 
@@ -56,7 +62,7 @@ pub enum Error {
     /// A pool task has no value: it panicked, its worker died, it timed out or was cancelled,
     /// or the pool was terminated first.
     #[error(transparent)]
-    Task(#[from] crate::pool::TaskError),
+    Task(#[from] TaskError),
     /// A queue had no item to give (Python's `queue.Empty`), also when a `get` timed out.
     #[error("the queue is empty")]
     Empty,
@@ -71,7 +77,7 @@ pub enum Error {
     /// A manager's server refused a call or the method raised an error there (Python
     /// re-raises the server's exception in the caller).
     #[error(transparent)]
-    Remote(#[from] crate::manager::RemoteError),
+    Remote(#[from] RemoteError),
 }
 
 impl Error {

@@ -1,4 +1,6 @@
-//! The authkeys this process holds, so that a serialized proxy never has to carry one.
+//! The authkeys this process holds, so that a serialized proxy never has to carry one. It lives
+//! beside the connection's authentication, below the process room (which hands it to children)
+//! and the manager (whose proxies look keys up here).
 //!
 //! A proxy travels as its manager's address, the object's id and a ticket for one reference;
 //! the process that decodes it finds the key here. A process holds:
@@ -17,7 +19,7 @@
 //! another thread adds a key never finds a lock held. Replaced snapshots are never freed; they
 //! are a few hundred bytes, made once per manager started or connected to.
 
-use crate::connection::Address;
+use super::Address;
 use crate::error::{Error, Result};
 use crate::sys;
 use crate::sys::snapshot::Snapshot;
