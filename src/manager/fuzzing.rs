@@ -19,14 +19,14 @@ pub fn frame_decoder(data: &[u8]) {
     drop(a);
     let mut reader = Reader::new();
     while let Ok(payload) = reader.next_frame(b.as_fd(), Kind::Socket, 1 << 16, std::time::Duration::ZERO) {
-        let _ = postcard::take_from_bytes::<Request<'_>>(payload);
+        let _ = crate::wire::take::<Request<'_>>(payload);
     }
 }
 
 /// Decodes `data` as a request and, for calls, runs it against fresh built-in objects that never
 /// block (list, dict, namespace, value, array) with the remaining bytes as arguments.
 pub fn manager_request(data: &[u8]) {
-    let Ok((req, args)) = postcard::take_from_bytes::<Request<'_>>(data) else { return };
+    let Ok((req, args)) = crate::wire::take::<Request<'_>>(data) else { return };
     let Request::Call { id, method } = req else { return };
     let typeid = ["list", "dict", "Namespace", "Value", "Array"][(id % 5) as usize];
     // `[0]` is a valid initial state for each: an empty sequence, or the value 0.

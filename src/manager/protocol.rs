@@ -79,7 +79,7 @@ impl Error {
 /// proxy did not write, which the server would otherwise store unchecked).
 pub(crate) fn decode<'a, T: Deserialize<'a>>(bytes: &'a [u8]) -> std::result::Result<T, RemoteError> {
     let bad = |e: String| RemoteError::new(RemoteErrorKind::BadArguments, e);
-    let (value, rest) = postcard::take_from_bytes(bytes).map_err(|e| bad(e.to_string()))?;
+    let (value, rest) = crate::wire::take(bytes).map_err(|e| bad(e.to_string()))?;
     if !rest.is_empty() {
         return Err(bad(format!("{} unexpected bytes after the arguments", rest.len())));
     }

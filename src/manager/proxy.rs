@@ -86,7 +86,7 @@ impl ClientConn {
         f: impl FnOnce(&[u8]) -> Result<R>,
     ) -> Result<R> {
         let out = self.writer.begin();
-        postcard::to_io(req, &mut *out).map_err(|e| Error::Encode(e.to_string()))?;
+        crate::wire::encode(req, out)?;
         args(out)?;
         let tx = self.tx.as_ref().unwrap_or(&self.sock).as_fd();
         self.writer.send(tx, self.kind)?;
@@ -95,8 +95,7 @@ impl ClientConn {
         match reply.split_first() {
             Some((&REPLY_OK, body)) => f(body),
             Some((_, body)) => {
-                let err: RemoteError =
-                    postcard::from_bytes(body).map_err(|e| Error::Decode(e.to_string()))?;
+                let err: RemoteError = crate::wire::decode_plain(body)?;
                 Err(Error::Remote(err))
             }
             None => Err(Error::Decode("empty reply from the manager".into())),

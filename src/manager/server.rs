@@ -216,7 +216,7 @@ impl Server {
         let mut stop = false;
         // End of file, a truncated or an oversized frame: drop the client.
         while let Ok(payload) = reader.next_frame(rx, kind, MAX_REQUEST, spin) {
-            let Ok((req, args)) = postcard::take_from_bytes::<Request<'_>>(payload) else {
+            let Ok((req, args)) = crate::wire::take::<Request<'_>>(payload) else {
                 break; // not a request: the client is broken or hostile
             };
             let cx = CallCx { conn, sock: sock.as_fd(), undo: Default::default() };

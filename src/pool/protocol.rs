@@ -97,8 +97,7 @@ pub(crate) fn parse_task(payload: &[u8]) -> Result<(u64, EntryOffset, &[u8])> {
         .get(1..9)
         .map(|b| u64::from_le_bytes(b.try_into().expect("8 bytes")))
         .ok_or_else(|| Error::Decode("short task header".into()))?;
-    let (entry, args) =
-        postcard::take_from_bytes::<EntryOffset>(&payload[9..]).map_err(|e| Error::Decode(e.to_string()))?;
+    let (entry, args) = wire::take::<EntryOffset>(&payload[9..])?;
     Ok((id, entry, args))
 }
 

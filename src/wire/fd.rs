@@ -31,17 +31,18 @@ impl EncodeScope {
 
     pub(super) fn finish(mut self) -> Vec<RawFd> {
         let outer = self.outer.take();
-        OUTGOING.with(|o| std::mem::replace(&mut *o.borrow_mut(), outer)).unwrap_or_default()
+        let mine = OUTGOING.with(|o| std::mem::replace(&mut *o.borrow_mut(), outer));
+        // The outer table is back in place: dropping `self` now would clear it.
+        std::mem::forget(self);
+        mine.unwrap_or_default()
     }
 }
 
 impl Drop for EncodeScope {
+    /// An encoding that failed: the outer scope's table (or none) comes back.
     fn drop(&mut self) {
-        if let Some(outer) = self.outer.take() {
-            OUTGOING.with(|o| *o.borrow_mut() = Some(outer));
-        } else {
-            OUTGOING.with(|o| o.borrow_mut().take());
-        }
+        let outer = self.outer.take();
+        OUTGOING.with(|o| *o.borrow_mut() = outer);
     }
 }
 

@@ -87,9 +87,20 @@ pub(crate) fn take<'de, T: Deserialize<'de>>(bytes: &'de [u8]) -> Result<(T, &'d
     take_prefix(bytes)
 }
 
+/// Decodes the whole of `bytes` as a `T` that carries no handles (it may borrow from `bytes`);
+/// bytes left over are an error.
+pub(crate) fn decode_plain<'de, T: Deserialize<'de>>(bytes: &'de [u8]) -> Result<T> {
+    let (value, rest) = take_prefix(bytes)?;
+    if !rest.is_empty() {
+        return Err(Error::Decode(format!("{} unexpected trailing bytes", rest.len())));
+    }
+    Ok(value)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 
     #[test]
     fn round_trip_plain_values() {
@@ -99,6 +110,28 @@ mod tests {
         assert_eq!(buf[0], 7);
         let v: (String, u64, Vec<f64>) = decode(&buf[1..], Vec::new()).unwrap();
         assert_eq!(v, ("hi".to_string(), 5, vec![1.5]));
+    }
+
+    /// A handle whose own encoding runs another, whole encoding first (as a manager proxy
+    /// asks its server for a reference while it is being sent), then its descriptor.
+    struct Nested<'a>(BorrowedFd<'a>, bool);
+
+    impl Serialize for Nested<'_> {
+        fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+            let mut inner = Vec::new();
+            let _ = encode(&Picky(if self.1 { 13 } else { 1 }), &mut inner);
+            FdRef(self.0).serialize(s)
+        }
+    }
+
+    #[test]
+    fn an_encoding_inside_another_leaves_the_outer_descriptor_table_in_place() {
+        let (a, b) = crate::sys::socketpair().unwrap();
+        for inner_fails in [false, true] {
+            let mut buf = Vec::new();
+            let fds = encode(&(Nested(a.as_fd(), inner_fails), FdRef(b.as_fd())), &mut buf).unwrap();
+            assert_eq!(fds, vec![a.as_raw_fd(), b.as_raw_fd()], "inner failed: {inner_fails}");
+        }
     }
 
     /// Refuses to encode 13 and to decode 7, with messages of its own.
