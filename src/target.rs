@@ -107,9 +107,14 @@ pub(crate) struct EntryOffset {
 
 impl EntryOffset {
     pub(crate) fn of(entry: Entry) -> Self {
+        Self::at(entry as usize)
+    }
+
+    /// The offset of the function at `addr` (an [`Entry`], [`CallEntry`] or [`ActionEntry`]).
+    fn at(addr: usize) -> Self {
         let base = anchor as Entry as usize as isize;
         EntryOffset {
-            offset: entry as usize as isize - base,
+            offset: addr as isize - base,
             witness: layout_witness as Entry as usize as isize - base,
         }
     }
@@ -142,11 +147,7 @@ pub(crate) enum CallOutcome {
 impl EntryOffset {
     /// The offset of a call entry (see [`CallEntry`]).
     pub(crate) fn of_call(entry: CallEntry) -> Self {
-        let base = anchor as Entry as usize as isize;
-        EntryOffset {
-            offset: entry as usize as isize - base,
-            witness: layout_witness as Entry as usize as isize - base,
-        }
+        Self::at(entry as usize)
     }
 
     /// The call entry in this process's address space. Only for offsets made by
@@ -207,11 +208,7 @@ pub(crate) type ActionEntry = fn();
 impl EntryOffset {
     /// The offset of an action entry (see [`ActionEntry`]).
     pub(crate) fn of_action(entry: ActionEntry) -> Self {
-        let base = anchor as Entry as usize as isize;
-        EntryOffset {
-            offset: entry as usize as isize - base,
-            witness: layout_witness as Entry as usize as isize - base,
-        }
+        Self::at(entry as usize)
     }
 
     /// The action entry in this process's address space. Only for offsets made by

@@ -403,6 +403,26 @@ fn echo_n(conn: Connection, n: u32) {
     }
 }
 
+/// Pins this thread to the first CPU it may run on; returns the mask to put back with
+/// [`restore_affinity`]. Children started meanwhile inherit the one-CPU mask.
+fn pin_to_one_cpu() -> libc::cpu_set_t {
+    // SAFETY: plain affinity calls on this thread, with cpu_set_t values we own.
+    unsafe {
+        let mut old: libc::cpu_set_t = std::mem::zeroed();
+        libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut old);
+        let mut one: libc::cpu_set_t = std::mem::zeroed();
+        let first = (0..libc::CPU_SETSIZE as usize).find(|&c| libc::CPU_ISSET(c, &old)).unwrap();
+        libc::CPU_SET(first, &mut one);
+        libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &one);
+        old
+    }
+}
+
+fn restore_affinity(old: &libc::cpu_set_t) {
+    // SAFETY: as in `pin_to_one_cpu`.
+    unsafe { libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), old) };
+}
+
 /// Both ends on one CPU (where the wait core never spins: every message wakes a parked
 /// receiver) and on all CPUs: a ping-pong where a lost wake-up would stall a side for a whole
 /// sleep slice. 20,000 round trips take well under a second here; the bound allows for a busy
@@ -410,32 +430,11 @@ fn echo_n(conn: Connection, n: u32) {
 #[test]
 fn a_ping_pong_loses_no_wake_up_on_one_cpu_or_many() {
     for one_cpu in [true, false] {
-        // SAFETY: plain affinity calls on this thread, with a cpu_set_t we own; children
-        // inherit the mask, and the old one is put back afterwards.
-        let old = unsafe {
-            let mut old: libc::cpu_set_t = std::mem::zeroed();
-            libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut old);
-            if one_cpu {
-                let mut one: libc::cpu_set_t = std::mem::zeroed();
-                let first = (0..libc::CPU_SETSIZE as usize).find(|&c| libc::CPU_ISSET(c, &old)).unwrap();
-                libc::CPU_SET(first, &mut one);
-                libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &one);
-            }
-            old
-        };
-        let n = 20_000;
-        let (a, b) = Pipe::new(true).unwrap();
-        // Spawn: the child works out its usable CPUs afresh, under the mask it inherits.
-        let p = Process::new(echo_n, (b, n)).start_method(StartMethod::Spawn).start().unwrap();
-        let t = Instant::now();
-        for i in 0..n {
-            a.send(&i).unwrap();
-            assert_eq!(a.recv::<u32>().unwrap(), i);
+        let old = one_cpu.then(pin_to_one_cpu);
+        let took = round_trips(20_000);
+        if let Some(old) = &old {
+            restore_affinity(old);
         }
-        let took = t.elapsed();
-        // SAFETY: as above.
-        unsafe { libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &old) };
-        p.join().unwrap();
         assert!(took < Duration::from_secs(20), "one cpu: {one_cpu}: {took:?}");
     }
 }
@@ -447,8 +446,9 @@ fn busy_loop() {
     }
 }
 
-/// Starts an echo child and times `n` round trips with it; sends the milliseconds back.
-fn time_round_trips(report: Connection, n: u32) {
+/// Starts an echo child and times `n` round trips with it. Spawn: the child works out its
+/// usable CPUs afresh, under the mask it inherits.
+fn round_trips(n: u32) -> Duration {
     let (a, b) = Pipe::new(true).unwrap();
     let p = Process::new(echo_n, (b, n)).start_method(StartMethod::Spawn).start().unwrap();
     let t = Instant::now();
@@ -458,34 +458,28 @@ fn time_round_trips(report: Connection, n: u32) {
     }
     let took = t.elapsed();
     p.join().unwrap();
-    report.send(&(took.as_millis() as u64)).unwrap();
+    took
+}
+
+/// [`round_trips`] in a child of its own; sends the milliseconds back.
+fn time_round_trips(report: Connection, n: u32) {
+    report.send(&(round_trips(n).as_millis() as u64)).unwrap();
 }
 
 /// Both ends of a ping-pong on one CPU that a busy loop shares (a container limited to one
 /// CPU on a busy host). A waiter that yields the CPU hands it to the busy loop for its whole
 /// time slice, and the scheduler then stops letting the pair's wake-ups preempt it: every
-/// round trip lasts milliseconds (about 900 a second here). Sleeping at once, the pair does
+/// round trip lasts milliseconds (under 1,000 a second here). Sleeping at once, the pair does
 /// tens of thousands a second; the bound allows for a busy machine.
 #[test]
 fn a_ping_pong_on_one_cpu_shared_with_a_busy_loop_is_not_held_up_by_it() {
-    // SAFETY: plain affinity calls on this thread, with cpu_set_t values we own; the children
-    // inherit the mask, and the old one is put back afterwards.
-    let old = unsafe {
-        let mut old: libc::cpu_set_t = std::mem::zeroed();
-        libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut old);
-        let mut one: libc::cpu_set_t = std::mem::zeroed();
-        let first = (0..libc::CPU_SETSIZE as usize).find(|&c| libc::CPU_ISSET(c, &old)).unwrap();
-        libc::CPU_SET(first, &mut one);
-        libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &one);
-        old
-    };
+    let old = pin_to_one_cpu();
     // Spawn: each child works out its usable CPUs afresh, under the mask it inherits.
     let busy = Process::new(busy_loop, ()).start_method(StartMethod::Spawn).start().unwrap();
     let (results, report) = Pipe::new(false).unwrap();
     let n = 5_000;
     let timer = Process::new(time_round_trips, (report, n)).start_method(StartMethod::Spawn).start();
-    // SAFETY: as above.
-    unsafe { libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &old) };
+    restore_affinity(&old);
     let timer = timer.unwrap();
     let took_ms = results.recv::<u64>();
     timer.join().unwrap();
@@ -508,17 +502,7 @@ fn echo_bytes_n(conn: Connection, n: u32) {
 /// often finds the message first; the bound catches a marker that never wakes a parked one).
 #[test]
 fn a_parked_receiver_is_woken_for_a_large_message() {
-    // SAFETY: plain affinity calls on this thread, with cpu_set_t values we own; the child
-    // inherits the mask, and the old one is put back afterwards.
-    let old = unsafe {
-        let mut old: libc::cpu_set_t = std::mem::zeroed();
-        libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut old);
-        let mut one: libc::cpu_set_t = std::mem::zeroed();
-        let first = (0..libc::CPU_SETSIZE as usize).find(|&c| libc::CPU_ISSET(c, &old)).unwrap();
-        libc::CPU_SET(first, &mut one);
-        libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &one);
-        old
-    };
+    let old = pin_to_one_cpu();
     let n = 300;
     let took = {
         let (a, b) = Pipe::new(true).unwrap();
@@ -536,8 +520,7 @@ fn a_parked_receiver_is_woken_for_a_large_message() {
         p.join().unwrap();
         took
     };
-    // SAFETY: as above.
-    unsafe { libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &old) };
+    restore_affinity(&old);
     // Well under a millisecond a round trip; a receiver left asleep until its first 1 ms slice
     // ends takes longer than that each way.
     assert!(took < Duration::from_millis(450), "{n} round trips of 40 KiB took {took:?}");
