@@ -45,6 +45,17 @@ fn broken() -> RemoteError {
     RemoteError::new(RemoteErrorKind::BrokenBarrier, "the barrier is broken")
 }
 
+methods! {
+    enum BarrierMethod {
+        Wait = "wait",
+        Reset = "reset",
+        Abort = "abort",
+        Parties = "parties",
+        NWaiting = "n_waiting",
+        Broken = "broken",
+    }
+}
+
 impl Served for ServedBarrier {
     fn call(
         &self,
@@ -54,8 +65,8 @@ impl Served for ServedBarrier {
         out: &mut Vec<u8>,
     ) -> std::result::Result<(), RemoteError> {
         let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
-        match method {
-            "wait" => {
+        match BarrierMethod::parse(method, "Barrier")? {
+            BarrierMethod::Wait => {
                 let timeout: Option<f64> = decode(args)?;
                 if st.broken {
                     return Err(broken());
@@ -97,7 +108,7 @@ impl Served for ServedBarrier {
                 }
                 return Err(broken());
             }
-            "reset" => {
+            BarrierMethod::Reset => {
                 if st.count > 0 {
                     let round = st.generation;
                     st.reset_rounds.push(round);
@@ -110,14 +121,13 @@ impl Served for ServedBarrier {
                 st.broken = false;
                 self.cv.notify_all();
             }
-            "abort" => {
+            BarrierMethod::Abort => {
                 st.broken = true;
                 self.cv.notify_all();
             }
-            "parties" => encode_into(&self.parties, out)?,
-            "n_waiting" => encode_into(&st.count, out)?,
-            "broken" => encode_into(&st.broken, out)?,
-            _ => return Err(super::custom::no_such_method("Barrier", method)),
+            BarrierMethod::Parties => encode_into(&self.parties, out)?,
+            BarrierMethod::NWaiting => encode_into(&st.count, out)?,
+            BarrierMethod::Broken => encode_into(&st.broken, out)?,
         }
         Ok(())
     }
@@ -143,39 +153,39 @@ impl BarrierProxy {
     /// Waits until all parties have called `wait` (Python's `wait()`); returns this caller's
     /// arrival index, `0..parties`. A `BrokenBarrier` error if the barrier is or becomes broken.
     pub fn wait(&self) -> Result<usize> {
-        self.base.call::<_, u64>("wait", &None::<f64>).map(|i| i as usize)
+        self.base.call::<_, u64>(BarrierMethod::Wait.name(), &None::<f64>).map(|i| i as usize)
     }
 
     /// As [`wait`](Self::wait), breaking the barrier if the others do not come within
     /// `timeout`.
     pub fn wait_timeout(&self, timeout: Duration) -> Result<usize> {
-        self.base.call::<_, u64>("wait", &Some(timeout.as_secs_f64())).map(|i| i as usize)
+        self.base.call::<_, u64>(BarrierMethod::Wait.name(), &Some(timeout.as_secs_f64())).map(|i| i as usize)
     }
 
     /// Returns the barrier to its empty, unbroken state; current waiters get `BrokenBarrier`
     /// (Python's `reset`).
     pub fn reset(&self) -> Result<()> {
-        self.base.call("reset", &())
+        self.base.call(BarrierMethod::Reset.name(), &())
     }
 
     /// Breaks the barrier (Python's `abort`).
     pub fn abort(&self) -> Result<()> {
-        self.base.call("abort", &())
+        self.base.call(BarrierMethod::Abort.name(), &())
     }
 
     /// The number of parties (Python's `parties`).
     pub fn parties(&self) -> Result<usize> {
-        self.base.call::<_, u64>("parties", &()).map(|n| n as usize)
+        self.base.call::<_, u64>(BarrierMethod::Parties.name(), &()).map(|n| n as usize)
     }
 
     /// How many clients wait now (Python's `n_waiting`).
     pub fn n_waiting(&self) -> Result<usize> {
-        self.base.call::<_, u64>("n_waiting", &()).map(|n| n as usize)
+        self.base.call::<_, u64>(BarrierMethod::NWaiting.name(), &()).map(|n| n as usize)
     }
 
     /// Whether the barrier is broken (Python's `broken`).
     pub fn broken(&self) -> Result<bool> {
-        self.base.call("broken", &())
+        self.base.call(BarrierMethod::Broken.name(), &())
     }
 }
 

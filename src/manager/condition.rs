@@ -40,6 +40,15 @@ fn not_owner(what: &str) -> RemoteError {
     RemoteError::new(RemoteErrorKind::Runtime, format!("cannot {what} un-acquired lock"))
 }
 
+methods! {
+    enum ConditionMethod {
+        Acquire = "acquire",
+        Release = "release",
+        Wait = "wait",
+        Notify = "notify",
+    }
+}
+
 impl Served for ServedCondition {
     fn call(
         &self,
@@ -50,8 +59,8 @@ impl Served for ServedCondition {
     ) -> std::result::Result<(), RemoteError> {
         let me = cx.conn;
         let st = self.state.lock().unwrap_or_else(|p| p.into_inner());
-        match method {
-            "acquire" => {
+        match ConditionMethod::parse(method, "Condition")? {
+            ConditionMethod::Acquire => {
                 let (block, timeout): (bool, Option<f64>) = decode(args)?;
                 let (mut st, ok) = cx.wait_until(&self.cv, st, acquire_deadline(block, timeout), |s| {
                     s.owner.is_none() || s.owner == Some(me)
@@ -62,10 +71,10 @@ impl Served for ServedCondition {
                 }
                 encode_into(&ok, out)?;
             }
-            "release" => {
+            ConditionMethod::Release => {
                 let mut st = st;
                 if st.owner != Some(me) {
-                    return Err(not_owner("release"));
+                    return Err(not_owner(ConditionMethod::Release.name()));
                 }
                 st.count -= 1;
                 if st.count == 0 {
@@ -73,7 +82,7 @@ impl Served for ServedCondition {
                     self.cv.notify_all();
                 }
             }
-            "wait" => {
+            ConditionMethod::Wait => {
                 let timeout: Option<f64> = decode(args)?;
                 let mut st = st;
                 if st.owner != Some(me) {
@@ -104,7 +113,7 @@ impl Served for ServedCondition {
                 st.count = saved;
                 encode_into(&notified, out)?;
             }
-            "notify" => {
+            ConditionMethod::Notify => {
                 let n: u64 = decode(args)?;
                 let mut st = st;
                 if st.owner != Some(me) {
@@ -120,7 +129,6 @@ impl Served for ServedCondition {
                 }
                 self.cv.notify_all();
             }
-            _ => return Err(super::custom::no_such_method("Condition", method)),
         }
         Ok(())
     }
@@ -158,12 +166,12 @@ impl ConditionProxy {
     /// Releases the lock, waits for a notification, and takes the lock again (Python's
     /// `wait()`). The caller must hold the lock.
     pub fn wait(&self) -> Result<()> {
-        self.base.call::<_, bool>("wait", &None::<f64>).map(|_| ())
+        self.base.call::<_, bool>(ConditionMethod::Wait.name(), &None::<f64>).map(|_| ())
     }
 
     /// As [`wait`](Self::wait), for at most `timeout`: `false` if no notification came.
     pub fn wait_timeout(&self, timeout: Duration) -> Result<bool> {
-        self.base.call("wait", &Some(timeout.as_secs_f64()))
+        self.base.call(ConditionMethod::Wait.name(), &Some(timeout.as_secs_f64()))
     }
 
     /// Waits until `predicate()` holds, re-checking after each notification, for at most
@@ -189,12 +197,12 @@ impl ConditionProxy {
 
     /// Wakes up to `n` waiters (Python's `notify(n)`). The caller must hold the lock.
     pub fn notify(&self, n: usize) -> Result<()> {
-        self.base.call("notify", &(n as u64))
+        self.base.call(ConditionMethod::Notify.name(), &(n as u64))
     }
 
     /// Wakes every waiter (Python's `notify_all`).
     pub fn notify_all(&self) -> Result<()> {
-        self.base.call("notify", &u64::MAX)
+        self.base.call(ConditionMethod::Notify.name(), &u64::MAX)
     }
 }
 

@@ -40,6 +40,23 @@ impl ServedDict {
     }
 }
 
+methods! {
+    enum DictMethod {
+        Get = "get",
+        Insert = "insert",
+        Remove = "remove",
+        Contains = "contains",
+        Len = "len",
+        Keys = "keys",
+        Values = "values",
+        Items = "items",
+        Update = "update",
+        Setdefault = "setdefault",
+        Popitem = "popitem",
+        Clear = "clear",
+    }
+}
+
 impl Served for ServedDict {
     fn call(
         &self,
@@ -49,40 +66,40 @@ impl Served for ServedDict {
         out: &mut Vec<u8>,
     ) -> std::result::Result<(), RemoteError> {
         let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
-        match method {
-            "get" => put_option(out, map.get(args).map(|v| &**v)),
-            "insert" => {
+        match DictMethod::parse(method, "dict")? {
+            DictMethod::Get => put_option(out, map.get(args).map(|v| &**v)),
+            DictMethod::Insert => {
                 let (k, v): (&[u8], &[u8]) = decode(args)?;
                 let old = map.insert(k.into(), v.into());
                 put_option(out, old.as_deref());
             }
-            "remove" => {
+            DictMethod::Remove => {
                 let old = map.shift_remove(args);
                 put_option(out, old.as_deref());
             }
-            "contains" => encode_into(&map.contains_key(args), out)?,
-            "len" => encode_into(&(map.len() as u64), out)?,
-            "keys" => write_seq(out, map.keys().map(|k| &**k)),
-            "values" => write_seq(out, map.values().map(|v| &**v)),
-            "items" => {
+            DictMethod::Contains => encode_into(&map.contains_key(args), out)?,
+            DictMethod::Len => encode_into(&(map.len() as u64), out)?,
+            DictMethod::Keys => write_seq(out, map.keys().map(|k| &**k)),
+            DictMethod::Values => write_seq(out, map.values().map(|v| &**v)),
+            DictMethod::Items => {
                 push_varint(out, map.len() as u64);
                 for (k, v) in map.iter() {
                     out.extend_from_slice(k);
                     out.extend_from_slice(v);
                 }
             }
-            "update" => {
+            DictMethod::Update => {
                 let items: Vec<(&[u8], &[u8])> = decode(args)?;
                 for (k, v) in items {
                     map.insert(k.into(), v.into());
                 }
             }
-            "setdefault" => {
+            DictMethod::Setdefault => {
                 let (k, v): (&[u8], &[u8]) = decode(args)?;
                 let v = map.entry(k.into()).or_insert_with(|| v.into());
                 out.extend_from_slice(v);
             }
-            "popitem" => match map.pop() {
+            DictMethod::Popitem => match map.pop() {
                 None => out.push(0),
                 Some((k, v)) => {
                     out.push(1);
@@ -90,8 +107,7 @@ impl Served for ServedDict {
                     out.extend_from_slice(&v);
                 }
             },
-            "clear" => map.clear(),
-            _ => return Err(super::custom::no_such_method("dict", method)),
+            DictMethod::Clear => map.clear(),
         }
         Ok(())
     }
@@ -124,43 +140,43 @@ where
     K: Serialize + DeserializeOwned,
     V: Serialize + DeserializeOwned,
 {
-    fn call_key<R: DeserializeOwned>(&self, method: &str, key: &K) -> Result<R> {
-        self.base.call_encoded(method, key, decode_reply)
+    fn call_key<R: DeserializeOwned>(&self, method: DictMethod, key: &K) -> Result<R> {
+        self.base.call_encoded(method.name(), key, decode_reply)
     }
 
-    fn call_pair<R: DeserializeOwned>(&self, method: &str, key: &K, value: &V) -> Result<R> {
+    fn call_pair<R: DeserializeOwned>(&self, method: DictMethod, key: &K, value: &V) -> Result<R> {
         let (k, v) = (encode_one(key)?, encode_one(value)?);
-        self.base.call(method, &(Bytes(&k), Bytes(&v)))
+        self.base.call(method.name(), &(Bytes(&k), Bytes(&v)))
     }
 
     /// The value of `key`, if present (Python's `d.get(key)`).
     #[doc(alias = "__getitem__")]
     pub fn get(&self, key: impl Borrow<K>) -> Result<Option<V>> {
-        self.call_key("get", key.borrow())
+        self.call_key(DictMethod::Get, key.borrow())
     }
 
     /// Sets `key` to `value`, returning the previous value (Python's `d[key] = value`).
     #[doc(alias = "__setitem__")]
     pub fn insert(&self, key: impl Borrow<K>, value: impl Borrow<V>) -> Result<Option<V>> {
-        self.call_pair("insert", key.borrow(), value.borrow())
+        self.call_pair(DictMethod::Insert, key.borrow(), value.borrow())
     }
 
     /// Removes `key`, returning its value (Python's `d.pop(key, None)`).
     #[doc(alias = "pop")]
     #[doc(alias = "__delitem__")]
     pub fn remove(&self, key: impl Borrow<K>) -> Result<Option<V>> {
-        self.call_key("remove", key.borrow())
+        self.call_key(DictMethod::Remove, key.borrow())
     }
 
     /// Whether `key` is present (Python's `key in d`).
     #[doc(alias = "__contains__")]
     pub fn contains_key(&self, key: impl Borrow<K>) -> Result<bool> {
-        self.call_key("contains", key.borrow())
+        self.call_key(DictMethod::Contains, key.borrow())
     }
 
     /// The number of entries (Python's `len(d)`).
     pub fn len(&self) -> Result<usize> {
-        self.base.call::<_, u64>("len", &()).map(|n| n as usize)
+        self.base.call::<_, u64>(DictMethod::Len.name(), &()).map(|n| n as usize)
     }
 
     /// Whether the dictionary is empty.
@@ -170,18 +186,18 @@ where
 
     /// The keys, in insertion order (Python's `list(d.keys())`).
     pub fn keys(&self) -> Result<Vec<K>> {
-        self.base.call("keys", &())
+        self.base.call(DictMethod::Keys.name(), &())
     }
 
     /// The values, in insertion order (Python's `list(d.values())`).
     pub fn values(&self) -> Result<Vec<V>> {
-        self.base.call("values", &())
+        self.base.call(DictMethod::Values.name(), &())
     }
 
     /// The entries, in insertion order (Python's `list(d.items())` or `d.copy()`).
     #[doc(alias = "copy")]
     pub fn items(&self) -> Result<Vec<(K, V)>> {
-        self.base.call("items", &())
+        self.base.call(DictMethod::Items.name(), &())
     }
 
     /// Sets every entry of `items`, in one call (Python's `update`).
@@ -196,22 +212,22 @@ where
             enc.push((encode_one(k.borrow())?, encode_one(v.borrow())?));
         }
         let pairs: Vec<(Bytes<'_>, Bytes<'_>)> = enc.iter().map(|(k, v)| (Bytes(k), Bytes(v))).collect();
-        self.base.call("update", &pairs)
+        self.base.call(DictMethod::Update.name(), &pairs)
     }
 
     /// The value of `key`, inserting `default` first if it is absent (Python's `setdefault`).
     pub fn setdefault(&self, key: impl Borrow<K>, default: impl Borrow<V>) -> Result<V> {
-        self.call_pair("setdefault", key.borrow(), default.borrow())
+        self.call_pair(DictMethod::Setdefault, key.borrow(), default.borrow())
     }
 
     /// Removes and returns the last inserted entry (Python's `popitem`), `None` when empty.
     pub fn popitem(&self) -> Result<Option<(K, V)>> {
-        self.base.call("popitem", &())
+        self.base.call(DictMethod::Popitem.name(), &())
     }
 
     /// Removes every entry (Python's `clear`).
     pub fn clear(&self) -> Result<()> {
-        self.base.call("clear", &())
+        self.base.call(DictMethod::Clear.name(), &())
     }
 }
 

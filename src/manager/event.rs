@@ -20,6 +20,15 @@ impl ServedEvent {
     }
 }
 
+methods! {
+    enum EventMethod {
+        Set = "set",
+        Clear = "clear",
+        IsSet = "is_set",
+        Wait = "wait",
+    }
+}
+
 impl Served for ServedEvent {
     fn call(
         &self,
@@ -29,19 +38,18 @@ impl Served for ServedEvent {
         out: &mut Vec<u8>,
     ) -> std::result::Result<(), RemoteError> {
         let mut flag = self.flag.lock().unwrap_or_else(|p| p.into_inner());
-        match method {
-            "set" => {
+        match EventMethod::parse(method, "Event")? {
+            EventMethod::Set => {
                 *flag = true;
                 self.cv.notify_all();
             }
-            "clear" => *flag = false,
-            "is_set" => encode_into(&*flag, out)?,
-            "wait" => {
+            EventMethod::Clear => *flag = false,
+            EventMethod::IsSet => encode_into(&*flag, out)?,
+            EventMethod::Wait => {
                 let timeout: Option<f64> = decode(args)?;
                 let (_f, ok) = cx.wait_until(&self.cv, flag, deadline(timeout), |f| *f)?;
                 encode_into(&ok, out)?;
             }
-            _ => return Err(super::custom::no_such_method("Event", method)),
         }
         Ok(())
     }
@@ -67,27 +75,27 @@ pub struct EventProxy {
 impl EventProxy {
     /// Sets the flag and wakes every waiter (Python's `set`).
     pub fn set(&self) -> Result<()> {
-        self.base.call("set", &())
+        self.base.call(EventMethod::Set.name(), &())
     }
 
     /// Clears the flag (Python's `clear`).
     pub fn clear(&self) -> Result<()> {
-        self.base.call("clear", &())
+        self.base.call(EventMethod::Clear.name(), &())
     }
 
     /// Whether the flag is set (Python's `is_set`).
     pub fn is_set(&self) -> Result<bool> {
-        self.base.call("is_set", &())
+        self.base.call(EventMethod::IsSet.name(), &())
     }
 
     /// Waits until the flag is set (Python's `wait()`).
     pub fn wait(&self) -> Result<()> {
-        self.base.call::<_, bool>("wait", &None::<f64>).map(|_| ())
+        self.base.call::<_, bool>(EventMethod::Wait.name(), &None::<f64>).map(|_| ())
     }
 
     /// Waits at most `timeout` (Python's `wait(timeout)`): whether the flag is set.
     pub fn wait_timeout(&self, timeout: Duration) -> Result<bool> {
-        self.base.call("wait", &Some(timeout.as_secs_f64()))
+        self.base.call(EventMethod::Wait.name(), &Some(timeout.as_secs_f64()))
     }
 }
 

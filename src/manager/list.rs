@@ -44,6 +44,28 @@ pub(crate) fn write_seq<'a>(out: &mut Vec<u8>, items: impl ExactSizeIterator<Ite
     }
 }
 
+methods! {
+    enum ListMethod {
+        Append = "append",
+        Len = "len",
+        Get = "get",
+        Set = "set",
+        Slice = "slice",
+        Extend = "extend",
+        Insert = "insert",
+        Pop = "pop",
+        Delete = "delete",
+        Remove = "remove",
+        Index = "index",
+        Count = "count",
+        Contains = "contains",
+        Reverse = "reverse",
+        Clear = "clear",
+        Snapshot = "snapshot",
+        ReplaceIf = "replace_if",
+    }
+}
+
 impl Served for ServedList {
     fn call(
         &self,
@@ -54,22 +76,22 @@ impl Served for ServedList {
     ) -> std::result::Result<(), RemoteError> {
         let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
         let len = st.items.len();
-        let mutated = match method {
-            "append" => {
+        let mutated = match ListMethod::parse(method, "list")? {
+            ListMethod::Append => {
                 st.items.push(args.into());
                 true
             }
-            "len" => {
+            ListMethod::Len => {
                 encode_into(&(len as u64), out)?;
                 false
             }
-            "get" => {
+            ListMethod::Get => {
                 let i: u64 = decode(args)?;
                 let item = st.items.get(i as usize).ok_or_else(|| index_error("list index out of range"))?;
                 out.extend_from_slice(item);
                 false
             }
-            "set" => {
+            ListMethod::Set => {
                 let (i, item): (u64, &[u8]) = decode(args)?;
                 let slot = st
                     .items
@@ -78,24 +100,24 @@ impl Served for ServedList {
                 *slot = item.into();
                 true
             }
-            "slice" => {
+            ListMethod::Slice => {
                 let (start, end): (u64, u64) = decode(args)?;
                 let end = (end as usize).min(len);
                 let start = (start as usize).min(end);
                 write_seq(out, st.items[start..end].iter().map(|b| &**b));
                 false
             }
-            "extend" => {
+            ListMethod::Extend => {
                 let items: Vec<&[u8]> = decode(args)?;
                 st.items.extend(items.into_iter().map(Box::from));
                 true
             }
-            "insert" => {
+            ListMethod::Insert => {
                 let (i, item): (u64, &[u8]) = decode(args)?;
                 st.items.insert((i as usize).min(len), item.into());
                 true
             }
-            "pop" => {
+            ListMethod::Pop => {
                 let i: Option<u64> = decode(args)?;
                 if len == 0 {
                     return Err(index_error("pop from empty list"));
@@ -107,7 +129,7 @@ impl Served for ServedList {
                 out.extend_from_slice(&st.items.remove(i));
                 true
             }
-            "delete" => {
+            ListMethod::Delete => {
                 let i: u64 = decode(args)?;
                 if i as usize >= len {
                     return Err(index_error("list assignment index out of range"));
@@ -115,7 +137,7 @@ impl Served for ServedList {
                 st.items.remove(i as usize);
                 true
             }
-            "remove" => {
+            ListMethod::Remove => {
                 let at = st.items.iter().position(|x| **x == *args);
                 let at = at.ok_or_else(|| {
                     RemoteError::new(RemoteErrorKind::Value, "list.remove(x): x not in list")
@@ -123,34 +145,34 @@ impl Served for ServedList {
                 st.items.remove(at);
                 true
             }
-            "index" => {
+            ListMethod::Index => {
                 let at = st.items.iter().position(|x| **x == *args);
                 let at = at.ok_or_else(|| RemoteError::new(RemoteErrorKind::Value, "x is not in list"))?;
                 encode_into(&(at as u64), out)?;
                 false
             }
-            "count" => {
+            ListMethod::Count => {
                 encode_into(&(st.items.iter().filter(|x| ***x == *args).count() as u64), out)?;
                 false
             }
-            "contains" => {
+            ListMethod::Contains => {
                 encode_into(&st.items.iter().any(|x| **x == *args), out)?;
                 false
             }
-            "reverse" => {
+            ListMethod::Reverse => {
                 st.items.reverse();
                 true
             }
-            "clear" => {
+            ListMethod::Clear => {
                 st.items.clear();
                 true
             }
-            "snapshot" => {
+            ListMethod::Snapshot => {
                 encode_into(&st.version, out)?;
                 write_seq(out, st.items.iter().map(|b| &**b));
                 false
             }
-            "replace_if" => {
+            ListMethod::ReplaceIf => {
                 let (version, items): (u64, Vec<&[u8]>) = decode(args)?;
                 let ok = version == st.version;
                 if ok {
@@ -159,7 +181,6 @@ impl Served for ServedList {
                 encode_into(&ok, out)?;
                 ok
             }
-            _ => return Err(super::custom::no_such_method("list", method)),
         };
         if mutated {
             st.version += 1;
@@ -209,18 +230,18 @@ pub(crate) fn range_to(range: impl RangeBounds<usize>) -> (u64, u64) {
 }
 
 impl<T: Serialize + DeserializeOwned> ListProxy<T> {
-    fn call<A: Serialize, R: DeserializeOwned>(&self, method: &str, args: &A) -> Result<R> {
-        self.base.call(method, args)
+    fn call<A: Serialize, R: DeserializeOwned>(&self, method: ListMethod, args: &A) -> Result<R> {
+        self.base.call(method.name(), args)
     }
 
-    fn call_item<R: DeserializeOwned>(&self, method: &str, item: &T) -> Result<R> {
-        self.base.call_encoded(method, item, decode_reply)
+    fn call_item<R: DeserializeOwned>(&self, method: ListMethod, item: &T) -> Result<R> {
+        self.base.call_encoded(method.name(), item, decode_reply)
     }
 
     /// The number of items (Python's `len(l)`).
     #[doc(alias = "__len__")]
     pub fn len(&self) -> Result<usize> {
-        self.call::<_, u64>("len", &()).map(|n| n as usize)
+        self.call::<_, u64>(ListMethod::Len, &()).map(|n| n as usize)
     }
 
     /// Whether the list is empty.
@@ -231,19 +252,19 @@ impl<T: Serialize + DeserializeOwned> ListProxy<T> {
     /// The item at `index` (Python's `l[index]`); an `Index` error past the end.
     #[doc(alias = "__getitem__")]
     pub fn get(&self, index: usize) -> Result<T> {
-        self.call("get", &(index as u64))
+        self.call(ListMethod::Get, &(index as u64))
     }
 
     /// Replaces the item at `index` (Python's `l[index] = item`).
     #[doc(alias = "__setitem__")]
     pub fn set(&self, index: usize, item: impl Borrow<T>) -> Result<()> {
         let bytes = encode_one(item.borrow())?;
-        self.call("set", &(index as u64, Bytes(&bytes)))
+        self.call(ListMethod::Set, &(index as u64, Bytes(&bytes)))
     }
 
     /// The items in `range`, clamped to the list as Python's slices are (Python's `l[a:b]`).
     pub fn slice(&self, range: impl RangeBounds<usize>) -> Result<Vec<T>> {
-        self.call("slice", &range_to(range))
+        self.call(ListMethod::Slice, &range_to(range))
     }
 
     /// A copy of the whole list (Python's `l[:]` or `list(l)`).
@@ -254,7 +275,7 @@ impl<T: Serialize + DeserializeOwned> ListProxy<T> {
 
     /// Adds an item at the end (Python's `append`).
     pub fn append(&self, item: impl Borrow<T>) -> Result<()> {
-        self.call_item("append", item.borrow())
+        self.call_item(ListMethod::Append, item.borrow())
     }
 
     /// Adds every item of `items` at the end, in one call (Python's `extend`).
@@ -264,61 +285,61 @@ impl<T: Serialize + DeserializeOwned> ListProxy<T> {
         I::Item: Borrow<T>,
     {
         let (buf, bounds) = encode_items(items)?;
-        self.base.call_raw("extend", &buf_as_seq(&buf, &bounds)?, decode_reply)
+        self.base.call_raw(ListMethod::Extend.name(), &buf_as_seq(&buf, &bounds)?, decode_reply)
     }
 
     /// Inserts an item before `index` (at the end if `index` is past it; Python's `insert`).
     pub fn insert(&self, index: usize, item: impl Borrow<T>) -> Result<()> {
         let bytes = encode_one(item.borrow())?;
-        self.call("insert", &(index as u64, Bytes(&bytes)))
+        self.call(ListMethod::Insert, &(index as u64, Bytes(&bytes)))
     }
 
     /// Removes and returns the last item (Python's `pop()`); an `Index` error when empty.
     pub fn pop(&self) -> Result<T> {
-        self.call("pop", &None::<u64>)
+        self.call(ListMethod::Pop, &None::<u64>)
     }
 
     /// Removes and returns the item at `index` (Python's `pop(index)`).
     pub fn pop_at(&self, index: usize) -> Result<T> {
-        self.call("pop", &Some(index as u64))
+        self.call(ListMethod::Pop, &Some(index as u64))
     }
 
     /// Removes the item at `index` (Python's `del l[index]`).
     #[doc(alias = "__delitem__")]
     pub fn delete(&self, index: usize) -> Result<()> {
-        self.call("delete", &(index as u64))
+        self.call(ListMethod::Delete, &(index as u64))
     }
 
     /// Removes the first item equal to `item` (Python's `remove`); a `Value` error if none is.
     pub fn remove(&self, item: impl Borrow<T>) -> Result<()> {
-        self.call_item("remove", item.borrow())
+        self.call_item(ListMethod::Remove, item.borrow())
     }
 
     /// The position of the first item equal to `item` (Python's `index`); a `Value` error if
     /// none is.
     pub fn index(&self, item: impl Borrow<T>) -> Result<usize> {
-        self.call_item::<u64>("index", item.borrow()).map(|i| i as usize)
+        self.call_item::<u64>(ListMethod::Index, item.borrow()).map(|i| i as usize)
     }
 
     /// How many items equal `item` (Python's `count`).
     pub fn count(&self, item: impl Borrow<T>) -> Result<usize> {
-        self.call_item::<u64>("count", item.borrow()).map(|i| i as usize)
+        self.call_item::<u64>(ListMethod::Count, item.borrow()).map(|i| i as usize)
     }
 
     /// Whether some item equals `item` (Python's `item in l`).
     #[doc(alias = "__contains__")]
     pub fn contains(&self, item: impl Borrow<T>) -> Result<bool> {
-        self.call_item("contains", item.borrow())
+        self.call_item(ListMethod::Contains, item.borrow())
     }
 
     /// Reverses the list in place (Python's `reverse`).
     pub fn reverse(&self) -> Result<()> {
-        self.call("reverse", &())
+        self.call(ListMethod::Reverse, &())
     }
 
     /// Removes every item (Python's `clear`).
     pub fn clear(&self) -> Result<()> {
-        self.call("clear", &())
+        self.call(ListMethod::Clear, &())
     }
 
     /// Sorts the list by `T`'s order (Python's `sort`), stably and atomically: the items are
@@ -339,13 +360,13 @@ impl<T: Serialize + DeserializeOwned> ListProxy<T> {
 
     fn sort_with(&self, mut sort: impl FnMut(&mut Vec<T>)) -> Result<()> {
         loop {
-            let (version, mut items): (u64, Vec<T>) = self.call("snapshot", &())?;
+            let (version, mut items): (u64, Vec<T>) = self.call(ListMethod::Snapshot, &())?;
             sort(&mut items);
             let (buf, bounds) = encode_items::<T, _>(items.iter())?;
             let mut args = Vec::new();
             protocol::encode_value(&version, &mut args)?;
             args.extend_from_slice(&buf_as_seq(&buf, &bounds)?);
-            if self.base.call_raw("replace_if", &args, decode_reply::<bool>)? {
+            if self.base.call_raw(ListMethod::ReplaceIf.name(), &args, decode_reply::<bool>)? {
                 return Ok(());
             }
         }
@@ -373,5 +394,22 @@ impl<T: Serialize + DeserializeOwned + fmt::Debug> fmt::Display for ListProxy<T>
             Ok(v) => write!(f, "{v:?}"),
             Err(e) => write!(f, "<ListProxy: {e}>"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ListMethod;
+    use crate::manager::RemoteErrorKind;
+
+    #[test]
+    fn a_method_table_parses_its_names_and_refuses_others_naming_the_object() {
+        for m in [ListMethod::Append, ListMethod::ReplaceIf, ListMethod::Snapshot] {
+            assert_eq!(ListMethod::parse(m.name(), "list"), Ok(m));
+        }
+        assert_eq!(ListMethod::ReplaceIf.name(), "replace_if");
+        let e = ListMethod::parse("appendd", "list").unwrap_err();
+        assert_eq!(e.kind(), RemoteErrorKind::NoSuchMethod);
+        assert!(e.message().contains("\"list\"") && e.message().contains("\"appendd\""), "{e}");
     }
 }

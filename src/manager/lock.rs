@@ -41,6 +41,14 @@ impl ServedLock {
     }
 }
 
+methods! {
+    enum LockMethod {
+        Acquire = "acquire",
+        Release = "release",
+        Locked = "locked",
+    }
+}
+
 impl Served for ServedLock {
     fn call(
         &self,
@@ -50,8 +58,8 @@ impl Served for ServedLock {
         out: &mut Vec<u8>,
     ) -> std::result::Result<(), RemoteError> {
         let st = self.state.lock().unwrap_or_else(|p| p.into_inner());
-        match method {
-            "acquire" => {
+        match LockMethod::parse(method, if self.reentrant { "RLock" } else { "Lock" })? {
+            LockMethod::Acquire => {
                 let (block, timeout): (bool, Option<f64>) = decode(args)?;
                 let me = cx.conn;
                 let reentrant = self.reentrant;
@@ -64,7 +72,7 @@ impl Served for ServedLock {
                 }
                 encode_into(&ok, out)?;
             }
-            "release" => {
+            LockMethod::Release => {
                 let mut st = st;
                 let held_by_me = st.owner == Some(cx.conn);
                 if st.owner.is_none() || (self.reentrant && !held_by_me) {
@@ -82,13 +90,7 @@ impl Served for ServedLock {
                     self.cv.notify_all();
                 }
             }
-            "locked" => encode_into(&st.owner.is_some(), out)?,
-            _ => {
-                return Err(super::custom::no_such_method(
-                    if self.reentrant { "RLock" } else { "Lock" },
-                    method,
-                ))
-            }
+            LockMethod::Locked => encode_into(&st.owner.is_some(), out)?,
         }
         Ok(())
     }
@@ -103,27 +105,31 @@ impl Served for ServedLock {
 }
 
 /// What the acquire-style proxies share: `acquire(blocking, timeout)`, `release`, and a guard.
+/// The calls are named from the lock's method table; the condition's and the semaphore's
+/// tables use the same two names.
 macro_rules! acquirer_methods {
     () => {
         /// Acquires, waiting as long as it takes (Python's `acquire()`).
         pub fn acquire(&self) -> Result<()> {
-            self.base.call::<_, bool>("acquire", &(true, None::<f64>)).map(|_| ())
+            self.base
+                .call::<_, bool>(super::lock::LockMethod::Acquire.name(), &(true, None::<f64>))
+                .map(|_| ())
         }
 
         /// Acquires if that is possible now (Python's `acquire(blocking=False)`).
         pub fn try_acquire(&self) -> Result<bool> {
-            self.base.call("acquire", &(false, None::<f64>))
+            self.base.call(super::lock::LockMethod::Acquire.name(), &(false, None::<f64>))
         }
 
         /// Acquires, waiting at most `timeout` (Python's `acquire(timeout=t)`): `false` if it
         /// timed out.
         pub fn acquire_timeout(&self, timeout: Duration) -> Result<bool> {
-            self.base.call("acquire", &(true, Some(timeout.as_secs_f64())))
+            self.base.call(super::lock::LockMethod::Acquire.name(), &(true, Some(timeout.as_secs_f64())))
         }
 
         /// Releases (Python's `release()`).
         pub fn release(&self) -> Result<()> {
-            self.base.call("release", &())
+            self.base.call(super::lock::LockMethod::Release.name(), &())
         }
 
         /// Acquires and returns a guard that releases on drop (Python's `with lock:`).
@@ -143,7 +149,7 @@ pub struct AcquireGuard<'a> {
 
 impl Drop for AcquireGuard<'_> {
     fn drop(&mut self) {
-        let _ = self.base.call::<_, ()>("release", &());
+        let _ = self.base.call::<_, ()>(super::lock::LockMethod::Release.name(), &());
     }
 }
 
@@ -176,7 +182,7 @@ impl LockProxy {
 
     /// Whether some client holds the lock.
     pub fn locked(&self) -> Result<bool> {
-        self.base.call("locked", &())
+        self.base.call(LockMethod::Locked.name(), &())
     }
 }
 

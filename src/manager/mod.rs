@@ -123,6 +123,41 @@ macro_rules! proxy_impls {
     };
 }
 
+/// The methods of a built-in object, by their Python names: one table that the server's
+/// dispatch matches exhaustively (a method added here and not served is a compile error) and
+/// that its proxy names its calls from (a misspelt method is one too). Registered user types get
+/// the same from `#[register]`.
+macro_rules! methods {
+    ($(#[$m:meta])* enum $Name:ident { $($Variant:ident = $name:literal),+ $(,)? }) => {
+        $(#[$m])*
+        #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+        pub(crate) enum $Name {
+            $($Variant),+
+        }
+
+        impl $Name {
+            /// The method's name on the wire (Python's name for it).
+            pub(crate) const fn name(self) -> &'static str {
+                match self {
+                    $(Self::$Variant => $name),+
+                }
+            }
+
+            /// The method called `name`, or the error a client gets for an unknown one (`object`
+            /// names the object's type in it).
+            pub(crate) fn parse(
+                name: &str,
+                object: &str,
+            ) -> std::result::Result<Self, $crate::manager::RemoteError> {
+                match name {
+                    $($name => Ok(Self::$Variant),)+
+                    _ => Err($crate::manager::custom::no_such_method(object, name)),
+                }
+            }
+        }
+    };
+}
+
 mod barrier;
 mod condition;
 pub(crate) mod custom;

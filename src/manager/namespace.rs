@@ -29,6 +29,16 @@ fn no_attribute(name: &str) -> RemoteError {
     RemoteError::new(RemoteErrorKind::Attribute, format!("'Namespace' object has no attribute '{name}'"))
 }
 
+methods! {
+    enum NamespaceMethod {
+        Get = "get",
+        Set = "set",
+        Remove = "remove",
+        Contains = "contains",
+        Names = "names",
+    }
+}
+
 impl Served for ServedNamespace {
     fn call(
         &self,
@@ -38,25 +48,24 @@ impl Served for ServedNamespace {
         out: &mut Vec<u8>,
     ) -> std::result::Result<(), RemoteError> {
         let mut attrs = self.attrs.lock().unwrap_or_else(|p| p.into_inner());
-        match method {
-            "get" => {
+        match NamespaceMethod::parse(method, "Namespace")? {
+            NamespaceMethod::Get => {
                 let name: &str = decode(args)?;
                 out.extend_from_slice(attrs.get(name).ok_or_else(|| no_attribute(name))?);
             }
-            "set" => {
+            NamespaceMethod::Set => {
                 let (name, value): (&str, &[u8]) = decode(args)?;
                 attrs.insert(name.to_string(), value.into());
             }
-            "remove" => {
+            NamespaceMethod::Remove => {
                 let name: &str = decode(args)?;
                 attrs.shift_remove(name).ok_or_else(|| no_attribute(name))?;
             }
-            "contains" => {
+            NamespaceMethod::Contains => {
                 let name: &str = decode(args)?;
                 encode_into(&attrs.contains_key(name), out)?;
             }
-            "names" => encode_into(&attrs.keys().collect::<Vec<_>>(), out)?,
-            _ => return Err(super::custom::no_such_method("Namespace", method)),
+            NamespaceMethod::Names => encode_into(&attrs.keys().collect::<Vec<_>>(), out)?,
         }
         Ok(())
     }
@@ -84,30 +93,30 @@ impl NamespaceProxy {
     /// The attribute `name` (Python's `ns.name`); an `Attribute` error if it is not set.
     #[doc(alias = "__getattr__")]
     pub fn get<T: DeserializeOwned>(&self, name: &str) -> Result<T> {
-        self.base.call("get", &name)
+        self.base.call(NamespaceMethod::Get.name(), &name)
     }
 
     /// Sets the attribute `name` (Python's `ns.name = value`).
     #[doc(alias = "__setattr__")]
     pub fn set<T: Serialize + ?Sized>(&self, name: &str, value: &T) -> Result<()> {
         let v = encode_one(value)?;
-        self.base.call_raw("set", &postcard_pair(name, &v)?, decode_reply)
+        self.base.call_raw(NamespaceMethod::Set.name(), &postcard_pair(name, &v)?, decode_reply)
     }
 
     /// Deletes the attribute `name` (Python's `del ns.name`).
     #[doc(alias = "__delattr__")]
     pub fn remove(&self, name: &str) -> Result<()> {
-        self.base.call("remove", &name)
+        self.base.call(NamespaceMethod::Remove.name(), &name)
     }
 
     /// Whether the attribute `name` is set (Python's `hasattr`).
     pub fn contains(&self, name: &str) -> Result<bool> {
-        self.base.call("contains", &name)
+        self.base.call(NamespaceMethod::Contains.name(), &name)
     }
 
     /// The names of the attributes, in the order they were first set.
     pub fn names(&self) -> Result<Vec<String>> {
-        self.base.call("names", &())
+        self.base.call(NamespaceMethod::Names.name(), &())
     }
 }
 

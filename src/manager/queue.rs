@@ -53,6 +53,18 @@ fn wait_deadline(block: bool, timeout: Option<f64>) -> Option<Instant> {
     }
 }
 
+methods! {
+    enum QueueMethod {
+        Put = "put",
+        Get = "get",
+        Qsize = "qsize",
+        Empty = "empty",
+        Full = "full",
+        TaskDone = "task_done",
+        Join = "join",
+    }
+}
+
 impl Served for ServedQueue {
     fn call(
         &self,
@@ -62,8 +74,8 @@ impl Served for ServedQueue {
         out: &mut Vec<u8>,
     ) -> std::result::Result<(), RemoteError> {
         let st = self.state.lock().unwrap_or_else(|p| p.into_inner());
-        match method {
-            "put" => {
+        match QueueMethod::parse(method, "Queue")? {
+            QueueMethod::Put => {
                 let (block, timeout, item): (bool, Option<f64>, &[u8]) = decode(args)?;
                 let max = self.maxsize;
                 let (mut st, ok) = cx.wait_until(&self.not_full, st, wait_deadline(block, timeout), |s| {
@@ -76,7 +88,7 @@ impl Served for ServedQueue {
                 st.unfinished += 1;
                 self.not_empty.notify_one();
             }
-            "get" => {
+            QueueMethod::Get => {
                 let (block, timeout): (bool, Option<f64>) = decode(args)?;
                 let (mut st, ok) =
                     cx.wait_until(&self.not_empty, st, wait_deadline(block, timeout), |s| {
@@ -94,10 +106,10 @@ impl Served for ServedQueue {
                     not_empty.notify_one();
                 });
             }
-            "qsize" => encode_into(&(st.items.len() as u64), out)?,
-            "empty" => encode_into(&st.items.is_empty(), out)?,
-            "full" => encode_into(&(self.maxsize > 0 && st.items.len() >= self.maxsize), out)?,
-            "task_done" => {
+            QueueMethod::Qsize => encode_into(&(st.items.len() as u64), out)?,
+            QueueMethod::Empty => encode_into(&st.items.is_empty(), out)?,
+            QueueMethod::Full => encode_into(&(self.maxsize > 0 && st.items.len() >= self.maxsize), out)?,
+            QueueMethod::TaskDone => {
                 let mut st = st;
                 if st.unfinished == 0 {
                     return Err(RemoteError::new(
@@ -110,13 +122,12 @@ impl Served for ServedQueue {
                     self.all_done.notify_all();
                 }
             }
-            "join" => {
+            QueueMethod::Join => {
                 let timeout: Option<f64> = decode(args)?;
                 let (_st, ok) =
                     cx.wait_until(&self.all_done, st, deadline(timeout), |s| s.unfinished == 0)?;
                 encode_into(&ok, out)?;
             }
-            _ => return Err(super::custom::no_such_method("Queue", method)),
         }
         Ok(())
     }
@@ -152,11 +163,11 @@ pub struct QueueProxy<T> {
 impl<T: Serialize + DeserializeOwned> QueueProxy<T> {
     fn put_with(&self, item: &T, block: bool, timeout: Option<f64>) -> Result<()> {
         let bytes = encode_one(item)?;
-        self.base.call("put", &(block, timeout, Bytes(&bytes)))
+        self.base.call(QueueMethod::Put.name(), &(block, timeout, Bytes(&bytes)))
     }
 
     fn get_with(&self, block: bool, timeout: Option<f64>) -> Result<T> {
-        self.base.call("get", &(block, timeout))
+        self.base.call(QueueMethod::Get.name(), &(block, timeout))
     }
 
     /// Adds an item, waiting for room if the queue is bounded (Python's `put(item)`).
@@ -192,17 +203,17 @@ impl<T: Serialize + DeserializeOwned> QueueProxy<T> {
 
     /// The number of items (Python's `qsize`).
     pub fn qsize(&self) -> Result<usize> {
-        self.base.call::<_, u64>("qsize", &()).map(|n| n as usize)
+        self.base.call::<_, u64>(QueueMethod::Qsize.name(), &()).map(|n| n as usize)
     }
 
     /// Whether the queue is empty (Python's `empty`).
     pub fn empty(&self) -> Result<bool> {
-        self.base.call("empty", &())
+        self.base.call(QueueMethod::Empty.name(), &())
     }
 
     /// Whether a bounded queue is full (Python's `full`).
     pub fn full(&self) -> Result<bool> {
-        self.base.call("full", &())
+        self.base.call(QueueMethod::Full.name(), &())
     }
 }
 
@@ -274,17 +285,17 @@ impl<T: Serialize + DeserializeOwned> JoinableQueueProxy<T> {
     /// Marks one item taken with `get` as processed (Python's `task_done`); a `Value` error if
     /// called more times than items were put.
     pub fn task_done(&self) -> Result<()> {
-        self.base.call("task_done", &())
+        self.base.call(QueueMethod::TaskDone.name(), &())
     }
 
     /// Waits until every item put has been marked done (Python's `join`).
     pub fn join(&self) -> Result<()> {
-        self.base.call::<_, bool>("join", &None::<f64>).map(|_| ())
+        self.base.call::<_, bool>(QueueMethod::Join.name(), &None::<f64>).map(|_| ())
     }
 
     /// As [`join`](Self::join), waiting at most `timeout`; `false` if items are still pending.
     pub fn join_timeout(&self, timeout: Duration) -> Result<bool> {
-        self.base.call("join", &Some(secs(timeout)))
+        self.base.call(QueueMethod::Join.name(), &Some(secs(timeout)))
     }
 }
 

@@ -28,6 +28,14 @@ impl ServedSemaphore {
     }
 }
 
+methods! {
+    enum SemaphoreMethod {
+        Acquire = "acquire",
+        Release = "release",
+        GetValue = "get_value",
+    }
+}
+
 impl Served for ServedSemaphore {
     fn call(
         &self,
@@ -37,8 +45,8 @@ impl Served for ServedSemaphore {
         out: &mut Vec<u8>,
     ) -> std::result::Result<(), RemoteError> {
         let v = self.value.lock().unwrap_or_else(|p| p.into_inner());
-        match method {
-            "acquire" => {
+        match SemaphoreMethod::parse(method, "Semaphore")? {
+            SemaphoreMethod::Acquire => {
                 let (block, timeout): (bool, Option<f64>) = decode(args)?;
                 let (mut v, ok) = cx.wait_until(&self.cv, v, acquire_deadline(block, timeout), |v| *v > 0)?;
                 if ok {
@@ -46,7 +54,7 @@ impl Served for ServedSemaphore {
                 }
                 encode_into(&ok, out)?;
             }
-            "release" => {
+            SemaphoreMethod::Release => {
                 let n: u64 = if args.is_empty() { 1 } else { decode(args)? };
                 let mut v = v;
                 if self.bound.is_some_and(|b| *v + n > b) {
@@ -58,8 +66,7 @@ impl Served for ServedSemaphore {
                 *v += n;
                 self.cv.notify_all();
             }
-            "get_value" => encode_into(&*v, out)?,
-            _ => return Err(super::custom::no_such_method("Semaphore", method)),
+            SemaphoreMethod::GetValue => encode_into(&*v, out)?,
         }
         Ok(())
     }
@@ -88,12 +95,12 @@ impl SemaphoreProxy {
 
     /// Releases `n` times at once (Python's `release(n)`).
     pub fn release_n(&self, n: usize) -> Result<()> {
-        self.base.call("release", &(n as u64))
+        self.base.call(SemaphoreMethod::Release.name(), &(n as u64))
     }
 
     /// The counter's current value (Python's `get_value`).
     pub fn get_value(&self) -> Result<usize> {
-        self.base.call::<_, u64>("get_value", &()).map(|v| v as usize)
+        self.base.call::<_, u64>(SemaphoreMethod::GetValue.name(), &()).map(|v| v as usize)
     }
 }
 

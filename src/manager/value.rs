@@ -25,6 +25,23 @@ impl ServedValue {
     }
 }
 
+methods! {
+    enum ValueMethod {
+        Get = "get",
+        Set = "set",
+        Swap = "swap",
+    }
+}
+
+methods! {
+    enum ArrayMethod {
+        Len = "len",
+        Get = "get",
+        Set = "set",
+        Slice = "slice",
+    }
+}
+
 impl Served for ServedValue {
     fn call(
         &self,
@@ -34,14 +51,13 @@ impl Served for ServedValue {
         out: &mut Vec<u8>,
     ) -> std::result::Result<(), RemoteError> {
         let mut v = self.value.lock().unwrap_or_else(|p| p.into_inner());
-        match method {
-            "get" => out.extend_from_slice(&v),
-            "set" => *v = args.into(),
-            "swap" => {
+        match ValueMethod::parse(method, "Value")? {
+            ValueMethod::Get => out.extend_from_slice(&v),
+            ValueMethod::Set => *v = args.into(),
+            ValueMethod::Swap => {
                 out.extend_from_slice(&v);
                 *v = args.into();
             }
-            _ => return Err(super::custom::no_such_method("Value", method)),
         }
         Ok(())
     }
@@ -65,17 +81,17 @@ pub struct ValueProxy<T> {
 impl<T: Serialize + DeserializeOwned> ValueProxy<T> {
     /// The value (Python's `v.value`).
     pub fn get(&self) -> Result<T> {
-        self.base.call("get", &())
+        self.base.call(ValueMethod::Get.name(), &())
     }
 
     /// Replaces the value (Python's `v.value = x`).
     pub fn set(&self, value: impl Borrow<T>) -> Result<()> {
-        self.base.call_raw("set", &encode_one(value.borrow())?, decode_reply)
+        self.base.call_raw(ValueMethod::Set.name(), &encode_one(value.borrow())?, decode_reply)
     }
 
     /// Replaces the value and returns the previous one, in one call.
     pub fn swap(&self, value: impl Borrow<T>) -> Result<T> {
-        self.base.call_raw("swap", &encode_one(value.borrow())?, decode_reply)
+        self.base.call_raw(ValueMethod::Swap.name(), &encode_one(value.borrow())?, decode_reply)
     }
 }
 
@@ -103,23 +119,22 @@ impl Served for ServedArray {
     ) -> std::result::Result<(), RemoteError> {
         let mut items = self.items.lock().unwrap_or_else(|p| p.into_inner());
         let out_of_range = || RemoteError::new(RemoteErrorKind::Index, "array index out of range");
-        match method {
-            "len" => encode_into(&(items.len() as u64), out)?,
-            "get" => {
+        match ArrayMethod::parse(method, "Array")? {
+            ArrayMethod::Len => encode_into(&(items.len() as u64), out)?,
+            ArrayMethod::Get => {
                 let i: u64 = decode(args)?;
                 out.extend_from_slice(items.get(i as usize).ok_or_else(out_of_range)?);
             }
-            "set" => {
+            ArrayMethod::Set => {
                 let (i, v): (u64, &[u8]) = decode(args)?;
                 *items.get_mut(i as usize).ok_or_else(out_of_range)? = v.into();
             }
-            "slice" => {
+            ArrayMethod::Slice => {
                 let (start, end): (u64, u64) = decode(args)?;
                 let end = (end as usize).min(items.len());
                 let start = (start as usize).min(end);
                 write_seq(out, items[start..end].iter().map(|b| &**b));
             }
-            _ => return Err(super::custom::no_such_method("Array", method)),
         }
         Ok(())
     }
@@ -144,7 +159,7 @@ pub struct ArrayProxy<T> {
 impl<T: Serialize + DeserializeOwned> ArrayProxy<T> {
     /// The number of items (Python's `len(a)`).
     pub fn len(&self) -> Result<usize> {
-        self.base.call::<_, u64>("len", &()).map(|n| n as usize)
+        self.base.call::<_, u64>(ArrayMethod::Len.name(), &()).map(|n| n as usize)
     }
 
     /// Whether the array has no items.
@@ -154,18 +169,18 @@ impl<T: Serialize + DeserializeOwned> ArrayProxy<T> {
 
     /// The item at `index` (Python's `a[index]`).
     pub fn get(&self, index: usize) -> Result<T> {
-        self.base.call("get", &(index as u64))
+        self.base.call(ArrayMethod::Get.name(), &(index as u64))
     }
 
     /// Replaces the item at `index` (Python's `a[index] = x`).
     pub fn set(&self, index: usize, value: impl Borrow<T>) -> Result<()> {
         let v = encode_one(value.borrow())?;
-        self.base.call("set", &(index as u64, Bytes(&v)))
+        self.base.call(ArrayMethod::Set.name(), &(index as u64, Bytes(&v)))
     }
 
     /// The items in `range`, clamped to the array (Python's `a[i:j]`).
     pub fn slice(&self, range: impl RangeBounds<usize>) -> Result<Vec<T>> {
-        self.base.call("slice", &super::list::range_to(range))
+        self.base.call(ArrayMethod::Slice.name(), &super::list::range_to(range))
     }
 
     /// All the items (Python's `a[:]`).
