@@ -142,7 +142,7 @@ pub use manager::Manager;
 pub use multiprocessing_macros::register;
 pub use pool::{
     as_completed, AsCompleted, AsyncResult, Executor, ExecutorBuilder, IMapIterator, ImapError, MapResult,
-    Pool, PoolBuilder, PoolFuture, TaskError, TaskErrorKind, TryIMapIterator,
+    OnDrop, Pool, PoolBuilder, PoolFuture, TaskError, TaskErrorKind, TryIMapIterator,
 };
 pub use process::{
     active_children, cpu_count, current_process, get_all_start_methods, get_context, get_start_method,
