@@ -85,12 +85,17 @@ mod wire;
 pub mod fuzzing;
 
 #[cfg(feature = "tokio")]
+pub use aio::sink::{ItemSink, MessageSink};
+#[cfg(feature = "tokio")]
 pub use aio::stream::{ImapStream, Items, Messages};
 pub use connection::{Connection, Pipe};
 pub use error::{ChildError, ChildFailure, Error, Result};
 /// The stream trait the async adapters implement (`futures_core::Stream`).
 #[cfg(feature = "tokio")]
 pub use futures_core::Stream;
+/// The sink trait the async adapters implement (`futures_sink::Sink`).
+#[cfg(feature = "tokio")]
+pub use futures_sink::Sink;
 pub use logging::log_to_stderr;
 pub use manager::Manager;
 /// Registers a type with the managers of this program and generates its proxy (Python's

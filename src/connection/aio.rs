@@ -474,6 +474,21 @@ impl Connection {
         self.transmit_async(msg, fds).await
     }
 
+    /// A message of `value`, encoded now, and the descriptors it carries (borrowed from
+    /// `value`, which must outlive the send), for [`send_encoded_async`](Self::send_encoded_async).
+    pub(crate) fn encode_message<T: Serialize + ?Sized>(&self, value: &T) -> Result<(Vec<u8>, Vec<RawFd>)> {
+        self.check_writable()?;
+        let mut msg = frame::start_frame();
+        let fds = wire::encode(value, &mut msg)?;
+        Ok((msg, fds))
+    }
+
+    /// Sends a message made by [`encode_message`](Self::encode_message); cancellation as
+    /// [`send_async`](Self::send_async).
+    pub(crate) async fn send_encoded_async(&self, msg: Vec<u8>, fds: Vec<RawFd>) -> Result<()> {
+        self.transmit_async(msg, fds).await
+    }
+
     /// Sends bytes as one message without blocking the thread (the async form of
     /// [`send_bytes`](Self::send_bytes)); cancellation as [`send_async`](Self::send_async).
     pub async fn send_bytes_async(&self, bytes: &[u8]) -> Result<()> {
