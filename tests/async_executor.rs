@@ -164,7 +164,8 @@ fn a_dropped_running_future_is_killed_with_kill_and_finishes_with_detach() {
 #[test]
 fn kill_reaches_a_task_a_worker_took_behind_another() {
     // A quick function's tasks go to a worker that still runs another: such a task counts as
-    // running (a worker has it) before it begins, and is killed once it begins.
+    // running (a worker has it) before it begins, and is killed once it begins (held by
+    // `release` for ever, it can end only so).
     for method in METHODS {
         let rt = current();
         let ex =
@@ -199,13 +200,18 @@ fn kill_reaches_a_task_a_worker_took_behind_another() {
                 drop(second);
                 // The worker reaches the dropped task only now, and is killed in it.
                 gate.release.set();
-                // `first` either came back before the kill, or ran again on the fresh worker.
+                // Not killed while it ran `first`, which either came back before the kill or ran
+                // again on the fresh worker.
                 within(first).await.unwrap();
                 let next = within(ex.submit(pid, ()).unwrap()).await.unwrap();
                 assert_ne!(next, holder, "{method}: a fresh worker");
-                assert!(behind.begun.is_set(), "{method}: killed only once it began");
-                assert_eq!(behind.pid.get(), holder);
                 assert!(reaped(holder), "{method}: the killed worker was reaped");
+                // Killed once the worker began it: at the latest inside `hold` (it may not have
+                // got as far as storing its pid).
+                assert!(
+                    [0, holder].contains(&behind.pid.get()),
+                    "{method}: it ran on that worker, if at all"
+                );
                 behind.release.set();
                 assert!(!behind.finished.is_set(), "{method}: the killed task never finished");
                 break;
