@@ -1,12 +1,13 @@
 //! A tokio program over processes: fans work out to worker processes through a bounded queue,
 //! streams their results back through a second queue, sends the results through a pool's
-//! `imap` over that stream, talks to a child over a pipe, and shuts down on Ctrl-C with every
-//! child joined (nothing left behind).
+//! `imap` over that stream, talks to a child over a pipe (through a `Sink`), gives up on a slow
+//! executor task whose worker is then killed, and shuts down on Ctrl-C with every child joined
+//! (nothing left behind).
 //!
 //! `cargo run --release --features tokio --example async_tour [JOBS]` (2000 by default; a
 //! large count gives time to press Ctrl-C).
 
-use multiprocessing::{Connection, Event, Pipe, Pool, Process, Queue, Stream};
+use multiprocessing::{Connection, Event, Executor, OnDrop, Pipe, Pool, Process, Queue, Sink, Stream};
 use std::pin::Pin;
 use std::time::Duration;
 
@@ -39,6 +40,24 @@ fn echo(conn: Connection, stop: Event) {
 
 fn square(x: u64) -> u64 {
     x * x
+}
+
+/// A task that takes far too long.
+fn stall(ms: u64) -> u64 {
+    std::thread::sleep(Duration::from_millis(ms));
+    ms
+}
+
+/// Hands every item to `sink`, then flushes it (what `SinkExt::send_all` does).
+async fn send_all<S: Sink<T> + Unpin, T>(
+    sink: &mut S,
+    items: impl IntoIterator<Item = T>,
+) -> Result<(), S::Error> {
+    for item in items {
+        std::future::poll_fn(|cx| Pin::new(&mut *sink).poll_ready(cx)).await?;
+        Pin::new(&mut *sink).start_send(item)?;
+    }
+    std::future::poll_fn(|cx| Pin::new(&mut *sink).poll_flush(cx)).await
 }
 
 async fn next<S: Stream + Unpin>(s: &mut S) -> Option<S::Item> {
@@ -82,11 +101,15 @@ async fn run(
     let (produced, ()) = tokio::join!(produce, consume);
     produced?;
 
-    // A pool's imap over an input stream: the pipe's replies feed it, read lazily.
-    for word in ["fan", "out", "stream", "back"] {
-        conn.send_async(&word.to_string()).await?;
-        println!("child says {}", conn.recv_async::<String>().await?);
+    // The pipe: the words go out through a sink, the replies come back as a stream.
+    let words = ["fan", "out", "stream", "back"];
+    send_all(&mut conn.sink(), words.map(String::from)).await?;
+    let mut replies = conn.messages::<String>();
+    for _ in words {
+        println!("child says {}", next(&mut replies).await.expect("the child answers each word")?);
     }
+
+    // A pool's imap over an input stream, read lazily.
     let input = Numbers(1..=10);
     let mut squares = pool.imap_stream(square, input);
     let mut total = 0;
@@ -95,6 +118,16 @@ async fn run(
     }
     println!("sum of squares 1..=10 through the pool: {total}");
     assert_eq!(total, 385);
+
+    // An executor whose futures, dropped, take their task with them: a timeout gives up on a
+    // task that would run for a minute, and its worker is killed and replaced.
+    let ex = Executor::builder().max_workers(1).on_drop(OnDrop::Kill).build()?;
+    let slow = ex.submit(stall, (60_000,))?;
+    if tokio::time::timeout(Duration::from_millis(100), slow).await.is_err() {
+        println!("gave up on a slow task after 100 ms: its worker was killed");
+    }
+    println!("the executor goes on: collatz(27) takes {} steps", ex.submit(collatz, (27,))?.await?);
+    ex.shutdown(true, false);
     Ok(())
 }
 

@@ -87,12 +87,17 @@ mod wire;
 pub mod fuzzing;
 
 #[cfg(feature = "tokio")]
+pub use aio::sink::{ItemSink, MessageSink};
+#[cfg(feature = "tokio")]
 pub use aio::stream::{ImapStream, Items, Messages};
 pub use connection::{Connection, Pipe};
 pub use error::{ChildError, ChildFailure, Error, Result};
 /// The stream trait the async adapters implement (`futures_core::Stream`).
 #[cfg(feature = "tokio")]
 pub use futures_core::Stream;
+/// The sink trait the async adapters implement (`futures_sink::Sink`).
+#[cfg(feature = "tokio")]
+pub use futures_sink::Sink;
 pub use logging::log_to_stderr;
 pub use manager::Manager;
 /// Registers a type with the managers of this program and generates its proxy (Python's
@@ -144,7 +149,7 @@ pub use manager::Manager;
 pub use multiprocessing_macros::register;
 pub use pool::{
     as_completed, AsCompleted, AsyncResult, Executor, ExecutorBuilder, IMapIterator, ImapError, MapResult,
-    Pool, PoolBuilder, PoolFuture, TaskError, TaskErrorKind, TryIMapIterator,
+    OnDrop, Pool, PoolBuilder, PoolFuture, TaskError, TaskErrorKind, TryIMapIterator,
 };
 pub use process::{
     active_children, cpu_count, current_process, get_all_start_methods, get_context, get_start_method,

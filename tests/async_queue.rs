@@ -3,7 +3,7 @@
 //! one queue with cancellations, and no thread growth.
 #![cfg(feature = "tokio")]
 
-use multiprocessing::{GetError, JoinableQueue, Process, Queue, SimpleQueue, StartMethod};
+use multiprocessing::{Event, GetError, JoinableQueue, Process, Queue, SimpleQueue, StartMethod};
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -115,53 +115,80 @@ fn put_async_waits_for_room_and_consumers_in_other_processes_see_everything() {
     }
 }
 
+/// Puts `first` items, waits for `go`, puts the rest up to `total`.
+fn two_phase_producer(q: Queue<u64>, first: u64, total: u64, go: Event) {
+    for i in 0..first {
+        q.put(i).unwrap();
+    }
+    go.wait();
+    for i in first..total {
+        q.put(i).unwrap();
+    }
+}
+
 #[test]
 fn a_thousand_getters_half_cancelled_lose_and_duplicate_nothing() {
     let _g = serial();
-    let rt = multi();
-    let q: Queue<u64> = Queue::new().unwrap();
     const N: u64 = 1000;
-    let (taken, leftover) = rt.block_on(async {
-        let mut tasks = Vec::new();
-        for i in 0..N {
-            let q = q.clone();
-            tasks.push(tokio::spawn(async move {
+    for method in METHODS {
+        let rt = multi();
+        let q: Queue<u64> = Queue::new().unwrap();
+        let go = Event::new().unwrap();
+        let (taken, cancelled, leftover) = rt.block_on(async {
+            let mut evens = Vec::new();
+            let mut odds = Vec::new();
+            for i in 0..N {
+                let q = q.clone();
                 if i % 2 == 0 {
                     // Cancelled by its timeout at some await point, most of them while parked.
                     let ms = 1 + (i % 37);
-                    tokio::time::timeout(Duration::from_millis(ms), q.get_async())
-                        .await
-                        .ok()
-                        .map(|r| r.unwrap())
+                    evens.push(tokio::spawn(async move {
+                        tokio::time::timeout(Duration::from_millis(ms), q.get_async())
+                            .await
+                            .ok()
+                            .map(|r| r.unwrap())
+                    }));
                 } else {
-                    Some(
-                        tokio::time::timeout(Duration::from_secs(120), q.get_async()).await.unwrap().unwrap(),
-                    )
+                    odds.push(tokio::spawn(async move {
+                        tokio::time::timeout(Duration::from_secs(120), q.get_async()).await.unwrap().unwrap()
+                    }));
                 }
-            }));
-        }
-        // Items arrive from another process while the timeouts fire.
-        let p = Process::new(blocking_producer, (q.clone(), 0, N)).start().unwrap();
-        let mut taken = Vec::new();
-        for t in tasks {
-            if let Some(v) = t.await.unwrap() {
-                taken.push(v);
             }
-        }
-        assert_eq!(p.join().unwrap().exitcode(), 0);
-        let mut leftover = Vec::new();
-        while let Ok(v) = q.get_timeout(Duration::from_millis(200)) {
-            leftover.push(v);
-        }
-        (taken, leftover)
-    });
-    assert!(taken.len() as u64 >= N / 2, "every uncancelled getter got one: {}", taken.len());
-    let mut all: Vec<u64> = taken.iter().chain(&leftover).copied().collect();
-    all.sort();
-    assert_eq!(all, (0..N).collect::<Vec<_>>(), "each item exactly once");
-    let checksum: u64 = all.iter().map(|v| v.wrapping_mul(0x9e37_79b9_7f4a_7c15)).fold(0, |a, b| a ^ b);
-    let want: u64 = (0..N).map(|v| v.wrapping_mul(0x9e37_79b9_7f4a_7c15)).fold(0, |a, b| a ^ b);
-    assert_eq!(checksum, want);
+            // A quarter of the items arrive from another process while the timeouts fire; the
+            // rest once every timed getter is done, so that at least a quarter of the getters
+            // (the timed ones the first items did not reach) were cancelled.
+            let p = Process::new(two_phase_producer, (q.clone(), N / 4, N, go.clone()))
+                .start_method(method)
+                .start()
+                .unwrap();
+            let mut taken = Vec::new();
+            let mut cancelled = 0;
+            for t in evens {
+                match t.await.unwrap() {
+                    Some(v) => taken.push(v),
+                    None => cancelled += 1,
+                }
+            }
+            go.set();
+            for t in odds {
+                taken.push(t.await.unwrap());
+            }
+            assert_eq!(p.join_async().await.unwrap().exitcode(), 0);
+            let mut leftover = Vec::new();
+            while let Ok(v) = q.get_nowait() {
+                leftover.push(v);
+            }
+            (taken, cancelled, leftover)
+        });
+        assert!(cancelled >= N / 4, "{method}: {cancelled} getters cancelled");
+        assert_eq!(leftover.len() as u64, cancelled, "{method}: each cancelled getter left its item");
+        let mut all: Vec<u64> = taken.iter().chain(&leftover).copied().collect();
+        all.sort();
+        assert_eq!(all, (0..N).collect::<Vec<_>>(), "{method}: each item exactly once");
+        let checksum: u64 = all.iter().map(|v| v.wrapping_mul(0x9e37_79b9_7f4a_7c15)).fold(0, |a, b| a ^ b);
+        let want: u64 = (0..N).map(|v| v.wrapping_mul(0x9e37_79b9_7f4a_7c15)).fold(0, |a, b| a ^ b);
+        assert_eq!(checksum, want);
+    }
 }
 
 #[test]

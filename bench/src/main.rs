@@ -1,10 +1,12 @@
 //! Side-by-side benchmarks: this library, CPython's `multiprocessing`, the Rust peers and the
 //! physical floors, in one run, per CPU placement. See `bench/README.md`.
 //!
-//! `cargo run --release -p bench [--features iceoryx2] -- [--placement idle|one-core|loaded|all]
+//! `cargo run --release -p bench [--features iceoryx2,tokio] -- [--placement idle|one-core|loaded|all]
 //! [--method forkserver|fork|spawn] [--quick] [--reps N] [--min-secs S] [--only name,prefix]
 //! [--no-python] [--no-latency] [--json PATH]`
 
+#[cfg(feature = "tokio")]
+mod aio;
 mod floors;
 mod host;
 mod latency;
@@ -304,6 +306,8 @@ fn workloads(cores: usize) -> Vec<Workload> {
             )
         },
     ]);
+    #[cfg(feature = "tokio")]
+    aio::insert_rows(&mut v);
     v
 }
 
@@ -721,6 +725,9 @@ fn run_placement(o: &Options, placement: Placement) -> PlacementResult {
     if !cfg!(feature = "iceoryx2") {
         notes.push("iceoryx2 peer not built: run with --features iceoryx2".to_string());
     }
+    if !cfg!(feature = "tokio") {
+        notes.push("async rows not built: run with --features tokio".to_string());
+    }
     println!(
         "\n=== placement: {} | start method (both sides): {} | {} repetitions of >= {} s ===",
         placement.name(),
@@ -736,6 +743,8 @@ fn run_placement(o: &Options, placement: Placement) -> PlacementResult {
     let floors = run_floors(o);
     eprintln!("[{}] workloads", placement.name());
     let rows = run_workloads(o, &mut py, &floors);
+    #[cfg(feature = "tokio")]
+    notes.extend(aio::versus_blocking(&rows));
     let latency = if o.latency { run_latency(o, &mut py) } else { Vec::new() };
     drop(py);
     let busy_loop_pids = load.as_ref().map_or_else(Vec::new, host::Load::pids);

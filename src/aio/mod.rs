@@ -10,6 +10,7 @@
 //! `#[tokio::main]` and `#[tokio::test]` do): the time driver for the liveness checks of lock
 //! waits (a holder that died is noticed within a slice, as in the blocking waits).
 
+pub(crate) mod sink;
 pub(crate) mod stream;
 pub(crate) mod waker;
 

@@ -1,7 +1,12 @@
 //! Async sends and receives (feature `tokio`), on the same lanes and socket as the blocking
-//! ones. A waiting receiver marks itself asleep on the socket (`reader_active` idle, as `poll`
-//! does), so a sender rings the socket's doorbell, which tokio's reactor watches: no thread,
-//! no futex sleep. A sender waiting for lane space sleeps through the waker thread.
+//! ones. A receiver that finds its lane empty first spins on it as the blocking receive does
+//! (the wait core's adaptive budget, at most 50 µs, only while the peer runs and with two
+//! CPUs or more; the runtime's thread is held meanwhile), so that a ping-pong on idle CPUs
+//! makes no system call on either side. Then it marks itself asleep on the socket
+//! (`reader_active` idle, as `poll` does), so a sender rings the socket's doorbell, which
+//! tokio's reactor watches: no thread, no futex sleep. A sender waiting for lane space sleeps
+//! through the waker thread. An uncontended turn on the connection is taken with `try_lock`,
+//! without a lock future.
 
 use super::lane::{self, Lane, Next, SocketFront};
 use super::Connection;
@@ -188,10 +193,18 @@ impl Connection {
         })
     }
 
-    /// Looks at what is next without waiting, the receivers' lock held: a message in the lane
-    /// (taken), a frame on the socket (to be read), or nothing (the receiver then counts as
-    /// asleep on the socket, so the next message rings its doorbell).
-    fn look<R>(&self, sock: BorrowedFd<'_>, inline: &impl Fn(&[u8]) -> Result<R>) -> Result<Look<R>> {
+    /// Looks at what is next, the receivers' lock held: a message in the lane (taken), a frame
+    /// on the socket (to be read), or nothing (the receiver then counts as asleep on the
+    /// socket, so the next message rings its doorbell). With `spin`, an empty lane is first
+    /// spun on as the blocking receive does (the wait core's adaptive budget, at most 50 µs,
+    /// only while the peer runs, with two CPUs or more): a reply that comes within it costs
+    /// neither side a system call.
+    fn look<R>(
+        &self,
+        sock: BorrowedFd<'_>,
+        inline: &impl Fn(&[u8]) -> Result<R>,
+        spin: bool,
+    ) -> Result<Look<R>> {
         let Some(lanes) = &self.lanes else {
             let mut b = [0u8; 1];
             return match sys::peek_now(sock, &mut b) {
@@ -203,6 +216,9 @@ impl Connection {
             };
         };
         let rx = lanes.rx();
+        // Running: a sender need not ring the doorbell.
+        rx.set_active(true);
+        let mut spin = spin;
         loop {
             if let Some((next, after)) = rx.peek()? {
                 let out = match next {
@@ -222,6 +238,9 @@ impl Connection {
                     lane::drain_bells(&rx, sock)?;
                 }
                 return Ok(Look::Got(out));
+            }
+            if std::mem::take(&mut spin) && rx.spin_for_data(&lanes.tx()) {
+                continue;
             }
             rx.set_active(false);
             if rx.has_data() {
@@ -330,9 +349,15 @@ impl Connection {
         framed: impl Fn(Vec<u8>, Vec<OwnedFd>) -> Result<R>,
     ) -> Result<R> {
         self.check_readable()?;
-        let mut guard = self.turns.recv.lock().await;
+        // Uncontended, the turn is taken without a future (waiters queued get it first).
+        let mut guard = match self.turns.recv.try_lock() {
+            Ok(g) => g,
+            Err(_) => self.turns.recv.lock().await,
+        };
         let RecvTurn { partial: turn, sock } = &mut *guard;
         let sock = self.registered(sock, tokio::io::Interest::READABLE)?;
+        // Spin once per wake, as the blocking receive does.
+        let mut spin = true;
         loop {
             // The receivers' lock across processes, taken without a thread; held across an
             // await only while a frame is read off the socket.
@@ -348,7 +373,7 @@ impl Connection {
                 // Nothing half-read from an earlier, cancelled receive: look at what is next.
                 let looked = {
                     let _reader = self.recv_guard();
-                    self.look(sock.get_ref().as_fd(), &inline)?
+                    self.look(sock.get_ref().as_fd(), &inline, std::mem::take(&mut spin))?
                 };
                 match looked {
                     Look::Got(r) => return r,
@@ -358,6 +383,7 @@ impl Connection {
                         // Readiness is cleared before the next look, so a message that lands
                         // after it makes the socket ready again.
                         sock.readable().await.map_err(io_err("waiting for a message"))?.clear_ready();
+                        spin = true;
                         continue;
                     }
                 }
@@ -369,6 +395,9 @@ impl Connection {
     }
 
     /// Receives a value without blocking the thread (the async form of [`recv`](Self::recv)).
+    /// With nothing there yet it first spins on the pipe's shared memory as `recv` does (an
+    /// adaptive budget of at most 50 µs, only while the peer runs and with two CPUs or more),
+    /// then sleeps on the tokio reactor until the sender rings.
     ///
     /// # Cancel safety
     ///
@@ -408,7 +437,10 @@ impl Connection {
     }
 
     async fn transmit_async(&self, mut msg: Vec<u8>, fds: Vec<RawFd>) -> Result<()> {
-        let mut turn = self.turns.send.lock().await;
+        let mut turn = match self.turns.send.try_lock() {
+            Ok(g) => g,
+            Err(_) => self.turns.send.lock().await,
+        };
         let sock = self.registered(&mut turn, tokio::io::Interest::WRITABLE)?;
         let Some(lanes) = &self.lanes else {
             // A socket from a listener: the frame goes out as `send` writes it, in this thread,
@@ -471,6 +503,21 @@ impl Connection {
         self.check_writable()?;
         let mut msg = frame::start_frame();
         let fds = wire::encode(value, &mut msg)?;
+        self.transmit_async(msg, fds).await
+    }
+
+    /// A message of `value`, encoded now, and the descriptors it carries (borrowed from
+    /// `value`, which must outlive the send), for [`send_encoded_async`](Self::send_encoded_async).
+    pub(crate) fn encode_message<T: Serialize + ?Sized>(&self, value: &T) -> Result<(Vec<u8>, Vec<RawFd>)> {
+        self.check_writable()?;
+        let mut msg = frame::start_frame();
+        let fds = wire::encode(value, &mut msg)?;
+        Ok((msg, fds))
+    }
+
+    /// Sends a message made by [`encode_message`](Self::encode_message); cancellation as
+    /// [`send_async`](Self::send_async).
+    pub(crate) async fn send_encoded_async(&self, msg: Vec<u8>, fds: Vec<RawFd>) -> Result<()> {
         self.transmit_async(msg, fds).await
     }
 

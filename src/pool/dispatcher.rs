@@ -19,6 +19,14 @@
 //! its worker killed (then the same). One case runs a task twice: a worker batches results
 //! (at most 200 µs worth, and only of functions known to be quick), and if it dies while holding
 //! some, their tasks count as unfinished and run again elsewhere.
+//!
+//! Cancellation: a task cancelled while queued is skipped when its turn comes, and the queue is
+//! purged of such tasks (closing their arguments' handles) once they are a sixteenth of it. A
+//! running task whose caller asked for it to be killed (an `Executor` future dropped with
+//! `OnDrop::Kill`) gets its worker killed once the slot words show it running (checked at
+//! growing intervals, from 1 ms up to 64 ms, while it waits behind others in that worker), and
+//! the worker is replaced as for any death; the worker is given no more tasks meanwhile.
+//!
 //! `terminate` (or dropping the pool) stops everything at once: SIGTERM, SIGKILL for workers
 //! still there after a grace period, every worker reaped, every unfinished task failed.
 
@@ -44,6 +52,9 @@ const QUEUE_BUDGET_NS: u64 = 2_000_000;
 const UNKNOWN_NS: u64 = QUEUE_BUDGET_NS + 1;
 /// How long `terminate` waits after SIGTERM before SIGKILL.
 const TERMINATE_GRACE: Duration = Duration::from_millis(200);
+/// The first and the longest interval between checks of whether a task to be killed has begun.
+const KILL_CHECK_FIRST: Duration = Duration::from_millis(1);
+const KILL_CHECK_MAX: Duration = Duration::from_millis(64);
 
 /// One unit of work: a task, or a chunk of a map.
 pub(crate) struct Task {
@@ -94,6 +105,10 @@ pub(crate) struct Intake {
     /// Lazy jobs (`imap` iterators) that may still submit after `close`.
     pub(crate) open_jobs: usize,
     cancel_queued: bool,
+    /// Queued tasks cancelled since the dispatcher last looked.
+    withdrawn: usize,
+    /// Tasks whose callers asked for them to be killed.
+    kill: Vec<u64>,
 }
 
 /// The pool's shared state: the intake, and the socket that wakes the dispatcher.
@@ -114,6 +129,8 @@ impl Shared {
                 sleeping: false,
                 open_jobs: 0,
                 cancel_queued: false,
+                withdrawn: 0,
+                kill: Vec::new(),
             }),
             wake_rx,
             wake_tx,
@@ -198,7 +215,24 @@ impl Shared {
             intake.sleeping = false;
         }
         intake.cancel_queued = false;
+        // A broker's workers are not ours to kill; cancelled tasks are skipped at their turn.
+        intake.withdrawn = 0;
+        intake.kill.clear();
         (intake.tasks.drain(..).collect(), intake.phase, intake.open_jobs)
+    }
+
+    /// Tells the dispatcher that a queued task was cancelled (so that it purges its queue in time).
+    pub(crate) fn withdrawn(&self) {
+        let mut intake = lock(&self.intake);
+        intake.withdrawn += 1;
+        self.wake_if_sleeping(&mut intake);
+    }
+
+    /// Asks the dispatcher to kill task `id` if a worker runs it (its worker is replaced).
+    pub(crate) fn kill_task(&self, id: u64) {
+        let mut intake = lock(&self.intake);
+        intake.kill.push(id);
+        self.wake_if_sleeping(&mut intake);
     }
 
     /// Asks the dispatcher to cancel every task that has not started.
@@ -245,6 +279,8 @@ impl Launch {
             ready: false,
             exit_sent: false,
             timed_out: None,
+            doomed: Vec::new(),
+            killed_for: None,
             eof: false,
             write_failed: false,
         })
@@ -265,6 +301,10 @@ pub(crate) struct Worker {
     ready: bool,
     exit_sent: bool,
     timed_out: Option<u64>,
+    /// Tasks it holds whose callers asked for them to be killed, not yet seen running.
+    doomed: Vec<u64>,
+    /// The task it was killed for running, once killed so.
+    killed_for: Option<u64>,
     eof: bool,
     write_failed: bool,
 }
@@ -291,6 +331,10 @@ pub(crate) struct Dispatcher {
     open_jobs: usize,
     /// Workers in a row that died before they were ready.
     startup_failures: u32,
+    /// Queued tasks cancelled and not yet purged from `waiting`.
+    withdrawn: usize,
+    /// The interval before the next check of doomed tasks, and when that check is due.
+    kill_check: (Duration, Option<Instant>),
 }
 
 fn how_it_ended(status: Option<ExitStatus>) -> String {
@@ -323,6 +367,8 @@ impl Dispatcher {
             phase: Phase::Running,
             open_jobs: 0,
             startup_failures: 0,
+            withdrawn: 0,
+            kill_check: (KILL_CHECK_FIRST, None),
         }
     }
 
@@ -359,12 +405,13 @@ impl Dispatcher {
 
     /// Moves new tasks to `waiting` and applies commands; `false` when terminating.
     fn take_intake(&mut self) -> bool {
-        let cancel = {
+        let (cancel, kill) = {
             let mut intake = lock(&self.shared.intake);
             self.phase = intake.phase;
             self.open_jobs = intake.open_jobs;
             self.waiting.extend(intake.tasks.drain(..));
-            std::mem::take(&mut intake.cancel_queued)
+            self.withdrawn += std::mem::take(&mut intake.withdrawn);
+            (std::mem::take(&mut intake.cancel_queued), std::mem::take(&mut intake.kill))
         };
         if self.phase == Phase::Terminating {
             return false;
@@ -372,6 +419,16 @@ impl Dispatcher {
         if cancel {
             self.waiting.retain(|t| !t.sink.cancel(t.index));
         }
+        // Purged once the cancelled are a sixteenth of the queue: each purge costs the queue's
+        // length, paid for by that many cancellations.
+        if self.withdrawn > 0 && self.withdrawn * 16 >= self.waiting.len() {
+            self.waiting.retain(|t| !t.sink.cancelled(t.index));
+            self.withdrawn = 0;
+        }
+        if !kill.is_empty() {
+            self.doom(kill);
+        }
+        self.kill_doomed();
         if let Some(e) = &self.broken {
             for t in self.waiting.drain(..) {
                 t.fail(e.clone());
@@ -388,8 +445,11 @@ impl Dispatcher {
         let mut best: Option<(usize, u64)> = None;
         for (i, w) in self.workers.iter().enumerate() {
             let Some(w) = w else { continue };
-            if w.exit_sent || w.timed_out.is_some() || w.write_failed {
+            if w.exit_sent || w.timed_out.is_some() || w.write_failed || w.killed_for.is_some() {
                 continue;
+            }
+            if !w.doomed.is_empty() {
+                continue; // killed soon: what it would take would only run again elsewhere
             }
             if self.maxtasks.is_some_and(|m| w.sent >= m) {
                 continue;
@@ -445,7 +505,7 @@ impl Dispatcher {
         let mut earliest: Option<u64> = None;
         for (i, w) in self.workers.iter().enumerate() {
             let Some(w) = w else { continue };
-            if w.outstanding.is_empty() || w.timed_out.is_some() {
+            if w.outstanding.is_empty() || w.timed_out.is_some() || w.killed_for.is_some() {
                 continue;
             }
             let at = match self.launch.slots.slot(i).running() {
@@ -459,12 +519,17 @@ impl Dispatcher {
     }
 
     fn wait_and_handle(&mut self) {
-        let deadline = self.next_deadline();
+        let deadline = match (self.next_deadline(), self.kill_check.1) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
         {
             let mut intake = lock(&self.shared.intake);
             if !intake.tasks.is_empty()
                 || intake.phase != self.phase
                 || intake.cancel_queued
+                || intake.withdrawn > 0
+                || !intake.kill.is_empty()
                 || intake.open_jobs != self.open_jobs
             {
                 return;
@@ -577,6 +642,9 @@ impl Dispatcher {
             }
             let Some(pos) = w.outstanding.iter().position(|t| t.id == h.id) else { continue };
             let task = w.outstanding.remove(pos).expect("position is in range");
+            if !w.doomed.is_empty() {
+                w.doomed.retain(|&id| id != h.id); // finished before it could be killed
+            }
             w.load_ns = w.load_ns.saturating_sub(task.est);
             estimates.entry(task.entry).and_modify(|e| *e = (*e * 3 + h.nanos) / 4).or_insert(h.nanos);
             let outcome = match h.tag {
@@ -630,7 +698,26 @@ impl Dispatcher {
         }
         let mut requeue = Vec::new();
         for task in w.outstanding.drain(..) {
-            if Some(task.id) == w.timed_out {
+            if Some(task.id) == w.killed_for || w.doomed.contains(&task.id) {
+                let msg = if Some(task.id) == w.killed_for {
+                    format!(
+                        "task {} was cancelled while running; worker pid {} was killed and replaced",
+                        task.id, w.pid
+                    )
+                } else {
+                    format!(
+                        "task {} was cancelled; worker pid {} {} before it ran",
+                        task.id,
+                        w.pid,
+                        how_it_ended(status)
+                    )
+                };
+                let id = task.id;
+                task.sink.complete(
+                    task.index,
+                    Err(TaskError::new(TaskErrorKind::Cancelled, msg).at(id, Some(w.pid))),
+                );
+            } else if Some(task.id) == w.timed_out {
                 let t = self.task_timeout.unwrap_or_default();
                 let msg = format!(
                     "task {} ran longer than the task timeout of {t:?}; worker pid {} was killed and replaced",
@@ -698,7 +785,7 @@ impl Dispatcher {
         let now = sys::monotonic_ns();
         for (i, w) in self.workers.iter_mut().enumerate() {
             let Some(w) = w else { continue };
-            if w.timed_out.is_some() || w.outstanding.is_empty() {
+            if w.timed_out.is_some() || w.killed_for.is_some() || w.outstanding.is_empty() {
                 continue;
             }
             if let Some((id, started)) = self.launch.slots.slot(i).running() {
@@ -708,6 +795,58 @@ impl Dispatcher {
                 }
             }
         }
+    }
+
+    /// Marks the tasks in `ids` to be killed once running: on the worker that holds each. A task
+    /// back in `waiting` (its worker died before running it) is dropped there; one found nowhere
+    /// has finished.
+    fn doom(&mut self, ids: Vec<u64>) {
+        for id in ids {
+            if let Some(w) =
+                self.workers.iter_mut().flatten().find(|w| w.outstanding.iter().any(|t| t.id == id))
+            {
+                if w.killed_for.is_none() && !w.doomed.contains(&id) {
+                    w.doomed.push(id);
+                }
+            } else if let Some(pos) = self.waiting.iter().position(|t| t.id == id) {
+                let task = self.waiting.remove(pos).expect("position is in range");
+                let msg = format!("task {id} was cancelled before it ran again");
+                task.sink
+                    .complete(task.index, Err(TaskError::new(TaskErrorKind::Cancelled, msg).at(id, None)));
+            }
+        }
+        self.kill_check = (KILL_CHECK_FIRST, None);
+    }
+
+    /// Kills each worker that runs a doomed task, and sets when to look again at the doomed
+    /// tasks that have not begun.
+    fn kill_doomed(&mut self) {
+        let mut waiting = false;
+        for (i, slot) in self.workers.iter_mut().enumerate() {
+            let Some(w) = slot else { continue };
+            if w.doomed.is_empty() || w.killed_for.is_some() {
+                continue;
+            }
+            match self.launch.slots.slot(i).running() {
+                Some((id, _)) if w.doomed.contains(&id) => {
+                    log::debug!("killing pool worker pid {} for its cancelled task {id}", w.pid);
+                    w.doomed.retain(|&d| d != id);
+                    w.killed_for = Some(id);
+                    let _ = w.process.kill();
+                }
+                _ => waiting = true,
+            }
+        }
+        let now = Instant::now();
+        self.kill_check = match self.kill_check {
+            _ if !waiting => (KILL_CHECK_FIRST, None),
+            (every, Some(due)) if now < due => (every, Some(due)),
+            (every, Some(_)) => {
+                let next = (every * 2).min(KILL_CHECK_MAX);
+                (next, Some(now + next))
+            }
+            (every, None) => (every, Some(now + every)),
+        };
     }
 
     /// Stops every worker and fails what is unfinished with `why`.

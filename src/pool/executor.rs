@@ -4,7 +4,12 @@
 //! `std::future::Future` impl. [`as_completed`] yields futures as they finish. Where Python's
 //! executor breaks (`BrokenProcessPool`) and fails every pending future when one worker dies,
 //! this one replaces the worker and fails only the task it was running.
+//!
+//! What dropping a [`PoolFuture`] does to its task is the caller's choice ([`OnDrop`]): nothing,
+//! as in Python (the default); or, as async code expects of a future, withdraw the task if no
+//! worker has taken it yet, and leave a running one to finish or kill it.
 
+use super::dispatcher::Shared;
 use super::imap::IMapIterator;
 use super::result::ApplyJob;
 use super::{AsyncResult, Pool, PoolBuilder, TaskError};
@@ -16,7 +21,7 @@ use serde::Serialize;
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::{mpsc, Arc};
+use std::sync::{mpsc, Arc, Weak};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -41,20 +46,64 @@ use std::time::Duration;
 /// ```
 pub struct Executor {
     pool: Pool,
+    on_drop: OnDrop,
+}
+
+/// What dropping a [`PoolFuture`] before its task finished does to the task: set for every
+/// future of an executor with [`ExecutorBuilder::on_drop`], or for one future with
+/// [`PoolFuture::on_drop`].
+///
+/// A task counts as *queued* until a worker takes it, and as *running* from then on (as
+/// [`PoolFuture::running`] says): a worker may take a quick task while it still runs another,
+/// so a running task may not have begun yet.
+///
+/// ```
+/// use multiprocessing::{Executor, OnDrop};
+/// use std::time::Duration;
+///
+/// fn slow(ms: u64) -> u64 {
+///     std::thread::sleep(Duration::from_millis(ms));
+///     ms
+/// }
+///
+/// let ex = Executor::builder().max_workers(1).on_drop(OnDrop::Kill).build()?;
+/// let busy = ex.submit(slow, (60_000,))?;
+/// let queued = ex.submit(slow, (1,))?;
+/// drop(queued); // withdrawn: it never runs
+/// drop(busy); // its worker is killed and replaced
+/// assert_eq!(ex.submit(slow, (2,))?.result()?, 2);
+/// # Ok::<(), multiprocessing::Error>(())
+/// ```
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum OnDrop {
+    /// Nothing: the task runs as if the future were kept, and its value is dropped (Python's
+    /// `concurrent.futures`, where a `Future` that goes away cancels nothing). The default.
+    #[default]
+    Keep,
+    /// A queued task is withdrawn and never runs (its arguments' handles are closed); a running
+    /// one is left to finish, and its value is dropped.
+    Detach,
+    /// A queued task is withdrawn, as with [`Detach`](OnDrop::Detach); a running one is stopped:
+    /// its worker is killed (`SIGKILL`) as soon as it runs that task, and replaced, and the other
+    /// tasks that worker had taken run on another worker. On a pool whose workers this process
+    /// does not own (the `redis` and `mpi` backends) a running task is left to finish, as with
+    /// `Detach`.
+    Kill,
 }
 
 /// Options for an [`Executor`] (Python's `max_workers`, `mp_context`, `initializer`,
-/// `initargs`, `max_tasks_per_child`).
+/// `initargs`, `max_tasks_per_child`), plus what dropping a future does ([`OnDrop`]).
 #[derive(Debug, Default)]
 #[must_use]
 pub struct ExecutorBuilder {
     pool: PoolBuilder,
+    on_drop: OnDrop,
 }
 
 impl ExecutorBuilder {
     /// Number of worker processes (Python's `max_workers`); the CPU count by default.
     pub fn max_workers(self, n: usize) -> Self {
-        ExecutorBuilder { pool: self.pool.processes(n) }
+        ExecutorBuilder { pool: self.pool.processes(n), ..self }
     }
 
     /// A function each worker runs once before its first task (Python's `initializer`).
@@ -63,34 +112,41 @@ impl ExecutorBuilder {
         F: Target<A>,
         A: Serialize + DeserializeOwned + 'static,
     {
-        ExecutorBuilder { pool: self.pool.initializer(f, args) }
+        ExecutorBuilder { pool: self.pool.initializer(f, args), ..self }
     }
 
     /// Tasks per worker before it is replaced (Python's `max_tasks_per_child`).
     pub fn max_tasks_per_child(self, n: usize) -> Self {
-        ExecutorBuilder { pool: self.pool.maxtasksperchild(n) }
+        ExecutorBuilder { pool: self.pool.maxtasksperchild(n), ..self }
     }
 
     /// How workers are started (Python's `mp_context`).
     pub fn start_method(self, method: StartMethod) -> Self {
-        ExecutorBuilder { pool: self.pool.start_method(method) }
+        ExecutorBuilder { pool: self.pool.start_method(method), ..self }
     }
 
     /// The longest one task may run before its worker is killed (see
     /// [`PoolBuilder::task_timeout`]).
     pub fn task_timeout(self, timeout: Duration) -> Self {
-        ExecutorBuilder { pool: self.pool.task_timeout(timeout) }
+        ExecutorBuilder { pool: self.pool.task_timeout(timeout), ..self }
+    }
+
+    /// What dropping a [`PoolFuture`] of this executor before its task finished does (see
+    /// [`OnDrop`]); [`OnDrop::Keep`] by default. A future can override it with
+    /// [`PoolFuture::on_drop`].
+    pub fn on_drop(self, on_drop: OnDrop) -> Self {
+        ExecutorBuilder { on_drop, ..self }
     }
 
     /// Starts the executor's workers.
     pub fn build(self) -> Result<Executor> {
-        Ok(Executor { pool: self.pool.build()? })
+        Ok(Executor { pool: self.pool.build()?, on_drop: self.on_drop })
     }
 }
 
 impl Executor {
     pub(crate) fn wrap(pool: Pool) -> Executor {
-        Executor { pool }
+        Executor { pool, on_drop: OnDrop::Keep }
     }
 
     /// An executor with `max_workers` worker processes.
@@ -104,14 +160,17 @@ impl Executor {
     }
 
     /// Schedules `f(args...)` (Python's `submit`). After [`shutdown`](Self::shutdown) it is an
-    /// [`Error::Closed`], as Python raises `RuntimeError`.
+    /// [`Error::Closed`], as Python raises `RuntimeError`. What dropping the future before the
+    /// task finished does is the executor's [`OnDrop`] (see [`ExecutorBuilder::on_drop`]), or
+    /// the future's own ([`PoolFuture::on_drop`]).
     pub fn submit<F, A>(&self, f: F, args: A) -> Result<PoolFuture<F::Output>>
     where
         F: Target<A>,
         F::Output: Serialize + DeserializeOwned + Send + 'static,
         A: Serialize + DeserializeOwned,
     {
-        Ok(PoolFuture { result: self.pool.apply_async(f, args)? })
+        let (result, id) = self.pool.apply_tracked(f, args)?;
+        Ok(PoolFuture { result, id, shared: Arc::downgrade(&self.pool.shared), on_drop: self.on_drop })
     }
 
     /// Calls `f` on every item and yields the values in input order (Python's `map`). All items
@@ -175,8 +234,43 @@ impl fmt::Debug for Executor {
 
 /// A task submitted to an [`Executor`] (Python's `concurrent.futures.Future`); also a
 /// `std::future::Future` whose output is the task's value.
+///
+/// Dropped before its task finished, it does what its [`OnDrop`] says: by default nothing
+/// (the task runs on); with [`OnDrop::Detach`] or [`OnDrop::Kill`] a queued task is withdrawn,
+/// and with `Kill` a running one is killed.
+///
+/// # Cancel safety
+///
+/// Awaiting it takes the value only in the poll that returns it. A future dropped at an await
+/// point (a `tokio::time::timeout` that expired, a `select!` branch that lost) has taken
+/// nothing, and its task is then treated by its `OnDrop`, as for any drop: with the default
+/// `Keep` the task still runs and its value is dropped.
+///
+/// ```
+/// use multiprocessing::{Executor, OnDrop};
+/// use std::time::Duration;
+///
+/// fn slow(ms: u64) -> u64 {
+///     std::thread::sleep(Duration::from_millis(ms));
+///     ms
+/// }
+///
+/// # let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+/// # rt.block_on(async {
+/// let ex = Executor::new(1)?;
+/// let f = ex.submit(slow, (60_000,))?.on_drop(OnDrop::Kill);
+/// // Gives up after 100 ms: the dropped future has the task's worker killed.
+/// assert!(tokio::time::timeout(Duration::from_millis(100), f).await.is_err());
+/// assert_eq!(ex.submit(slow, (1,))?.await?, 1);
+/// # Ok::<(), multiprocessing::Error>(())
+/// # }).unwrap();
+/// ```
 pub struct PoolFuture<R> {
     result: AsyncResult<R>,
+    /// The task's id in its pool.
+    id: u64,
+    shared: Weak<Shared>,
+    on_drop: OnDrop,
 }
 
 impl<R> PoolFuture<R> {
@@ -184,9 +278,18 @@ impl<R> PoolFuture<R> {
         &self.result.job
     }
 
+    /// This future with `on_drop` as what dropping it before its task finished does, in place
+    /// of its executor's ([`ExecutorBuilder::on_drop`]).
+    #[must_use]
+    pub fn on_drop(mut self, on_drop: OnDrop) -> Self {
+        self.on_drop = on_drop;
+        self
+    }
+
     /// Waits for the value (Python's `result()`).
     pub fn result(self) -> Result<R> {
-        self.result.get()
+        self.result.wait();
+        self.job().completion.take()
     }
 
     /// Waits at most `timeout` (Python's `result(timeout)`): [`Error::Timeout`] if not done,
@@ -214,7 +317,19 @@ impl<R> PoolFuture<R> {
     /// Cancels the task if no worker has taken it yet (Python's `cancel()`); whether it is
     /// cancelled.
     pub fn cancel(&self) -> bool {
-        self.job().try_cancel()
+        self.withdraw()
+    }
+
+    /// Cancels the task if it is queued, and tells the pool that one of its queued tasks was.
+    fn withdraw(&self) -> bool {
+        let was_queued = !self.job().cancelled();
+        let cancelled = self.job().try_cancel();
+        if cancelled && was_queued {
+            if let Some(shared) = self.shared.upgrade() {
+                shared.withdrawn();
+            }
+        }
+        cancelled
     }
 
     /// Whether the task was cancelled (Python's `cancelled()`).
@@ -227,6 +342,22 @@ impl<R> Future for PoolFuture<R> {
     type Output = Result<R>;
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<R>> {
         Pin::new(&mut self.result).poll(cx)
+    }
+}
+
+impl<R> Drop for PoolFuture<R> {
+    fn drop(&mut self) {
+        if self.on_drop == OnDrop::Keep || self.done() {
+            return;
+        }
+        if self.withdraw() {
+            return;
+        }
+        if self.on_drop == OnDrop::Kill && self.job().started() {
+            if let Some(shared) = self.shared.upgrade() {
+                shared.kill_task(self.id);
+            }
+        }
     }
 }
 

@@ -13,7 +13,8 @@
 //!   replaces workers that die.
 //! - `worker.rs`: the worker process's loop; `entry.rs`: the per-function call entries;
 //!   `protocol.rs`: the frames between them; `slots.rs`: per-worker status in shared memory.
-//! - `executor.rs`: [`Executor`], [`PoolFuture`], [`as_completed`].
+//! - `executor.rs`: [`Executor`], [`PoolFuture`] (and what dropping one does, [`OnDrop`]),
+//!   [`as_completed`].
 //! - `backend.rs`: the seam between the facade and where tasks run (the dispatcher here, a
 //!   broker with the `redis` feature).
 //!
@@ -36,7 +37,7 @@ mod with;
 mod worker;
 
 pub use crate::error::{TaskError, TaskErrorKind};
-pub use executor::{as_completed, AsCompleted, Executor, ExecutorBuilder, PoolFuture};
+pub use executor::{as_completed, AsCompleted, Executor, ExecutorBuilder, OnDrop, PoolFuture};
 pub use imap::{IMapIterator, ImapError, TryIMapIterator};
 pub use result::{AsyncResult, MapResult};
 
@@ -289,12 +290,23 @@ impl Pool {
         F::Output: Serialize + DeserializeOwned + Send + 'static,
         A: Serialize + DeserializeOwned,
     {
+        Ok(self.apply_tracked(f, args)?.0)
+    }
+
+    /// [`apply_async`](Self::apply_async), also giving the task's id.
+    pub(crate) fn apply_tracked<F, A>(&self, f: F, args: A) -> Result<(AsyncResult<F::Output>, u64)>
+    where
+        F: Target<A>,
+        F::Output: Serialize + DeserializeOwned + Send + 'static,
+        A: Serialize + DeserializeOwned,
+    {
         const { target::assert_zero_sized::<F>() };
         let _ = f;
         let job = ApplyJob::<F::Output>::new();
         let task = self.task(EntryOffset::of_call(entry::apply_entry::<F, A>), &args, job.clone(), 0)?;
+        let id = task.id;
         self.shared.submit([task], false)?;
-        Ok(AsyncResult { job })
+        Ok((AsyncResult { job }, id))
     }
 
     fn starmap_job<F, A>(&self, items: Vec<A>, chunksize: Option<usize>) -> Result<MapResult<F::Output>>

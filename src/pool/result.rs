@@ -28,6 +28,10 @@ pub(crate) trait Sink: Send + Sync {
     fn cancel(&self, _index: usize) -> bool {
         false
     }
+    /// Whether unit `index` was cancelled (a queued one is then dropped, not run).
+    fn cancelled(&self, _index: usize) -> bool {
+        false
+    }
     /// The outcome of unit `index`: its encoded value, or why there is none.
     fn complete(&self, index: usize, outcome: std::result::Result<&[u8], TaskError>);
 }
@@ -280,6 +284,10 @@ impl<R: DeserializeOwned + Send + 'static> Sink for ApplyJob<R> {
 
     fn cancel(&self, _index: usize) -> bool {
         self.try_cancel()
+    }
+
+    fn cancelled(&self, _index: usize) -> bool {
+        ApplyJob::cancelled(self)
     }
 
     fn complete(&self, _index: usize, outcome: std::result::Result<&[u8], TaskError>) {

@@ -79,6 +79,17 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     }
 }
 
+impl<T: Serialize + DeserializeOwned> Queue<T> {
+    /// Ready once a bounded queue may have room for one more item (at once if it has now).
+    ///
+    /// Cancel-safe: it takes nothing; dropping it leaves no waiter registered.
+    pub(crate) async fn room_async(&self) {
+        let ring = &self.s().ring;
+        let (seq, waiters) = ring.room_words();
+        aio::until(seq, waiters, || ring.has_slot()).await;
+    }
+}
+
 impl<T: Serialize + DeserializeOwned> SimpleQueue<T> {
     /// The async form of [`get`](Self::get); cancel-safe as [`Queue::get_async`].
     pub async fn get_async(&self) -> std::result::Result<T, GetError> {
@@ -88,6 +99,11 @@ impl<T: Serialize + DeserializeOwned> SimpleQueue<T> {
     /// The async form of [`put`](Self::put) (which never waits); as [`Queue::put_async`].
     pub async fn put_async(&self, value: T) -> std::result::Result<(), PutError<T>> {
         self.0.put_async(value).await
+    }
+
+    /// A `futures_sink::Sink` putting into this queue, as [`Queue::sink`].
+    pub fn sink(&self) -> crate::ItemSink<'_, T> {
+        self.0.sink()
     }
 }
 
