@@ -10,6 +10,8 @@ mod host;
 mod latency;
 mod peers;
 mod python;
+#[cfg(feature = "redis")]
+mod redis;
 mod stats;
 mod table;
 mod workloads;
@@ -304,6 +306,8 @@ fn workloads(cores: usize) -> Vec<Workload> {
             )
         },
     ]);
+    #[cfg(feature = "redis")]
+    v.extend(redis::workloads());
     v
 }
 
@@ -721,6 +725,9 @@ fn run_placement(o: &Options, placement: Placement) -> PlacementResult {
     if !cfg!(feature = "iceoryx2") {
         notes.push("iceoryx2 peer not built: run with --features iceoryx2".to_string());
     }
+    if !cfg!(feature = "redis") {
+        notes.push("Redis rows not built: run with --features redis".to_string());
+    }
     println!(
         "\n=== placement: {} | start method (both sides): {} | {} repetitions of >= {} s ===",
         placement.name(),
@@ -738,6 +745,12 @@ fn run_placement(o: &Options, placement: Placement) -> PlacementResult {
     let rows = run_workloads(o, &mut py, &floors);
     let latency = if o.latency { run_latency(o, &mut py) } else { Vec::new() };
     drop(py);
+    #[cfg(feature = "redis")]
+    {
+        redis::shutdown();
+        notes.extend(redis::notes());
+        notes.extend(redis::targets(&rows));
+    }
     let busy_loop_pids = load.as_ref().map_or_else(Vec::new, host::Load::pids);
     drop(load);
     println!("\n{}", render_floors(&floors));
