@@ -21,6 +21,12 @@ use std::time::{Duration, Instant};
 /// the prefork concurrency).
 const WORKERS: usize = 2;
 
+/// The least operations one repetition of ours runs, whatever the calibration's count (which
+/// starts small for RQ's sake): fewer would measure the latency of a few tasks, not throughput.
+const OURS_MIN_TASKS: usize = 2_000;
+const OURS_MIN_MAP: usize = 100_000;
+const OURS_MIN_ITEMS: usize = 20_000;
+
 /// What the run says about the Redis rows (server, peers installed or not).
 static NOTES: Mutex<Vec<String>> = Mutex::new(Vec::new());
 
@@ -142,6 +148,7 @@ fn finish(pool: Pool) {
 
 /// `apply_async(square, (i,))` n times on a broker pool of 2 local workers, then `get()` each.
 fn pool_apply_async(n: usize) -> Option<Sample> {
+    let n = n.max(OURS_MIN_TASKS);
     let pool = broker_pool(&url()?);
     let m = Meter::start();
     let results: Vec<_> = (0..n as u64).map(|i| pool.apply_async(square, (i,)).unwrap()).collect();
@@ -155,6 +162,7 @@ fn pool_apply_async(n: usize) -> Option<Sample> {
 
 /// `map(square, 0..n)` on a broker pool of 2 local workers, default chunk size (n / 8).
 fn pool_map(n: usize) -> Option<Sample> {
+    let n = n.max(OURS_MIN_MAP);
     let pool = broker_pool(&url()?);
     let m = Meter::start();
     let out = pool.map(square, 0..n as u64).unwrap();
@@ -173,6 +181,7 @@ fn produce(q: Queue<u64>, n: usize) {
 /// One producer process puts n integers on a broker queue, the parent gets them; the clock
 /// starts before the child, as in `queue_small`.
 fn queue_small(n: usize) -> Option<Sample> {
+    let n = n.max(OURS_MIN_ITEMS);
     let url = url()?;
     let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
     let q: Queue<u64> = Queue::open(&url, &format!("bench-{}-{nanos}", std::process::id())).unwrap();
@@ -368,6 +377,9 @@ pub fn targets(rows: &[RowResult]) -> Vec<String> {
         ("redis_queue_small", "redis_queue_small", "redis-py LPUSH/BRPOP", 5.0),
     ];
     let mut out = Vec::new();
+    if cfg!(debug_assertions) {
+        out.push("a debug build of the bench: the Redis figures below are not the library's".to_string());
+    }
     for (row, peer_row, side, want) in checks {
         if let (Some(o), Some(p)) = (ours(row), peer(peer_row, side)) {
             let x = o / p;
