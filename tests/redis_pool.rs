@@ -138,6 +138,33 @@ fn map_and_imap_across_two_remote_worker_processes() {
     }
 }
 
+fn sleep_where(ms: u64) -> u32 {
+    std::thread::sleep(Duration::from_millis(ms));
+    std::os::unix::process::parent_id()
+}
+
+#[test]
+fn slow_tasks_after_quick_ones_are_spread_over_the_workers() {
+    let Some(url) = url() else { return };
+    let pool = PoolBuilder::new(&url).processes(2).authkey(KEY).build().unwrap();
+    // Quick tasks first: the workers learn to take many at a time.
+    let quick: Vec<_> = (0..2000u64).map(|i| pool.apply_async(square, (i,)).unwrap()).collect();
+    for (i, r) in quick.into_iter().enumerate() {
+        assert_eq!(r.get().unwrap(), (i * i) as u64);
+    }
+    // Then a burst of slow ones, whose run time no worker knows yet: each worker takes at most
+    // its share, not the whole burst.
+    let ran_on = pool.map_chunked(sleep_where, [300u64; 6], 1).unwrap();
+    let mut per: std::collections::HashMap<u32, usize> = std::collections::HashMap::new();
+    for w in ran_on {
+        *per.entry(w).or_default() += 1;
+    }
+    assert_eq!(per.len(), 2, "six slow tasks ran on one worker: {per:?}");
+    assert!(per.values().all(|&n| n <= 4), "one worker took most of the burst: {per:?}");
+    pool.close();
+    pool.join().unwrap();
+}
+
 /// Pushes the pid of the broker worker running it, then takes a while.
 fn report_then_sleep(marks: multiprocessing::redis::Queue<u32>, ms: u64) -> u32 {
     let worker = std::os::unix::process::parent_id();

@@ -188,3 +188,133 @@ fn bad_names_and_urls_are_clear_errors() {
     assert!(matches!(hq.put(a), Err(PutError::Encode(..))));
     q.unlink().unwrap();
 }
+
+fn produce_unbounded(q: Queue<(u32, u64)>, producer: u32, n: u64) {
+    for i in 0..n {
+        q.put((producer, i)).unwrap();
+    }
+    // Returning drops the handle, which writes out the backlog before the process exits.
+}
+
+/// As [`consume`], failing when no item comes for 20 s.
+fn consume_within(q: Queue<(u32, u64)>) -> Vec<(u32, u64)> {
+    let mut got = Vec::new();
+    loop {
+        let item = q.get_timeout(Duration::from_secs(20)).expect("an item or an end marker within 20 s");
+        if item.0 == u32::MAX {
+            return got;
+        }
+        got.push(item);
+    }
+}
+
+#[test]
+fn unbounded_queue_batches_and_loses_nothing_when_consumers_leave_with_items_taken_ahead() {
+    let Some(url) = url() else { return };
+    let name = unique("unbounded-mpmc");
+    let q: Queue<(u32, u64)> = Queue::open(&url, &name).unwrap();
+    assert_eq!(q.maxsize(), 0);
+    const PER: u64 = 5000;
+    let producers: Vec<_> = (0..4u32)
+        .map(|p| {
+            get_context(Some(METHODS[p as usize % 3])).spawn(produce_unbounded, (q.clone(), p, PER)).unwrap()
+        })
+        .collect();
+    for p in producers {
+        p.join().unwrap();
+    }
+    // Every producer's backlog was written before it exited.
+    assert_eq!(q.qsize().unwrap(), 4 * PER as usize);
+    // The end markers follow the items: a consumer that stops at its marker leaves with what
+    // it took ahead (other items, other markers), which must go back to the queue.
+    for _ in 0..4 {
+        q.put((u32::MAX, 0)).unwrap();
+    }
+    let consumers: Vec<_> = (0..4)
+        .map(|i| get_context(Some(METHODS[i % 3])).spawn(consume_within, (q.clone(),)).unwrap())
+        .collect();
+    // (Each consumer's order is not checked: a consumer descheduled for long enough gives back
+    // what it took ahead, which another then gets after newer items.)
+    let mut seen: HashMap<(u32, u64), usize> = HashMap::new();
+    for c in consumers {
+        for item in c.join().unwrap() {
+            *seen.entry(item).or_default() += 1;
+        }
+    }
+    assert_eq!(seen.len(), 4 * PER as usize, "items lost");
+    assert!(seen.values().all(|&n| n == 1), "an item was delivered twice");
+    assert_eq!(q.qsize().unwrap(), 0);
+    q.unlink().unwrap();
+}
+
+#[test]
+fn items_taken_ahead_and_not_asked_for_go_back_to_the_front() {
+    let Some(url) = url() else { return };
+    let name = unique("ahead");
+    let a: Queue<u32> = Queue::open(&url, &name).unwrap();
+    let b: Queue<u32> = Queue::open(&url, &name).unwrap();
+    for i in 0..2000 {
+        a.put(i).unwrap();
+    }
+    // This handle's own puts are on the server before its next qsize or get.
+    assert_eq!(a.qsize().unwrap(), 2000);
+    assert_eq!(b.qsize().unwrap(), 2000);
+    // A quick consumer takes items ahead (in order, as the only consumer)...
+    for i in 0..1000 {
+        assert_eq!(a.get().unwrap(), i);
+    }
+    let ahead = a.qsize().unwrap() - b.qsize().unwrap();
+    assert!(ahead > 1, "a quick consumer took no items ahead");
+    // ... and stops: another handle gets every item once they are given back (to the front:
+    // after the newer items it had already taken, in their own order).
+    let t = Instant::now();
+    let got: Vec<u32> = (1000..2000).map(|_| b.get_timeout(Duration::from_secs(10)).unwrap()).collect();
+    assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
+    let back: Vec<u32> = got.iter().copied().filter(|&i| i < got[0]).collect();
+    assert_eq!(back.len(), got[0] as usize - 1000, "{got:?}");
+    assert!(back.windows(2).all(|w| w[0] < w[1]), "given back out of order: {back:?}");
+    let mut sorted = got.clone();
+    sorted.sort_unstable();
+    assert_eq!(sorted, (1000..2000).collect::<Vec<u32>>());
+    assert_eq!(a.qsize().unwrap(), 0);
+    assert!(matches!(a.get_nowait(), Err(GetError::Empty)));
+    // A put is on the server for this handle's next get_nowait.
+    a.put(7).unwrap();
+    assert_eq!(a.get_nowait().unwrap(), 7);
+    a.flush().unwrap();
+    a.unlink().unwrap();
+}
+
+#[test]
+fn a_backlog_that_cannot_be_written_is_reported_by_flush_and_the_next_put() {
+    let Some(_) = url() else { return };
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let Ok(mut server) = std::process::Command::new("redis-server")
+        .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+        .stdout(std::process::Stdio::null())
+        .spawn()
+    else {
+        eprintln!("redis-server not found, skipping");
+        return;
+    };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "redis-server did not start on port {port}");
+        // Waiting for the server to listen: it has no readiness signal.
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let q: Queue<u32> = Queue::open(&format!("redis://127.0.0.1:{port}/0"), "backlog").unwrap();
+    q.put(1).unwrap();
+    q.flush().unwrap();
+    assert_eq!(q.qsize().unwrap(), 1);
+    server.kill().unwrap(); // our own child, by pid
+    server.wait().unwrap();
+    // The put returns at once; its write fails once the reconnect window (10 s) is over.
+    q.put(2).unwrap();
+    let t = Instant::now();
+    let e = q.flush().expect_err("a backlog written to a server that is gone");
+    assert!(t.elapsed() < Duration::from_secs(30), "{:?}", t.elapsed());
+    assert!(e.to_string().contains("Redis"), "{e}");
+    // Reported once; then puts go to the backlog again.
+    q.put(3).unwrap();
+}

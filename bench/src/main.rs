@@ -12,6 +12,8 @@ mod host;
 mod latency;
 mod peers;
 mod python;
+#[cfg(feature = "redis")]
+mod redis;
 mod stats;
 mod table;
 mod workloads;
@@ -308,6 +310,8 @@ fn workloads(cores: usize) -> Vec<Workload> {
     ]);
     #[cfg(feature = "tokio")]
     aio::insert_rows(&mut v);
+    #[cfg(feature = "redis")]
+    v.extend(redis::workloads());
     v
 }
 
@@ -728,6 +732,9 @@ fn run_placement(o: &Options, placement: Placement) -> PlacementResult {
     if !cfg!(feature = "tokio") {
         notes.push("async rows not built: run with --features tokio".to_string());
     }
+    if !cfg!(feature = "redis") {
+        notes.push("Redis rows not built: run with --features redis".to_string());
+    }
     println!(
         "\n=== placement: {} | start method (both sides): {} | {} repetitions of >= {} s ===",
         placement.name(),
@@ -747,6 +754,12 @@ fn run_placement(o: &Options, placement: Placement) -> PlacementResult {
     notes.extend(aio::versus_blocking(&rows));
     let latency = if o.latency { run_latency(o, &mut py) } else { Vec::new() };
     drop(py);
+    #[cfg(feature = "redis")]
+    {
+        redis::shutdown();
+        notes.extend(redis::notes());
+        notes.extend(redis::targets(&rows));
+    }
     let busy_loop_pids = load.as_ref().map_or_else(Vec::new, host::Load::pids);
     drop(load);
     println!("\n{}", render_floors(&floors));

@@ -106,6 +106,9 @@ return #ids
 "
 );
 
+/// Most results one read takes.
+const RESULTS_AT_ONCE: usize = 1024;
+
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
@@ -605,22 +608,33 @@ impl RedisBackend {
                 }
             }
             let wait = Duration::from_millis(100);
-            let got: Result<Option<(String, Vec<u8>)>> =
+            // One round trip: the finished tasks' keys removed, and the results that have
+            // arrived taken (waiting for one if none has).
+            let settled = std::mem::take(&mut self.settled);
+            let k = &core.keys;
+            let got: Result<Option<(String, Vec<Vec<u8>>)>> =
                 self.link.call("reading results", true, Some(wait), |c| {
-                    ::redis::cmd("BLPOP").arg(core.keys.k("results")).arg(block_secs(wait)).query(c)
+                    let mut p = ::redis::pipe();
+                    if !settled.is_empty() {
+                        for what in ["data", "deaths", "deathlog"] {
+                            p.cmd("HDEL").arg(k.k(what)).arg(&settled).ignore();
+                        }
+                    }
+                    p.cmd("BLMPOP")
+                        .arg(block_secs(wait))
+                        .arg(1)
+                        .arg(k.k("results"))
+                        .arg("LEFT")
+                        .arg("COUNT")
+                        .arg(RESULTS_AT_ONCE);
+                    let (r,): (Option<(String, Vec<Vec<u8>>)>,) = p.query(c)?;
+                    Ok(r)
                 });
             match got {
-                Ok(Some((_, msg))) => {
-                    self.take_result(&msg);
-                    // Take what else has arrived in one round trip.
-                    let more: Result<Option<Vec<Vec<u8>>>> =
-                        self.link.call("reading results", true, None, |c| {
-                            ::redis::cmd("LPOP").arg(core.keys.k("results")).arg(1024).query(c)
-                        });
-                    for m in more.ok().flatten().unwrap_or_default() {
-                        self.take_result(&m);
+                Ok(Some((_, msgs))) => {
+                    for m in &msgs {
+                        self.take_result(m);
                     }
-                    self.settle();
                 }
                 Ok(None) => {}
                 Err(e) => {

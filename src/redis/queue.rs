@@ -14,6 +14,17 @@
 //! lease and counts the item done once even if it was delivered twice. Blocked calls wait on a
 //! token list with `BLPOP` in slices of at most a quarter second, so that expired leases and a
 //! vanished server are noticed within bounded time.
+//!
+//! An unbounded `Queue` batches both ways. A put goes to the handle's backlog and returns; the
+//! handle's I/O thread writes the backlog out in order, many items per `RPUSH` (one round trip),
+//! as the local queue's feeder thread does. A get that finds the handle's buffer empty takes
+//! up to as many items as its caller consumes in [`AHEAD_WINDOW`] (judged by the time the caller
+//! spends between gets, at most [`AHEAD_MAX`]) with one `BLMPOP`/`LPOP .. COUNT`, and later gets
+//! are served from the buffer. Items left in the buffer for [`AHEAD_STALE`] (the caller slowed
+//! down or stopped getting) are given back to the front of the list by the I/O thread, and so
+//! are all of them when the last handle is dropped. A bounded `Queue` and a `JoinableQueue` do
+//! neither: every put and get is its own round trip, so that `maxsize`, `qsize` and `join` are
+//! exact across processes.
 
 use super::link::{block_secs, Link, DEFAULT_RECONNECT_WINDOW};
 use crate::error::{Error, Result};
@@ -25,13 +36,24 @@ use std::collections::VecDeque;
 use std::fmt;
 use std::marker::PhantomData;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 /// Longest single wait on the server; longer waits are several.
 const SLICE: Duration = Duration::from_millis(250);
 /// Default visibility timeout of a [`JoinableQueue`] item.
 const DEFAULT_VISIBILITY: Duration = Duration::from_secs(60);
+/// An unbounded queue's get takes ahead about this much of its caller's work.
+const AHEAD_WINDOW: Duration = Duration::from_millis(2);
+/// Most items one get of an unbounded queue takes from the server.
+const AHEAD_MAX: usize = 128;
+/// Items taken ahead go back to the front of the queue when the handle has not asked for one
+/// for this long.
+const AHEAD_STALE: Duration = Duration::from_millis(100);
+/// Most items, and bytes, one write of the backlog carries.
+const FEED_ITEMS: usize = 1024;
+const FEED_BYTES: usize = 1 << 20;
 
 /// Why a put on a broker queue failed; the value comes back.
 pub enum PutError<T> {
@@ -219,6 +241,188 @@ impl Keys {
     }
 }
 
+/// The put backlog of an unbounded queue's handle, and its I/O thread.
+struct Feed {
+    /// Encoded items put and not yet written, oldest first.
+    backlog: VecDeque<Vec<u8>>,
+    /// Items the thread is writing now (taken from the backlog).
+    writing: usize,
+    /// Why the last write failed (its items were lost): the next put or flush reports it.
+    error: Option<Error>,
+    /// The thread is waiting for work (a put must wake it).
+    idle: bool,
+    /// The last handle is gone: write what is left, give back the buffer, end.
+    stop: bool,
+    thread: Option<JoinHandle<()>>,
+}
+
+/// Items one get took ahead, for the gets after it.
+struct Ahead {
+    items: VecDeque<Vec<u8>>,
+    /// When the items were taken (None: there are none).
+    since: Option<Instant>,
+    /// When the last get returned, and the average time the caller spends between gets (ns).
+    returned: Option<Instant>,
+    gap_ns: Option<u64>,
+}
+
+impl Ahead {
+    /// How many items the next trip to the server takes.
+    fn want(&mut self, now: Instant) -> usize {
+        if let Some(r) = self.returned.take() {
+            let gap = now.saturating_duration_since(r).as_nanos().min(u64::MAX as u128) as u64;
+            self.gap_ns = Some(self.gap_ns.map_or(gap, |g| (g * 3 + gap) / 4));
+        }
+        match self.gap_ns {
+            None => 1,
+            Some(g) => (AHEAD_WINDOW.as_nanos() as u64 / g.max(1)).clamp(1, AHEAD_MAX as u64) as usize,
+        }
+    }
+}
+
+/// What an unbounded queue's I/O thread shares with the handles.
+struct Io {
+    url: String,
+    items: String,
+    feed: Mutex<Feed>,
+    /// Signalled when the thread has work (`feed.idle`), and when a write ends.
+    cv: Condvar,
+    ahead: Mutex<Ahead>,
+}
+
+impl Io {
+    /// The I/O thread: writes the backlog out in order, many items per round trip, and gives
+    /// back items taken ahead that nobody asked for in time.
+    fn run(&self) {
+        let mut link: Option<Link> = None;
+        let open_link = |link: &mut Option<Link>| -> Result<()> {
+            if link.is_none() {
+                *link = Some(Link::new(&self.url, DEFAULT_RECONNECT_WINDOW)?);
+            }
+            Ok(())
+        };
+        loop {
+            let (batch, stop) = {
+                let mut f = lock(&self.feed);
+                while f.backlog.is_empty() && !f.stop {
+                    let buffered = lock(&self.ahead).since.is_some();
+                    f.idle = true;
+                    // Woken by a put; else, with items taken ahead, in time to give them back.
+                    f = if buffered {
+                        self.cv.wait_timeout(f, AHEAD_STALE / 4).unwrap_or_else(|p| p.into_inner()).0
+                    } else {
+                        self.cv.wait(f).unwrap_or_else(|p| p.into_inner())
+                    };
+                    f.idle = false;
+                    if buffered && f.backlog.is_empty() && !f.stop {
+                        break;
+                    }
+                }
+                let mut batch = Vec::new();
+                let mut bytes = 0;
+                while let Some(item) = f.backlog.front() {
+                    if !batch.is_empty() && (batch.len() >= FEED_ITEMS || bytes + item.len() > FEED_BYTES) {
+                        break;
+                    }
+                    bytes += item.len();
+                    batch.push(f.backlog.pop_front().expect("front"));
+                }
+                f.writing = batch.len();
+                (batch, f.stop && f.backlog.is_empty())
+            };
+            if !batch.is_empty() {
+                let r = open_link(&mut link).and_then(|()| {
+                    link.as_mut().expect("opened").call("putting on a queue", false, None, |c| {
+                        let mut cmd = ::redis::cmd("RPUSH");
+                        cmd.arg(&self.items);
+                        for item in &batch {
+                            cmd.arg(item.as_slice());
+                        }
+                        cmd.query::<()>(c)
+                    })
+                });
+                let mut f = lock(&self.feed);
+                f.writing = 0;
+                if let Err(e) = r {
+                    log::error!(
+                        "multiprocessing: {} items put on the Redis queue {:?} were lost: {e}",
+                        batch.len(),
+                        self.items
+                    );
+                    f.error = Some(e);
+                }
+                self.cv.notify_all();
+            }
+            // Items taken ahead: back to the front when stale, or all of them at the end.
+            let back: Vec<Vec<u8>> = {
+                let mut a = lock(&self.ahead);
+                let asked = a.returned.or(a.since);
+                match asked {
+                    Some(t) if a.since.is_some() && (stop || t.elapsed() >= AHEAD_STALE) => {
+                        a.since = None;
+                        a.items.drain(..).collect()
+                    }
+                    _ => Vec::new(),
+                }
+            };
+            if !back.is_empty() {
+                let r = open_link(&mut link).and_then(|()| {
+                    link.as_mut().expect("opened").call("giving items back to a queue", false, None, |c| {
+                        let mut cmd = ::redis::cmd("LPUSH");
+                        cmd.arg(&self.items);
+                        // LPUSH puts its last argument first: the oldest item goes last.
+                        for item in back.iter().rev() {
+                            cmd.arg(item.as_slice());
+                        }
+                        cmd.query::<()>(c)
+                    })
+                });
+                if let Err(e) = r {
+                    log::error!(
+                        "multiprocessing: {} items taken ahead from the Redis queue {:?} were lost: {e}",
+                        back.len(),
+                        self.items
+                    );
+                }
+            }
+            if stop {
+                return;
+            }
+        }
+    }
+
+    /// Waits until the backlog is written (or its write failed).
+    fn wait_written(&self) -> MutexGuard<'_, Feed> {
+        let mut f = lock(&self.feed);
+        while (!f.backlog.is_empty() || f.writing > 0) && f.thread.is_some() {
+            f = self.cv.wait(f).unwrap_or_else(|p| p.into_inner());
+        }
+        f
+    }
+
+    /// Waits until the backlog is written; the error of a write that failed since the last
+    /// report (its items were lost).
+    fn flush(&self) -> Result<()> {
+        match self.wait_written().error.take() {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+
+    /// Starts the I/O thread if it is not running.
+    fn ensure_thread(self: &Arc<Io>, f: &mut Feed) -> Result<()> {
+        if f.thread.is_none() {
+            let io = self.clone();
+            let t = std::thread::Builder::new()
+                .name("redis-queue-io".into())
+                .spawn(move || io.run())
+                .map_err(Error::io("starting a Redis queue's I/O thread"))?;
+            f.thread = Some(t);
+        }
+        Ok(())
+    }
+}
+
 /// What the handles of one queue share: the name, keys, and connections for the getting and
 /// the putting side (so a get blocked in one thread never holds up a put in another).
 struct Core {
@@ -232,6 +436,25 @@ struct Core {
     putter: Mutex<Link>,
     /// Ids of items this handle took and has not marked done, oldest first.
     taken: Mutex<VecDeque<String>>,
+    /// The backlog and the items taken ahead of an unbounded plain queue (None: every put and
+    /// get is its own round trip).
+    io: Option<Arc<Io>>,
+}
+
+impl Drop for Core {
+    fn drop(&mut self) {
+        let Some(io) = &self.io else { return };
+        let thread = {
+            let mut f = lock(&io.feed);
+            f.stop = true;
+            io.cv.notify_all();
+            f.thread.take()
+        };
+        if let Some(t) = thread {
+            // Bounded: the thread's calls give up after the reconnect window.
+            let _ = t.join();
+        }
+    }
 }
 
 impl Core {
@@ -278,6 +501,27 @@ impl Core {
                 v.unwrap_or(0)
             }
         };
+        let io = (!joinable && stored == 0).then(|| {
+            Arc::new(Io {
+                url: url.to_string(),
+                items: keys.items.clone(),
+                feed: Mutex::new(Feed {
+                    backlog: VecDeque::new(),
+                    writing: 0,
+                    error: None,
+                    idle: false,
+                    stop: false,
+                    thread: None,
+                }),
+                cv: Condvar::new(),
+                ahead: Mutex::new(Ahead {
+                    items: VecDeque::new(),
+                    since: None,
+                    returned: None,
+                    gap_ns: None,
+                }),
+            })
+        });
         Ok(Core {
             url: url.to_string(),
             name: name.to_string(),
@@ -288,7 +532,103 @@ impl Core {
             getter: Mutex::new(getter),
             putter: Mutex::new(putter),
             taken: Mutex::new(VecDeque::new()),
+            io,
         })
+    }
+
+    /// Queues `bytes` on the backlog of an unbounded queue (the I/O thread writes it); the
+    /// error of an earlier write that failed, if one did.
+    fn put_backlog(&self, io: &Arc<Io>, bytes: Vec<u8>) -> Result<()> {
+        let mut f = lock(&io.feed);
+        if let Some(e) = f.error.take() {
+            return Err(e);
+        }
+        io.ensure_thread(&mut f)?;
+        f.backlog.push_back(bytes);
+        if f.idle {
+            f.idle = false;
+            io.cv.notify_all();
+        }
+        Ok(())
+    }
+
+    /// Waits until this handle's puts are on the server (a no-op for a queue without backlog).
+    fn flush(&self) -> Result<()> {
+        self.io.as_ref().map_or(Ok(()), |io| io.flush())
+    }
+
+    /// A get of an unbounded queue: from the items taken ahead, or from the server, taking
+    /// ahead as many as the caller's pace asks for.
+    fn get_ahead(&self, io: &Arc<Io>, deadline: Option<Option<Instant>>) -> Result<Option<Vec<u8>>> {
+        // This handle's own puts come first, as they would on a local queue.
+        drop(io.wait_written());
+        let want = {
+            let mut a = lock(&io.ahead);
+            let now = Instant::now();
+            let want = a.want(now);
+            if let Some(item) = a.items.pop_front() {
+                if a.items.is_empty() {
+                    a.since = None;
+                }
+                a.returned = Some(now);
+                return Ok(Some(item));
+            }
+            want
+        };
+        let mut link = lock(&self.getter);
+        let k = &self.keys;
+        loop {
+            let wait = match deadline {
+                None => None,
+                Some(None) => Some(SLICE),
+                Some(Some(d)) => Some(d.saturating_duration_since(Instant::now()).min(SLICE)),
+            };
+            let got: Vec<Vec<u8>> = match wait {
+                Some(w) if !w.is_zero() => {
+                    let r: Option<(String, Vec<Vec<u8>>)> =
+                        link.call("getting from a queue", false, Some(w), |c| {
+                            ::redis::cmd("BLMPOP")
+                                .arg(block_secs(w))
+                                .arg(1)
+                                .arg(&k.items)
+                                .arg("LEFT")
+                                .arg("COUNT")
+                                .arg(want)
+                                .query(c)
+                        })?;
+                    r.map(|(_, v)| v).unwrap_or_default()
+                }
+                _ => {
+                    let r: Option<Vec<Vec<u8>>> = link.call("getting from a queue", false, None, |c| {
+                        ::redis::cmd("LPOP").arg(&k.items).arg(want).query(c)
+                    })?;
+                    r.unwrap_or_default()
+                }
+            };
+            let mut got = got.into_iter();
+            if let Some(first) = got.next() {
+                let mut a = lock(&io.ahead);
+                a.items.extend(got);
+                if !a.items.is_empty() {
+                    a.since.get_or_insert_with(Instant::now);
+                    drop(a);
+                    // The thread gives the rest back if nobody asks for it in time.
+                    let mut f = lock(&io.feed);
+                    io.ensure_thread(&mut f)?;
+                    if f.idle {
+                        f.idle = false;
+                        io.cv.notify_all();
+                    }
+                    a = lock(&io.ahead);
+                }
+                a.returned = Some(Instant::now());
+                return Ok(Some(first));
+            }
+            match wait {
+                Some(w) if !w.is_zero() => {}
+                _ => return Ok(None),
+            }
+        }
     }
 
     /// One attempt to put: `false` when full.
@@ -359,6 +699,9 @@ impl Core {
 
     /// One item, waiting up to `deadline` (`None`: no wait, `Some(None)`: forever).
     fn get_bytes(&self, deadline: Option<Option<Instant>>) -> Result<Option<Vec<u8>>> {
+        if let Some(io) = &self.io {
+            return self.get_ahead(io, deadline);
+        }
         let mut link = lock(&self.getter);
         let k = &self.keys;
         loop {
@@ -419,10 +762,15 @@ impl Core {
         }
     }
 
+    /// Items on the server, and those this handle took ahead (after writing its backlog).
     fn qsize(&self) -> Result<usize> {
-        lock(&self.putter).call("reading a queue's size", true, None, |c| {
+        if let Some(io) = &self.io {
+            drop(io.wait_written());
+        }
+        let n: usize = lock(&self.putter).call("reading a queue's size", true, None, |c| {
             ::redis::cmd("LLEN").arg(&self.keys.items).query(c)
-        })
+        })?;
+        Ok(n + self.io.as_ref().map_or(0, |io| lock(&io.ahead).items.len()))
     }
 
     fn task_done(&self) -> Result<std::result::Result<(), TaskDoneError>> {
@@ -473,6 +821,12 @@ impl Core {
     }
 
     fn unlink(&self) -> Result<()> {
+        self.flush()?;
+        if let Some(io) = &self.io {
+            let mut a = lock(&io.ahead);
+            a.items.clear();
+            a.since = None;
+        }
         let k = &self.keys;
         lock(&self.putter).call("deleting a queue", true, None, |c| {
             ::redis::cmd("DEL")
@@ -532,6 +886,9 @@ macro_rules! queue_common {
                     Ok(b) => b,
                     Err(e) => return Err(PutError::Encode(value, e)),
                 };
+                if let Some(io) = &self.core.io {
+                    return self.core.put_backlog(io, bytes).map_err(|e| PutError::Broker(value, e));
+                }
                 match self.core.put_bytes(&bytes, deadline) {
                     Ok(true) => Ok(()),
                     Ok(false) => Err(PutError::Full(value)),
@@ -608,9 +965,20 @@ macro_rules! queue_common {
             }
 
             /// This handle puts and gets no more (Python's `close`); other handles and other
-            /// processes go on. The items stay on the server.
+            /// processes go on. The items stay on the server, and those this process put are
+            /// still written out.
             pub fn close(&self) {
                 self.closed.store(true, Ordering::Relaxed);
+            }
+
+            /// Waits until every item this handle (and its clones in this process) put is on
+            /// the server, where any process can take it and it outlives this one. `Err` when a
+            /// write of the backlog failed since the last report: the broker was away for longer
+            /// than the reconnect window, and those items were lost. Only an unbounded
+            /// [`Queue`] has a backlog; for the others every put is on the server when it
+            /// returns.
+            pub fn flush(&self) -> Result<()> {
+                self.core.flush()
             }
 
             /// Deletes the queue's keys from the server (its items are lost).
@@ -646,6 +1014,28 @@ macro_rules! queue_common {
 /// `qsize`, `empty` and `full` ask the server and may fail; a broker that is away for longer
 /// than the reconnect window (10 s) turns calls into [`PutError::Broker`] /
 /// [`GetError::Broker`]. Items are plain serde values (no handles).
+///
+/// **Batching (unbounded queues).** As on a local queue, `put` hands the item to this handle's
+/// backlog and returns; a thread writes the backlog to the server in order, many items per
+/// round trip. Dropping the last handle of a process waits for it (as Python joins the feeder
+/// thread), and so does [`flush`](Self::flush); a process that leaves without dropping it
+/// (`std::process::exit`, a signal) loses what was not yet written. A write that fails (the
+/// broker away for longer than the reconnect window) loses its items, and the next `put` or
+/// `flush` reports it. This handle's own puts are on the server before its next `get`,
+/// `qsize`, `empty` or `full`.
+///
+/// A `get` takes up to as many items as its caller consumes in about 2 ms (at most 128) in one
+/// round trip, and serves the next gets from them; a caller that spends more than 2 ms between
+/// gets takes one item at a time. Items taken ahead are this handle's: counted by its own
+/// `qsize` but not by other handles', and given back to the front of the queue when the handle
+/// has not asked for one for 100 ms, or when its last clone is dropped. So one consumer sees the
+/// items in the order they were put; with several, an item given back comes after newer items
+/// that another consumer took meanwhile (as a [`JoinableQueue`] item whose lease expired does).
+/// A consumer that dies takes the items it took ahead with it, as it takes the item it was
+/// working on: a plain queue delivers at most once, a [`JoinableQueue`] at least once.
+///
+/// A bounded queue ([`with_maxsize`](Self::with_maxsize)) does neither: every put checks the
+/// bound on the server and every get takes one item, so that the bound holds across processes.
 ///
 /// ```no_run
 /// let q = multiprocessing::redis::Queue::<u32>::open("redis://127.0.0.1:6379/0", "jobs")?;

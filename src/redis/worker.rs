@@ -10,12 +10,17 @@
 //! (the client's signed `hello`) and runs the same build as the client; if not, it says why
 //! on stderr and in the pool's `refused` list, and exits without running anything.
 //!
-//! The loop: while fewer than `processes` tasks run, `BLMOVE` one id from `tasks` to this
-//! worker's own list (so a worker that dies leaves its tasks where the client finds them),
-//! check the message's HMAC and build, and hand the call to the local pool. A heartbeat thread
-//! keeps the worker's heartbeat key alive; a result thread signs each outcome and, in one
-//! script, pushes it and takes the id off the worker's list. A task whose process died counts
-//! a death against it and goes back to the front of `tasks` until the pool's limit.
+//! The loop: while the worker holds fewer tasks than its limit, move task ids from `tasks` to
+//! this worker's own list atomically (so a worker that dies leaves its tasks where the client
+//! finds them): as many as there is room for in one script when tasks wait, else one with a
+//! blocking `BLMOVE`; check each message's HMAC and build, and hand the call to the local pool.
+//! The limit is one task per local process until tasks have been timed, then as many as fit in
+//! 5 ms of their average run time (at most 64 per process), and never more than this worker's
+//! share of the work waiting, so that quick tasks travel in batches while a burst of long ones
+//! is spread over the workers. A heartbeat thread keeps the worker's heartbeat key alive; a
+//! result thread signs the outcomes and, in one script per batch, pushes them and takes their
+//! ids off the worker's list. A task whose process died counts a death against it and goes back
+//! to the front of `tasks` until the pool's limit.
 
 use super::link::{block_secs, split_fragment, Link};
 use super::message::{self, ResultMsg, TaskMsg};
@@ -42,16 +47,41 @@ const POOL_WAIT: Duration = Duration::from_secs(60);
 /// How long a worker keeps trying to reach the broker.
 const WORKER_WINDOW: Duration = Duration::from_secs(60);
 
-/// Tasks taken ahead per local process when tasks are quick.
-const PREFETCH: usize = 8;
-/// A task whose round trip through the local pool is below this on average counts as quick.
-const QUICK_NS: u64 = 2_000_000;
+/// Most tasks taken ahead per local process.
+const PREFETCH: usize = 64;
+/// Work (by the tasks' average run time) a worker holds per local process beyond the task it
+/// runs: quick tasks are taken many at a time, so that the broker's round trips overlap the
+/// work, and tasks longer than this one per process, so that a long task never holds up others.
+const AHEAD_BUDGET_NS: u64 = 5_000_000;
 
-/// Takes the next task id into the worker's list and reads its message, without waiting
-/// (an empty message: the task is already done).
-const TAKE: &str = "local id = redis.call('LMOVE', KEYS[1], KEYS[2], 'LEFT', 'RIGHT') \
-    if not id then return false end \
-    return {id, redis.call('HGET', KEYS[3], id) or ''}";
+/// Takes up to `ARGV[1]` task ids into the worker's list, in order, and reads their messages,
+/// without waiting: `{id, message, id, message, ...}` (an empty message: the task is already
+/// done), `{}` when no task waits. Never beyond this worker's share of the work (the tasks
+/// waiting and those it holds, over the workers registered, `KEYS[4]`), so that a burst of tasks
+/// is spread over the workers even before their run time is known: `false` when this worker
+/// holds its share already (it takes more once one of its tasks is done).
+const TAKE: &str = "local waiting = redis.call('LLEN', KEYS[1]) \
+    if waiting == 0 then return {} end \
+    local held = redis.call('LLEN', KEYS[2]) \
+    local share = math.ceil((waiting + held) / math.max(1, redis.call('SCARD', KEYS[4]))) - held \
+    local n = math.min(tonumber(ARGV[1]), share) \
+    if n < 1 then return false end \
+    local out = {} \
+    for i = 1, n do \
+      local id = redis.call('LMOVE', KEYS[1], KEYS[2], 'LEFT', 'RIGHT') \
+      if not id then break end \
+      out[#out + 1] = id \
+      out[#out + 1] = redis.call('HGET', KEYS[3], id) or '' \
+    end \
+    return out";
+
+/// Pushes the signed results `ARGV[1], ARGV[3], ...` for the client and takes their ids
+/// `ARGV[2], ARGV[4], ...` off the worker's list, in one step.
+const ACK: &str = "for i = 1, #ARGV, 2 do \
+      redis.call('RPUSH', KEYS[1], ARGV[i]) \
+      redis.call('LREM', KEYS[2], 1, ARGV[i + 1]) \
+    end \
+    return 0";
 
 /// Exit code of a worker whose binary differs from the pool's.
 pub(crate) const EXIT_OTHER_BUILD: i32 = 3;
@@ -125,7 +155,8 @@ unsafe fn serve_if_worker() {
 struct Done {
     id: u64,
     outcome: std::result::Result<Vec<u8>, TaskError>,
-    /// From handing the task to the local pool to its outcome (`None`: never ran).
+    /// About how long the task ran: from handing it to the local pool to its outcome, divided
+    /// by the turns it waited for (`None`: never ran).
     took: Option<Duration>,
 }
 
@@ -133,12 +164,14 @@ struct BridgeSink {
     id: u64,
     tx: Mutex<mpsc::Sender<Done>>,
     since: Instant,
+    /// The tasks each local process had to run before this one's outcome, this one included.
+    turns: u32,
 }
 
 impl Sink for BridgeSink {
     fn complete(&self, _index: usize, outcome: std::result::Result<&[u8], TaskError>) {
-        let done =
-            Done { id: self.id, outcome: outcome.map(<[u8]>::to_vec), took: Some(self.since.elapsed()) };
+        let took = Some(self.since.elapsed() / self.turns.max(1));
+        let done = Done { id: self.id, outcome: outcome.map(<[u8]>::to_vec), took };
         let _ = self.tx.lock().unwrap_or_else(|p| p.into_inner()).send(done);
     }
 }
@@ -309,10 +342,13 @@ pub(crate) fn serve(args: &WorkerArgs) -> i32 {
     let mut code = 0;
     let processes = args.processes.max(1) as usize;
     while !stop.load(Ordering::Acquire) {
-        // Quick tasks are taken several per process, so that the broker's round trips overlap
-        // the work; others one per process, so that a long task never holds up others.
-        let quick = pace.load(Ordering::Relaxed) < QUICK_NS;
-        let limit = if quick { processes * PREFETCH } else { processes };
+        // As many tasks per process as fit in the budget by their average run time (one until
+        // a task has been timed).
+        let per = match pace.load(Ordering::Relaxed) {
+            u64::MAX => 1,
+            ns => (AHEAD_BUDGET_NS / ns.max(1)).clamp(1, PREFETCH as u64) as usize,
+        };
+        let limit = processes * per;
         {
             let (n, cv) = &*inflight;
             let mut n = n.lock().unwrap_or_else(|p| p.into_inner());
@@ -324,13 +360,39 @@ pub(crate) fn serve(args: &WorkerArgs) -> i32 {
             break;
         }
         let wait = Duration::from_millis(250);
-        // One round trip when a task is there; else wait for one with BLMOVE.
-        let now: crate::Result<Option<(String, Vec<u8>)>> = link.call("taking a task", true, None, |c| {
-            take.key(keys.k("tasks")).key(keys.wlist(&wid)).key(keys.k("data")).invoke(c)
+        let room = limit.saturating_sub(*inflight.0.lock().unwrap_or_else(|p| p.into_inner())).max(1);
+        // One round trip for as many tasks as there is room for, when tasks are there; else
+        // wait for one with BLMOVE.
+        let now: crate::Result<Option<Vec<Vec<u8>>>> = link.call("taking tasks", true, None, |c| {
+            take.key(keys.k("tasks"))
+                .key(keys.wlist(&wid))
+                .key(keys.k("data"))
+                .key(keys.k("workers"))
+                .arg(room)
+                .invoke(c)
         });
-        let taken: crate::Result<Option<(String, Option<Vec<u8>>)>> = match now {
-            Ok(Some((id, data))) => Ok(Some((id, (!data.is_empty()).then_some(data)))),
-            Ok(None) => link
+        let taken: crate::Result<Vec<(String, Option<Vec<u8>>)>> = match now {
+            Ok(None) if *inflight.0.lock().unwrap_or_else(|p| p.into_inner()) > 0 => {
+                // This worker holds its share: wait until one of its tasks is done.
+                let (n, cv) = &*inflight;
+                let held = n.lock().unwrap_or_else(|p| p.into_inner());
+                let before = *held;
+                let _ = cv
+                    .wait_timeout_while(held, Duration::from_millis(100), |n| {
+                        *n >= before && !stop.load(Ordering::Acquire)
+                    })
+                    .unwrap_or_else(|p| p.into_inner());
+                continue;
+            }
+            Ok(Some(flat)) if !flat.is_empty() => {
+                let mut out = Vec::with_capacity(flat.len() / 2);
+                let mut it = flat.into_iter();
+                while let (Some(id), Some(data)) = (it.next(), it.next()) {
+                    out.push((String::from_utf8_lossy(&id).into_owned(), (!data.is_empty()).then_some(data)));
+                }
+                Ok(out)
+            }
+            Ok(_) => link
                 .call("taking a task", true, Some(wait), |c| {
                     ::redis::cmd("BLMOVE")
                         .arg(keys.k("tasks"))
@@ -341,93 +403,32 @@ pub(crate) fn serve(args: &WorkerArgs) -> i32 {
                         .query::<Option<String>>(c)
                 })
                 .and_then(|id| match id {
-                    None => Ok(None),
+                    None => Ok(Vec::new()),
                     Some(id) => link
                         .call("reading a task", true, None, |c| {
                             ::redis::cmd("HGET").arg(keys.k("data")).arg(&id).query::<Option<Vec<u8>>>(c)
                         })
-                        .map(|data| Some((id, data))),
+                        .map(|data| vec![(id, data)]),
                 }),
             Err(e) => Err(e),
         };
-        let (id_text, body) = match taken {
-            Ok(Some(t)) => t,
-            Ok(None) => continue,
+        let taken = match taken {
+            Ok(t) => t,
             Err(e) => {
                 eprintln!("multiprocessing: broker pool worker {wid} lost the broker: {e}");
                 code = EXIT_BROKER;
                 break;
             }
         };
-        let Ok(id) = id_text.parse::<u64>() else {
-            let _ = link.call("dropping a bad task id", true, None, |c| {
-                ::redis::cmd("LREM").arg(keys.wlist(&wid)).arg(1).arg(&id_text).query::<()>(c)
-            });
-            continue;
-        };
-        let Some(msg) = body else {
-            // Already done (a copy queued twice): nothing to run.
-            let _ = link.call("dropping a finished task", true, None, |c| {
-                ::redis::cmd("LREM").arg(keys.wlist(&wid)).arg(1).arg(id).query::<()>(c)
-            });
-            continue;
-        };
-        let task: TaskMsg = match message::open(&args.authkey, message::TASK_LABEL, &msg) {
-            Ok(t) => t,
-            Err(e) => {
-                let why = format!("its message failed the authentication check, so it was not run ({e})");
-                eprintln!("multiprocessing: broker pool worker {wid} refused task {id}: {why}");
-                *inflight.0.lock().unwrap_or_else(|p| p.into_inner()) += 1;
-                let _ = tx.send(Done {
-                    id,
-                    outcome: Err(TaskError::new(TaskErrorKind::Cancelled, why)),
-                    took: None,
-                });
-                continue;
+        for (id_text, body) in taken {
+            if let Some(c) = run_task(&mut link, &keys, args, &wid, &id_text, body, &local, &inflight, &tx) {
+                // The rest of the batch stays in this worker's list, handed back as it leaves.
+                code = c;
+                break;
             }
-        };
-        if task.id != id || task.pool != args.pool {
-            *inflight.0.lock().unwrap_or_else(|p| p.into_inner()) += 1;
-            let why = "its message belongs to another task or pool, so it was not run".to_string();
-            let _ =
-                tx.send(Done { id, outcome: Err(TaskError::new(TaskErrorKind::Cancelled, why)), took: None });
-            continue;
         }
-        if task.build != message::build_id() {
-            let _ = link.call("handing a task back", true, None, |c| {
-                ::redis::pipe()
-                    .cmd("LREM")
-                    .arg(keys.wlist(&wid))
-                    .arg(1)
-                    .arg(id)
-                    .ignore()
-                    .cmd("LPUSH")
-                    .arg(keys.k("tasks"))
-                    .arg(id)
-                    .ignore()
-                    .query::<()>(c)
-            });
-            refuse(
-                &mut link,
-                &keys,
-                &format!(
-                    "worker {wid} refuses task {id} of pool {:?}: its binary (build {}) differs from the client's (build {})",
-                    args.pool,
-                    message::build_id(),
-                    task.build
-                ),
-            );
-            code = EXIT_OTHER_BUILD;
+        if code != 0 {
             break;
-        }
-        *inflight.0.lock().unwrap_or_else(|p| p.into_inner()) += 1;
-        let sink = Arc::new(BridgeSink { id, tx: Mutex::new(tx.clone()), since: Instant::now() });
-        if let Err(e) = local.submit_raw(task.entry, &task.args, sink) {
-            let _ = tx.send(Done {
-                id,
-                outcome: Err(TaskError::new(TaskErrorKind::Broken, e.to_string())),
-                took: None,
-            });
         }
     }
     stop.store(true, Ordering::Release);
@@ -451,6 +452,93 @@ pub(crate) fn serve(args: &WorkerArgs) -> i32 {
         p.query::<()>(c)
     });
     code
+}
+
+/// Checks one taken task and hands it to the local pool; an exit code when the worker must
+/// stop (another build).
+#[allow(clippy::too_many_arguments)]
+fn run_task(
+    link: &mut Link,
+    keys: &PoolKeys,
+    args: &WorkerArgs,
+    wid: &str,
+    id_text: &str,
+    body: Option<Vec<u8>>,
+    local: &Pool,
+    inflight: &(Mutex<usize>, Condvar),
+    tx: &mpsc::Sender<Done>,
+) -> Option<i32> {
+    let Ok(id) = id_text.parse::<u64>() else {
+        let _ = link.call("dropping a bad task id", true, None, |c| {
+            ::redis::cmd("LREM").arg(keys.wlist(wid)).arg(1).arg(id_text).query::<()>(c)
+        });
+        return None;
+    };
+    let Some(msg) = body else {
+        // Already done (a copy queued twice): nothing to run.
+        let _ = link.call("dropping a finished task", true, None, |c| {
+            ::redis::cmd("LREM").arg(keys.wlist(wid)).arg(1).arg(id).query::<()>(c)
+        });
+        return None;
+    };
+    let task: TaskMsg = match message::open(&args.authkey, message::TASK_LABEL, &msg) {
+        Ok(t) => t,
+        Err(e) => {
+            let why = format!("its message failed the authentication check, so it was not run ({e})");
+            eprintln!("multiprocessing: broker pool worker {wid} refused task {id}: {why}");
+            *inflight.0.lock().unwrap_or_else(|p| p.into_inner()) += 1;
+            let _ =
+                tx.send(Done { id, outcome: Err(TaskError::new(TaskErrorKind::Cancelled, why)), took: None });
+            return None;
+        }
+    };
+    if task.id != id || task.pool != args.pool {
+        *inflight.0.lock().unwrap_or_else(|p| p.into_inner()) += 1;
+        let why = "its message belongs to another task or pool, so it was not run".to_string();
+        let _ = tx.send(Done { id, outcome: Err(TaskError::new(TaskErrorKind::Cancelled, why)), took: None });
+        return None;
+    }
+    if task.build != message::build_id() {
+        let _ = link.call("handing a task back", true, None, |c| {
+            ::redis::pipe()
+                .cmd("LREM")
+                .arg(keys.wlist(wid))
+                .arg(1)
+                .arg(id)
+                .ignore()
+                .cmd("LPUSH")
+                .arg(keys.k("tasks"))
+                .arg(id)
+                .ignore()
+                .query::<()>(c)
+        });
+        refuse(
+            link,
+            keys,
+            &format!(
+                "worker {wid} refuses task {id} of pool {:?}: its binary (build {}) differs from the client's (build {})",
+                args.pool,
+                message::build_id(),
+                task.build
+            ),
+        );
+        return Some(EXIT_OTHER_BUILD);
+    }
+    let held = {
+        let mut n = inflight.0.lock().unwrap_or_else(|p| p.into_inner());
+        *n += 1;
+        *n
+    };
+    let turns = held.div_ceil(args.processes.max(1) as usize) as u32;
+    let sink = Arc::new(BridgeSink { id, tx: Mutex::new(tx.clone()), since: Instant::now(), turns });
+    if let Err(e) = local.submit_raw(task.entry, &task.args, sink) {
+        let _ = tx.send(Done {
+            id,
+            outcome: Err(TaskError::new(TaskErrorKind::Broken, e.to_string())),
+            took: None,
+        });
+    }
+    None
 }
 
 fn heartbeat_loop(
@@ -528,8 +616,7 @@ fn result_loop(
 ) {
     let Ok(mut link) = Link::new(url, WORKER_WINDOW) else { return };
     let deaths = ::redis::Script::new(DEATHS);
-    const ACK: &str =
-        "redis.call('RPUSH', KEYS[1], ARGV[1]) redis.call('LREM', KEYS[2], 1, ARGV[2]) return 0";
+    let ack = ::redis::Script::new(ACK);
     let pid = std::process::id() as i32;
     while let Ok(first) = rx.recv() {
         let mut batch = vec![first];
@@ -604,18 +691,12 @@ fn result_loop(
         if !acks.is_empty() {
             // Safe to repeat: a second copy of a result is ignored by the client.
             let r = link.call("sending results", true, None, |c| {
-                let mut p = ::redis::pipe();
+                let mut inv = ack.key(keys.k("results"));
+                inv.key(keys.wlist(wid));
                 for (id, m) in &acks {
-                    p.cmd("EVAL")
-                        .arg(ACK)
-                        .arg(2)
-                        .arg(keys.k("results"))
-                        .arg(keys.wlist(wid))
-                        .arg(m.as_slice())
-                        .arg(*id)
-                        .ignore();
+                    inv.arg(m.as_slice()).arg(*id);
                 }
-                p.query::<()>(c)
+                inv.invoke::<i64>(c)
             });
             if let Err(e) = r {
                 eprintln!(
