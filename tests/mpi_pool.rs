@@ -52,16 +52,6 @@ fn rank_of_task(slow_ms: u64) -> (u32, i32) {
     (rank, unsafe { libc::getppid() })
 }
 
-/// Kills the rank that runs this task (the task's parent process).
-fn kill_my_rank() -> u32 {
-    // SAFETY: kill(2) of this process's parent, the worker rank, as the scenario intends.
-    unsafe {
-        libc::kill(libc::getppid(), libc::SIGKILL);
-    }
-    std::thread::sleep(Duration::from_secs(60));
-    0
-}
-
 fn task_error<T: std::fmt::Debug>(r: multiprocessing::Result<T>) -> multiprocessing::TaskError {
     match r {
         Err(Error::Task(e)) => e,
@@ -187,11 +177,27 @@ fn big_chunks() -> multiprocessing::Result<()> {
     Ok(())
 }
 
-/// Rank 0: a task kills its rank; the launcher must end the job (fail-stop), never hang.
-fn lose_a_rank() -> multiprocessing::Result<()> {
-    let p = multiprocessing::mpi::PoolBuilder::new().build()?;
-    let r = p.apply(kill_my_rank, ());
-    println!("unexpected: the pool answered {r:?}");
+/// Rank 0: learns the worker ranks' pids, writes them to `$MP_TEST_PIDS` (`rank pid` lines)
+/// and starts work far longer than the test waits; the test then kills or stops one rank, and
+/// rank 0 must end the job naming it (fail-stop), never hang.
+fn lose_a_rank(rank_timeout: Duration) -> multiprocessing::Result<()> {
+    let p = multiprocessing::mpi::PoolBuilder::new().rank_timeout(rank_timeout).build()?;
+    let workers = world_size() - 1;
+    let mut pids: HashMap<u32, i32> = HashMap::new();
+    for _ in 0..100 {
+        pids.extend(p.map_chunked(rank_of_task, std::iter::repeat_n(0, 4 * workers), 1)?);
+        if pids.len() == workers {
+            break;
+        }
+    }
+    assert_eq!(pids.len(), workers, "every rank ran a task: {pids:?}");
+    let path = std::env::var("MP_TEST_PIDS").expect("MP_TEST_PIDS");
+    let text: String = pids.iter().map(|(r, pid)| format!("{r} {pid}\n")).collect();
+    std::fs::write(format!("{path}.tmp"), text).unwrap();
+    std::fs::rename(format!("{path}.tmp"), &path).unwrap();
+    println!("pids written");
+    let r = p.map_chunked(nap, std::iter::repeat_n(100, 3000), 1);
+    println!("unexpected: the pool answered {:?}", r.map(|v| v.len()));
     Ok(())
 }
 
@@ -229,6 +235,19 @@ struct Run {
 /// segments go to a directory of this run's own, removed afterwards: a job whose ranks are
 /// killed (the lost-rank scenario, or the time limit) cannot unlink them itself.
 fn mpirun(mpirun: &str, ranks: usize, mode: &str, limit: Duration) -> Run {
+    mpirun_with(mpirun, ranks, mode, limit, &[], &mut |_| {})
+}
+
+/// [`mpirun`], with `env` set for the job and `tick` called with the launcher's pid while the
+/// job runs (every 50 ms, as its exit is polled).
+fn mpirun_with(
+    mpirun: &str,
+    ranks: usize,
+    mode: &str,
+    limit: Duration,
+    env: &[(&str, String)],
+    tick: &mut dyn FnMut(u32),
+) -> Run {
     let exe = std::env::current_exe().unwrap();
     let segments = std::env::temp_dir().join(format!("mp-mpi-test-{}-{mode}-{ranks}", std::process::id()));
     std::fs::create_dir_all(&segments).unwrap();
@@ -240,6 +259,7 @@ fn mpirun(mpirun: &str, ranks: usize, mode: &str, limit: Duration) -> Run {
         .env("OMPI_MCA_btl_vader_backing_directory", &segments)
         .env("OMPI_ALLOW_RUN_AS_ROOT", "1")
         .env("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1")
+        .envs(env.iter().map(|(k, v)| (k, v)))
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -261,6 +281,7 @@ fn mpirun(mpirun: &str, ranks: usize, mode: &str, limit: Duration) -> Run {
             let _ = child.wait();
             break None;
         }
+        tick(child.id());
         // Polls the launcher's exit against the time limit.
         std::thread::sleep(Duration::from_millis(50));
     };
@@ -284,7 +305,13 @@ fn main() {
             return;
         }
         Some("--lose-rank") => {
-            if let Err(e) = lose_a_rank() {
+            if let Err(e) = lose_a_rank(Duration::from_secs(10)) {
+                eprintln!("mpi_pool: {e}");
+            }
+            return;
+        }
+        Some("--stop-rank") => {
+            if let Err(e) = lose_a_rank(Duration::from_secs(2)) {
                 eprintln!("mpi_pool: {e}");
             }
             return;
@@ -351,10 +378,67 @@ fn main() {
     );
     assert_eq!(run.out.matches("no pool built").count(), 1, "only rank 0 runs main: {}", run.out);
     println!("mpi_pool: a program that builds no pool ended the job in {:.1} s", run.took.as_secs_f64());
-    let run = mpirun(&launcher, 3, "--lose-rank", Duration::from_secs(120));
+    lose_rank(&launcher, libc::SIGKILL, "--lose-rank", "its process ended");
+    lose_rank(&launcher, libc::SIGSTOP, "--stop-rank", "silent for");
+}
+
+/// Whether `pid` is a process of this test's own: a rank of the job whose launcher is
+/// `launcher` (its parent), running this binary.
+fn is_our_rank(pid: i32, launcher: u32) -> bool {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // The parent's pid is the second field after the command's closing parenthesis.
+    let ppid =
+        stat.rsplit_once(')').and_then(|(_, rest)| rest.split_whitespace().nth(1)?.parse::<u32>().ok());
+    let exe = std::fs::read_link(format!("/proc/{pid}/exe")).ok();
+    ppid == Some(launcher) && exe == std::env::current_exe().ok()
+}
+
+/// Under 3 ranks, sends `signal` to rank 2 (by the pid rank 0 wrote) once the pool is busy:
+/// rank 0 must abort the job with a message naming rank 2 and its pid, in bounded time.
+fn lose_rank(launcher: &str, signal: i32, mode: &str, why: &str) {
+    let pids = std::env::temp_dir().join(format!("mp-mpi-test-{}-pids{mode}", std::process::id()));
+    let _ = std::fs::remove_file(&pids);
+    let mut victim: Option<(i32, Instant)> = None;
+    let run = mpirun_with(
+        launcher,
+        3,
+        mode,
+        Duration::from_secs(120),
+        &[("MP_TEST_PIDS", pids.display().to_string())],
+        &mut |mpirun_pid| {
+            if victim.is_some() {
+                return;
+            }
+            let Ok(text) = std::fs::read_to_string(&pids) else { return };
+            let pid = text
+                .lines()
+                .find_map(|l| l.strip_prefix("2 ")?.trim().parse::<i32>().ok())
+                .expect("rank 2's pid");
+            assert!(is_our_rank(pid, mpirun_pid), "pid {pid} is not rank 2 of this job");
+            // SAFETY: kill(2) of this test's own rank process, checked just above.
+            assert_eq!(unsafe { libc::kill(pid, signal) }, 0);
+            victim = Some((pid, Instant::now()));
+        },
+    );
+    let _ = std::fs::remove_file(&pids);
     print!("{}", run.out);
-    assert!(run.code.is_some(), "a lost rank left the job hanging for {:?}", run.took);
-    assert_ne!(run.code, Some(0), "a lost rank must end the job with an error");
+    let (pid, at) = victim.expect("rank 0 wrote the ranks' pids");
+    let after = at.elapsed();
+    if signal == libc::SIGSTOP && std::path::Path::new(&format!("/proc/{pid}")).exists() {
+        // A job that failed to end leaves the stopped rank behind: end it, by its pid.
+        // SAFETY: kill(2) of this test's own rank process.
+        unsafe { libc::kill(pid, libc::SIGKILL) };
+    }
+    assert!(run.code.is_some(), "{mode}: the job hung for {:?}", run.took);
+    assert_ne!(run.code, Some(0), "{mode}: a lost rank must end the job with an error");
     assert!(!run.out.contains("unexpected: the pool answered"), "{}", run.out);
-    println!("mpi_pool: a lost rank ended the job (exit {:?}) in {:.1} s", run.code, run.took.as_secs_f64());
+    let named = format!("multiprocessing: MPI rank 2 (pid {pid} on ");
+    assert!(run.out.contains(&named), "{mode}: rank 0 did not name the lost rank:\n{}", run.out);
+    assert!(run.out.contains(why), "{mode}: {why:?} missing:\n{}", run.out);
+    assert!(after < Duration::from_secs(30), "{mode}: the job ended {after:?} after the signal");
+    println!(
+        "mpi_pool: {mode}: rank 0 named the lost rank and the job ended (exit {:?}) {:.1} s after the signal",
+        run.code,
+        after.as_secs_f64()
+    );
 }

@@ -455,7 +455,6 @@ impl MpiBackend {
                 }
                 let (msgs, tasks): (Vec<TaskMsg>, Vec<Task>) = batch.into_iter().unzip();
                 let bytes = encode(&ToWorker::Tasks(msgs));
-                self.send(&world, r, &bytes);
                 let state = &mut self.ranks[r];
                 if state.inflight == 0 {
                     state.mark = Instant::now();
@@ -464,6 +463,7 @@ impl MpiBackend {
                 for t in tasks {
                     self.pending.insert(t.id, (t, r));
                 }
+                self.send(&world, r, &bytes);
                 self.next_rank = 1 + r % (n - 1);
                 busy = true;
             }
