@@ -247,7 +247,7 @@ fn imports_mpi4py(python: &str) -> bool {
 
 fn pip(python: &str, args: &[&str]) -> Result<(), String> {
     let out = Command::new(python)
-        .args(["-m", "pip", "install", "--quiet"])
+        .args(["-m", "pip", "install", "--quiet", "--no-binary", "mpi4py"])
         .args(args)
         .arg("mpi4py")
         .env("MPICC", "mpicc")
@@ -262,9 +262,9 @@ fn pip(python: &str, args: &[&str]) -> Result<(), String> {
 }
 
 /// An interpreter (its full path) that imports `mpi4py.futures`: `BENCH_PYTHON` (default
-/// `python3`), after
-/// `pip install --user mpi4py` when it lacks it, or else a venv of the bench's own
-/// (`target/mpi4py-venv`); mpi4py builds against the installed MPI with `mpicc`.
+/// `python3`), or a venv of the bench's own (`target/mpi4py-venv`) that has it, or the first
+/// after `pip install --user mpi4py`, or else that venv, made and given it. mpi4py is built
+/// from source against the installed MPI with `mpicc`.
 fn python_with_mpi4py() -> Result<String, String> {
     let python = std::env::var("BENCH_PYTHON").unwrap_or_else(|_| "python3".into());
     // The interpreter's own path: mpirun puts its own directory first on the ranks' PATH, which
@@ -280,6 +280,11 @@ fn python_with_mpi4py() -> Result<String, String> {
     if imports_mpi4py(&python) {
         return Ok(python);
     }
+    let venv = concat!(env!("CARGO_MANIFEST_DIR"), "/../target/mpi4py-venv");
+    let vpython = format!("{venv}/bin/python");
+    if imports_mpi4py(&vpython) {
+        return Ok(vpython);
+    }
     if which("mpicc").is_none() {
         return Err("mpi4py is not installed and mpicc (to build it) is not on the PATH \
                     (Debian: apt-get install libopenmpi-dev)"
@@ -287,24 +292,23 @@ fn python_with_mpi4py() -> Result<String, String> {
     }
     note(format!(
         "mpi4py is not installed for {python}: installing it into the user site \
-         (pip install --user mpi4py, built against this MPI with mpicc)"
+         (pip install --user --no-binary mpi4py mpi4py, built against this MPI with mpicc: minutes, once)"
     ));
-    let user = pip(&python, &["--user"]);
-    if user.is_ok() && imports_mpi4py(&python) {
-        return Ok(python);
-    }
-    let venv = concat!(env!("CARGO_MANIFEST_DIR"), "/../target/mpi4py-venv");
-    let vpython = format!("{venv}/bin/python");
-    note(format!("the user site did not take it ({user:?}): trying a venv, {venv}"));
+    let why = match pip(&python, &["--user"]) {
+        Ok(()) if imports_mpi4py(&python) => return Ok(python),
+        Ok(()) => "installed, but it does not import".to_string(),
+        Err(e) => e,
+    };
+    note(format!("the user site did not take it ({why}): trying a venv, {venv}"));
     let made = Command::new(&python).args(["-m", "venv", venv]).status().is_ok_and(|s| s.success());
-    if made {
-        let r = pip(&vpython, &[]);
-        if r.is_ok() && imports_mpi4py(&vpython) {
-            return Ok(vpython);
-        }
-        return Err(format!("mpi4py could not be installed in {venv}: {r:?}"));
+    if !made {
+        return Err(format!("mpi4py could not be installed (user site: {why}; no venv could be made)"));
     }
-    Err(format!("mpi4py could not be installed ({user:?}) and no venv could be made"))
+    match pip(&vpython, &[]) {
+        Ok(()) if imports_mpi4py(&vpython) => Ok(vpython),
+        Ok(()) => Err(format!("mpi4py was installed in {venv} but does not import")),
+        Err(e) => Err(format!("mpi4py could not be installed (user site: {why}; venv: {e})")),
+    }
 }
 
 fn start_ours() -> Option<Job> {

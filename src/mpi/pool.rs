@@ -2,10 +2,10 @@
 //! tasks to worker ranks and their outcomes back.
 //!
 //! Dispatch is demand-driven, with a window per rank: a rank holds its running tasks plus a
-//! prefetch sized to what it finishes in about [`QUEUE_TARGET`] (measured as its outcomes come
-//! back: a few for slow tasks, up to hundreds for tiny ones), and is sent more only as its
-//! outcomes return, so a slow rank gets fewer tasks and a fast one is never starved by the
-//! round trip. Tasks for a rank travel many to a message, and so do outcomes. The pool thread
+//! prefetch sized to what it finishes in about [`QUEUE_TARGET`] (measured per function as its
+//! outcomes come back: a few for slow tasks, up to hundreds for tiny ones, the least for a
+//! function not yet timed there), and is sent more only as its outcomes return, so a slow rank
+//! gets fewer tasks and a fast one is never starved by the round trip. Tasks for a rank travel many to a message, and so do outcomes. The pool thread
 //! alone talks MPI, never blocking on a rank: it keeps reading while its own sends complete,
 //! and a rank that falls silent past the rank timeout is lost (the job is aborted, see
 //! [`lost`](super::lost)).
@@ -13,6 +13,7 @@
 use super::{code_error, decode, encode, lost, machine, root, RankInfo, TaskMsg, ToRoot, ToWorker, TAG};
 use crate::error::{Error, Result};
 use crate::pool::backend::{self, Backend, Phase, Shared, Task, TaskError, TaskErrorKind};
+use crate::process::target::EntryOffset;
 use crate::{Executor, Pool};
 use mpi::point_to_point::MatchedReceiveVec;
 use mpi::topology::SimpleCommunicator;
@@ -223,10 +224,6 @@ struct RankState {
     info: RankInfo,
     /// Tasks sent and not yet answered.
     inflight: u32,
-    /// How many it may hold now.
-    window: u32,
-    /// Its running estimate of the time between two outcomes while busy, in ns (0: none yet).
-    interval_ns: f64,
     /// The last outcome, or when it last became busy.
     mark: Instant,
     /// When it last said anything.
@@ -243,6 +240,9 @@ struct MpiBackend {
     rank_timeout: Duration,
     /// Tasks sent to a rank, by id, with the rank.
     pending: HashMap<u64, (Task, usize)>,
+    /// Per rank and function, the running estimate of the time between two outcomes while
+    /// the rank is busy, in ns: what its window for that function's tasks is sized by.
+    interval_ns: HashMap<(usize, EntryOffset), f64>,
     /// Tasks taken from the intake, waiting for a rank with room.
     queue: VecDeque<Task>,
     /// Messages read while a send was completing: (source rank, bytes).
@@ -267,8 +267,6 @@ impl MpiBackend {
             .map(|rank| RankState {
                 info: RankInfo { rank, pid: 0, host: String::new() },
                 inflight: 0,
-                window: processes + b.prefetch,
-                interval_ns: 0.0,
                 mark: now,
                 heard: now,
                 ended: false,
@@ -281,6 +279,7 @@ impl MpiBackend {
             max_extra: b.max_prefetch,
             rank_timeout: b.rank_timeout,
             pending: HashMap::new(),
+            interval_ns: HashMap::new(),
             queue: VecDeque::new(),
             inbox: VecDeque::new(),
             next_rank: 1,
@@ -299,8 +298,17 @@ impl MpiBackend {
         }
     }
 
-    fn room(&self, r: usize) -> u32 {
-        self.ranks[r].window.saturating_sub(self.ranks[r].inflight)
+    /// How many more tasks of `entry`'s function rank `r` takes now: its processes, plus as
+    /// many as it finishes in [`QUEUE_TARGET`] (within the prefetch bounds), less what it
+    /// holds. A function not yet timed on the rank gets the least prefetch, so that a rank
+    /// fast on tiny tasks is not handed a pile of slow ones before it shows how slow they are.
+    fn room(&self, r: usize, entry: EntryOffset) -> u32 {
+        let extra = match self.interval_ns.get(&(r, entry)) {
+            Some(&ns) => (QUEUE_TARGET.as_nanos() as f64 / ns.max(1.0)).min(u32::MAX as f64) as u32,
+            None => 0,
+        };
+        let window = self.processes + extra.clamp(self.min_extra, self.max_extra);
+        window.saturating_sub(self.ranks[r].inflight)
     }
 
     /// Fails every rank silent past the rank timeout (at most every 50 ms).
@@ -368,19 +376,19 @@ impl MpiBackend {
     fn handle(&mut self, src: usize, bytes: &[u8]) -> bool {
         match decode::<ToRoot>(bytes) {
             Ok(ToRoot::Done(outcomes)) => {
+                // The time since the rank's last outcome (or since it became busy), per outcome,
+                // counts for the function of the first of them (a batch is mostly of one).
+                let entry = outcomes.first().and_then(|d| self.pending.get(&d.id)).map(|(t, _)| t.entry);
                 if let Some(r) = self.ranks.get_mut(src) {
                     let now = Instant::now();
-                    let k = outcomes.len().max(1) as f64;
-                    if r.inflight > 0 {
-                        let sample = now.duration_since(r.mark).as_nanos() as f64 / k;
-                        r.interval_ns =
-                            if r.interval_ns == 0.0 { sample } else { 0.5 * r.interval_ns + 0.5 * sample };
+                    if let (Some(e), true) = (entry, r.inflight > 0) {
+                        let sample =
+                            now.duration_since(r.mark).as_nanos() as f64 / outcomes.len().max(1) as f64;
+                        let est = self.interval_ns.entry((src, e)).or_insert(sample);
+                        *est = 0.5 * *est + 0.5 * sample;
                     }
                     r.mark = now;
                     r.inflight = r.inflight.saturating_sub(outcomes.len() as u32);
-                    let extra =
-                        (QUEUE_TARGET.as_nanos() as f64 / r.interval_ns.max(1.0)).min(u32::MAX as f64) as u32;
-                    r.window = self.processes + extra.clamp(self.min_extra, self.max_extra);
                 }
                 for d in outcomes {
                     let Some((task, _)) = self.pending.remove(&d.id) else { continue };
@@ -434,10 +442,11 @@ impl MpiBackend {
         let Some(world) = guard.as_ref().and_then(super::Root::world) else { return Round::Gone };
         let mut busy = false;
         let n = self.ranks.len();
-        while !self.queue.is_empty() {
+        while let Some(front) = self.queue.front() {
+            let entry = front.entry;
             let open: Vec<usize> = (0..n - 1)
                 .map(|k| 1 + (self.next_rank - 1 + k) % (n - 1))
-                .filter(|&r| self.room(r) > 0)
+                .filter(|&r| self.room(r, entry) > 0)
                 .collect();
             if open.is_empty() {
                 break;
@@ -446,10 +455,8 @@ impl MpiBackend {
             // spreads over the ranks rather than filling the first one's window.
             let share = self.queue.len().div_ceil(open.len()) as u32;
             for r in open {
-                if self.queue.is_empty() {
-                    break;
-                }
-                let batch = self.batch(self.room(r).min(share));
+                let Some(front) = self.queue.front() else { break };
+                let batch = self.batch(self.room(r, front.entry).min(share));
                 if batch.is_empty() {
                     continue;
                 }
