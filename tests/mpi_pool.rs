@@ -203,6 +203,40 @@ fn lose_a_rank(rank_timeout: Duration) -> multiprocessing::Result<()> {
     Ok(())
 }
 
+/// The host name of the process running this (a task: that of its rank's node).
+fn host_of_task(_: u32) -> (u32, String) {
+    let rank: u32 = std::env::var("OMPI_COMM_WORLD_RANK").ok().and_then(|r| r.parse().ok()).unwrap_or(0);
+    (rank, hostname())
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default().trim().to_string()
+}
+
+/// Rank 0 on host `mpt-a`, the worker ranks on `mpt-b` (two network namespaces): values,
+/// errors and the Executor cross the hosts over TCP.
+fn two_hosts() -> multiprocessing::Result<()> {
+    assert_eq!(hostname(), "mpt-a");
+    let p = multiprocessing::mpi::PoolBuilder::new().build()?;
+    let want: Vec<u64> = (0..2000u64).map(|x| x * x).collect();
+    assert_eq!(p.map(square, 0..2000u64)?, want);
+    let hosts: HashMap<u32, String> = p.map_chunked(host_of_task, 0..40u32, 1)?.into_iter().collect();
+    assert!(hosts.values().all(|h| h == "mpt-b"), "{hosts:?}");
+    assert!(!hosts.contains_key(&0), "{hosts:?}");
+    let e = task_error(p.apply(boom, (5,)));
+    assert!(e.message().contains("boom 5"), "{e}");
+    let e = task_error(p.apply(segfault, ()));
+    assert_eq!(e.kind(), TaskErrorKind::WorkerDied, "{e}");
+    assert_eq!(p.apply(square, (11,))?, 121);
+    p.close();
+    p.join()?;
+    let ex = multiprocessing::mpi::PoolBuilder::new().build_executor()?;
+    assert_eq!(ex.submit(add, (40, 2))?.result()?, 42);
+    ex.shutdown(true, false);
+    println!("two hosts ok: rank 0 on mpt-a, worker ranks on {hosts:?}");
+    Ok(())
+}
+
 /// Rank 0: the program exits with a pool still running a long task (never closed, never
 /// dropped); the ranks must stop it and the job end cleanly, at once.
 fn exit_with_pool_running() -> multiprocessing::Result<()> {
@@ -237,31 +271,52 @@ struct Run {
 /// segments go to a directory of this run's own, removed afterwards: a job whose ranks are
 /// killed (the lost-rank scenario, or the time limit) cannot unlink them itself.
 fn mpirun(mpirun: &str, ranks: usize, mode: &str, limit: Duration) -> Run {
-    mpirun_with(mpirun, ranks, mode, limit, &[], &mut |_| {})
+    mpirun_with(mpirun, ranks, mode, limit, &Launch::default(), &mut |_| {})
 }
 
-/// [`mpirun`], with `env` set for the job and `tick` called with the launcher's pid while the
-/// job runs (every 50 ms, as its exit is polled).
+/// What else a job is started with.
+#[derive(Default)]
+struct Launch {
+    /// Set for the job.
+    env: Vec<(String, String)>,
+    /// A command (and arguments) that runs mpirun (a namespace to enter).
+    wrap: Vec<String>,
+    /// More arguments for mpirun.
+    args: Vec<String>,
+}
+
+/// [`mpirun`], as `launch` says, with `tick` called with the launcher's pid while the job
+/// runs (every 50 ms, as its exit is polled).
 fn mpirun_with(
     mpirun: &str,
     ranks: usize,
     mode: &str,
     limit: Duration,
-    env: &[(&str, String)],
+    launch: &Launch,
     tick: &mut dyn FnMut(u32),
 ) -> Run {
     let exe = std::env::current_exe().unwrap();
     let segments = std::env::temp_dir().join(format!("mp-mpi-test-{}-{mode}-{ranks}", std::process::id()));
     std::fs::create_dir_all(&segments).unwrap();
     let t = Instant::now();
-    let mut child = Command::new(mpirun)
-        .args(["--oversubscribe", "-n", &ranks.to_string()])
+    let mut cmd = match launch.wrap.split_first() {
+        Some((first, rest)) => {
+            let mut c = Command::new(first);
+            c.args(rest).arg(mpirun);
+            c
+        }
+        None => Command::new(mpirun),
+    };
+    let mut child = cmd
+        .arg("--oversubscribe")
+        .args(&launch.args)
+        .args(["-n", &ranks.to_string()])
         .arg(&exe)
         .arg(mode)
         .env("OMPI_MCA_btl_vader_backing_directory", &segments)
         .env("OMPI_ALLOW_RUN_AS_ROOT", "1")
         .env("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1")
-        .envs(env.iter().map(|(k, v)| (k, v)))
+        .envs(launch.env.iter().map(|(k, v)| (k, v)))
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -279,6 +334,15 @@ fn mpirun_with(
             break status.code();
         }
         if t.elapsed() > limit {
+            // SIGTERM first: mpirun then takes its ranks down with it (SIGKILL would leave
+            // them running); SIGKILL if it has not ended after a grace period.
+            // SAFETY: kill(2) of this test's own child, the launcher.
+            unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+            let grace = Instant::now();
+            while grace.elapsed() < Duration::from_secs(10) && child.try_wait().unwrap().is_none() {
+                // Polls the launcher's exit against the grace period.
+                std::thread::sleep(Duration::from_millis(50));
+            }
             let _ = child.kill();
             let _ = child.wait();
             break None;
@@ -320,6 +384,13 @@ fn main() {
         }
         Some("--big") => {
             if let Err(e) = big_chunks() {
+                eprintln!("mpi_pool: {e}");
+                std::process::exit(1);
+            }
+            return;
+        }
+        Some("--two-hosts") => {
+            if let Err(e) = two_hosts() {
                 eprintln!("mpi_pool: {e}");
                 std::process::exit(1);
             }
@@ -380,6 +451,7 @@ fn main() {
     );
     assert_eq!(run.out.matches("no pool built").count(), 1, "only rank 0 runs main: {}", run.out);
     println!("mpi_pool: a program that builds no pool ended the job in {:.1} s", run.took.as_secs_f64());
+    two_hosts_in_namespaces(&launcher);
     lose_rank(&launcher, libc::SIGKILL, "--lose-rank", "its process ended");
     lose_rank(&launcher, libc::SIGSTOP, "--stop-rank", "silent for");
 }
@@ -406,7 +478,7 @@ fn lose_rank(launcher: &str, signal: i32, mode: &str, why: &str) {
         3,
         mode,
         Duration::from_secs(120),
-        &[("MP_TEST_PIDS", pids.display().to_string())],
+        &Launch { env: vec![("MP_TEST_PIDS".into(), pids.display().to_string())], ..Launch::default() },
         &mut |mpirun_pid| {
             if victim.is_some() {
                 return;
@@ -442,5 +514,128 @@ fn lose_rank(launcher: &str, signal: i32, mode: &str, why: &str) {
         "mpi_pool: {mode}: rank 0 named the lost rank and the job ended (exit {:?}) {:.1} s after the signal",
         run.code,
         after.as_secs_f64()
+    );
+}
+
+/// Two network namespaces joined by a veth pair, as two hosts: `mpt-a` (10.231.0.1) runs
+/// mpirun and rank 0, `mpt-b` (10.231.0.2) the worker ranks, reached through Open MPI's rsh
+/// agent, a script that enters the namespace (with a UTS namespace of its own for the name).
+/// Removed on drop.
+struct TwoHosts {
+    a: String,
+    b: String,
+    dir: std::path::PathBuf,
+}
+
+fn ip(args: &[&str]) -> Result<(), String> {
+    let out = Command::new("ip").args(args).output().map_err(|e| format!("ip: {e}"))?;
+    if out.status.success() {
+        return Ok(());
+    }
+    Err(format!("ip {}: {}", args.join(" "), String::from_utf8_lossy(&out.stderr).trim()))
+}
+
+impl TwoHosts {
+    fn create() -> Result<TwoHosts, String> {
+        // SAFETY: geteuid(2) cannot fail.
+        if unsafe { libc::geteuid() } != 0 {
+            return Err("network namespaces need root".into());
+        }
+        for tool in ["ip", "unshare"] {
+            if which(tool).is_none() {
+                return Err(format!("{tool} is not on the PATH"));
+            }
+        }
+        let id = std::process::id();
+        let net = TwoHosts {
+            a: format!("mpt-a-{id}"),
+            b: format!("mpt-b-{id}"),
+            dir: std::env::temp_dir().join(format!("mp-mpi-test-{id}-hosts")),
+        };
+        ip(&["netns", "add", &net.a])?;
+        ip(&["netns", "add", &net.b])?;
+        let (va, vb) = (format!("mpa{id}"), format!("mpb{id}"));
+        ip(&["link", "add", &va, "type", "veth", "peer", "name", &vb])?;
+        ip(&["link", "set", &va, "netns", &net.a])?;
+        ip(&["link", "set", &vb, "netns", &net.b])?;
+        for (ns, dev, addr) in [(&net.a, &va, "10.231.0.1/24"), (&net.b, &vb, "10.231.0.2/24")] {
+            ip(&["-n", ns, "addr", "add", addr, "dev", dev])?;
+            ip(&["-n", ns, "link", "set", dev, "up"])?;
+            ip(&["-n", ns, "link", "set", "lo", "up"])?;
+        }
+        std::fs::create_dir_all(&net.dir).map_err(|e| e.to_string())?;
+        // Open MPI calls the agent as `agent HOST COMMAND...`, the command meant for a shell.
+        let agent = format!(
+            "#!/bin/sh\nshift\nexec ip netns exec {} unshare --uts sh -c \"hostname mpt-b; $*\"\n",
+            net.b
+        );
+        let agent_path = net.dir.join("agent.sh");
+        std::fs::write(&agent_path, agent).map_err(|e| e.to_string())?;
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&agent_path, std::fs::Permissions::from_mode(0o755))
+            .map_err(|e| e.to_string())?;
+        std::fs::write(net.dir.join("hosts"), "10.231.0.1 slots=1\n10.231.0.2 slots=2\n")
+            .map_err(|e| e.to_string())?;
+        Ok(net)
+    }
+
+    fn launch(&self) -> Launch {
+        let wrap = [
+            "ip",
+            "netns",
+            "exec",
+            &self.a,
+            "unshare",
+            "--uts",
+            "sh",
+            "-c",
+            "hostname mpt-a && exec \"$@\"",
+            "sh",
+        ];
+        let args = [
+            "--mca",
+            "plm_rsh_agent",
+            &self.dir.join("agent.sh").display().to_string(),
+            "--mca",
+            "oob_tcp_if_include",
+            "10.231.0.0/24",
+            "--mca",
+            "btl_tcp_if_include",
+            "10.231.0.0/24",
+            "--hostfile",
+            &self.dir.join("hosts").display().to_string(),
+        ]
+        .map(String::from);
+        Launch { env: Vec::new(), wrap: wrap.map(String::from).to_vec(), args: args.to_vec() }
+    }
+}
+
+impl Drop for TwoHosts {
+    fn drop(&mut self) {
+        // Deleting a namespace deletes the veth end in it, and with it the pair.
+        let _ = ip(&["netns", "del", &self.a]);
+        let _ = ip(&["netns", "del", &self.b]);
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// The pool across two hosts made of network namespaces (skipped, saying why, where they
+/// cannot be made).
+fn two_hosts_in_namespaces(launcher: &str) {
+    let net = match TwoHosts::create() {
+        Ok(n) => n,
+        Err(why) => {
+            println!("mpi_pool: two hosts in network namespaces: skipped: {why}");
+            return;
+        }
+    };
+    let run = mpirun_with(launcher, 3, "--two-hosts", Duration::from_secs(120), &net.launch(), &mut |_| {});
+    drop(net);
+    print!("{}", run.out);
+    assert_eq!(run.code, Some(0), "two hosts: {:?} after {:?}", run.code, run.took);
+    assert!(run.out.contains("two hosts ok"), "{}", run.out);
+    println!(
+        "mpi_pool: two hosts (network namespaces, TCP between them) passed in {:.1} s",
+        run.took.as_secs_f64()
     );
 }
