@@ -25,8 +25,11 @@
 //! Crash-proof per node: a worker rank does not run tasks itself; it hosts a local
 //! [`Pool`](crate::Pool) of worker processes, so a task that panics, kills its process
 //! (a segfault, the OOM killer) or runs past the task timeout fails alone, and the rank and the
-//! job live on. A rank that is lost (killed, its node gone) is fail-stop: the MPI launcher ends
-//! the whole job, so the program never hangs waiting for it.
+//! job live on. A rank that is lost (killed, its node gone, or silent past
+//! [`PoolBuilder::rank_timeout`]) is fail-stop: rank 0 prints which rank it lost and aborts the
+//! whole job (exit status [`LOST_RANK_EXIT`]), so the program never hangs waiting for it and no
+//! task runs twice; the work in flight is lost with the job. (The Redis pool is at-least-once
+//! instead: a lost worker's tasks go to another.)
 //!
 //! Rooms: `pool.rs` (rank 0's backend and the builder), `worker.rs` (a worker rank's loop),
 //! this file (the launcher's ranks, start-up before `main`, messages between ranks).
