@@ -253,6 +253,21 @@ fn two_hosts() -> multiprocessing::Result<()> {
     Ok(())
 }
 
+/// Rank 0: a callback holds the pool's thread past the rank timeout; the ranks kept talking
+/// meanwhile, so none may be counted lost.
+fn slow_callback() -> multiprocessing::Result<()> {
+    let p = multiprocessing::mpi::PoolBuilder::new().rank_timeout(Duration::from_millis(500)).build()?;
+    let r = p.apply_async(nap, (300,))?;
+    // What is tested is a callback that takes long, not a wait for anything.
+    r.callback(|_| std::thread::sleep(Duration::from_secs(2)));
+    assert_eq!(r.get()?, 300);
+    assert_eq!(p.map(square, 0..100u64)?.len(), 100);
+    p.close();
+    p.join()?;
+    println!("slow callback ok");
+    Ok(())
+}
+
 /// Rank 0: the program exits with a pool still running a long task (never closed, never
 /// dropped); the ranks must stop it and the job end cleanly, at once.
 fn exit_with_pool_running() -> multiprocessing::Result<()> {
@@ -412,6 +427,13 @@ fn main() {
             }
             return;
         }
+        Some("--slow-callback") => {
+            if let Err(e) = slow_callback() {
+                eprintln!("mpi_pool: {e}");
+                std::process::exit(1);
+            }
+            return;
+        }
         Some("--no-pool") => {
             println!("no pool built");
             return;
@@ -472,6 +494,13 @@ fn main() {
     );
     assert_eq!(run.out.matches("no pool built").count(), 1, "only rank 0 runs main: {}", run.out);
     println!("mpi_pool: a program that builds no pool ended the job in {:.1} s", run.took.as_secs_f64());
+    let run = mpirun(&launcher, 3, "--slow-callback", Duration::from_secs(100));
+    assert_eq!(run.code, Some(0), "a slow callback: {:?} after {:?}: {}", run.code, run.took, run.out);
+    assert!(run.out.contains("slow callback ok"), "{}", run.out);
+    println!(
+        "mpi_pool: a callback slower than the rank timeout lost no rank ({:.1} s)",
+        run.took.as_secs_f64()
+    );
     two_hosts_in_namespaces(&launcher);
     lose_rank(&launcher, libc::SIGKILL, "--lose-rank", "its process ended");
     lose_rank(&launcher, libc::SIGSTOP, "--stop-rank", "silent for");

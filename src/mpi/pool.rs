@@ -312,12 +312,29 @@ impl MpiBackend {
     }
 
     /// Fails every rank silent past the rank timeout (at most every 50 ms).
-    fn check_alive(&mut self) {
+    ///
+    /// Silence counts only as seen by a listening rank 0: before judging, every message that
+    /// has arrived is taken in (into the inbox), so that a pool thread held up elsewhere (a slow
+    /// callback runs on it) does not take its own deafness for the ranks' silence.
+    fn check_alive(&mut self, world: &SimpleCommunicator) {
         let now = Instant::now();
         if now.duration_since(self.last_check) < Duration::from_millis(50) {
             return;
         }
         self.last_check = now;
+        let stale = |r: &RankState| !r.ended && now.duration_since(r.heard) > self.rank_timeout;
+        if !self.ranks.iter().skip(1).any(stale) {
+            return;
+        }
+        while let Some(got) = world.any_process().immediate_matched_probe_with_tag(TAG) {
+            let (b, status) = got.matched_receive_vec::<u8>();
+            let src = status.source_rank() as usize;
+            if let Some(r) = self.ranks.get_mut(src) {
+                r.heard = Instant::now();
+            }
+            self.inbox.push_back((src, b));
+        }
+        let now = Instant::now();
         for r in self.ranks.iter().skip(1).filter(|r| !r.ended) {
             let silent = now.duration_since(r.heard);
             if silent > self.rank_timeout {
@@ -353,7 +370,7 @@ impl MpiBackend {
                     }
                     None => std::thread::yield_now(),
                 }
-                self.check_alive();
+                self.check_alive(world);
             }
         });
     }
@@ -479,7 +496,7 @@ impl MpiBackend {
             busy = true;
             self.handle(src, &bytes);
         }
-        self.check_alive();
+        self.check_alive(&world);
         if busy {
             Round::Busy
         } else {
@@ -517,7 +534,7 @@ impl MpiBackend {
                     }
                 }
             }
-            self.check_alive();
+            self.check_alive(&world);
         }
         self
     }
