@@ -43,9 +43,13 @@ fn best<F: FnMut()>(mut f: F) -> f64 {
 }
 
 fn main() -> multiprocessing::Result<()> {
-    // A deeper prefetch keeps more tiny tasks in flight (`MP_BENCH_PREFETCH`, 1 by default).
-    let prefetch = std::env::var("MP_BENCH_PREFETCH").ok().and_then(|v| v.parse().ok()).unwrap_or(1);
-    let p = multiprocessing::mpi::PoolBuilder::new().prefetch(prefetch).build()?;
+    // The default builder; `MP_BENCH_MAX_PREFETCH` caps the window a rank holds beyond its
+    // running tasks (0: one task per process, the round trip's worth of waiting on each).
+    let mut b = multiprocessing::mpi::PoolBuilder::new();
+    if let Some(n) = std::env::var("MP_BENCH_MAX_PREFETCH").ok().and_then(|v| v.parse().ok()) {
+        b = b.max_prefetch(n);
+    }
+    let p = b.build()?;
     let n = 200_000u64;
     let want: u64 = (0..n).map(square).fold(0, u64::wrapping_add);
     let t = best(|| {

@@ -1,13 +1,14 @@
 //! The MPI pool under a real launcher. Run by `cargo test --features mpi --test mpi_pool`: this
 //! binary (no test harness) starts itself under `mpirun --oversubscribe` with 3 and with 5
 //! ranks; there rank 0 runs the scenarios below and the other ranks serve the pool. Without
-//! `mpirun` on the PATH it says so and passes.
+//! `mpirun` on the PATH it says so and passes. `MP_TEST_MPIRUN` names another launcher, e.g.
+//! MPICH's `mpiexec.mpich` for a build against MPICH (`MPICC=mpicc.mpich`).
 
 use multiprocessing::{Error, TaskErrorKind};
 use std::collections::HashMap;
 use std::io::Read;
 use std::process::{Command, Stdio};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 multiprocessing::mpi_workers!();
@@ -44,22 +45,12 @@ fn segfault() -> u32 {
 
 /// The rank whose local pool runs this task, and its process id.
 fn rank_of_task(slow_ms: u64) -> (u32, i32) {
-    let rank: u32 = std::env::var("OMPI_COMM_WORLD_RANK").ok().and_then(|r| r.parse().ok()).unwrap_or(0);
+    let rank = env_rank();
     if rank == 1 {
         std::thread::sleep(Duration::from_millis(slow_ms));
     }
     // SAFETY: getppid(2) cannot fail.
     (rank, unsafe { libc::getppid() })
-}
-
-/// Kills the rank that runs this task (the task's parent process).
-fn kill_my_rank() -> u32 {
-    // SAFETY: kill(2) of this process's parent, the worker rank, as the scenario intends.
-    unsafe {
-        libc::kill(libc::getppid(), libc::SIGKILL);
-    }
-    std::thread::sleep(Duration::from_secs(60));
-    0
 }
 
 fn task_error<T: std::fmt::Debug>(r: multiprocessing::Result<T>) -> multiprocessing::TaskError {
@@ -70,7 +61,23 @@ fn task_error<T: std::fmt::Debug>(r: multiprocessing::Result<T>) -> multiprocess
 }
 
 fn world_size() -> usize {
-    std::env::var("OMPI_COMM_WORLD_SIZE").ok().and_then(|r| r.parse().ok()).expect("under mpirun")
+    ["OMPI_COMM_WORLD_SIZE", "PMI_SIZE"]
+        .iter()
+        .find_map(|v| std::env::var(v).ok()?.parse().ok())
+        .expect("under mpirun")
+}
+
+/// The rank of the process running this (a task process inherits its rank's variables),
+/// under Open MPI or MPICH's launcher.
+fn env_rank() -> u32 {
+    ["OMPI_COMM_WORLD_RANK", "PMI_RANK"].iter().find_map(|v| std::env::var(v).ok()?.parse().ok()).unwrap_or(0)
+}
+
+/// Whether the launcher is Open MPI's (else MPICH's Hydra, which oversubscribes unasked).
+static OPEN_MPI: OnceLock<bool> = OnceLock::new();
+
+fn open_mpi() -> bool {
+    *OPEN_MPI.get().expect("launcher probed")
 }
 
 /// Rank 0: every scenario, asserting as it goes (a failure exits non-zero, failing the run).
@@ -145,7 +152,9 @@ fn scenarios() -> multiprocessing::Result<()> {
     assert!(task_error(failing.get()).message().contains("boom 9"));
     println!("apply_async ok");
 
-    // Load balancing: rank 1 is slow, so it gets far fewer tasks than its share.
+    // Load balancing: rank 1 is slow, so it gets far fewer tasks than its share, even right
+    // after a run of tiny tasks has opened every rank's window wide.
+    assert_eq!(p.map_chunked(square, 0..20_000u64, 1)?.len(), 20_000);
     let n = 120;
     let per: Vec<(u32, i32)> = p.map_chunked(rank_of_task, std::iter::repeat_n(400, n), 1)?;
     let mut count: HashMap<u32, usize> = HashMap::new();
@@ -187,11 +196,75 @@ fn big_chunks() -> multiprocessing::Result<()> {
     Ok(())
 }
 
-/// Rank 0: a task kills its rank; the launcher must end the job (fail-stop), never hang.
-fn lose_a_rank() -> multiprocessing::Result<()> {
+/// Rank 0: learns the worker ranks' pids, writes them to `$MP_TEST_PIDS` (`rank pid` lines)
+/// and starts work far longer than the test waits; the test then kills or stops one rank, and
+/// rank 0 must end the job naming it (fail-stop), never hang.
+fn lose_a_rank(rank_timeout: Duration) -> multiprocessing::Result<()> {
+    let p = multiprocessing::mpi::PoolBuilder::new().rank_timeout(rank_timeout).build()?;
+    let workers = world_size() - 1;
+    let mut pids: HashMap<u32, i32> = HashMap::new();
+    for _ in 0..100 {
+        pids.extend(p.map_chunked(rank_of_task, std::iter::repeat_n(0, 4 * workers), 1)?);
+        if pids.len() == workers {
+            break;
+        }
+    }
+    assert_eq!(pids.len(), workers, "every rank ran a task: {pids:?}");
+    let path = std::env::var("MP_TEST_PIDS").expect("MP_TEST_PIDS");
+    let text: String = pids.iter().map(|(r, pid)| format!("{r} {pid}\n")).collect();
+    std::fs::write(format!("{path}.tmp"), text).unwrap();
+    std::fs::rename(format!("{path}.tmp"), &path).unwrap();
+    println!("pids written");
+    let r = p.map_chunked(nap, std::iter::repeat_n(100, 3000), 1);
+    println!("unexpected: the pool answered {:?}", r.map(|v| v.len()));
+    Ok(())
+}
+
+/// The host name of the process running this (a task: that of its rank's node).
+fn host_of_task(_: u32) -> (u32, String) {
+    (env_rank(), hostname())
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default().trim().to_string()
+}
+
+/// Rank 0 on host `mpt-a`, the worker ranks on `mpt-b` (two network namespaces): values,
+/// errors and the Executor cross the hosts over TCP.
+fn two_hosts() -> multiprocessing::Result<()> {
+    assert_eq!(hostname(), "mpt-a");
     let p = multiprocessing::mpi::PoolBuilder::new().build()?;
-    let r = p.apply(kill_my_rank, ());
-    println!("unexpected: the pool answered {r:?}");
+    let want: Vec<u64> = (0..2000u64).map(|x| x * x).collect();
+    assert_eq!(p.map(square, 0..2000u64)?, want);
+    let hosts: HashMap<u32, String> = p.map_chunked(host_of_task, 0..40u32, 1)?.into_iter().collect();
+    assert!(hosts.values().all(|h| h == "mpt-b"), "{hosts:?}");
+    assert!(!hosts.contains_key(&0), "{hosts:?}");
+    let e = task_error(p.apply(boom, (5,)));
+    assert!(e.message().contains("boom 5"), "{e}");
+    let e = task_error(p.apply(segfault, ()));
+    assert_eq!(e.kind(), TaskErrorKind::WorkerDied, "{e}");
+    assert_eq!(p.apply(square, (11,))?, 121);
+    p.close();
+    p.join()?;
+    let ex = multiprocessing::mpi::PoolBuilder::new().build_executor()?;
+    assert_eq!(ex.submit(add, (40, 2))?.result()?, 42);
+    ex.shutdown(true, false);
+    println!("two hosts ok: rank 0 on mpt-a, worker ranks on {hosts:?}");
+    Ok(())
+}
+
+/// Rank 0: a callback holds the pool's thread past the rank timeout; the ranks kept talking
+/// meanwhile, so none may be counted lost.
+fn slow_callback() -> multiprocessing::Result<()> {
+    let p = multiprocessing::mpi::PoolBuilder::new().rank_timeout(Duration::from_millis(500)).build()?;
+    let r = p.apply_async(nap, (300,))?;
+    // What is tested is a callback that takes long, not a wait for anything.
+    r.callback(|_| std::thread::sleep(Duration::from_secs(2)));
+    assert_eq!(r.get()?, 300);
+    assert_eq!(p.map(square, 0..100u64)?.len(), 100);
+    p.close();
+    p.join()?;
+    println!("slow callback ok");
     Ok(())
 }
 
@@ -229,17 +302,52 @@ struct Run {
 /// segments go to a directory of this run's own, removed afterwards: a job whose ranks are
 /// killed (the lost-rank scenario, or the time limit) cannot unlink them itself.
 fn mpirun(mpirun: &str, ranks: usize, mode: &str, limit: Duration) -> Run {
+    mpirun_with(mpirun, ranks, mode, limit, &Launch::default(), &mut |_| {})
+}
+
+/// What else a job is started with.
+#[derive(Default)]
+struct Launch {
+    /// Set for the job.
+    env: Vec<(String, String)>,
+    /// A command (and arguments) that runs mpirun (a namespace to enter).
+    wrap: Vec<String>,
+    /// More arguments for mpirun.
+    args: Vec<String>,
+}
+
+/// [`mpirun`], as `launch` says, with `tick` called with the launcher's pid while the job
+/// runs (every 50 ms, as its exit is polled).
+fn mpirun_with(
+    mpirun: &str,
+    ranks: usize,
+    mode: &str,
+    limit: Duration,
+    launch: &Launch,
+    tick: &mut dyn FnMut(u32),
+) -> Run {
     let exe = std::env::current_exe().unwrap();
     let segments = std::env::temp_dir().join(format!("mp-mpi-test-{}-{mode}-{ranks}", std::process::id()));
     std::fs::create_dir_all(&segments).unwrap();
     let t = Instant::now();
-    let mut child = Command::new(mpirun)
-        .args(["--oversubscribe", "-n", &ranks.to_string()])
+    let mut cmd = match launch.wrap.split_first() {
+        Some((first, rest)) => {
+            let mut c = Command::new(first);
+            c.args(rest).arg(mpirun);
+            c
+        }
+        None => Command::new(mpirun),
+    };
+    let mut child = cmd
+        .args(open_mpi().then_some("--oversubscribe"))
+        .args(&launch.args)
+        .args(["-n", &ranks.to_string()])
         .arg(&exe)
         .arg(mode)
         .env("OMPI_MCA_btl_vader_backing_directory", &segments)
         .env("OMPI_ALLOW_RUN_AS_ROOT", "1")
         .env("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1")
+        .envs(launch.env.iter().map(|(k, v)| (k, v)))
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -257,10 +365,20 @@ fn mpirun(mpirun: &str, ranks: usize, mode: &str, limit: Duration) -> Run {
             break status.code();
         }
         if t.elapsed() > limit {
+            // SIGTERM first: mpirun then takes its ranks down with it (SIGKILL would leave
+            // them running); SIGKILL if it has not ended after a grace period.
+            // SAFETY: kill(2) of this test's own child, the launcher.
+            unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+            let grace = Instant::now();
+            while grace.elapsed() < Duration::from_secs(10) && child.try_wait().unwrap().is_none() {
+                // Polls the launcher's exit against the grace period.
+                std::thread::sleep(Duration::from_millis(50));
+            }
             let _ = child.kill();
             let _ = child.wait();
             break None;
         }
+        tick(child.id());
         // Polls the launcher's exit against the time limit.
         std::thread::sleep(Duration::from_millis(50));
     };
@@ -284,13 +402,33 @@ fn main() {
             return;
         }
         Some("--lose-rank") => {
-            if let Err(e) = lose_a_rank() {
+            if let Err(e) = lose_a_rank(Duration::from_secs(10)) {
+                eprintln!("mpi_pool: {e}");
+            }
+            return;
+        }
+        Some("--stop-rank") => {
+            if let Err(e) = lose_a_rank(Duration::from_secs(2)) {
                 eprintln!("mpi_pool: {e}");
             }
             return;
         }
         Some("--big") => {
             if let Err(e) = big_chunks() {
+                eprintln!("mpi_pool: {e}");
+                std::process::exit(1);
+            }
+            return;
+        }
+        Some("--two-hosts") => {
+            if let Err(e) = two_hosts() {
+                eprintln!("mpi_pool: {e}");
+                std::process::exit(1);
+            }
+            return;
+        }
+        Some("--slow-callback") => {
+            if let Err(e) = slow_callback() {
                 eprintln!("mpi_pool: {e}");
                 std::process::exit(1);
             }
@@ -310,10 +448,15 @@ fn main() {
         _ => {}
     }
     without_launcher();
-    let Some(launcher) = which("mpirun") else {
-        println!("mpi_pool: skipped: mpirun is not on the PATH (install openmpi-bin, or MPICH)");
+    let name = std::env::var("MP_TEST_MPIRUN").unwrap_or_else(|_| "mpirun".into());
+    let Some(launcher) = which(&name) else {
+        println!("mpi_pool: skipped: {name} is not on the PATH (install openmpi-bin, or MPICH)");
         return;
     };
+    let version = Command::new(&launcher).arg("--version").output().expect("the launcher's version");
+    let version = String::from_utf8_lossy(&version.stdout).into_owned();
+    OPEN_MPI.set(version.contains("Open MPI") || version.contains("OpenRTE")).unwrap();
+    println!("mpi_pool: launcher {launcher}: {}", version.lines().next().unwrap_or("?"));
     for ranks in [3, 5] {
         let run = mpirun(&launcher, ranks, "--scenarios", Duration::from_secs(300));
         print!("{}", run.out);
@@ -351,10 +494,212 @@ fn main() {
     );
     assert_eq!(run.out.matches("no pool built").count(), 1, "only rank 0 runs main: {}", run.out);
     println!("mpi_pool: a program that builds no pool ended the job in {:.1} s", run.took.as_secs_f64());
-    let run = mpirun(&launcher, 3, "--lose-rank", Duration::from_secs(120));
+    let run = mpirun(&launcher, 3, "--slow-callback", Duration::from_secs(100));
+    assert_eq!(run.code, Some(0), "a slow callback: {:?} after {:?}: {}", run.code, run.took, run.out);
+    assert!(run.out.contains("slow callback ok"), "{}", run.out);
+    println!(
+        "mpi_pool: a callback slower than the rank timeout lost no rank ({:.1} s)",
+        run.took.as_secs_f64()
+    );
+    two_hosts_in_namespaces(&launcher);
+    lose_rank(&launcher, libc::SIGKILL, "--lose-rank", "its process ended");
+    lose_rank(&launcher, libc::SIGSTOP, "--stop-rank", "silent for");
+}
+
+/// The parent of `pid`.
+fn parent(pid: u32) -> Option<u32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The parent's pid is the second field after the command's closing parenthesis.
+    stat.rsplit_once(')')?.1.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// Whether `pid` is a process of this test's own: a rank of the job whose launcher is
+/// `launcher` (its parent, or with MPICH its grandparent through Hydra's proxy), running this
+/// binary.
+fn is_our_rank(pid: i32, launcher: u32) -> bool {
+    let exe = std::fs::read_link(format!("/proc/{pid}/exe")).ok();
+    let mut p = parent(pid as u32);
+    let mut under_launcher = false;
+    for _ in 0..2 {
+        under_launcher |= p == Some(launcher);
+        p = p.and_then(parent);
+    }
+    under_launcher && exe == std::env::current_exe().ok()
+}
+
+/// Under 3 ranks, sends `signal` to rank 2 (by the pid rank 0 wrote) once the pool is busy:
+/// rank 0 must abort the job with a message naming rank 2 and its pid, in bounded time.
+fn lose_rank(launcher: &str, signal: i32, mode: &str, why: &str) {
+    let pids = std::env::temp_dir().join(format!("mp-mpi-test-{}-pids{mode}", std::process::id()));
+    let _ = std::fs::remove_file(&pids);
+    let mut victim: Option<(i32, Instant)> = None;
+    let run = mpirun_with(
+        launcher,
+        3,
+        mode,
+        Duration::from_secs(120),
+        &Launch { env: vec![("MP_TEST_PIDS".into(), pids.display().to_string())], ..Launch::default() },
+        &mut |mpirun_pid| {
+            if victim.is_some() {
+                return;
+            }
+            let Ok(text) = std::fs::read_to_string(&pids) else { return };
+            let pid = text
+                .lines()
+                .find_map(|l| l.strip_prefix("2 ")?.trim().parse::<i32>().ok())
+                .expect("rank 2's pid");
+            assert!(is_our_rank(pid, mpirun_pid), "pid {pid} is not rank 2 of this job");
+            // SAFETY: kill(2) of this test's own rank process, checked just above.
+            assert_eq!(unsafe { libc::kill(pid, signal) }, 0);
+            victim = Some((pid, Instant::now()));
+        },
+    );
+    let _ = std::fs::remove_file(&pids);
     print!("{}", run.out);
-    assert!(run.code.is_some(), "a lost rank left the job hanging for {:?}", run.took);
-    assert_ne!(run.code, Some(0), "a lost rank must end the job with an error");
+    let (pid, at) = victim.expect("rank 0 wrote the ranks' pids");
+    let after = at.elapsed();
+    if signal == libc::SIGSTOP && std::path::Path::new(&format!("/proc/{pid}")).exists() {
+        // A job that failed to end leaves the stopped rank behind: end it, by its pid.
+        // SAFETY: kill(2) of this test's own rank process.
+        unsafe { libc::kill(pid, libc::SIGKILL) };
+    }
+    assert!(run.code.is_some(), "{mode}: the job hung for {:?}", run.took);
+    assert_ne!(run.code, Some(0), "{mode}: a lost rank must end the job with an error");
     assert!(!run.out.contains("unexpected: the pool answered"), "{}", run.out);
-    println!("mpi_pool: a lost rank ended the job (exit {:?}) in {:.1} s", run.code, run.took.as_secs_f64());
+    let named = format!("multiprocessing: MPI rank 2 (pid {pid} on ");
+    assert!(run.out.contains(&named), "{mode}: rank 0 did not name the lost rank:\n{}", run.out);
+    assert!(run.out.contains(why), "{mode}: {why:?} missing:\n{}", run.out);
+    assert!(after < Duration::from_secs(30), "{mode}: the job ended {after:?} after the signal");
+    println!(
+        "mpi_pool: {mode}: rank 0 named the lost rank and the job ended (exit {:?}) {:.1} s after the signal",
+        run.code,
+        after.as_secs_f64()
+    );
+}
+
+/// Two network namespaces joined by a veth pair, as two hosts: `mpt-a` (10.231.0.1) runs
+/// mpirun and rank 0, `mpt-b` (10.231.0.2) the worker ranks, reached through Open MPI's rsh
+/// agent, a script that enters the namespace (with a UTS namespace of its own for the name).
+/// Removed on drop.
+struct TwoHosts {
+    a: String,
+    b: String,
+    dir: std::path::PathBuf,
+}
+
+fn ip(args: &[&str]) -> Result<(), String> {
+    let out = Command::new("ip").args(args).output().map_err(|e| format!("ip: {e}"))?;
+    if out.status.success() {
+        return Ok(());
+    }
+    Err(format!("ip {}: {}", args.join(" "), String::from_utf8_lossy(&out.stderr).trim()))
+}
+
+impl TwoHosts {
+    fn create() -> Result<TwoHosts, String> {
+        // SAFETY: geteuid(2) cannot fail.
+        if unsafe { libc::geteuid() } != 0 {
+            return Err("network namespaces need root".into());
+        }
+        for tool in ["ip", "unshare"] {
+            if which(tool).is_none() {
+                return Err(format!("{tool} is not on the PATH"));
+            }
+        }
+        let id = std::process::id();
+        let net = TwoHosts {
+            a: format!("mpt-a-{id}"),
+            b: format!("mpt-b-{id}"),
+            dir: std::env::temp_dir().join(format!("mp-mpi-test-{id}-hosts")),
+        };
+        ip(&["netns", "add", &net.a])?;
+        ip(&["netns", "add", &net.b])?;
+        let (va, vb) = (format!("mpa{id}"), format!("mpb{id}"));
+        ip(&["link", "add", &va, "type", "veth", "peer", "name", &vb])?;
+        ip(&["link", "set", &va, "netns", &net.a])?;
+        ip(&["link", "set", &vb, "netns", &net.b])?;
+        for (ns, dev, addr) in [(&net.a, &va, "10.231.0.1/24"), (&net.b, &vb, "10.231.0.2/24")] {
+            ip(&["-n", ns, "addr", "add", addr, "dev", dev])?;
+            ip(&["-n", ns, "link", "set", dev, "up"])?;
+            ip(&["-n", ns, "link", "set", "lo", "up"])?;
+        }
+        std::fs::create_dir_all(&net.dir).map_err(|e| e.to_string())?;
+        // Open MPI calls the agent as `agent HOST COMMAND...`, the command meant for a shell.
+        let agent = format!(
+            "#!/bin/sh\nshift\nexec ip netns exec {} unshare --uts sh -c \"hostname mpt-b; $*\"\n",
+            net.b
+        );
+        let agent_path = net.dir.join("agent.sh");
+        std::fs::write(&agent_path, agent).map_err(|e| e.to_string())?;
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&agent_path, std::fs::Permissions::from_mode(0o755))
+            .map_err(|e| e.to_string())?;
+        std::fs::write(net.dir.join("hosts"), "10.231.0.1 slots=1\n10.231.0.2 slots=2\n")
+            .map_err(|e| e.to_string())?;
+        Ok(net)
+    }
+
+    fn launch(&self) -> Launch {
+        let wrap = [
+            "ip",
+            "netns",
+            "exec",
+            &self.a,
+            "unshare",
+            "--uts",
+            "sh",
+            "-c",
+            "hostname mpt-a && exec \"$@\"",
+            "sh",
+        ];
+        let args = [
+            "--mca",
+            "plm_rsh_agent",
+            &self.dir.join("agent.sh").display().to_string(),
+            "--mca",
+            "oob_tcp_if_include",
+            "10.231.0.0/24",
+            "--mca",
+            "btl_tcp_if_include",
+            "10.231.0.0/24",
+            "--hostfile",
+            &self.dir.join("hosts").display().to_string(),
+        ]
+        .map(String::from);
+        Launch { env: Vec::new(), wrap: wrap.map(String::from).to_vec(), args: args.to_vec() }
+    }
+}
+
+impl Drop for TwoHosts {
+    fn drop(&mut self) {
+        // Deleting a namespace deletes the veth end in it, and with it the pair.
+        let _ = ip(&["netns", "del", &self.a]);
+        let _ = ip(&["netns", "del", &self.b]);
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// The pool across two hosts made of network namespaces (skipped, saying why, where they
+/// cannot be made).
+fn two_hosts_in_namespaces(launcher: &str) {
+    if !open_mpi() {
+        println!("mpi_pool: two hosts in network namespaces: skipped: written for Open MPI's rsh agent");
+        return;
+    }
+    let net = match TwoHosts::create() {
+        Ok(n) => n,
+        Err(why) => {
+            println!("mpi_pool: two hosts in network namespaces: skipped: {why}");
+            return;
+        }
+    };
+    let run = mpirun_with(launcher, 3, "--two-hosts", Duration::from_secs(120), &net.launch(), &mut |_| {});
+    drop(net);
+    print!("{}", run.out);
+    assert_eq!(run.code, Some(0), "two hosts: {:?} after {:?}", run.code, run.took);
+    assert!(run.out.contains("two hosts ok"), "{}", run.out);
+    println!(
+        "mpi_pool: two hosts (network namespaces, TCP between them) passed in {:.1} s",
+        run.took.as_secs_f64()
+    );
 }

@@ -1,7 +1,7 @@
 //! Side-by-side benchmarks: this library, CPython's `multiprocessing`, the Rust peers and the
 //! physical floors, in one run, per CPU placement. See `bench/README.md`.
 //!
-//! `cargo run --release -p bench [--features iceoryx2,tokio] -- [--placement idle|one-core|loaded|all]
+//! `cargo run --release -p bench [--features iceoryx2,tokio,redis,mpi] -- [--placement idle|one-core|loaded|all]
 //! [--method forkserver|fork|spawn] [--quick] [--reps N] [--min-secs S] [--only name,prefix]
 //! [--no-python] [--no-latency] [--json PATH]`
 
@@ -10,6 +10,8 @@ mod aio;
 mod floors;
 mod host;
 mod latency;
+#[cfg(feature = "mpi")]
+mod mpi;
 mod peers;
 mod python;
 #[cfg(feature = "redis")]
@@ -312,6 +314,8 @@ fn workloads(cores: usize) -> Vec<Workload> {
     aio::insert_rows(&mut v);
     #[cfg(feature = "redis")]
     v.extend(redis::workloads());
+    #[cfg(feature = "mpi")]
+    v.extend(mpi::workloads());
     v
 }
 
@@ -752,6 +756,11 @@ fn run_placement(o: &Options, placement: Placement) -> PlacementResult {
     let rows = run_workloads(o, &mut py, &floors);
     #[cfg(feature = "tokio")]
     notes.extend(aio::versus_blocking(&rows));
+    #[cfg(feature = "mpi")]
+    notes.extend(mpi::notes());
+    if !cfg!(feature = "mpi") {
+        notes.push("MPI rows (mpi_pool_*, against mpi4py.futures) not built: run with --features mpi".into());
+    }
     let latency = if o.latency { run_latency(o, &mut py) } else { Vec::new() };
     drop(py);
     #[cfg(feature = "redis")]
@@ -801,6 +810,11 @@ fn write_json(path: &str, v: &impl Serialize) {
 }
 
 fn main() {
+    // Rank 0 of the MPI rows' job (the other ranks serve its pool and never get here).
+    #[cfg(feature = "mpi")]
+    if std::env::args().nth(1).as_deref() == Some("--mpi-serve") {
+        return mpi::serve();
+    }
     procspawn::init();
     let args: Vec<String> = std::env::args().collect();
     if args.get(1).map(String::as_str) == Some("--busy-loop") {

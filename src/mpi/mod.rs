@@ -25,8 +25,11 @@
 //! Crash-proof per node: a worker rank does not run tasks itself; it hosts a local
 //! [`Pool`](crate::Pool) of worker processes, so a task that panics, kills its process
 //! (a segfault, the OOM killer) or runs past the task timeout fails alone, and the rank and the
-//! job live on. A rank that is lost (killed, its node gone) is fail-stop: the MPI launcher ends
-//! the whole job, so the program never hangs waiting for it.
+//! job live on. A rank that is lost (killed, its node gone, or silent past
+//! [`PoolBuilder::rank_timeout`]) is fail-stop: rank 0 prints which rank it lost and aborts the
+//! whole job (exit status [`LOST_RANK_EXIT`]), so the program never hangs waiting for it and no
+//! task runs twice; the work in flight is lost with the job. (The Redis pool is at-least-once
+//! instead: a lost worker's tasks go to another.)
 //!
 //! Rooms: `pool.rs` (rank 0's backend and the builder), `worker.rs` (a worker rank's loop),
 //! this file (the launcher's ranks, start-up before `main`, messages between ranks).
@@ -43,6 +46,8 @@ use mpi::environment::Universe;
 use mpi::topology::SimpleCommunicator;
 use mpi::traits::*;
 use serde::{Deserialize, Serialize};
+use std::os::fd::{AsFd, OwnedFd};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, MutexGuard};
 
 /// Set to `1` in a program's environment to make its ranks other than 0 serve MPI pools even
@@ -93,6 +98,73 @@ pub(crate) struct Root {
     pub(crate) size: i32,
     /// A pool is being served (one at a time).
     pub(crate) in_use: bool,
+    /// The ranks sharing this machine are watched for their exit (from the first pool on).
+    pub(crate) watching: bool,
+}
+
+/// Set once the program exits: ranks end on purpose from then on.
+static EXITING: AtomicBool = AtomicBool::new(false);
+
+/// The exit status rank 0 aborts the job with when it has lost a rank.
+pub const LOST_RANK_EXIT: i32 = 75;
+
+/// A worker rank as rank 0 knows it.
+#[derive(Clone, Debug)]
+pub(crate) struct RankInfo {
+    pub(crate) rank: i32,
+    pub(crate) pid: u32,
+    pub(crate) host: String,
+}
+
+/// Rank 0 has lost a worker rank: says so, naming it, and aborts the job. An MPI job is
+/// fail-stop (its ranks cannot be replaced), so this is the one honest outcome; without it
+/// the launcher would end the job anyway, or rank 0 would wait for ever on a silent node.
+pub(crate) fn lost(who: &RankInfo, why: &str) -> ! {
+    if EXITING.load(Ordering::SeqCst) {
+        // MPI may be finalized already; the program is ending anyway.
+        std::process::exit(LOST_RANK_EXIT);
+    }
+    eprintln!(
+        "multiprocessing: MPI rank {} (pid {} on {}) was lost: {why}. An MPI job is fail-stop: \
+         rank 0 aborts it now (exit status {LOST_RANK_EXIT}); tasks in flight are not retried",
+        who.rank, who.pid, who.host
+    );
+    SimpleCommunicator::world().abort(LOST_RANK_EXIT)
+}
+
+/// Watches the worker ranks on this machine (same kernel, same process ids) through pidfds,
+/// on a thread of its own for the rest of the job: one that exits before the program does is
+/// reported by [`lost`] at once, ahead of the launcher's own teardown. Ranks elsewhere are
+/// judged by their heartbeats while a pool runs.
+pub(crate) fn watch_local_ranks(ranks: Vec<RankInfo>) {
+    let watched: Vec<(RankInfo, OwnedFd)> = ranks
+        .into_iter()
+        .filter_map(|r| crate::sys::pidfd_open(r.pid as libc::pid_t).ok().map(|fd| (r, fd)))
+        .collect();
+    if watched.is_empty() {
+        return;
+    }
+    let spawned = std::thread::Builder::new().name("multiprocessing-mpi-watch".into()).spawn(move || {
+        let fds: Vec<_> = watched.iter().map(|(_, fd)| fd.as_fd()).collect();
+        loop {
+            match crate::sys::poll_readable(&fds, None) {
+                Ok(Some(i)) => {
+                    if EXITING.load(Ordering::SeqCst) {
+                        return;
+                    }
+                    lost(&watched[i].0, "its process ended (killed, or its node went down)");
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    log::error!("multiprocessing: watching the MPI ranks: {e}");
+                    return;
+                }
+            }
+        }
+    });
+    if let Err(e) = spawned {
+        log::error!("multiprocessing: cannot watch the MPI ranks: {e}");
+    }
 }
 
 static ROOT: Mutex<Option<Root>> = Mutex::new(None);
@@ -123,7 +195,7 @@ unsafe fn start_rank() {
     };
     if rank == 0 {
         let size = universe.world().size();
-        *root() = Some(Root { universe: Some(universe), size, in_use: false });
+        *root() = Some(Root { universe: Some(universe), size, in_use: false, watching: false });
     } else {
         worker::serve(universe)
     }
@@ -133,6 +205,7 @@ unsafe fn start_rank() {
 unsafe fn end_rank() {
     let mut guard = root();
     let Some(r) = guard.as_mut() else { return };
+    EXITING.store(true, Ordering::SeqCst);
     if let Some(world) = r.world() {
         let bye = encode(&ToWorker::Shutdown);
         for rank in 1..r.size {
@@ -146,46 +219,83 @@ unsafe fn end_rank() {
 /// What rank 0 tells a worker rank.
 #[derive(Serialize, Deserialize)]
 pub(crate) enum ToWorker {
-    /// A pool starts: run tasks in a local pool of `processes` processes.
-    Hello {
-        processes: u32,
-        timeout_ms: u64,
-        prefetch: u32,
-    },
-    Task {
-        id: u64,
-        entry: EntryOffset,
-        args: Vec<u8>,
-    },
-    /// The pool ends (`terminate`: kill what runs); answer with [`ToRoot::Ended`].
-    End {
-        terminate: bool,
-    },
+    /// A pool starts: run tasks in a local pool of `processes` processes, and say something
+    /// to rank 0 at least every `heartbeat_ms` while it runs.
+    Hello { processes: u32, timeout_ms: u64, heartbeat_ms: u64 },
+    /// Tasks to run, many in one message.
+    Tasks(Vec<TaskMsg>),
+    /// The pool ends (`terminate`: kill what runs); answer with [`ToRoot::Ended`] once every
+    /// outcome has been sent.
+    End { terminate: bool },
     /// The program is exiting.
     Shutdown,
+}
+
+/// One task: the entry of its function and its encoded arguments.
+#[derive(Serialize, Deserialize)]
+pub(crate) struct TaskMsg {
+    pub(crate) id: u64,
+    pub(crate) entry: EntryOffset,
+    #[serde(with = "bytes")]
+    pub(crate) args: Vec<u8>,
 }
 
 /// What a worker rank tells rank 0.
 #[derive(Serialize, Deserialize)]
 pub(crate) enum ToRoot {
-    /// Ready for `credit` tasks at once.
+    /// Serving the pool: this rank's process and where it runs (`machine` tells whether it
+    /// shares rank 0's kernel and process namespace).
     Ready {
-        credit: u32,
         host: String,
         pid: u32,
+        machine: String,
     },
     /// Cannot serve the pool.
     Refused {
         why: String,
     },
-    /// A task's outcome: `kind` 0 for a value (`body` its frame), else an error kind and its message.
-    Done {
-        id: u64,
-        kind: u8,
-        pid: i32,
-        body: Vec<u8>,
-    },
+    /// Outcomes of tasks, many in one message.
+    Done(Vec<DoneMsg>),
+    /// Nothing finished lately, but this rank is there.
+    Alive,
     Ended,
+}
+
+/// A task's outcome: `kind` 0 for a value (`body` its frame), else an error kind and its message.
+#[derive(Serialize, Deserialize)]
+pub(crate) struct DoneMsg {
+    pub(crate) id: u64,
+    pub(crate) kind: u8,
+    pub(crate) pid: i32,
+    #[serde(with = "bytes")]
+    pub(crate) body: Vec<u8>,
+}
+
+/// Byte strings as one run of bytes (serde's default for `Vec<u8>` goes byte by byte).
+mod bytes {
+    use serde::de::{Error, Visitor};
+    use serde::{Deserializer, Serializer};
+
+    pub(super) fn serialize<S: Serializer>(v: &[u8], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_bytes(v)
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+        struct Bytes;
+        impl<'de> Visitor<'de> for Bytes {
+            type Value = Vec<u8>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("bytes")
+            }
+            fn visit_bytes<E: Error>(self, v: &[u8]) -> Result<Vec<u8>, E> {
+                Ok(v.to_vec())
+            }
+            fn visit_byte_buf<E: Error>(self, v: Vec<u8>) -> Result<Vec<u8>, E> {
+                Ok(v)
+            }
+        }
+        d.deserialize_byte_buf(Bytes)
+    }
 }
 
 pub(crate) fn encode<T: Serialize>(v: &T) -> Vec<u8> {
@@ -219,6 +329,14 @@ pub(crate) fn code_error(code: u8, message: String) -> TaskError {
         _ => TaskErrorKind::Codec,
     };
     TaskError::new(kind, message)
+}
+
+/// What tells two processes apart as machines: the kernel's boot id and the process
+/// namespace. Two ranks with the same value see each other's process ids.
+pub(crate) fn machine() -> String {
+    let boot = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").unwrap_or_default();
+    let ns = std::fs::read_link("/proc/self/ns/pid").map(|p| p.display().to_string()).unwrap_or_default();
+    format!("{}/{ns}", boot.trim())
 }
 
 pub(crate) fn hostname() -> String {

@@ -1,21 +1,32 @@
 //! Rank 0's side of an MPI pool: the [`PoolBuilder`] and a [`Backend`] that hands the facade's
 //! tasks to worker ranks and their outcomes back.
 //!
-//! Dispatch is demand-driven: each worker rank announces how many tasks it takes at once (its
-//! local processes plus a small prefetch) and is sent another only when one of its outcomes
-//! comes back, so a slow rank gets fewer chunks. The pool thread alone talks MPI, polling
-//! without blocking (sends are small and matched promptly by a rank that always reads), under
-//! the lock that also guards MPI's shutdown at exit.
+//! Dispatch is demand-driven, with a window per rank: a rank holds its running tasks plus a
+//! prefetch sized to what it finishes in about [`QUEUE_TARGET`] (measured per function as its
+//! outcomes come back: a few for slow tasks, up to hundreds for tiny ones, the least for a
+//! function not yet timed there), and is sent more only as its outcomes return, so a slow rank
+//! gets fewer tasks and a fast one is never starved by the round trip. Tasks for a rank travel many to a message, and so do outcomes. The pool thread
+//! alone talks MPI, never blocking on a rank: it keeps reading while its own sends complete,
+//! and a rank that falls silent past the rank timeout is lost (the job is aborted, see
+//! [`lost`](super::lost)).
 
-use super::{code_error, decode, encode, root, ToRoot, ToWorker, TAG};
+use super::{code_error, decode, encode, lost, machine, root, RankInfo, TaskMsg, ToRoot, ToWorker, TAG};
 use crate::error::{Error, Result};
 use crate::pool::backend::{self, Backend, Phase, Shared, Task, TaskError, TaskErrorKind};
+use crate::target::EntryOffset;
 use crate::{Executor, Pool};
 use mpi::point_to_point::MatchedReceiveVec;
+use mpi::topology::SimpleCommunicator;
 use mpi::traits::*;
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+/// The work a rank may hold beyond what it runs, in time: its prefetch is as many tasks as
+/// it finishes in this long (within `prefetch` and `max_prefetch`).
+const QUEUE_TARGET: Duration = Duration::from_millis(5);
+/// The most bytes of tasks in one message (a message holds at least one task).
+const BATCH_BYTES: usize = 1 << 20;
 
 /// Options for a [`Pool`] whose workers are the other MPI ranks of the job.
 ///
@@ -27,7 +38,9 @@ use std::time::Duration;
 pub struct PoolBuilder {
     processes_per_rank: usize,
     prefetch: u32,
+    max_prefetch: u32,
     task_timeout: Option<Duration>,
+    rank_timeout: Duration,
     fallback: Option<usize>,
 }
 
@@ -40,7 +53,14 @@ impl Default for PoolBuilder {
 impl PoolBuilder {
     /// A pool on every rank but this one, one worker process per rank.
     pub fn new() -> PoolBuilder {
-        PoolBuilder { processes_per_rank: 1, prefetch: 1, task_timeout: None, fallback: None }
+        PoolBuilder {
+            processes_per_rank: 1,
+            prefetch: 1,
+            max_prefetch: 1024,
+            task_timeout: None,
+            rank_timeout: Duration::from_secs(10),
+            fallback: None,
+        }
     }
 
     /// Worker processes each rank runs tasks in (1 by default: one rank per core).
@@ -49,11 +69,33 @@ impl PoolBuilder {
         self
     }
 
-    /// Tasks a rank holds beyond its running ones, so its processes never wait for the next
-    /// (1 by default; 0 gives the strictest balance). Many tiny tasks (`apply_async` in a loop)
-    /// go faster with a deeper prefetch, e.g. 8, at the cost of a slow rank holding more.
+    /// The fewest tasks a rank holds beyond its running ones, so that its processes never
+    /// wait for the next (1 by default). Beyond it, a rank holds as many as it finishes in
+    /// about 5 ms, measured as it runs: many when tasks are tiny (`apply_async` in a loop), so
+    /// that the round trip to the rank never starves it; none more when they are slow, so that
+    /// a slow rank gets fewer tasks.
     pub fn prefetch(mut self, n: u32) -> Self {
         self.prefetch = n;
+        self.max_prefetch = self.max_prefetch.max(n);
+        self
+    }
+
+    /// The most tasks a rank holds beyond its running ones (1024 by default). `prefetch(0)`
+    /// and `max_prefetch(0)` give the strictest balance: a rank is sent a task only when one
+    /// of its processes is free.
+    pub fn max_prefetch(mut self, n: u32) -> Self {
+        self.max_prefetch = n;
+        self.prefetch = self.prefetch.min(n);
+        self
+    }
+
+    /// How long a worker rank may stay silent while a pool runs before rank 0 counts it lost
+    /// and aborts the job, naming it (10 s by default). A rank says something at least 5
+    /// times in that span however long its tasks run, so only a stopped process or a lost
+    /// node goes silent; a rank on rank 0's machine that exits is seen at once, whatever this
+    /// is.
+    pub fn rank_timeout(mut self, timeout: Duration) -> Self {
+        self.rank_timeout = timeout.max(Duration::from_millis(10));
         self
     }
 
@@ -113,25 +155,43 @@ impl PoolBuilder {
             return Err(Error::invalid("MPI has been finalized: the program is exiting"));
         };
         let timeout_ms = self.task_timeout.map_or(0, |t| t.as_millis().max(1) as u64);
+        let heartbeat_ms = (self.rank_timeout / 5).clamp(Duration::from_millis(2), Duration::from_secs(1));
         let hello = encode(&ToWorker::Hello {
             processes: self.processes_per_rank as u32,
             timeout_ms,
-            prefetch: self.prefetch,
+            heartbeat_ms: heartbeat_ms.as_millis() as u64,
         });
         let size = r.size;
         for rank in 1..size {
             world.process_at_rank(rank).send_with_tag(&hello[..], TAG);
         }
-        let mut credit = vec![0u32; size as usize];
+        let mut backend = MpiBackend::new(size, &self);
         let mut refused = Vec::new();
-        let mut capacity = 0usize;
-        for _ in 1..size {
-            let (bytes, status) = world.any_process().matched_probe_with_tag(TAG).matched_receive_vec::<u8>();
+        let mut answered = vec![false; size as usize];
+        let here = machine();
+        let mut local = Vec::new();
+        let deadline = Instant::now() + self.rank_timeout;
+        while answered.iter().skip(1).any(|a| !a) {
+            let Some(got) = world.any_process().immediate_matched_probe_with_tag(TAG) else {
+                if Instant::now() > deadline {
+                    let rank = answered.iter().skip(1).position(|a| !a).map_or(1, |i| i as i32 + 1);
+                    let who = RankInfo { rank, pid: 0, host: "an unknown host".into() };
+                    lost(&who, &format!("it did not answer the pool's start in {:?}", self.rank_timeout));
+                }
+                std::thread::sleep(Duration::from_micros(50));
+                continue;
+            };
+            let (bytes, status) = got.matched_receive_vec::<u8>();
             let src = status.source_rank() as usize;
+            answered[src] = true;
             match decode::<ToRoot>(&bytes) {
-                Ok(ToRoot::Ready { credit: c, .. }) => {
-                    credit[src] = c.max(1);
-                    capacity += self.processes_per_rank;
+                Ok(ToRoot::Ready { host, pid, machine }) => {
+                    let info = RankInfo { rank: src as i32, pid, host };
+                    if machine == here {
+                        local.push(info.clone());
+                    }
+                    backend.ranks[src].info = info;
+                    backend.ranks[src].heard = Instant::now();
                 }
                 Ok(ToRoot::Refused { why }) => refused.push(why),
                 Ok(_) => refused.push(format!("rank {src} answered out of turn")),
@@ -139,14 +199,17 @@ impl PoolBuilder {
             }
         }
         r.in_use = true;
+        if !r.watching {
+            r.watching = true;
+            super::watch_local_ranks(local);
+        }
         drop(guard);
         if !refused.is_empty() {
-            let backend = MpiBackend { credit: vec![0; size as usize], ..MpiBackend::new(size) };
             backend.end(false);
             return Err(Error::invalid(format!("the MPI pool could not start: {}", refused.join("; "))));
         }
         let shared = Shared::new()?;
-        let backend = MpiBackend { credit, ..MpiBackend::new(size) };
+        let capacity = self.processes_per_rank * (size as usize - 1);
         Pool::with_backend(shared, Box::new(backend), capacity.max(1))
     }
 
@@ -156,15 +219,36 @@ impl PoolBuilder {
     }
 }
 
+/// Rank 0's view of one worker rank.
+struct RankState {
+    info: RankInfo,
+    /// Tasks sent and not yet answered.
+    inflight: u32,
+    /// The last outcome, or when it last became busy.
+    mark: Instant,
+    /// When it last said anything.
+    heard: Instant,
+    /// It answered the pool's end.
+    ended: bool,
+}
+
 struct MpiBackend {
-    size: i32,
-    /// How many more tasks each rank takes now.
-    credit: Vec<u32>,
+    ranks: Vec<RankState>,
+    processes: u32,
+    min_extra: u32,
+    max_extra: u32,
+    rank_timeout: Duration,
     /// Tasks sent to a rank, by id, with the rank.
-    pending: HashMap<u64, (Task, i32)>,
-    /// Tasks taken from the intake, waiting for a rank with credit.
+    pending: HashMap<u64, (Task, usize)>,
+    /// Per rank and function, the running estimate of the time between two outcomes while
+    /// the rank is busy, in ns: what its window for that function's tasks is sized by.
+    interval_ns: HashMap<(usize, EntryOffset), f64>,
+    /// Tasks taken from the intake, waiting for a rank with room.
     queue: VecDeque<Task>,
+    /// Messages read while a send was completing: (source rank, bytes).
+    inbox: VecDeque<(usize, Vec<u8>)>,
     next_rank: usize,
+    last_check: Instant,
 }
 
 /// What the pool thread saw on one round.
@@ -176,8 +260,31 @@ enum Round {
 }
 
 impl MpiBackend {
-    fn new(size: i32) -> MpiBackend {
-        MpiBackend { size, credit: Vec::new(), pending: HashMap::new(), queue: VecDeque::new(), next_rank: 1 }
+    fn new(size: i32, b: &PoolBuilder) -> MpiBackend {
+        let now = Instant::now();
+        let processes = b.processes_per_rank as u32;
+        let ranks = (0..size)
+            .map(|rank| RankState {
+                info: RankInfo { rank, pid: 0, host: String::new() },
+                inflight: 0,
+                mark: now,
+                heard: now,
+                ended: false,
+            })
+            .collect();
+        MpiBackend {
+            ranks,
+            processes,
+            min_extra: b.prefetch,
+            max_extra: b.max_prefetch,
+            rank_timeout: b.rank_timeout,
+            pending: HashMap::new(),
+            interval_ns: HashMap::new(),
+            queue: VecDeque::new(),
+            inbox: VecDeque::new(),
+            next_rank: 1,
+            last_check: now,
+        }
     }
 
     fn complete(task: Task, outcome: std::result::Result<&[u8], TaskError>) {
@@ -191,66 +298,205 @@ impl MpiBackend {
         }
     }
 
-    /// The rank with credit, round-robin from the last one used.
-    fn pick(&mut self) -> Option<usize> {
-        let n = self.size as usize;
-        for k in 0..n.saturating_sub(1) {
-            let r = 1 + (self.next_rank - 1 + k) % (n - 1);
-            if self.credit[r] > 0 {
-                self.next_rank = 1 + r % (n - 1);
-                return Some(r);
-            }
-        }
-        None
+    /// How many more tasks of `entry`'s function rank `r` takes now: its processes, plus as
+    /// many as it finishes in [`QUEUE_TARGET`] (within the prefetch bounds), less what it
+    /// holds. A function not yet timed on the rank gets the least prefetch, so that a rank
+    /// fast on tiny tasks is not handed a pile of slow ones before it shows how slow they are.
+    fn room(&self, r: usize, entry: EntryOffset) -> u32 {
+        let extra = match self.interval_ns.get(&(r, entry)) {
+            Some(&ns) => (QUEUE_TARGET.as_nanos() as f64 / ns.max(1.0)).min(u32::MAX as f64) as u32,
+            None => 0,
+        };
+        let window = self.processes + extra.clamp(self.min_extra, self.max_extra);
+        window.saturating_sub(self.ranks[r].inflight)
     }
 
-    /// Sends what ranks can take, reads what they sent back.
-    fn round(&mut self) -> Round {
-        let guard = root();
-        let Some(world) = guard.as_ref().and_then(super::Root::world) else { return Round::Gone };
-        let mut busy = false;
-        while !self.queue.is_empty() {
-            let Some(rank) = self.pick() else { break };
+    /// Fails every rank silent past the rank timeout (at most every 50 ms).
+    ///
+    /// Silence counts only as seen by a listening rank 0: before judging, every message that
+    /// has arrived is taken in (into the inbox), so that a pool thread held up elsewhere (a slow
+    /// callback runs on it) does not take its own deafness for the ranks' silence.
+    fn check_alive(&mut self, world: &SimpleCommunicator) {
+        let now = Instant::now();
+        if now.duration_since(self.last_check) < Duration::from_millis(50) {
+            return;
+        }
+        self.last_check = now;
+        let stale = |r: &RankState| !r.ended && now.duration_since(r.heard) > self.rank_timeout;
+        if !self.ranks.iter().skip(1).any(stale) {
+            return;
+        }
+        while let Some(got) = world.any_process().immediate_matched_probe_with_tag(TAG) {
+            let (b, status) = got.matched_receive_vec::<u8>();
+            let src = status.source_rank() as usize;
+            if let Some(r) = self.ranks.get_mut(src) {
+                r.heard = Instant::now();
+            }
+            self.inbox.push_back((src, b));
+        }
+        let now = Instant::now();
+        for r in self.ranks.iter().skip(1).filter(|r| !r.ended) {
+            let silent = now.duration_since(r.heard);
+            if silent > self.rank_timeout {
+                let why = format!(
+                    "silent for {:.1} s (past the rank timeout of {:?}) with {} of the pool's tasks on it: \
+                     its process stopped, or its node or network is gone",
+                    silent.as_secs_f64(),
+                    self.rank_timeout,
+                    r.inflight
+                );
+                lost(&r.info, &why);
+            }
+        }
+    }
+
+    /// Sends `bytes` to `rank`, reading what comes in (into the inbox) until the send is done.
+    fn send(&mut self, world: &SimpleCommunicator, rank: usize, bytes: &[u8]) {
+        mpi::request::scope(|scope| {
+            let mut req = world.process_at_rank(rank as i32).immediate_send_with_tag(scope, bytes, TAG);
+            loop {
+                match req.test() {
+                    Ok(_) => return,
+                    Err(r) => req = r,
+                }
+                match world.any_process().immediate_matched_probe_with_tag(TAG) {
+                    Some(got) => {
+                        let (b, status) = got.matched_receive_vec::<u8>();
+                        let src = status.source_rank() as usize;
+                        if let Some(r) = self.ranks.get_mut(src) {
+                            r.heard = Instant::now();
+                        }
+                        self.inbox.push_back((src, b));
+                    }
+                    None => std::thread::yield_now(),
+                }
+                self.check_alive(world);
+            }
+        });
+    }
+
+    /// The next message from any rank, if one is there.
+    fn receive(&mut self, world: &SimpleCommunicator) -> Option<(usize, Vec<u8>)> {
+        if let Some(m) = self.inbox.pop_front() {
+            return Some(m);
+        }
+        let (b, status) =
+            world.any_process().immediate_matched_probe_with_tag(TAG)?.matched_receive_vec::<u8>();
+        let src = status.source_rank() as usize;
+        if let Some(r) = self.ranks.get_mut(src) {
+            r.heard = Instant::now();
+        }
+        Some((src, b))
+    }
+
+    /// Hands what was received from `src` to its tasks; whether it was the rank's `Ended`.
+    fn handle(&mut self, src: usize, bytes: &[u8]) -> bool {
+        match decode::<ToRoot>(bytes) {
+            Ok(ToRoot::Done(outcomes)) => {
+                // The time since the rank's last outcome (or since it became busy), per outcome,
+                // counts for the function of the first of them (a batch is mostly of one).
+                let entry = outcomes.first().and_then(|d| self.pending.get(&d.id)).map(|(t, _)| t.entry);
+                if let Some(r) = self.ranks.get_mut(src) {
+                    let now = Instant::now();
+                    if let (Some(e), true) = (entry, r.inflight > 0) {
+                        let sample =
+                            now.duration_since(r.mark).as_nanos() as f64 / outcomes.len().max(1) as f64;
+                        let est = self.interval_ns.entry((src, e)).or_insert(sample);
+                        *est = 0.5 * *est + 0.5 * sample;
+                    }
+                    r.mark = now;
+                    r.inflight = r.inflight.saturating_sub(outcomes.len() as u32);
+                }
+                for d in outcomes {
+                    let Some((task, _)) = self.pending.remove(&d.id) else { continue };
+                    if d.kind == 0 {
+                        Self::complete(task, Ok(&d.body));
+                    } else {
+                        let text = String::from_utf8_lossy(&d.body).into_owned();
+                        Self::complete(task, Err(code_error(d.kind, text).at(d.id, Some(d.pid))));
+                    }
+                }
+                false
+            }
+            Ok(ToRoot::Alive) => false,
+            Ok(ToRoot::Ended) => true,
+            Ok(_) => {
+                log::error!("multiprocessing: MPI rank {src} answered out of turn");
+                false
+            }
+            Err(e) => {
+                log::error!("multiprocessing: MPI rank {src}: {e}");
+                false
+            }
+        }
+    }
+
+    /// Up to `k` queued tasks as one message to a rank (at least one, at most [`BATCH_BYTES`]).
+    fn batch(&mut self, k: u32) -> Vec<(TaskMsg, Task)> {
+        let mut out = Vec::new();
+        let mut bytes = 0;
+        while out.len() < k as usize && bytes < BATCH_BYTES {
             let Some(task) = self.queue.pop_front() else { break };
             if !task.fds.is_empty() {
                 let e = TaskError::new(TaskErrorKind::Codec, "handles cannot travel to another MPI rank");
                 Self::complete(task, Err(e));
                 continue;
             }
-            let msg = match backend::task_call(&task) {
-                Ok((entry, args)) => encode(&ToWorker::Task { id: task.id, entry, args: args.to_vec() }),
-                Err(e) => {
-                    Self::complete(task, Err(TaskError::new(TaskErrorKind::Codec, e.to_string())));
-                    continue;
+            match backend::task_call(&task) {
+                Ok((entry, args)) => {
+                    bytes += args.len() + 16;
+                    out.push((TaskMsg { id: task.id, entry, args: args.to_vec() }, task));
                 }
-            };
-            world.process_at_rank(rank as i32).send_with_tag(&msg[..], TAG);
-            self.credit[rank] -= 1;
-            self.pending.insert(task.id, (task, rank as i32));
-            busy = true;
-        }
-        while let Some(got) = world.any_process().immediate_matched_probe_with_tag(TAG) {
-            let (bytes, status) = got.matched_receive_vec::<u8>();
-            busy = true;
-            let src = status.source_rank();
-            match decode::<ToRoot>(&bytes) {
-                Ok(ToRoot::Done { id, kind, pid, body }) => {
-                    if let Some(c) = self.credit.get_mut(src as usize) {
-                        *c += 1;
-                    }
-                    let Some((task, _)) = self.pending.remove(&id) else { continue };
-                    if kind == 0 {
-                        Self::complete(task, Ok(&body));
-                    } else {
-                        let text = String::from_utf8_lossy(&body).into_owned();
-                        let e = code_error(kind, text).at(id, Some(pid));
-                        Self::complete(task, Err(e));
-                    }
-                }
-                Ok(_) => log::error!("multiprocessing: MPI rank {src} answered out of turn"),
-                Err(e) => log::error!("multiprocessing: MPI rank {src}: {e}"),
+                Err(e) => Self::complete(task, Err(TaskError::new(TaskErrorKind::Codec, e.to_string()))),
             }
         }
+        out
+    }
+
+    /// Sends what ranks have room for, reads what they sent back.
+    fn round(&mut self) -> Round {
+        let guard = root();
+        let Some(world) = guard.as_ref().and_then(super::Root::world) else { return Round::Gone };
+        let mut busy = false;
+        let n = self.ranks.len();
+        while let Some(front) = self.queue.front() {
+            let entry = front.entry;
+            let open: Vec<usize> = (0..n - 1)
+                .map(|k| 1 + (self.next_rank - 1 + k) % (n - 1))
+                .filter(|&r| self.room(r, entry) > 0)
+                .collect();
+            if open.is_empty() {
+                break;
+            }
+            // Each rank with room gets its share of what is queued, so that a burst of tasks
+            // spreads over the ranks rather than filling the first one's window.
+            let share = self.queue.len().div_ceil(open.len()) as u32;
+            for r in open {
+                let Some(front) = self.queue.front() else { break };
+                let batch = self.batch(self.room(r, front.entry).min(share));
+                if batch.is_empty() {
+                    continue;
+                }
+                let (msgs, tasks): (Vec<TaskMsg>, Vec<Task>) = batch.into_iter().unzip();
+                let bytes = encode(&ToWorker::Tasks(msgs));
+                let state = &mut self.ranks[r];
+                if state.inflight == 0 {
+                    state.mark = Instant::now();
+                }
+                state.inflight += tasks.len() as u32;
+                for t in tasks {
+                    self.pending.insert(t.id, (t, r));
+                }
+                self.send(&world, r, &bytes);
+                self.next_rank = 1 + r % (n - 1);
+                busy = true;
+            }
+        }
+        while let Some((src, bytes)) = self.receive(&world) {
+            busy = true;
+            self.handle(src, &bytes);
+        }
+        self.check_alive(&world);
         if busy {
             Round::Busy
         } else {
@@ -265,27 +511,30 @@ impl MpiBackend {
         r.in_use = false;
         let Some(world) = r.world() else { return self };
         let bye = encode(&ToWorker::End { terminate });
-        for rank in 1..self.size {
-            world.process_at_rank(rank).send_with_tag(&bye[..], TAG);
+        for rank in 1..self.ranks.len() {
+            self.send(&world, rank, &bye);
         }
-        let mut left = self.size - 1;
-        while left > 0 {
-            let (bytes, status) = world.any_process().matched_probe_with_tag(TAG).matched_receive_vec::<u8>();
-            match decode::<ToRoot>(&bytes) {
-                Ok(ToRoot::Ended) => left -= 1,
-                Ok(ToRoot::Done { id, kind, pid, body }) => {
-                    if let Some((task, _)) = self.pending.remove(&id) {
-                        if kind == 0 {
-                            Self::complete(task, Ok(&body));
-                        } else {
-                            let e = code_error(kind, String::from_utf8_lossy(&body).into_owned());
-                            Self::complete(task, Err(e.at(id, Some(pid))));
+        let mut idle = 0u32;
+        while self.ranks.iter().skip(1).any(|r| !r.ended) {
+            match self.receive(&world) {
+                Some((src, bytes)) => {
+                    idle = 0;
+                    if self.handle(src, &bytes) {
+                        if let Some(r) = self.ranks.get_mut(src) {
+                            r.ended = true;
                         }
                     }
                 }
-                Ok(_) => {}
-                Err(e) => log::error!("multiprocessing: MPI rank {}: {e}", status.source_rank()),
+                None => {
+                    idle = idle.saturating_add(1);
+                    if idle > 64 {
+                        std::thread::sleep(Duration::from_micros(100));
+                    } else {
+                        std::thread::yield_now();
+                    }
+                }
             }
+            self.check_alive(&world);
         }
         self
     }
@@ -311,9 +560,10 @@ impl Backend for MpiBackend {
                 break TaskError::new(TaskErrorKind::Terminated, "the pool was closed");
             }
             let wait = if self.pending.is_empty() && self.queue.is_empty() {
-                Duration::from_millis(50)
+                // Nothing is out: wake for new tasks, or to see the ranks' heartbeats.
+                Duration::from_millis(20)
             } else if idle > 64 {
-                Duration::from_micros(200)
+                Duration::from_micros(100)
             } else {
                 Duration::ZERO
             };

@@ -4,7 +4,7 @@
 //! rank lives on. Only this rank's main thread talks MPI; the local pool's outcomes reach it
 //! through a channel.
 
-use super::{decode, encode, hostname, kind_code, ToRoot, ToWorker, TAG};
+use super::{decode, encode, hostname, kind_code, machine, DoneMsg, TaskMsg, ToRoot, ToWorker, TAG};
 use crate::pool::backend::{Sink, TaskError, TaskErrorKind};
 use crate::Pool;
 use mpi::environment::Universe;
@@ -13,7 +13,7 @@ use mpi::topology::SimpleCommunicator;
 use mpi::traits::*;
 use std::collections::VecDeque;
 use std::sync::{mpsc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 struct Done {
     id: u64,
@@ -55,18 +55,62 @@ fn send(world: &SimpleCommunicator, msg: &ToRoot, backlog: &mut Backlog) {
     });
 }
 
-fn send_done(world: &SimpleCommunicator, done: Done, backlog: &mut Backlog) {
+fn done_msg(done: Done) -> DoneMsg {
     let pid = std::process::id() as i32;
-    let msg = match done.outcome {
-        Ok(body) => ToRoot::Done { id: done.id, kind: 0, pid, body },
-        Err(e) => ToRoot::Done {
+    match done.outcome {
+        Ok(body) => DoneMsg { id: done.id, kind: 0, pid, body },
+        Err(e) => DoneMsg {
             id: done.id,
             kind: kind_code(e.kind()),
             pid: e.pid().unwrap_or(pid),
             body: e.message().as_bytes().to_vec(),
         },
-    };
-    send(world, &msg, backlog);
+    }
+}
+
+/// Waits that grow from a yield to `cap` while nothing comes (as mpi4py's backoff): an idle
+/// rank costs little CPU, a busy one answers at once.
+struct Backoff {
+    idle: u32,
+    cap: Duration,
+}
+
+impl Backoff {
+    fn new(cap: Duration) -> Backoff {
+        Backoff { idle: 0, cap }
+    }
+
+    fn reset(&mut self) {
+        self.idle = 0;
+    }
+
+    /// How long to wait after one more empty poll (zero: just yield).
+    fn next(&mut self) -> Duration {
+        self.idle = self.idle.saturating_add(1);
+        if self.idle <= 64 {
+            return Duration::ZERO;
+        }
+        let us = 1u64 << (self.idle - 64).min(20);
+        Duration::from_micros(us).min(self.cap)
+    }
+
+    fn wait(&mut self) {
+        match self.next() {
+            Duration::ZERO => std::thread::yield_now(),
+            d => std::thread::sleep(d),
+        }
+    }
+}
+
+/// The next message from rank 0, waiting for one with a backoff.
+fn next_message(world: &SimpleCommunicator, cap: Duration) -> Vec<u8> {
+    let mut backoff = Backoff::new(cap);
+    loop {
+        if let Some(got) = world.process_at_rank(0).immediate_matched_probe_with_tag(TAG) {
+            return got.matched_receive_vec::<u8>().0;
+        }
+        backoff.wait();
+    }
 }
 
 /// Serves pools until rank 0 says the program is exiting; never returns.
@@ -75,10 +119,10 @@ pub(super) fn serve(universe: Universe) -> ! {
     let world = universe.world();
     let rank = world.rank();
     loop {
-        let (bytes, _) = world.process_at_rank(0).matched_probe_with_tag(TAG).matched_receive_vec::<u8>();
+        let bytes = next_message(&world, Duration::from_millis(10));
         match decode::<ToWorker>(&bytes) {
-            Ok(ToWorker::Hello { processes, timeout_ms, prefetch }) => {
-                if session(&world, processes, timeout_ms, prefetch) {
+            Ok(ToWorker::Hello { processes, timeout_ms, heartbeat_ms }) => {
+                if session(&world, processes, timeout_ms, heartbeat_ms) {
                     break;
                 }
             }
@@ -92,7 +136,13 @@ pub(super) fn serve(universe: Universe) -> ! {
 }
 
 /// Serves one pool; whether rank 0's program is exiting.
-fn session(world: &SimpleCommunicator, processes: u32, timeout_ms: u64, prefetch: u32) -> bool {
+///
+/// Every outcome the local pool has finished goes to rank 0 in one message; every task rank 0
+/// sent is handed to the local pool at once (rank 0 bounds how many this rank holds). While
+/// tasks run, this thread polls rank 0 and the local outcomes in turn, yielding, then waiting
+/// on the outcomes a little; while none run, it backs off to 1 ms between polls. It speaks at
+/// least every `heartbeat_ms`, so that rank 0 can tell a lost rank from a busy one.
+fn session(world: &SimpleCommunicator, processes: u32, timeout_ms: u64, heartbeat_ms: u64) -> bool {
     let processes = processes.max(1);
     let mut builder = Pool::builder().processes(processes as usize);
     if timeout_ms > 0 {
@@ -108,75 +158,84 @@ fn session(world: &SimpleCommunicator, processes: u32, timeout_ms: u64, prefetch
         }
     };
     if local.is_some() {
-        let ready = ToRoot::Ready { credit: processes + prefetch, host: hostname(), pid: std::process::id() };
+        let ready = ToRoot::Ready { host: hostname(), pid: std::process::id(), machine: machine() };
         send(world, &ready, &mut backlog);
     }
+    let heartbeat = Duration::from_millis(heartbeat_ms.max(1));
+    let mut last_sent = Instant::now();
     let (tx, rx) = mpsc::channel::<Done>();
     let mut inflight = 0usize;
-    let mut idle = 0u32;
+    let mut ending = false;
+    let mut backoff = Backoff::new(Duration::from_millis(1));
+    let mut outcomes = Vec::new();
     loop {
-        while let Ok(done) = rx.try_recv() {
-            inflight -= 1;
-            send_done(world, done, &mut backlog);
-            idle = 0;
+        outcomes.extend(rx.try_iter().map(done_msg));
+        if !outcomes.is_empty() {
+            inflight -= outcomes.len();
+            send(world, &ToRoot::Done(std::mem::take(&mut outcomes)), &mut backlog);
+            last_sent = Instant::now();
+            backoff.reset();
         }
-        let got = if let Some(b) = backlog.pop_front() {
-            Some(b)
-        } else if inflight == 0 {
-            // Nothing can finish: wait for rank 0.
-            Some(world.process_at_rank(0).matched_probe_with_tag(TAG).matched_receive_vec::<u8>().0)
-        } else {
+        if ending && inflight == 0 {
+            if let Some(local) = local {
+                let _ = local.join();
+            }
+            send(world, &ToRoot::Ended, &mut backlog);
+            return false;
+        }
+        let got = backlog.pop_front().or_else(|| {
             world
                 .process_at_rank(0)
                 .immediate_matched_probe_with_tag(TAG)
                 .map(|got| got.matched_receive_vec::<u8>().0)
-        };
+        });
         let Some(bytes) = got else {
-            idle += 1;
-            if idle > 64 {
+            if last_sent.elapsed() >= heartbeat {
+                send(world, &ToRoot::Alive, &mut backlog);
+                last_sent = Instant::now();
+            }
+            match backoff.next() {
+                Duration::ZERO => std::thread::yield_now(),
                 // Tasks run in the local pool: wait a little for one to finish.
-                if let Ok(done) = rx.recv_timeout(Duration::from_micros(200)) {
-                    inflight -= 1;
-                    send_done(world, done, &mut backlog);
-                    idle = 0;
+                d if inflight > 0 => {
+                    if let Ok(done) = rx.recv_timeout(d.min(Duration::from_micros(200))) {
+                        outcomes.push(done_msg(done));
+                    }
                 }
-            } else {
-                std::thread::yield_now();
+                d => std::thread::sleep(d),
             }
             continue;
         };
-        idle = 0;
+        backoff.reset();
         match decode::<ToWorker>(&bytes) {
-            Ok(ToWorker::Task { id, entry, args }) => {
-                inflight += 1;
-                let Some(local) = &local else {
-                    let e = TaskError::new(TaskErrorKind::Broken, "this rank has no local pool");
-                    let _ = tx.send(Done { id, outcome: Err(e) });
-                    continue;
-                };
-                let sink = std::sync::Arc::new(BridgeSink { id, tx: Mutex::new(tx.clone()) });
-                if let Err(e) = local.submit_raw(entry, &args, sink) {
-                    let _ = tx.send(Done {
-                        id,
-                        outcome: Err(TaskError::new(TaskErrorKind::Broken, e.to_string())),
-                    });
+            Ok(ToWorker::Tasks(tasks)) => {
+                for TaskMsg { id, entry, args } in tasks {
+                    inflight += 1;
+                    let Some(local) = &local else {
+                        let e = TaskError::new(TaskErrorKind::Broken, "this rank has no local pool");
+                        let _ = tx.send(Done { id, outcome: Err(e) });
+                        continue;
+                    };
+                    let sink = std::sync::Arc::new(BridgeSink { id, tx: Mutex::new(tx.clone()) });
+                    if let Err(e) = local.submit_raw(entry, &args, sink) {
+                        let _ = tx.send(Done {
+                            id,
+                            outcome: Err(TaskError::new(TaskErrorKind::Broken, e.to_string())),
+                        });
+                    }
                 }
             }
             Ok(ToWorker::End { terminate }) => {
-                if let Some(local) = local {
+                // Outcomes still come (the tasks' own, or their failure when terminated);
+                // the loop sends them, then ends once none is left.
+                if let Some(local) = &local {
                     if terminate {
                         local.terminate();
                     } else {
                         local.close();
                     }
-                    let _ = local.join();
                 }
-                drop(tx);
-                for done in rx {
-                    send_done(world, done, &mut backlog);
-                }
-                send(world, &ToRoot::Ended, &mut backlog);
-                return false;
+                ending = true;
             }
             Ok(ToWorker::Shutdown) => {
                 // Rank 0's program exits with this pool still running: stop what runs here.
