@@ -10,8 +10,8 @@
 
 use super::lane::{self, Lane, Next, SocketFront};
 use super::Connection;
-use crate::aio;
 use crate::error::{Error, Result};
+use crate::sync::aio;
 use crate::sys;
 use crate::wire::{self, frame};
 use serde::de::DeserializeOwned;

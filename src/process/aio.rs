@@ -2,8 +2,8 @@
 //! tokio's reactor as `tokio::process` does on Linux.
 
 use super::{state, ExitStatus, JoinHandle, Process};
-use crate::aio;
 use crate::error::{Error, Result};
+use crate::sync::aio;
 use serde::de::DeserializeOwned;
 use std::future::poll_fn;
 use std::os::fd::AsFd;

@@ -3,7 +3,7 @@
 //! futex.
 
 use super::{recv_handles, GetError, JoinableQueue, PutError, Queue, SimpleQueue};
-use crate::aio;
+use crate::sync::aio;
 use crate::wire;
 use ring::Ring;
 use serde::de::DeserializeOwned;

@@ -289,7 +289,7 @@ impl Barrier {
                 || self.broken()
                 || s.resets.load(Ordering::Acquire) != resets
         };
-        let wait = crate::aio::until_word(&s.generation, None, false, |_| ended());
+        let wait = crate::sync::aio::until_word(&s.generation, None, false, |_| ended());
         let in_time = match self.timeout {
             Some(t) => tokio::time::timeout(t, wait).await.is_ok(),
             None => {

@@ -250,13 +250,13 @@ impl Condition {
         let mut leave = Leave { cond: self, place: Some(place) };
         match leave.place {
             Some(Place::Slot(slot)) => {
-                crate::aio::until_word(&slot.state, None, true, |v| v != WAITING).await;
+                crate::sync::aio::until_word(&slot.state, None, true, |v| v != WAITING).await;
                 leave.place = None;
                 slot.state.store(FREE, Ordering::Release);
             }
             Some(Place::Overflow(seen)) => {
                 let s = self.state.get();
-                crate::aio::until_word(&s.seq, None, true, |v| v != seen).await;
+                crate::sync::aio::until_word(&s.seq, None, true, |v| v != seen).await;
                 leave.place = None;
                 s.overflow.fetch_sub(1, Ordering::SeqCst);
             }

@@ -84,7 +84,7 @@ impl Event {
     /// Cancel-safe: it takes nothing; dropping it leaves no waiter registered.
     #[cfg(feature = "tokio")]
     pub async fn wait_async(&self) {
-        crate::aio::until_word(&self.state.get().flag, None, false, |v| v == 1).await
+        crate::sync::aio::until_word(&self.state.get().flag, None, false, |v| v == 1).await
     }
 
     /// Blocks until the flag is set (Python's `wait()`).

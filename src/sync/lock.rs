@@ -126,7 +126,7 @@ impl Lock {
     /// dropped at an await point holds nothing, leaves no waiter registered, and passes on a
     /// release's wake it had consumed to the next waiter.
     pub async fn acquire_async(&self) -> LockResult<LockGuard<'_>> {
-        wrap(crate::aio::lock(&self.state.get().word).await, || self.guard()).expect("no deadline")
+        wrap(crate::sync::aio::lock(&self.state.get().word).await, || self.guard()).expect("no deadline")
     }
 }
 

@@ -8,6 +8,8 @@
 //! region (`crate::mem`), so it can be passed to a child as a process argument or sent through a
 //! pipe, and leaves nothing in `/dev/shm`.
 
+#[cfg(feature = "tokio")]
+pub(crate) mod aio;
 mod barrier;
 mod condition;
 mod event;
@@ -15,6 +17,8 @@ mod lock;
 mod raw;
 mod semaphore;
 pub(crate) mod wait;
+#[cfg(feature = "tokio")]
+mod waker;
 
 pub use barrier::{Barrier, BarrierBuilder, BrokenBarrier};
 pub use condition::Condition;

@@ -58,7 +58,7 @@ async fn acquire_async(s: &SemState) {
             }
             continue;
         }
-        crate::aio::until_word(&s.value, Some(&s.sleepers), true, |v| v > 0).await;
+        crate::sync::aio::until_word(&s.value, Some(&s.sleepers), true, |v| v > 0).await;
     }
 }
 

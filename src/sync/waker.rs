@@ -308,9 +308,9 @@ mod tests {
             let tasks: Vec<_> = (0..300)
                 .map(|i| {
                     let words = words.clone();
-                    tokio::spawn(
-                        async move { crate::aio::until_word(&words[i], None, false, |v| v == 1).await },
-                    )
+                    tokio::spawn(async move {
+                        crate::sync::aio::until_word(&words[i], None, false, |v| v == 1).await
+                    })
                 })
                 .collect();
             tokio::time::sleep(std::time::Duration::from_millis(20)).await;
