@@ -314,14 +314,26 @@ impl MpiBackend {
     /// Fails every rank silent past the rank timeout (at most every 50 ms).
     ///
     /// Silence counts only as seen by a listening rank 0: before judging, every message that
-    /// has arrived is taken in (into the inbox), so that a pool thread held up elsewhere (a slow
-    /// callback runs on it) does not take its own deafness for the ranks' silence.
+    /// has arrived is taken in (into the inbox), and after a stretch in which rank 0 did not
+    /// listen (a slow callback runs on the pool thread) every rank's silence starts again, so
+    /// that the pool thread does not take its own deafness for the ranks' silence.
     fn check_alive(&mut self, world: &SimpleCommunicator) {
         let now = Instant::now();
-        if now.duration_since(self.last_check) < Duration::from_millis(50) {
+        let away = now.duration_since(self.last_check);
+        if away < Duration::from_millis(50) {
             return;
         }
         self.last_check = now;
+        if away > self.rank_timeout / 2 {
+            // Rank 0 itself was not listening for a while (a slow callback on the pool thread):
+            // what the ranks sent meanwhile may not even have left them (an MPI library moves
+            // messages only inside its calls, MPICH's among them), so their silence is counted
+            // afresh from now rather than from before rank 0 went deaf.
+            for r in self.ranks.iter_mut() {
+                r.heard = r.heard.max(now);
+            }
+            return;
+        }
         let stale = |r: &RankState| !r.ended && now.duration_since(r.heard) > self.rank_timeout;
         if !self.ranks.iter().skip(1).any(stale) {
             return;
