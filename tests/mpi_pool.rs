@@ -577,8 +577,9 @@ fn lose_rank(launcher: &str, signal: i32, mode: &str, why: &str) {
         assert!(run.out.contains(why), "{mode}: {why:?} missing:\n{}", run.out);
     }
     assert!(after < Duration::from_secs(30), "{mode}: the job ended {after:?} after the signal");
+    let who = if launcher_ended_it { "the launcher" } else { "rank 0" };
     println!(
-        "mpi_pool: {mode}: rank 0 named the lost rank and the job ended (exit {:?}) {:.1} s after the signal",
+        "mpi_pool: {mode}: {who} named the lost rank and the job ended (exit {:?}) {:.1} s after the signal",
         run.code,
         after.as_secs_f64()
     );
