@@ -7,7 +7,7 @@
 //! `cargo run --release --features tokio --example async_tour [JOBS]` (2000 by default; a
 //! large count gives time to press Ctrl-C).
 
-use multiprocessing::{Connection, Event, Executor, OnDrop, Pipe, Pool, Process, Queue, Sink, Stream};
+use multiproc::{Connection, Event, Executor, OnDrop, Pipe, Pool, Process, Queue, Sink, Stream};
 use std::pin::Pin;
 use std::time::Duration;
 
@@ -75,14 +75,14 @@ async fn run(
     results: &Queue<(u32, u64, u64)>,
     pool: &Pool,
     conn: &Connection,
-) -> multiprocessing::Result<()> {
+) -> multiproc::Result<()> {
     // Producer: a bounded queue, so put_async waits (without a thread) while workers lag.
     let jobs_n = jobs_count();
     let produce = async {
         for n in 1..=jobs_n {
-            jobs.put_async(Some(n)).await.map_err(|e| multiprocessing::Error::InvalidState(e.to_string()))?;
+            jobs.put_async(Some(n)).await.map_err(|e| multiproc::Error::InvalidState(e.to_string()))?;
         }
-        Ok::<_, multiprocessing::Error>(())
+        Ok::<_, multiproc::Error>(())
     };
     // Consumer: the results as a stream.
     let consume = async {
@@ -142,12 +142,12 @@ impl Stream for Numbers {
 }
 
 #[tokio::main]
-async fn main() -> multiprocessing::Result<()> {
+async fn main() -> multiproc::Result<()> {
     let jobs: Queue<Option<u64>> = Queue::with_maxsize(32)?;
     let results: Queue<(u32, u64, u64)> = Queue::new()?;
     let workers: Vec<Process> = (0..WORKERS)
         .map(|id| Process::new(worker, (id, jobs.clone(), results.clone())).start())
-        .collect::<multiprocessing::Result<_>>()?;
+        .collect::<multiproc::Result<_>>()?;
     let (conn, child_end) = Pipe::new(true)?;
     let stop = Event::new()?;
     let echoer = Process::new(echo, (child_end, stop.clone())).start()?;

@@ -1,6 +1,6 @@
 //! Example 5 of the tutorial: a lock keeps other processes out of the same code until released.
 
-use multiprocessing::{Lock, Process};
+use multiproc::{Lock, Process};
 
 fn report(lock: Lock, n: u32) {
     // acquire() ... the guard's drop is release()
@@ -9,7 +9,7 @@ fn report(lock: Lock, n: u32) {
     println!("process {n} releases the lock");
 }
 
-pub fn main() -> multiprocessing::Result<()> {
+pub fn main() -> multiproc::Result<()> {
     let lock = Lock::new()?;
     let ps: Vec<Process> = (1..=3).map(|n| Process::new(report, (lock.clone(), n))).collect();
     for p in &ps {

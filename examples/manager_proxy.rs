@@ -6,15 +6,15 @@
 //! print(l); print(repr(l)); print(l[4]); print(l[2:5])
 //! ```
 
-use multiprocessing::manager::ListProxy;
-use multiprocessing::{Manager, Process};
+use multiproc::manager::ListProxy;
+use multiproc::{Manager, Process};
 
 /// Runs in a child process: the proxy arrived as an argument and reconnects to the server.
-fn add_cube(l: ListProxy<u64>, n: u64) -> multiprocessing::Result<()> {
+fn add_cube(l: ListProxy<u64>, n: u64) -> multiproc::Result<()> {
     l.append(n * n * n)
 }
 
-pub fn main() -> multiprocessing::Result<()> {
+pub fn main() -> multiproc::Result<()> {
     let manager = Manager::start()?;
     let l = manager.list((0..10u64).map(|i| i * i))?;
     println!("{l}"); // [0, 1, 4, 9, 16, 25, 36, 49, 64, 81]

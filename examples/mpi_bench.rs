@@ -26,7 +26,7 @@
 
 use std::time::Instant;
 
-multiprocessing::mpi_workers!();
+multiproc::mpi_workers!();
 
 fn square(x: u64) -> u64 {
     x * x
@@ -42,10 +42,10 @@ fn best<F: FnMut()>(mut f: F) -> f64 {
         .fold(f64::INFINITY, f64::min)
 }
 
-fn main() -> multiprocessing::Result<()> {
+fn main() -> multiproc::Result<()> {
     // The default builder; `MP_BENCH_MAX_PREFETCH` caps the window a rank holds beyond its
     // running tasks (0: one task per process, the round trip's worth of waiting on each).
-    let mut b = multiprocessing::mpi::PoolBuilder::new();
+    let mut b = multiproc::mpi::PoolBuilder::new();
     if let Some(n) = std::env::var("MP_BENCH_MAX_PREFETCH").ok().and_then(|v| v.parse().ok()) {
         b = b.max_prefetch(n);
     }

@@ -12,7 +12,7 @@
 
 use std::time::{Duration, Instant};
 
-multiprocessing::mpi_workers!();
+multiproc::mpi_workers!();
 
 fn work_log(work_data: (String, u64)) {
     let (name, seconds) = work_data;
@@ -25,8 +25,8 @@ fn fun(x: u64) -> u64 {
     x * x
 }
 
-fn main() -> multiprocessing::Result<()> {
-    let p = multiprocessing::mpi::PoolBuilder::new().fallback_local(2).build()?;
+fn main() -> multiproc::Result<()> {
+    let p = multiproc::mpi::PoolBuilder::new().fallback_local(2).build()?;
     eprintln!("(pool of {} worker processes)", p.processes());
 
     println!("\n== 7. Pool.map over work items that sleep");

@@ -13,7 +13,7 @@
 //! ```
 //! With two workers the four jobs (5 + 2 + 1 + 3 = 11 seconds of sleep) take about 6 seconds.
 
-use multiprocessing::Pool;
+use multiproc::Pool;
 use std::time::{Duration, Instant};
 
 fn work_log(work_data: (String, u64)) {
@@ -23,14 +23,14 @@ fn work_log(work_data: (String, u64)) {
     println!(" Process {name} Executed.");
 }
 
-fn pool_handler() -> multiprocessing::Result<()> {
+fn pool_handler() -> multiproc::Result<()> {
     let w = [("V", 5), ("X", 2), ("Y", 1), ("Z", 3)].map(|(name, secs)| (name.to_string(), secs));
     let p = Pool::new(2)?;
     p.map(work_log, w)?;
     Ok(())
 }
 
-pub fn main() -> multiprocessing::Result<()> {
+pub fn main() -> multiproc::Result<()> {
     let start = Instant::now();
     pool_handler()?;
     eprintln!("(took {:.1} s)", start.elapsed().as_secs_f64());

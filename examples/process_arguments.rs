@@ -1,6 +1,6 @@
 //! Example 2 of the tutorial: two processes, each given an argument.
 
-use multiprocessing::Process;
+use multiproc::Process;
 
 fn cube(n: u64) {
     println!("The Cube is {}", n * n * n);
@@ -10,7 +10,7 @@ fn square(n: u64) {
     println!("The Square is {}", n * n);
 }
 
-pub fn main() -> multiprocessing::Result<()> {
+pub fn main() -> multiproc::Result<()> {
     let p1 = Process::new(square, (5,));
     let p2 = Process::new(cube, (5,));
     p1.start()?;

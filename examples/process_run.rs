@@ -3,7 +3,7 @@
 //!
 //! `cargo run --example process_run`
 
-use multiprocessing::{Process, Queue, Run, StartMethod};
+use multiproc::{Process, Queue, Run, StartMethod};
 use serde::{Deserialize, Serialize};
 
 #[derive(Serialize, Deserialize)]
@@ -14,14 +14,14 @@ struct Worker {
 }
 
 impl Run for Worker {
-    type Output = multiprocessing::Result<()>;
-    fn run(&mut self) -> multiprocessing::Result<()> {
+    type Output = multiproc::Result<()>;
+    fn run(&mut self) -> multiproc::Result<()> {
         let total = self.jobs.iter().map(|n| n * n).sum();
         Ok(self.results.put((self.name.clone(), total))?)
     }
 }
 
-fn main() -> multiprocessing::Result<()> {
+fn main() -> multiproc::Result<()> {
     let results = Queue::new()?;
     let mut workers = Vec::new();
     for (i, method) in

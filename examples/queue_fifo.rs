@@ -1,8 +1,8 @@
 //! Example 4 of the tutorial: a queue hands items back in the order they were put.
 
-use multiprocessing::Queue;
+use multiproc::Queue;
 
-pub fn main() -> multiprocessing::Result<()> {
+pub fn main() -> multiproc::Result<()> {
     let fruits = ["Apple", "Orange", "Guava", "Papaya", "Banana"];
     let queue: Queue<String> = Queue::new()?;
     println!("pushing items to the queue:");

@@ -8,7 +8,7 @@
 //! Workers on other machines join the same pool by running this same binary with
 //! `MP_REDIS_WORKER=redis://host:6379/0#tour MP_REDIS_AUTHKEY=<the key>` (see the README).
 
-use multiprocessing::redis::{PoolBuilder, AUTHKEY_ENV};
+use multiproc::redis::{PoolBuilder, AUTHKEY_ENV};
 use std::time::{Duration, Instant};
 
 fn work_log(work_data: (String, u64)) {
@@ -22,7 +22,7 @@ fn fun(x: u64) -> u64 {
     x * x
 }
 
-fn main() -> multiprocessing::Result<()> {
+fn main() -> multiproc::Result<()> {
     let Ok(url) = std::env::var("REDIS_URL") else {
         eprintln!(
             "REDIS_URL not set: start a Redis server and set it, e.g. REDIS_URL=redis://127.0.0.1:6379/0"
@@ -34,7 +34,7 @@ fn main() -> multiprocessing::Result<()> {
     let p = PoolBuilder::new(&url).name(&name).authkey(key.as_bytes()).processes(2).build()?;
     eprintln!(
         "(pool {name:?}: more workers can join with {}={url}#{name})",
-        multiprocessing::redis::WORKER_ENV
+        multiproc::redis::WORKER_ENV
     );
 
     println!("\n== 7. Pool.map over work items that sleep");

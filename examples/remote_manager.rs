@@ -14,20 +14,20 @@
 //! cargo run --example remote_manager -- connect 127.0.0.1:50000
 //! ```
 
-use multiprocessing::connection::Address;
-use multiprocessing::manager::{DictProxy, QueueProxy};
-use multiprocessing::Manager;
+use multiproc::connection::Address;
+use multiproc::manager::{DictProxy, QueueProxy};
+use multiproc::Manager;
 use std::process::{Command, Stdio};
 
 const AUTHKEY: &[u8] = b"abracadabra";
 
 /// The serving program: create the shared objects, publish them by name, serve until a client
 /// asks the server to shut down.
-fn serve(address: &str) -> multiprocessing::Result<()> {
+fn serve(address: &str) -> multiproc::Result<()> {
     Manager::builder().address(address.parse::<Address>()?).authkey(AUTHKEY).serve_forever(|bound| {
         // Objects are made through a client connection to ourselves, once the server listens.
         let bound = bound.clone();
-        std::thread::spawn(move || -> multiprocessing::Result<()> {
+        std::thread::spawn(move || -> multiproc::Result<()> {
             let me = Manager::connect(bound.clone(), AUTHKEY)?;
             me.publish("jobs", &me.queue::<String>(0)?)?;
             me.publish("results", &me.dict::<String, usize>()?)?;
@@ -38,7 +38,7 @@ fn serve(address: &str) -> multiprocessing::Result<()> {
 }
 
 /// The connecting program: look the objects up by name and use them.
-fn connect(address: &str) -> multiprocessing::Result<()> {
+fn connect(address: &str) -> multiproc::Result<()> {
     let manager = Manager::connect(address.parse::<Address>()?, AUTHKEY)?;
     let jobs: QueueProxy<String> = manager.lookup("jobs")?;
     let results: DictProxy<String, usize> = manager.lookup("results")?;
@@ -52,7 +52,7 @@ fn connect(address: &str) -> multiprocessing::Result<()> {
     manager.shutdown()
 }
 
-fn main() -> multiprocessing::Result<()> {
+fn main() -> multiproc::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.first().map(String::as_str) {
         Some("serve") => serve(args.get(1).map_or("127.0.0.1:50000", String::as_str)),

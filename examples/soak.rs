@@ -14,7 +14,7 @@
 //! process's peak memory and descriptor count. Exits non-zero if an item is
 //! lost or duplicated, a checksum is wrong, or descriptors or memory grow.
 
-use multiprocessing::{Pool, Process, Queue, Value};
+use multiproc::{Pool, Process, Queue, Value};
 use std::time::{Duration, Instant};
 
 const PRODUCERS: u64 = 4;
@@ -72,7 +72,7 @@ fn status_field(name: &str) -> u64 {
 
 /// Resident memory of this process's running children, in KiB.
 fn children_rss() -> u64 {
-    multiprocessing::active_children()
+    multiproc::active_children()
         .iter()
         .filter_map(|p| p.pid())
         .filter_map(|pid| std::fs::read_to_string(format!("/proc/{pid}/status")).ok())
@@ -141,7 +141,7 @@ impl Phase {
     }
 }
 
-fn main() -> multiprocessing::Result<()> {
+fn main() -> multiproc::Result<()> {
     let args: Vec<String> = std::env::args().collect();
     let scale: f64 =
         args.iter().position(|a| a == "--scale").and_then(|i| args.get(i + 1)?.parse().ok()).unwrap_or(1.0);
@@ -165,7 +165,7 @@ fn main() -> multiprocessing::Result<()> {
         let per = items / PRODUCERS;
         let taken = Value::new(0u64)?;
         let consumers: Vec<_> = (0..CONSUMERS)
-            .map(|_| multiprocessing::spawn(consume, (q.clone(), taken.clone())))
+            .map(|_| multiproc::spawn(consume, (q.clone(), taken.clone())))
             .collect::<Result<_, _>>()?;
         let producers: Vec<_> = (0..PRODUCERS)
             .map(|id| Process::new(produce, (q.clone(), id, per)).start())
@@ -210,7 +210,7 @@ fn main() -> multiprocessing::Result<()> {
             }
             phase.tick(i + 1, starts);
         }
-        if !multiprocessing::active_children().is_empty() {
+        if !multiproc::active_children().is_empty() {
             failures.push("starts: children left".into());
         }
         let rss_after = status_field("VmRSS:");
@@ -223,7 +223,7 @@ fn main() -> multiprocessing::Result<()> {
     // 3. Pool tasks.
     if run("pool") {
         let mut phase = Phase::begin("pool");
-        let pool = Pool::new(multiprocessing::cpu_count())?;
+        let pool = Pool::new(multiproc::cpu_count())?;
         // 40% through map with chunks, 40% through imap with chunks, 20% one apply_async each.
         let (a, b) = (tasks * 2 / 5, tasks * 4 / 5);
         let mut done = 0u64;

@@ -1,6 +1,6 @@
 //! Example 6 of the tutorial: workers take tasks from one queue and report on another.
 
-use multiprocessing::{current_process, GetError, Process, Queue};
+use multiproc::{current_process, GetError, Process, Queue};
 use std::time::Duration;
 
 fn job_to_do(tasks_to_perform: Queue<String>, complete_tasks: Queue<String>) -> bool {
@@ -18,7 +18,7 @@ fn job_to_do(tasks_to_perform: Queue<String>, complete_tasks: Queue<String>) -> 
     true
 }
 
-pub fn main() -> multiprocessing::Result<()> {
+pub fn main() -> multiproc::Result<()> {
     let (total_task, total_number_of_processes) = (8, 3);
     let tasks_to_perform: Queue<String> = Queue::new()?;
     let complete_tasks: Queue<String> = Queue::new()?;

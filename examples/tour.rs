@@ -33,7 +33,7 @@ fn heading(n: u32, title: &str) {
     println!("\n== {n}. {title}");
 }
 
-fn main() -> multiprocessing::Result<()> {
+fn main() -> multiproc::Result<()> {
     heading(1, "Process, start, join");
     process_start_join::main()?;
     heading(2, "Arguments");

@@ -2,18 +2,18 @@
 //! queues, process-shared locks and memory between them.
 //!
 //! ```
-//! use multiprocessing::{Pipe, Process, Connection};
+//! use multiproc::{Pipe, Process, Connection};
 //!
 //! fn square(n: u64) {
 //!     println!("The Square is {}", n * n);
 //! }
 //!
-//! fn echo(conn: Connection) -> multiprocessing::Result<()> {
+//! fn echo(conn: Connection) -> multiproc::Result<()> {
 //!     let v: String = conn.recv()?;
 //!     conn.send(&v.to_uppercase())
 //! }
 //!
-//! # fn main() -> multiprocessing::Result<()> {
+//! # fn main() -> multiproc::Result<()> {
 //! let p = Process::new(square, (5,)).name("sq").start()?;
 //! assert_eq!(p.join()?.exitcode(), 0);
 //!
@@ -105,7 +105,7 @@ pub use manager::Manager;
 ///
 /// The server keeps the object; the generated `TypeProxy` (or `#[register(proxy = "Name")]`)
 /// has one method per `pub` method of the block, with the same name and parameters, returning
-/// `multiprocessing::Result<R>` of the method's `R`. `pub` associated functions returning `Self`
+/// `multiproc::Result<R>` of the method's `R`. `pub` associated functions returning `Self`
 /// become constructors that take the [`Manager`] first. Methods taking `&self` run concurrently
 /// in the server, `&mut self` ones one at a time. Parameters and results must be serde types;
 /// `&str`, `&[T]` and `&T` parameters are accepted. The type id defaults to the type's name
@@ -113,13 +113,13 @@ pub use manager::Manager;
 /// same type under the same id.
 ///
 /// ```
-/// use multiprocessing::{Manager, Process};
+/// use multiproc::{Manager, Process};
 ///
 /// pub struct Counter {
 ///     value: i64,
 /// }
 ///
-/// #[multiprocessing::register]
+/// #[multiproc::register]
 /// impl Counter {
 ///     pub fn new(start: i64) -> Self {
 ///         Counter { value: start }
@@ -137,16 +137,16 @@ pub use manager::Manager;
 ///     c.add(10).expect("the manager is running")
 /// }
 ///
-/// # fn main() -> multiprocessing::Result<()> {
+/// # fn main() -> multiproc::Result<()> {
 /// let manager = Manager::start()?;
 /// let c = CounterProxy::new(&manager, 5)?;
 /// assert_eq!(c.add(1)?, 6);
-/// assert_eq!(multiprocessing::spawn(work, (c.clone(),))?.join()?, 16);
+/// assert_eq!(multiproc::spawn(work, (c.clone(),))?.join()?, 16);
 /// assert_eq!(c.get()?, 16);
 /// # Ok(())
 /// # }
 /// ```
-pub use multiprocessing_macros::register;
+pub use multiproc_macros::register;
 pub use pool::{
     as_completed, AsCompleted, AsyncResult, Executor, ExecutorBuilder, IMapIterator, ImapError, MapResult,
     OnDrop, Pool, PoolBuilder, PoolFuture, TaskError, TaskErrorKind, TryIMapIterator,

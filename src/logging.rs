@@ -30,7 +30,7 @@ static LOGGER: StderrLogger = StderrLogger;
 /// call installed the stderr logger.
 ///
 /// ```
-/// multiprocessing::log_to_stderr(log::LevelFilter::Warn);
+/// multiproc::log_to_stderr(log::LevelFilter::Warn);
 /// ```
 pub fn log_to_stderr(level: log::LevelFilter) -> bool {
     let installed = log::set_logger(&LOGGER).is_ok();

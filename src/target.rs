@@ -21,7 +21,7 @@ use std::os::fd::OwnedFd;
 /// closures that capture nothing. A capturing closure is refused at compile time:
 ///
 /// ```compile_fail
-/// use multiprocessing::Process;
+/// use multiproc::Process;
 /// let offset = 5u64;
 /// let p = Process::new(move |x: u64| println!("{}", x + offset), (1u64,));
 /// ```
@@ -32,11 +32,11 @@ use std::os::fd::OwnedFd;
 /// [`Pool::map_with`](crate::Pool::map_with) (Python's `functools.partial`):
 ///
 /// ```
-/// use multiprocessing::Process;
+/// use multiproc::Process;
 /// let offset = 5u64;
 /// let p = Process::with_context(|offset: &u64, x: u64| println!("{}", x + offset), offset, (1u64,));
 /// assert!(p.start()?.join()?.success());
-/// # Ok::<(), multiprocessing::Error>(())
+/// # Ok::<(), multiproc::Error>(())
 /// ```
 pub trait Target<Args>: Copy + Send + Sync + 'static {
     /// What the function returns.
@@ -182,7 +182,7 @@ pub(crate) fn conjure<F: Copy>() -> F {
         assert!(
             std::mem::size_of::<F>() == 0,
             "a process target must be a fn item or a closure that captures nothing; to send state \
-             with it, take it as a first `&Ctx` parameter and pass it with `multiprocessing::partial`, \
+             with it, take it as a first `&Ctx` parameter and pass it with `multiproc::partial`, \
              `Process::with_context` or `Pool::map_with`"
         )
     };
@@ -196,7 +196,7 @@ pub(crate) const fn assert_zero_sized<F>() {
     assert!(
         std::mem::size_of::<F>() == 0,
         "a process target must be a fn item or a closure that captures nothing; to send state \
-         with it, take it as a first `&Ctx` parameter and pass it with `multiprocessing::partial`, \
+         with it, take it as a first `&Ctx` parameter and pass it with `multiproc::partial`, \
          `Process::with_context` or `Pool::map_with`"
     );
 }

@@ -1,7 +1,7 @@
 //! `AsFd` on handles: the descriptor a `JoinHandle` lends is its child's pidfd, usable with plain
 //! `poll(2)` and duplicable with `BorrowedFd::try_clone_to_owned`, under every start method.
 
-use multiprocessing::{get_context, Connection, Pipe, StartMethod};
+use multiproc::{get_context, Connection, Pipe, StartMethod};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 
 const METHODS: [StartMethod; 3] = [StartMethod::Fork, StartMethod::Spawn, StartMethod::Forkserver];
@@ -33,7 +33,7 @@ fn join_handle_fd_is_readable_exactly_when_the_child_has_ended() {
         assert!(!readable(dup.as_fd(), 0), "{m}");
         here.send(&"done".to_string()).unwrap();
         assert!(readable(h.as_fd(), 10_000), "{m}: the child did not end");
-        let ready = multiprocessing::connection::wait(&[&h], Some(std::time::Duration::ZERO)).unwrap();
+        let ready = multiproc::connection::wait(&[&h], Some(std::time::Duration::ZERO)).unwrap();
         assert_eq!(ready, vec![0], "{m}");
         // the duplicate outlives the handle and still tells of the same child
         assert_eq!(h.join().unwrap(), "done", "{m}");

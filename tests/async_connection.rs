@@ -3,7 +3,7 @@
 //! messages, cancellation at await points, end-of-file.
 #![cfg(feature = "tokio")]
 
-use multiprocessing::{Connection, Error, Pipe, Process, StartMethod};
+use multiproc::{Connection, Error, Pipe, Process, StartMethod};
 use std::time::Duration;
 
 const METHODS: [StartMethod; 3] = [StartMethod::Fork, StartMethod::Spawn, StartMethod::Forkserver];
@@ -169,17 +169,17 @@ fn poll_async_and_end_of_file() {
 
 #[test]
 fn closing_an_end_used_async_reaches_the_peer_even_with_a_fork_child_started_since() {
-    fn sleeper(ev: multiprocessing::Event) {
+    fn sleeper(ev: multiproc::Event) {
         ev.wait();
     }
-    fn wait_eof(conn: Connection, out: multiprocessing::Queue<bool>) {
+    fn wait_eof(conn: Connection, out: multiproc::Queue<bool>) {
         conn.send(&1u8).unwrap();
         out.put(matches!(conn.recv::<u8>(), Err(Error::Eof))).unwrap();
     }
     let (a, b) = Pipe::new(true).unwrap();
-    let out = multiprocessing::Queue::new().unwrap();
+    let out = multiproc::Queue::new().unwrap();
     let peer = Process::new(wait_eof, (b, out.clone())).start_method(StartMethod::Fork).start().unwrap();
-    let ev = multiprocessing::Event::new().unwrap();
+    let ev = multiproc::Event::new().unwrap();
     current().block_on(async {
         assert_eq!(a.recv_async::<u8>().await.unwrap(), 1);
     });

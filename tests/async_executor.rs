@@ -3,7 +3,7 @@
 //! is killed (its worker replaced) or left to finish, as `OnDrop` says; `Keep` changes nothing.
 #![cfg(feature = "tokio")]
 
-use multiprocessing::{Connection, Error, Event, Executor, OnDrop, Pipe, PoolFuture, RawValue, StartMethod};
+use multiproc::{Connection, Error, Event, Executor, OnDrop, Pipe, PoolFuture, RawValue, StartMethod};
 use std::time::Duration;
 
 const METHODS: [StartMethod; 3] = [StartMethod::Fork, StartMethod::Spawn, StartMethod::Forkserver];

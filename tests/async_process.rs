@@ -2,7 +2,7 @@
 //! or terminate while awaited, timeouts around the wait, many children at once.
 #![cfg(feature = "tokio")]
 
-use multiprocessing::{ChildFailure, Error, Event, Process, StartMethod};
+use multiproc::{ChildFailure, Error, Event, Process, StartMethod};
 use std::time::Duration;
 
 const METHODS: [StartMethod; 3] = [StartMethod::Fork, StartMethod::Spawn, StartMethod::Forkserver];
@@ -99,7 +99,7 @@ fn join_handle_async_returns_the_value_or_the_failure() {
     for method in METHODS {
         for rt in runtimes() {
             rt.block_on(async {
-                let ctx = multiprocessing::get_context(Some(method));
+                let ctx = multiproc::get_context(Some(method));
                 let h = ctx.spawn(cube, (5u64,)).unwrap();
                 assert_eq!(h.join_async().await.unwrap(), 125);
                 let h = ctx.spawn(boom, ("async boom".to_string(),)).unwrap();
@@ -122,7 +122,7 @@ fn join_handle_async_returns_the_value_or_the_failure() {
 fn a_spawned_child_killed_while_its_value_is_awaited() {
     let [rt, _] = runtimes();
     rt.block_on(async {
-        let h = multiprocessing::spawn(hang, (Event::new().unwrap(),)).unwrap();
+        let h = multiproc::spawn(hang, (Event::new().unwrap(),)).unwrap();
         let p = h.process().clone();
         let (r, ()) = tokio::join!(h.join_async(), async {
             tokio::time::sleep(Duration::from_millis(20)).await;
@@ -140,7 +140,7 @@ fn join_async_futures_are_send() {
     fn send<T: Send>(_: &T) {}
     let p = Process::new(exit_with, (0,));
     send(&p.join_async());
-    let q: multiprocessing::Queue<u8> = multiprocessing::Queue::new().unwrap();
+    let q: multiproc::Queue<u8> = multiproc::Queue::new().unwrap();
     send(&q.get_async());
     send(&q.put_async(1));
 }

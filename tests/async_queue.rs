@@ -3,7 +3,7 @@
 //! one queue with cancellations, and no thread growth.
 #![cfg(feature = "tokio")]
 
-use multiprocessing::{Event, GetError, JoinableQueue, Process, Queue, SimpleQueue, StartMethod};
+use multiproc::{Event, GetError, JoinableQueue, Process, Queue, SimpleQueue, StartMethod};
 use std::sync::Mutex;
 use std::time::Duration;
 

@@ -3,7 +3,7 @@
 //! goes, in order; what dropping the sink itself does.
 #![cfg(feature = "tokio")]
 
-use multiprocessing::{
+use multiproc::{
     Connection, Event, JoinableQueue, Pipe, Process, Queue, SimpleQueue, Sink, StartMethod,
 };
 use std::future::poll_fn;
@@ -81,7 +81,7 @@ fn connection_sink_delivers_every_item_in_order_with_sends_cancelled_on_a_full_p
         for rt in [current(), multi()] {
             let (a, b) = Pipe::new(true).unwrap();
             let go = Event::new().unwrap();
-            let ctx = multiprocessing::get_context(Some(method));
+            let ctx = multiproc::get_context(Some(method));
             let child = ctx.spawn(check_messages, (b, go.clone())).unwrap();
             let sent = rt.block_on(async {
                 let mut sink = a.sink::<(u32, Vec<u8>)>();

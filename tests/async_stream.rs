@@ -2,7 +2,7 @@
 //! `imap` over an input stream, read lazily, under each start method.
 #![cfg(feature = "tokio")]
 
-use multiprocessing::{Connection, Pipe, Pool, Process, Queue, StartMethod, Stream};
+use multiproc::{Connection, Pipe, Pool, Process, Queue, StartMethod, Stream};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;

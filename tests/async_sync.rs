@@ -3,7 +3,7 @@
 //! leaving nothing held or registered, a dead holder taken over.
 #![cfg(feature = "tokio")]
 
-use multiprocessing::{
+use multiproc::{
     Barrier, BoundedSemaphore, Condition, Event, Lock, Process, RawValue, Semaphore, StartMethod,
 };
 use std::time::Duration;
@@ -196,7 +196,7 @@ fn party(b: Barrier) -> u32 {
 fn barrier_wait_async_with_parties_in_other_processes_and_cancellation_breaks_it() {
     for method in METHODS {
         let b = Barrier::new(3).unwrap();
-        let ctx = multiprocessing::get_context(Some(method));
+        let ctx = multiproc::get_context(Some(method));
         let hs: Vec<_> = (0..2).map(|_| ctx.spawn(party, (b.clone(),)).unwrap()).collect();
         let mine = current().block_on(async {
             tokio::time::timeout(Duration::from_secs(60), b.wait_async()).await.unwrap().unwrap()

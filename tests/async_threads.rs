@@ -5,7 +5,7 @@
 //! that no other test's threads come and go meanwhile.
 #![cfg(feature = "tokio")]
 
-use multiprocessing::{Connection, Pipe, Process, Queue, Semaphore};
+use multiproc::{Connection, Pipe, Process, Queue, Semaphore};
 use std::time::Duration;
 
 const N: u64 = 10_000;

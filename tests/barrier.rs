@@ -2,7 +2,7 @@
 //! once per round in the last party to arrive, before anyone is released; a panicking action breaks
 //! the barrier; the default timeout bounds `wait()` and breaks the barrier when it passes.
 
-use multiprocessing::{spawn, Array, Barrier, BrokenBarrier, Error, Process, StartMethod};
+use multiproc::{spawn, Array, Barrier, BrokenBarrier, Error, Process, StartMethod};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
@@ -90,7 +90,7 @@ fn a_panicking_action_breaks_the_barrier_and_the_panic_reaches_its_runner() {
             .map(|_| Process::new(expect_broken, (b.clone(),)).start_method(m).start().unwrap())
             .collect();
         wait_for_waiters(&b, 2);
-        let last = multiprocessing::get_context(Some(m)).spawn(arrive_last, (b.clone(),)).unwrap();
+        let last = multiproc::get_context(Some(m)).spawn(arrive_last, (b.clone(),)).unwrap();
         match last.join() {
             Err(Error::Child(e)) => {
                 let msg = e.panic_message().unwrap_or_default();
@@ -118,7 +118,7 @@ fn the_default_timeout_bounds_wait_and_breaks_the_barrier() {
     let timeout = Duration::from_millis(300);
     for m in METHODS {
         let b = Barrier::builder(2).timeout(timeout).build().unwrap();
-        let h = multiprocessing::get_context(Some(m)).spawn(wait_default, (b.clone(),)).unwrap();
+        let h = multiproc::get_context(Some(m)).spawn(wait_default, (b.clone(),)).unwrap();
         let (seen, r, waited) = match h.join_timeout(Duration::from_secs(60)) {
             Ok(v) => v.unwrap(),
             Err(h) => {

@@ -2,7 +2,7 @@
 //! method. The context is a serde value the child decodes and lends to the target, where Python
 //! pickles the bound arguments of a `functools.partial`.
 
-use multiprocessing::{get_context, partial, Connection, Pipe, Pool, Process, Queue, StartMethod};
+use multiproc::{get_context, partial, Connection, Pipe, Pool, Process, Queue, StartMethod};
 use serde::{Deserialize, Serialize};
 
 const METHODS: [StartMethod; 3] = [StartMethod::Fork, StartMethod::Spawn, StartMethod::Forkserver];

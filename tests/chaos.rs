@@ -9,8 +9,8 @@
 //! Bounded for CI (a few seconds of chaos); `MP_CHAOS_SECS` sets the length, `MP_CHAOS_SEED`
 //! replays a run (the seed is printed), `MP_CHAOS_TRACE` prints the driver's timing.
 
-use multiprocessing::manager::ListProxy;
-use multiprocessing::{Connection, Event, GetError, JoinHandle, Manager, Pipe, Pool, Process, Queue, Value};
+use multiproc::manager::ListProxy;
+use multiproc::{Connection, Event, GetError, JoinHandle, Manager, Pipe, Pool, Process, Queue, Value};
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
@@ -184,16 +184,16 @@ fn a_killed_process_loses_only_its_own_work_and_nothing_hangs() {
 
         let stop_producing = Event::new().unwrap();
         let mut producers: Vec<Option<JoinHandle<u64>>> = (0..2)
-            .map(|id| Some(multiprocessing::spawn(produce, (q.clone(), id, stop_producing.clone())).unwrap()))
+            .map(|id| Some(multiproc::spawn(produce, (q.clone(), id, stop_producing.clone())).unwrap()))
             .collect();
         let mut consumers: Vec<Process> = (0..3)
             .map(|_| Process::new(consume, (q.clone(), copy_of(&out_writer), stop.clone())).start().unwrap())
             .collect();
         let mut lockers: Vec<Option<JoinHandle<u64>>> = (0..2)
-            .map(|_| Some(multiprocessing::spawn(increment, (value.clone(), stop.clone())).unwrap()))
+            .map(|_| Some(multiproc::spawn(increment, (value.clone(), stop.clone())).unwrap()))
             .collect();
         let mut appenders: Vec<Option<JoinHandle<u64>>> = (0..2)
-            .map(|id| Some(multiprocessing::spawn(append, (list.clone(), id, stop.clone())).unwrap()))
+            .map(|id| Some(multiproc::spawn(append, (list.clone(), id, stop.clone())).unwrap()))
             .collect();
 
         let mut pool_results = Vec::new();
@@ -267,7 +267,7 @@ fn a_killed_process_loses_only_its_own_work_and_nothing_hangs() {
                         kills.lockers += 1;
                     }
                     lockers[i] =
-                        Some(multiprocessing::spawn(increment, (value.clone(), stop.clone())).unwrap());
+                        Some(multiproc::spawn(increment, (value.clone(), stop.clone())).unwrap());
                 }
                 4 if killed_appenders.is_empty() => {
                     let i = rng.below(appenders.len() as u64) as usize;
@@ -380,7 +380,7 @@ fn a_killed_process_loses_only_its_own_work_and_nothing_hangs() {
         for (x, outcome) in pool_outcomes {
             match outcome {
                 Ok((v, _)) => assert_eq!(v, x.wrapping_mul(x).wrapping_add(7)),
-                Err(multiprocessing::Error::Timeout) => panic!("pool task {x} hung"),
+                Err(multiproc::Error::Timeout) => panic!("pool task {x} hung"),
                 Err(e) => {
                     if errors == 0 {
                         eprintln!("chaos: first lost pool task {x}: {e}");

@@ -1,7 +1,7 @@
 //! Pipes and connections, in one process and across processes under every start method.
 //! Test names mention the CPython test they port where one exists (`_TestConnection`).
 
-use multiprocessing::{Connection, Error, Pipe, Process, StartMethod};
+use multiproc::{Connection, Error, Pipe, Process, StartMethod};
 use std::time::{Duration, Instant};
 
 const METHODS: [StartMethod; 3] = [StartMethod::Fork, StartMethod::Spawn, StartMethod::Forkserver];
@@ -184,14 +184,14 @@ fn wait_returns_the_ready_connections() {
     let (a, b) = Pipe::new(true).unwrap();
     let (c, d) = Pipe::new(true).unwrap();
     let t = Instant::now();
-    assert!(multiprocessing::connection::wait(&[&a, &c], Some(Duration::from_millis(100)))
+    assert!(multiproc::connection::wait(&[&a, &c], Some(Duration::from_millis(100)))
         .unwrap()
         .is_empty());
     assert!(t.elapsed() >= Duration::from_millis(100));
     d.send(&1u8).unwrap();
-    assert_eq!(multiprocessing::connection::wait(&[&a, &c], None).unwrap(), vec![1]);
+    assert_eq!(multiproc::connection::wait(&[&a, &c], None).unwrap(), vec![1]);
     b.send(&1u8).unwrap();
-    assert_eq!(multiprocessing::connection::wait(&[&a, &c], None).unwrap(), vec![0, 1]);
+    assert_eq!(multiproc::connection::wait(&[&a, &c], None).unwrap(), vec![0, 1]);
 }
 
 #[test]
@@ -234,7 +234,7 @@ fn numbered(i: u64) -> Vec<u8> {
 
 fn echo_numbered(conn: Connection, n: u64) {
     for _ in 0..n {
-        let (i, bytes): (u64, multiprocessing::Bytes) = conn.recv().unwrap();
+        let (i, bytes): (u64, multiproc::Bytes) = conn.recv().unwrap();
         assert_eq!(bytes.0, numbered(i), "message {i} intact");
         conn.send(&(i, bytes)).unwrap();
     }
@@ -251,11 +251,11 @@ fn mixed_sizes_keep_their_order_through_ring_and_socket() {
         std::thread::scope(|s| {
             s.spawn(|| {
                 for i in 0..n {
-                    parent.send(&(i, multiprocessing::Bytes(numbered(i)))).unwrap();
+                    parent.send(&(i, multiproc::Bytes(numbered(i)))).unwrap();
                 }
             });
             for i in 0..n {
-                let (j, bytes): (u64, multiprocessing::Bytes) = parent.recv().unwrap();
+                let (j, bytes): (u64, multiproc::Bytes) = parent.recv().unwrap();
                 assert_eq!(j, i, "{m}: in order");
                 assert!(bytes.0 == numbered(i), "{m}: message {i} intact");
             }
@@ -332,7 +332,7 @@ fn a_consumed_message_leaves_no_stale_readiness() {
         assert!(b.poll(Some(Duration::ZERO)).unwrap());
         assert_eq!(b.recv::<u32>().unwrap(), i);
         assert!(!b.poll(Some(Duration::from_millis(20))).unwrap(), "round {i}");
-        assert!(multiprocessing::connection::wait(&[&b], Some(Duration::from_millis(20)))
+        assert!(multiproc::connection::wait(&[&b], Some(Duration::from_millis(20)))
             .unwrap()
             .is_empty());
     }
@@ -360,7 +360,7 @@ fn two_processes_sharing_one_end_each_get_whole_messages() {
     for m in METHODS {
         let (reading, writing) = Pipe::new(false).unwrap();
         let readers: Vec<_> = (0..2)
-            .map(|_| multiprocessing::get_context(Some(m)).spawn(receive_until_none, (copy_of(&reading),)))
+            .map(|_| multiproc::get_context(Some(m)).spawn(receive_until_none, (copy_of(&reading),)))
             .collect();
         drop(reading);
         let n = 3000u64;
@@ -548,7 +548,7 @@ fn poll_then_receive(conn: Connection) -> (Vec<u64>, u32) {
         let ready = if round % 2 == 0 {
             conn.poll(Some(Duration::from_millis(1)))
         } else {
-            multiprocessing::connection::wait(&[&conn], Some(Duration::from_millis(1))).map(|r| !r.is_empty())
+            multiproc::connection::wait(&[&conn], Some(Duration::from_millis(1))).map(|r| !r.is_empty())
         };
         match ready {
             Ok(true) => {}
@@ -558,7 +558,7 @@ fn poll_then_receive(conn: Connection) -> (Vec<u64>, u32) {
                 break;
             }
         }
-        match conn.recv::<Option<(u64, multiprocessing::Bytes)>>() {
+        match conn.recv::<Option<(u64, multiproc::Bytes)>>() {
             Ok(Some((i, bytes))) => {
                 if bytes.0 != checked(i) {
                     bad += 1;
@@ -585,7 +585,7 @@ fn three_processes_polling_one_shared_end_each_get_every_message_once_whole() {
             let (reading, writing) = Pipe::new(false).unwrap();
             let readers: Vec<_> = (0..3)
                 .map(|_| {
-                    multiprocessing::get_context(Some(m))
+                    multiproc::get_context(Some(m))
                         .spawn(poll_then_receive, (copy_of(&reading),))
                         .unwrap()
                 })
@@ -594,8 +594,8 @@ fn three_processes_polling_one_shared_end_each_get_every_message_once_whole() {
             // The writer runs beside: if the readers wedge, it ends once they are killed.
             let writer = std::thread::spawn(move || {
                 let sent =
-                    (0..n).try_for_each(|i| writing.send(&Some((i, multiprocessing::Bytes(checked(i))))));
-                let ends = (0..3).try_for_each(|_| writing.send(&None::<(u64, multiprocessing::Bytes)>));
+                    (0..n).try_for_each(|i| writing.send(&Some((i, multiproc::Bytes(checked(i))))));
+                let ends = (0..3).try_for_each(|_| writing.send(&None::<(u64, multiproc::Bytes)>));
                 sent.and(ends).is_ok()
             });
             let deadline = Instant::now() + Duration::from_secs(60);

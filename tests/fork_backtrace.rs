@@ -4,7 +4,7 @@
 //! and exit, not block in its panic hook. This file runs alone in its own test process, since the
 //! backtrace thread below would disturb other tests.
 
-use multiprocessing::{Error, Pool, Process, StartMethod};
+use multiproc::{Error, Pool, Process, StartMethod};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;

@@ -7,9 +7,9 @@
 //! threads, CPU time) are its alone. Each test checks that a legitimate client is still served
 //! within [`SERVED_WITHIN`] and that those figures stay bounded.
 
-use multiprocessing::connection::{Address, Client, Listener};
-use multiprocessing::manager::ListProxy;
-use multiprocessing::{Connection, Error, Manager, Pipe, Process, StartMethod};
+use multiproc::connection::{Address, Client, Listener};
+use multiproc::manager::ListProxy;
+use multiproc::{Connection, Error, Manager, Pipe, Process, StartMethod};
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::os::fd::FromRawFd;
@@ -561,7 +561,7 @@ fn a_proxy_sent_to_an_older_child_still_works_under_each_start_method() {
     let _serial = serial();
     for method in [StartMethod::Fork, StartMethod::Spawn, StartMethod::Forkserver] {
         let (rx, tx) = Pipe::new(false).unwrap();
-        let child = multiprocessing::get_context(Some(method)).spawn(use_received, (rx,)).unwrap();
+        let child = multiproc::get_context(Some(method)).spawn(use_received, (rx,)).unwrap();
         let m = Manager::builder().start_method(method).start().unwrap();
         let l = m.list([1u32]).unwrap();
         tx.send(&l).unwrap();
@@ -585,7 +585,7 @@ fn a_proxy_sent_to_a_process_without_its_key_is_refused_on_first_use() {
     let _serial = serial();
     let (rx, tx) = Pipe::new(false).unwrap();
     let child =
-        multiprocessing::get_context(Some(StartMethod::Spawn)).spawn(use_without_the_key, (rx,)).unwrap();
+        multiproc::get_context(Some(StartMethod::Spawn)).spawn(use_without_the_key, (rx,)).unwrap();
     let m = Manager::builder().authkey(b"a key the child never saw").start().unwrap();
     let l = m.list([1u32]).unwrap();
     tx.send(&l).unwrap();
@@ -651,7 +651,7 @@ fn raw_call(s: &mut TcpStream, id: u64, method: &str, args: &[u8]) -> u8 {
 #[test]
 fn arguments_with_trailing_garbage_are_refused_and_store_nothing() {
     let _serial = serial();
-    use multiprocessing::manager::Proxy;
+    use multiproc::manager::Proxy;
     let m = Manager::builder().address(Address::tcp("127.0.0.1:0").unwrap()).authkey(KEY).start().unwrap();
     let l: ListProxy<u8> = m.list([1, 2]).unwrap();
     let id = l.base().id();

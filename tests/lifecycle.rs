@@ -1,7 +1,7 @@
 //! Lifecycle hygiene: no fd leaks, no zombies, children die with their parent, and at exit
 //! daemonic children are terminated while the others are joined (Python's `_exit_function`).
 
-use multiprocessing::{get_context, spawn, Connection, Pipe, Process, StartMethod};
+use multiproc::{get_context, spawn, Connection, Pipe, Process, StartMethod};
 use std::time::{Duration, Instant};
 
 const METHODS: [StartMethod; 3] = [StartMethod::Fork, StartMethod::Spawn, StartMethod::Forkserver];
@@ -195,8 +195,8 @@ fn join_does_not_wait_for_a_helper_holding_the_result_socket() {
             handle.join_timeout(Duration::from_secs(10)).unwrap_or_else(|_| panic!("{m}: join hung"));
         assert!(t.elapsed() < Duration::from_secs(5), "{m}: join took {:?}", t.elapsed());
         match result {
-            Err(multiprocessing::Error::Child(c)) => {
-                assert_eq!(c.failure(), &multiprocessing::ChildFailure::Signaled(9), "{m}")
+            Err(multiproc::Error::Child(c)) => {
+                assert_eq!(c.failure(), &multiproc::ChildFailure::Signaled(9), "{m}")
             }
             other => panic!("{m}: expected the child's death, got {other:?}"),
         }
@@ -214,8 +214,8 @@ fn a_target_that_exits_reports_its_code() {
     for m in METHODS {
         let err = get_context(Some(m)).spawn(exit_with_three, ()).unwrap().join().expect_err("no value");
         match err {
-            multiprocessing::Error::Child(c) => {
-                assert_eq!(c.failure(), &multiprocessing::ChildFailure::Exited(3), "{m}")
+            multiproc::Error::Child(c) => {
+                assert_eq!(c.failure(), &multiproc::ChildFailure::Exited(3), "{m}")
             }
             other => panic!("{m}: {other:?}"),
         }
@@ -228,7 +228,7 @@ fn joined_children_leave_the_list_of_children() {
     let p = Process::new(nothing, ()).start().unwrap();
     let pid = p.pid();
     p.join().unwrap();
-    assert!(!multiprocessing::active_children().iter().any(|c| c.pid() == pid));
+    assert!(!multiproc::active_children().iter().any(|c| c.pid() == pid));
     let failed = Process::new(nothing, ()).start_method(StartMethod::Spawn);
     assert!(failed.sentinel().is_err(), "no sentinel before start");
 }

@@ -2,8 +2,8 @@
 //! CPython's `_TestListener`, `_TestListenerClient`, `_TestConnection.test_auth` and
 //! `test_deliver_challenge` / `test_answer_challenge` in `_test_multiprocessing.py`).
 
-use multiprocessing::connection::{Address, Client, Listener};
-use multiprocessing::{get_context, Connection, Error, Pipe, StartMethod};
+use multiproc::connection::{Address, Client, Listener};
+use multiproc::{get_context, Connection, Error, Pipe, StartMethod};
 use std::io::{Read, Write};
 use std::time::Duration;
 
@@ -45,10 +45,10 @@ fn connect_with(address: Address, key: Vec<u8>) -> bool {
 fn a_wrong_authkey_is_refused_both_ways_and_the_listener_keeps_serving() {
     let listener = Listener::bind(Address::tcp("127.0.0.1:0").unwrap(), Some(b"right")).unwrap();
     let addr = listener.address().clone();
-    let bad = multiprocessing::spawn(connect_with, (addr.clone(), b"wrong".to_vec())).unwrap();
+    let bad = multiproc::spawn(connect_with, (addr.clone(), b"wrong".to_vec())).unwrap();
     assert!(matches!(listener.accept(), Err(Error::Authentication(_))));
     assert!(!bad.join().unwrap());
-    let good = multiprocessing::spawn(connect_with, (addr, b"right".to_vec())).unwrap();
+    let good = multiproc::spawn(connect_with, (addr, b"right".to_vec())).unwrap();
     let conn = listener.accept().unwrap();
     conn.send(&1u8).unwrap();
     assert!(good.join().unwrap());

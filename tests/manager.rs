@@ -3,12 +3,12 @@
 //! proxy parts of `_TestQueue`, `_TestLock`, `_TestEvent`, `_TestBarrier` in
 //! `_test_multiprocessing.py`).
 
-use multiprocessing::connection::{Address, Client};
-use multiprocessing::manager::{
+use multiproc::connection::{Address, Client};
+use multiproc::manager::{
     BarrierProxy, ConditionProxy, DictProxy, EventProxy, JoinableQueueProxy, ListProxy, LockProxy,
     NamespaceProxy, QueueProxy, RLockProxy, RemoteErrorKind, SemaphoreProxy, ValueProxy,
 };
-use multiprocessing::{get_context, Connection, Manager, Pipe, Process, StartMethod};
+use multiproc::{get_context, Connection, Manager, Pipe, Process, StartMethod};
 use std::io::{Read, Write};
 use std::os::fd::FromRawFd;
 use std::time::{Duration, Instant};
@@ -27,7 +27,7 @@ impl Default for Tally {
     }
 }
 
-#[multiprocessing::register]
+#[multiproc::register]
 impl Tally {
     /// An empty tally.
     pub fn new() -> Self {
@@ -156,7 +156,7 @@ fn mutate_shared(
     counter: ValueProxy<u64>,
     lock: LockProxy,
     worker: u32,
-) -> multiprocessing::Result<()> {
+) -> multiproc::Result<()> {
     for i in 0..25 {
         l.append(worker * 100 + i)?;
         d.insert(worker * 100 + i, worker)?;
@@ -276,7 +276,7 @@ fn a_blocking_call_does_not_block_other_clients() {
     let q = m.queue::<u32>(0).unwrap();
     let l = m.list::<u32>([]).unwrap();
     let (rx, tx) = Pipe::new(false).unwrap();
-    let h = multiprocessing::spawn(blocked_getter, (q.clone(), tx)).unwrap();
+    let h = multiproc::spawn(blocked_getter, (q.clone(), tx)).unwrap();
     rx.recv::<()>().unwrap();
     for i in 0..100 {
         l.append(i).unwrap();
@@ -341,7 +341,7 @@ fn event_barrier_condition_semaphore_across_processes() {
     let ns = m.namespace().unwrap();
     let hs: Vec<_> = (0..2)
         .map(|_| {
-            multiprocessing::spawn(wait_then_report, (e.clone(), b.clone(), c.clone(), s.clone(), ns.clone()))
+            multiproc::spawn(wait_then_report, (e.clone(), b.clone(), c.clone(), s.clone(), ns.clone()))
                 .unwrap()
         })
         .collect();
@@ -417,7 +417,7 @@ fn remote_manager_over_tcp_refuses_a_wrong_authkey_and_keeps_serving() {
     let jobs = server.queue::<String>(0).unwrap();
     server.publish("jobs", &jobs).unwrap();
     let refused = Manager::connect(server.address().clone(), b"wrong key").unwrap_err();
-    assert!(matches!(refused, multiprocessing::Error::Authentication(_)), "{refused}");
+    assert!(matches!(refused, multiproc::Error::Authentication(_)), "{refused}");
     let remote = Manager::connect(server.address().clone(), b"right key").unwrap();
     let q = remote.lookup::<QueueProxy<String>>("jobs").unwrap();
     q.put("from the remote side".to_string()).unwrap();
@@ -590,7 +590,7 @@ fn arbiter(method: StartMethod) -> Option<u128> {
 #[test]
 fn the_manager_dies_with_its_owner() {
     for method in METHODS {
-        let ms = multiprocessing::spawn(arbiter, (method,)).unwrap().join().unwrap();
+        let ms = multiproc::spawn(arbiter, (method,)).unwrap().join().unwrap();
         let ms = ms.unwrap_or_else(|| panic!("{method}: the manager outlived its SIGKILLed owner"));
         assert!(ms < 1000, "{method}: the manager took {ms} ms to die");
     }
@@ -629,7 +629,7 @@ fn fd_delta_after_manager_use(method: StartMethod) -> (usize, usize) {
     for round in 0..4 {
         if round == 1 {
             // After a first round, which starts what lives on (a fork server).
-            multiprocessing::active_children();
+            multiproc::active_children();
             before = open_fds();
         }
         let m = manager_with(method);
@@ -641,7 +641,7 @@ fn fd_delta_after_manager_use(method: StartMethod) -> (usize, usize) {
         drop((l, q));
         m.shutdown().unwrap();
     }
-    multiprocessing::active_children(); // drops the bookkeeping of children that have ended
+    multiproc::active_children(); // drops the bookkeeping of children that have ended
     (before, open_fds())
 }
 
@@ -657,7 +657,7 @@ fn receive_and_use_list(l: ListProxy<u32>, q: QueueProxy<u32>) -> usize {
 fn no_descriptor_is_leaked() {
     for method in METHODS {
         let (before, after) =
-            multiprocessing::spawn(fd_delta_after_manager_use, (method,)).unwrap().join().unwrap();
+            multiproc::spawn(fd_delta_after_manager_use, (method,)).unwrap().join().unwrap();
         assert_eq!(after, before, "{method}: {before} descriptors before, {after} after");
     }
 }

@@ -4,14 +4,14 @@
 //! `mpirun` on the PATH it says so and passes. `MP_TEST_MPIRUN` names another launcher, e.g.
 //! MPICH's `mpiexec.mpich` for a build against MPICH (`MPICC=mpicc.mpich`).
 
-use multiprocessing::{Error, TaskErrorKind};
+use multiproc::{Error, TaskErrorKind};
 use std::collections::HashMap;
 use std::io::Read;
 use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-multiprocessing::mpi_workers!();
+multiproc::mpi_workers!();
 
 const PASSED: &str = "mpi_pool: every scenario passed on";
 
@@ -53,7 +53,7 @@ fn rank_of_task(slow_ms: u64) -> (u32, i32) {
     (rank, unsafe { libc::getppid() })
 }
 
-fn task_error<T: std::fmt::Debug>(r: multiprocessing::Result<T>) -> multiprocessing::TaskError {
+fn task_error<T: std::fmt::Debug>(r: multiproc::Result<T>) -> multiproc::TaskError {
     match r {
         Err(Error::Task(e)) => e,
         other => panic!("expected a task error, got {other:?}"),
@@ -81,9 +81,9 @@ fn open_mpi() -> bool {
 }
 
 /// Rank 0: every scenario, asserting as it goes (a failure exits non-zero, failing the run).
-fn scenarios() -> multiprocessing::Result<()> {
+fn scenarios() -> multiproc::Result<()> {
     let workers = world_size() - 1;
-    let p = multiprocessing::mpi::PoolBuilder::new().task_timeout(Duration::from_secs(3)).build()?;
+    let p = multiproc::mpi::PoolBuilder::new().task_timeout(Duration::from_secs(3)).build()?;
     assert_eq!(p.processes(), workers);
 
     // map: order and values, whole and chunked.
@@ -117,13 +117,13 @@ fn scenarios() -> multiprocessing::Result<()> {
     println!("panic ok: {e}");
 
     // imap over an endless iterator, in order; imap_unordered gives every value.
-    let first: Vec<u64> = p.imap(square, 0u64..)?.take(300).collect::<multiprocessing::Result<_>>()?;
+    let first: Vec<u64> = p.imap(square, 0u64..)?.take(300).collect::<multiproc::Result<_>>()?;
     assert_eq!(first, want[..300]);
-    let mut any: Vec<u64> = p.imap_unordered(square, 0..500u64)?.collect::<multiprocessing::Result<_>>()?;
+    let mut any: Vec<u64> = p.imap_unordered(square, 0..500u64)?.collect::<multiproc::Result<_>>()?;
     any.sort_unstable();
     assert_eq!(any, want[..500]);
     let chunked: Vec<u64> =
-        p.imap_chunked(square, 0u64.., 7)?.take(100).collect::<multiprocessing::Result<_>>()?;
+        p.imap_chunked(square, 0u64.., 7)?.take(100).collect::<multiproc::Result<_>>()?;
     assert_eq!(chunked, want[..100]);
     println!("imap ok");
 
@@ -137,7 +137,7 @@ fn scenarios() -> multiprocessing::Result<()> {
     // apply_async with callbacks.
     let seen = Arc::new(Mutex::new(Vec::new()));
     let results: Vec<_> =
-        (0..50u64).map(|i| p.apply_async(square, (i,))).collect::<multiprocessing::Result<_>>()?;
+        (0..50u64).map(|i| p.apply_async(square, (i,))).collect::<multiproc::Result<_>>()?;
     for r in &results {
         let s = seen.clone();
         r.callback(move |v| s.lock().unwrap().push(*v));
@@ -169,10 +169,10 @@ fn scenarios() -> multiprocessing::Result<()> {
     p.join()?;
 
     // The Executor, on a second pool after the first ended.
-    let ex = multiprocessing::mpi::PoolBuilder::new().build_executor()?;
+    let ex = multiproc::mpi::PoolBuilder::new().build_executor()?;
     let f = ex.submit(square, (9,))?;
     assert_eq!(f.result()?, 81);
-    let v: Vec<u64> = ex.map(square, 0..100u64)?.collect::<multiprocessing::Result<_>>()?;
+    let v: Vec<u64> = ex.map(square, 0..100u64)?.collect::<multiproc::Result<_>>()?;
     assert_eq!(v, want[..100]);
     let f = ex.submit(boom, (4,))?;
     assert!(task_error(f.result()).message().contains("boom 4"));
@@ -183,8 +183,8 @@ fn scenarios() -> multiprocessing::Result<()> {
 }
 
 /// Rank 0: chunks large enough that MPI sends them by rendezvous, in both directions at once.
-fn big_chunks() -> multiprocessing::Result<()> {
-    let p = multiprocessing::mpi::PoolBuilder::new().build()?;
+fn big_chunks() -> multiproc::Result<()> {
+    let p = multiproc::mpi::PoolBuilder::new().build()?;
     let n = 200_000u64;
     for _ in 0..3 {
         let v = p.map_chunked(square, 0..n, (n / 16) as usize)?;
@@ -199,8 +199,8 @@ fn big_chunks() -> multiprocessing::Result<()> {
 /// Rank 0: learns the worker ranks' pids, writes them to `$MP_TEST_PIDS` (`rank pid` lines)
 /// and starts work far longer than the test waits; the test then kills or stops one rank, and
 /// rank 0 must end the job naming it (fail-stop), never hang.
-fn lose_a_rank(rank_timeout: Duration) -> multiprocessing::Result<()> {
-    let p = multiprocessing::mpi::PoolBuilder::new().rank_timeout(rank_timeout).build()?;
+fn lose_a_rank(rank_timeout: Duration) -> multiproc::Result<()> {
+    let p = multiproc::mpi::PoolBuilder::new().rank_timeout(rank_timeout).build()?;
     let workers = world_size() - 1;
     let mut pids: HashMap<u32, i32> = HashMap::new();
     for _ in 0..100 {
@@ -231,9 +231,9 @@ fn hostname() -> String {
 
 /// Rank 0 on host `mpt-a`, the worker ranks on `mpt-b` (two network namespaces): values,
 /// errors and the Executor cross the hosts over TCP.
-fn two_hosts() -> multiprocessing::Result<()> {
+fn two_hosts() -> multiproc::Result<()> {
     assert_eq!(hostname(), "mpt-a");
-    let p = multiprocessing::mpi::PoolBuilder::new().build()?;
+    let p = multiproc::mpi::PoolBuilder::new().build()?;
     let want: Vec<u64> = (0..2000u64).map(|x| x * x).collect();
     assert_eq!(p.map(square, 0..2000u64)?, want);
     let hosts: HashMap<u32, String> = p.map_chunked(host_of_task, 0..40u32, 1)?.into_iter().collect();
@@ -246,7 +246,7 @@ fn two_hosts() -> multiprocessing::Result<()> {
     assert_eq!(p.apply(square, (11,))?, 121);
     p.close();
     p.join()?;
-    let ex = multiprocessing::mpi::PoolBuilder::new().build_executor()?;
+    let ex = multiproc::mpi::PoolBuilder::new().build_executor()?;
     assert_eq!(ex.submit(add, (40, 2))?.result()?, 42);
     ex.shutdown(true, false);
     println!("two hosts ok: rank 0 on mpt-a, worker ranks on {hosts:?}");
@@ -255,8 +255,8 @@ fn two_hosts() -> multiprocessing::Result<()> {
 
 /// Rank 0: a callback holds the pool's thread past the rank timeout; the ranks kept talking
 /// meanwhile, so none may be counted lost.
-fn slow_callback() -> multiprocessing::Result<()> {
-    let p = multiprocessing::mpi::PoolBuilder::new().rank_timeout(Duration::from_millis(500)).build()?;
+fn slow_callback() -> multiproc::Result<()> {
+    let p = multiproc::mpi::PoolBuilder::new().rank_timeout(Duration::from_millis(500)).build()?;
     let r = p.apply_async(nap, (300,))?;
     // What is tested is a callback that takes long, not a wait for anything.
     r.callback(|_| std::thread::sleep(Duration::from_secs(2)));
@@ -270,8 +270,8 @@ fn slow_callback() -> multiprocessing::Result<()> {
 
 /// Rank 0: the program exits with a pool still running a long task (never closed, never
 /// dropped); the ranks must stop it and the job end cleanly, at once.
-fn exit_with_pool_running() -> multiprocessing::Result<()> {
-    let p = multiprocessing::mpi::PoolBuilder::new().build()?;
+fn exit_with_pool_running() -> multiproc::Result<()> {
+    let p = multiproc::mpi::PoolBuilder::new().build()?;
     let long = p.apply_async(nap, (120_000,))?;
     assert_eq!(p.apply(square, (5,))?, 25);
     println!("exiting with a task running");
@@ -282,9 +282,9 @@ fn exit_with_pool_running() -> multiprocessing::Result<()> {
 
 /// Without a launcher: a clear error, or the local pool the builder asks for.
 fn without_launcher() {
-    let e = multiprocessing::mpi::PoolBuilder::new().build().unwrap_err();
+    let e = multiproc::mpi::PoolBuilder::new().build().unwrap_err();
     assert!(e.to_string().contains("MPI launcher"), "{e}");
-    let p = multiprocessing::mpi::PoolBuilder::new().fallback_local(2).build().unwrap();
+    let p = multiproc::mpi::PoolBuilder::new().fallback_local(2).build().unwrap();
     assert_eq!(p.processes(), 2);
     assert_eq!(p.map(square, 0..10u64).unwrap(), (0..10u64).map(|x| x * x).collect::<Vec<_>>());
     p.close();
@@ -569,10 +569,10 @@ fn lose_rank(launcher: &str, signal: i32, mode: &str, why: &str) {
     // MPICH's launcher (Hydra) ends the whole job itself the moment a rank is killed, saying
     // so, and may take rank 0 down before it prints: that too is fail-stop with a clear message.
     let launcher_ended_it = signal == libc::SIGKILL
-        && !run.out.contains("multiprocessing: MPI rank 2")
+        && !run.out.contains("multiproc: MPI rank 2")
         && run.out.contains("BAD TERMINATION OF ONE OF YOUR APPLICATION PROCESSES");
     if !launcher_ended_it {
-        let named = format!("multiprocessing: MPI rank 2 (pid {pid} on ");
+        let named = format!("multiproc: MPI rank 2 (pid {pid} on ");
         assert!(run.out.contains(&named), "{mode}: rank 0 did not name the lost rank:\n{}", run.out);
         assert!(run.out.contains(why), "{mode}: {why:?} missing:\n{}", run.out);
     }

@@ -6,7 +6,7 @@
 //! intermediate by its pid, and polls until all of them are gone (zombies count as gone: they no
 //! longer run, and whoever inherits them reaps them).
 
-use multiprocessing::{get_context, Connection, Manager, Pipe, Pool, Process, SharedMemory, StartMethod};
+use multiproc::{get_context, Connection, Manager, Pipe, Pool, Process, SharedMemory, StartMethod};
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 

@@ -2,7 +2,7 @@
 //! workers start matters. Each test names the CPython test (`_test_multiprocessing.py`) it
 //! ports, or says what Python lacks.
 
-use multiprocessing::{as_completed, Connection, Error, Executor, Pipe, Pool, StartMethod, TaskErrorKind};
+use multiproc::{as_completed, Connection, Error, Executor, Pipe, Pool, StartMethod, TaskErrorKind};
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
@@ -20,7 +20,7 @@ fn pool(method: StartMethod, processes: usize) -> Pool {
     Pool::builder().processes(processes).start_method(method).build().unwrap()
 }
 
-fn task_error(r: multiprocessing::Result<impl std::fmt::Debug>) -> multiprocessing::TaskError {
+fn task_error(r: multiproc::Result<impl std::fmt::Debug>) -> multiproc::TaskError {
     match r {
         Err(Error::Task(e)) => e,
         other => panic!("expected a task error, got {other:?}"),
@@ -50,7 +50,7 @@ fn map_keeps_order() {
     for method in METHODS {
         let p = pool(method, 3);
         assert_eq!(p.apply(square, (5,)).unwrap(), 25, "{method}");
-        let name = p.apply(|| multiprocessing::current_process().name().to_string(), ()).unwrap();
+        let name = p.apply(|| multiproc::current_process().name().to_string(), ()).unwrap();
         let prefix = match method {
             StartMethod::Fork => "ForkPoolWorker-",
             StartMethod::Spawn => "SpawnPoolWorker-",
@@ -465,7 +465,7 @@ fn tasks_receive_handles() {
 
 fn open_fds() -> usize {
     // Ended children that nothing references any more are forgotten (their pidfds closed).
-    multiprocessing::active_children();
+    multiproc::active_children();
     std::fs::read_dir("/proc/self/fd").unwrap().count()
 }
 
@@ -508,7 +508,7 @@ fn pool_lifecycles() -> (usize, usize) {
 /// No descriptor is left open by a pool once it is gone, whatever happened to its workers.
 #[test]
 fn pools_leak_no_descriptors() {
-    let (before, after) = multiprocessing::spawn(pool_lifecycles, ()).unwrap().join().unwrap();
+    let (before, after) = multiproc::spawn(pool_lifecycles, ()).unwrap().join().unwrap();
     assert_eq!(before, after);
 }
 
@@ -608,7 +608,7 @@ fn executor_cancel_and_shutdown_cancel_futures() {
     ours.send(&()).unwrap();
     assert_eq!(running.result().unwrap(), 1);
     ex.shutdown(true, false);
-    let mut it = as_completed(Vec::<multiprocessing::PoolFuture<u64>>::new());
+    let mut it = as_completed(Vec::<multiproc::PoolFuture<u64>>::new());
     assert!(it.next_timeout(Duration::from_millis(1)).unwrap().is_none());
 }
 

@@ -3,7 +3,7 @@
 //! is read, items before it are all computed, the pool stays usable, and read-ahead stays within
 //! the documented `(4 × processes + 16) × chunksize`.
 
-use multiprocessing::{Error, ImapError, Pool, StartMethod};
+use multiproc::{Error, ImapError, Pool, StartMethod};
 use std::cell::Cell;
 use std::rc::Rc;
 

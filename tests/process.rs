@@ -1,7 +1,7 @@
 //! Processes under every start method: lifecycle, exit codes, signals, names, typed results.
 //! Test names mention the CPython test (`_test_multiprocessing.py`) they port where one exists.
 
-use multiprocessing::{
+use multiproc::{
     active_children, current_process, get_context, parent_process, spawn, ChildFailure, Connection, Error,
     Pipe, Process, StartMethod,
 };
@@ -184,10 +184,10 @@ fn sentinel_becomes_ready_when_the_child_ends() {
     // test_sentinel
     for m in METHODS {
         let p = start_sleeper(m, 30_000);
-        let ready = multiprocessing::connection::wait(&[&p], Some(Duration::from_millis(50))).unwrap();
+        let ready = multiproc::connection::wait(&[&p], Some(Duration::from_millis(50))).unwrap();
         assert!(ready.is_empty());
         p.kill().unwrap();
-        let ready = multiprocessing::connection::wait(&[&p], Some(Duration::from_secs(10))).unwrap();
+        let ready = multiproc::connection::wait(&[&p], Some(Duration::from_secs(10))).unwrap();
         assert_eq!(ready, vec![0]);
         p.join().unwrap();
     }
@@ -339,12 +339,12 @@ fn active_children_lists_running_children_only() {
 
 #[test]
 fn start_methods_are_named_as_in_python() {
-    assert_eq!(multiprocessing::get_all_start_methods()[0], StartMethod::Forkserver);
+    assert_eq!(multiproc::get_all_start_methods()[0], StartMethod::Forkserver);
     for m in METHODS {
         assert_eq!(m.name().parse::<StartMethod>().unwrap(), m);
     }
     assert!("threads".parse::<StartMethod>().is_err());
-    assert!(multiprocessing::cpu_count() >= 1);
+    assert!(multiproc::cpu_count() >= 1);
 }
 
 #[test]
@@ -509,7 +509,7 @@ fn custom_serde_errors_reach_the_caller() {
         let e = ctx.spawn(take_picky, (Picky(7),)).unwrap().join().unwrap_err();
         assert!(e.to_string().contains(DEC), "{m}: arguments that cannot be decoded: {e}");
     }
-    let pool = multiprocessing::Pool::builder().processes(1).build().unwrap();
+    let pool = multiproc::Pool::builder().processes(1).build().unwrap();
     let e = pool.apply(take_picky, (Picky(13),)).unwrap_err();
     assert!(e.to_string().contains(ENC), "pool arguments: {e}");
     let e = pool.apply(take_picky, (Picky(7),)).unwrap_err();
@@ -520,7 +520,7 @@ fn custom_serde_errors_reach_the_caller() {
     assert!(e.to_string().contains(DEC), "pool result: {e}");
     assert_eq!(pool.apply(take_picky, (Picky(5),)).unwrap(), 5, "the pool stays usable");
     drop(pool);
-    let manager = multiprocessing::Manager::start().unwrap();
+    let manager = multiproc::Manager::start().unwrap();
     let list = manager.list::<Picky>([]).unwrap();
     let e = list.append(Picky(13)).unwrap_err();
     assert!(e.to_string().contains(ENC), "manager append: {e}");

@@ -1,7 +1,7 @@
 //! Processes defined by a type with a `run` method (Python's `class Worker(Process)`), under every
 //! start method.
 
-use multiprocessing::{current_process, Connection, Pipe, Process, Queue, Run, StartMethod};
+use multiproc::{current_process, Connection, Pipe, Process, Queue, Run, StartMethod};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
@@ -90,8 +90,8 @@ struct Echo<T> {
 }
 
 impl<T: Serialize + DeserializeOwned + 'static> Run for Echo<T> {
-    type Output = multiprocessing::Result<()>;
-    fn run(&mut self) -> multiprocessing::Result<()> {
+    type Output = multiproc::Result<()>;
+    fn run(&mut self) -> multiproc::Result<()> {
         self.conn.send(&self.value)?;
         let back: T = self.conn.recv()?;
         self.conn.send(&back)

@@ -2,7 +2,7 @@
 //! Each test names the CPython test (`_test_multiprocessing.py`, `_TestQueue`) it ports, or says
 //! what Python lacks.
 
-use multiprocessing::{
+use multiproc::{
     Bytes, Connection, GetError, JoinableQueue, Pipe, Process, PutError, Queue, SimpleQueue, StartMethod,
 };
 use std::sync::Mutex;
@@ -31,8 +31,8 @@ fn open_fds() -> Vec<String> {
 
 fn start<F, A>(method: StartMethod, f: F, args: A) -> Process
 where
-    F: multiprocessing::Target<A>,
-    F::Output: multiprocessing::ProcessOutput,
+    F: multiproc::Target<A>,
+    F::Output: multiproc::ProcessOutput,
     A: serde::Serialize + serde::de::DeserializeOwned + 'static,
 {
     Process::new(f, args).start_method(method).start().unwrap()
@@ -175,8 +175,8 @@ fn close_then_put_errors() {
 #[test]
 fn an_item_with_too_many_handles_is_refused_and_returned() {
     let _g = serial();
-    let q: Queue<Vec<multiprocessing::Value<u8>>> = Queue::new().unwrap();
-    let many: Vec<_> = (0..254).map(|_| multiprocessing::Value::new(1u8).unwrap()).collect();
+    let q: Queue<Vec<multiproc::Value<u8>>> = Queue::new().unwrap();
+    let many: Vec<_> = (0..254).map(|_| multiproc::Value::new(1u8).unwrap()).collect();
     match q.put(many) {
         Err(PutError::Encode(back, msg)) => {
             assert!(msg.contains("253"), "{msg}");
@@ -184,7 +184,7 @@ fn an_item_with_too_many_handles_is_refused_and_returned() {
         }
         other => panic!("{other:?}"),
     }
-    q.put(vec![multiprocessing::Value::new(7u8).unwrap()]).unwrap();
+    q.put(vec![multiproc::Value::new(7u8).unwrap()]).unwrap();
     assert_eq!(q.get().unwrap()[0].get(), 7);
 }
 
@@ -216,7 +216,7 @@ fn joinable_join_waits_for_task_done() {
             w.kill().unwrap();
             w.join().unwrap();
         }
-        assert_eq!(q.task_done(), Err(multiprocessing::TaskDoneError::TooManyCalls));
+        assert_eq!(q.task_done(), Err(multiproc::TaskDoneError::TooManyCalls));
     }
 }
 
@@ -328,7 +328,7 @@ fn unbounded_puts_of_large_items_return_with_nobody_reading() {
         assert!(t.elapsed() < Duration::from_secs(2), "{method}: {count} puts took {:?}", t.elapsed());
         assert_eq!(q.qsize(), count);
         let reader =
-            multiprocessing::get_context(Some(method)).spawn(take_pattern, (q.clone(), len, count)).unwrap();
+            multiproc::get_context(Some(method)).spawn(take_pattern, (q.clone(), len, count)).unwrap();
         assert!(reader.join().unwrap(), "{method}: items intact and in order");
         assert!(q.empty());
     }
@@ -354,7 +354,7 @@ fn small_puts_never_overtake_the_feeder_backlog() {
         q.cancel_join_thread();
         let count = 600u32;
         let reader =
-            multiprocessing::get_context(Some(method)).spawn(take_in_order, (q.clone(), count)).unwrap();
+            multiproc::get_context(Some(method)).spawn(take_in_order, (q.clone(), count)).unwrap();
         for k in 0..count {
             let len = if k % 2 == 0 { 40 * 1024 } else { 8 };
             let mut item = vec![0u8; len];
@@ -420,7 +420,7 @@ fn bench_queue() {
 
 // ---- handles inside items ----------------------------------------------------------------------
 
-type Handles = (multiprocessing::Lock, multiprocessing::Value<u64>, Connection, Queue<String>);
+type Handles = (multiproc::Lock, multiproc::Value<u64>, Connection, Queue<String>);
 
 fn use_handles_from_queue(q: Queue<(u32, Handles)>, n: u32) {
     for _ in 0..n {
@@ -443,8 +443,8 @@ fn locks_values_connections_and_queues_travel_through_a_queue() {
             let q: Queue<(u32, Handles)> = Queue::with_ring(0, ring).unwrap();
             let n = 40;
             let p = Process::new(use_handles_from_queue, (q.clone(), n)).start_method(m).start().unwrap();
-            let lock = multiprocessing::Lock::new().unwrap();
-            let value = multiprocessing::Value::new(0u64).unwrap();
+            let lock = multiproc::Lock::new().unwrap();
+            let value = multiproc::Value::new(0u64).unwrap();
             let replies = Queue::new().unwrap();
             let mut mine = Vec::new();
             for i in 0..n {
@@ -473,8 +473,8 @@ fn handles_through_a_bounded_queue_and_a_joinable_queue() {
     b.send(&"via a bounded queue").unwrap();
     assert_eq!(a.recv::<String>().unwrap(), "via a bounded queue");
 
-    let jq: JoinableQueue<multiprocessing::Value<i32>> = JoinableQueue::new().unwrap();
-    let v = multiprocessing::Value::new(1).unwrap();
+    let jq: JoinableQueue<multiproc::Value<i32>> = JoinableQueue::new().unwrap();
+    let v = multiproc::Value::new(1).unwrap();
     jq.put(v.clone()).unwrap();
     jq.get().unwrap().set(5);
     jq.task_done().unwrap();

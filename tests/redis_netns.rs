@@ -5,7 +5,7 @@
 //! them. Everything it creates (namespaces, links, processes) is its own and removed at the end.
 #![cfg(feature = "redis")]
 
-use multiprocessing::redis::{PoolBuilder, AUTHKEY_ENV, WORKER_ENV};
+use multiproc::redis::{PoolBuilder, AUTHKEY_ENV, WORKER_ENV};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 

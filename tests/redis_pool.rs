@@ -1,11 +1,11 @@
-//! A `Pool` on a Redis broker (`multiprocessing::redis::PoolBuilder`), with workers started by
+//! A `Pool` on a Redis broker (`multiproc::redis::PoolBuilder`), with workers started by
 //! the builder and workers started as on another machine (this test binary run again with
 //! `MP_REDIS_WORKER`). Needs `REDIS_URL` (skipped, saying so, when unset); the restart tests
 //! start their own `redis-server` on a free loopback port.
 #![cfg(feature = "redis")]
 
-use multiprocessing::redis::{PoolBuilder, AUTHKEY_ENV, WORKER_ENV};
-use multiprocessing::{Error, StartMethod, TaskErrorKind};
+use multiproc::redis::{PoolBuilder, AUTHKEY_ENV, WORKER_ENV};
+use multiproc::{Error, StartMethod, TaskErrorKind};
 use std::process::{Child, Command, Stdio};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -110,7 +110,7 @@ fn executor_on_the_broker() {
     let ex = PoolBuilder::new(&url).processes(2).authkey(KEY).build_executor().unwrap();
     let futures: Vec<_> = (1..=3u64).map(|x| ex.submit(square, (x,))).collect::<Result<_, _>>().unwrap();
     let mut done: Vec<u64> =
-        multiprocessing::as_completed(futures).map(|f| f.result()).collect::<Result<_, _>>().unwrap();
+        multiproc::as_completed(futures).map(|f| f.result()).collect::<Result<_, _>>().unwrap();
     done.sort();
     assert_eq!(done, vec![1, 4, 9]);
     ex.shutdown(true, false);
@@ -166,7 +166,7 @@ fn slow_tasks_after_quick_ones_are_spread_over_the_workers() {
 }
 
 /// Pushes the pid of the broker worker running it, then takes a while.
-fn report_then_sleep(marks: multiprocessing::redis::Queue<u32>, ms: u64) -> u32 {
+fn report_then_sleep(marks: multiproc::redis::Queue<u32>, ms: u64) -> u32 {
     let worker = std::os::unix::process::parent_id();
     marks.put(worker).unwrap();
     std::thread::sleep(Duration::from_millis(ms));
@@ -176,8 +176,8 @@ fn report_then_sleep(marks: multiprocessing::redis::Queue<u32>, ms: u64) -> u32 
 #[test]
 fn a_worker_killed_mid_task_has_its_task_run_again_and_one_result() {
     let Some(url) = url() else { return };
-    let marks: multiprocessing::redis::Queue<u32> =
-        multiprocessing::redis::Queue::open(&url, &unique("marks")).unwrap();
+    let marks: multiproc::redis::Queue<u32> =
+        multiproc::redis::Queue::open(&url, &unique("marks")).unwrap();
     let pool = PoolBuilder::new(&url)
         .processes(2)
         .authkey(KEY)
@@ -254,8 +254,8 @@ fn redis_cli(url: &str, args: &[&str]) -> Option<String> {
 fn a_tampered_task_message_is_refused_and_never_run() {
     let Some(url) = url() else { return };
     let name = unique("tamper");
-    let marks: multiprocessing::redis::Queue<u32> =
-        multiprocessing::redis::Queue::open(&url, &unique("marks")).unwrap();
+    let marks: multiproc::redis::Queue<u32> =
+        multiproc::redis::Queue::open(&url, &unique("marks")).unwrap();
     let pool = PoolBuilder::new(&url).name(&name).authkey(KEY).build().unwrap();
     let r = pool.apply_async(report_then_sleep, (marks.clone(), 0)).unwrap();
     // Change the last byte of the stored task (its arguments), as someone with write access
@@ -371,7 +371,7 @@ impl Drop for Server {
     }
 }
 
-fn mark_then_sleep(marks: multiprocessing::redis::Queue<u32>, x: u64) -> u64 {
+fn mark_then_sleep(marks: multiproc::redis::Queue<u32>, x: u64) -> u64 {
     marks.put(1).unwrap();
     std::thread::sleep(Duration::from_millis(100));
     x * x
@@ -381,8 +381,8 @@ fn mark_then_sleep(marks: multiprocessing::redis::Queue<u32>, x: u64) -> u64 {
 fn the_server_killed_and_restarted_mid_map_loses_nothing() {
     let Some(main_url) = url() else { return };
     let Some(mut server) = Server::start(None) else { return };
-    let marks: multiprocessing::redis::Queue<u32> =
-        multiprocessing::redis::Queue::open(&main_url, &unique("marks")).unwrap();
+    let marks: multiproc::redis::Queue<u32> =
+        multiproc::redis::Queue::open(&main_url, &unique("marks")).unwrap();
     let pool = PoolBuilder::new(&server.url())
         .processes(2)
         .authkey(KEY)
@@ -437,7 +437,7 @@ fn the_server_gone_for_good_fails_pending_calls_within_bounded_time() {
     assert!(t.elapsed() < Duration::from_secs(20), "{:?}", t.elapsed());
 }
 
-fn takes_a_connection(_c: multiprocessing::Connection) -> u32 {
+fn takes_a_connection(_c: multiproc::Connection) -> u32 {
     1
 }
 
@@ -445,7 +445,7 @@ fn takes_a_connection(_c: multiprocessing::Connection) -> u32 {
 fn a_task_carrying_a_handle_is_refused_with_a_clear_error() {
     let Some(url) = url() else { return };
     let pool = PoolBuilder::new(&url).processes(1).authkey(KEY).build().unwrap();
-    let (a, _b) = multiprocessing::Pipe::new(true).unwrap();
+    let (a, _b) = multiproc::Pipe::new(true).unwrap();
     match pool.apply_async(takes_a_connection, (a,)).unwrap().get_timeout(Duration::from_secs(30)) {
         Err(Error::Task(e)) => {
             assert_eq!(e.kind(), TaskErrorKind::Codec, "{e}");

@@ -3,8 +3,8 @@
 //! start method in turn.
 #![cfg(feature = "redis")]
 
-use multiprocessing::redis::{GetError, JoinableQueue, PutError, Queue};
-use multiprocessing::{get_context, StartMethod};
+use multiproc::redis::{GetError, JoinableQueue, PutError, Queue};
+use multiproc::{get_context, StartMethod};
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
@@ -183,8 +183,8 @@ fn bad_names_and_urls_are_clear_errors() {
     assert!(Queue::<u8>::open(&url, "").is_err());
     assert!(Queue::<u8>::open(&url, "a{b}").is_err());
     let q: Queue<Vec<u8>> = Queue::open(&url, &unique("handles")).unwrap();
-    let (a, _b) = multiprocessing::Pipe::new(true).unwrap();
-    let hq: Queue<multiprocessing::Connection> = Queue::open(&url, &unique("handles2")).unwrap();
+    let (a, _b) = multiproc::Pipe::new(true).unwrap();
+    let hq: Queue<multiproc::Connection> = Queue::open(&url, &unique("handles2")).unwrap();
     assert!(matches!(hq.put(a), Err(PutError::Encode(..))));
     q.unlink().unwrap();
 }

@@ -1,6 +1,6 @@
 //! Named shared memory across processes (CPython's `_TestSharedMemory`).
 
-use multiprocessing::{get_context, SharedMemory, StartMethod};
+use multiproc::{get_context, SharedMemory, StartMethod};
 use std::path::Path;
 
 const METHODS: [StartMethod; 3] = [StartMethod::Fork, StartMethod::Spawn, StartMethod::Forkserver];
@@ -70,7 +70,7 @@ fn misuse_is_an_error() {
     assert!(SharedMemory::attach("mp-no-such-block").is_err());
 }
 
-fn create_and_report(conn: multiprocessing::Connection) {
+fn create_and_report(conn: multiproc::Connection) {
     let shm = SharedMemory::create(None, 32).unwrap();
     conn.send(&shm.name().to_string()).unwrap();
     std::thread::sleep(std::time::Duration::from_secs(60));
@@ -79,8 +79,8 @@ fn create_and_report(conn: multiprocessing::Connection) {
 #[test]
 fn a_killed_creators_block_is_swept_by_the_next_create() {
     for m in METHODS {
-        let (parent, child) = multiprocessing::Pipe::new(true).unwrap();
-        let p = multiprocessing::Process::new(create_and_report, (child,)).start_method(m).start().unwrap();
+        let (parent, child) = multiproc::Pipe::new(true).unwrap();
+        let p = multiproc::Process::new(create_and_report, (child,)).start_method(m).start().unwrap();
         let name: String = parent.recv().unwrap();
         assert!(exists(&name));
         p.kill().unwrap();
@@ -92,7 +92,7 @@ fn a_killed_creators_block_is_swept_by_the_next_create() {
     }
 }
 
-fn fill_stripe(a: multiprocessing::RawArray<u64>, v: multiprocessing::RawValue<u32>, k: usize) {
+fn fill_stripe(a: multiproc::RawArray<u64>, v: multiproc::RawValue<u32>, k: usize) {
     for i in (k..a.len()).step_by(3) {
         a.set(i, i as u64 * 7).unwrap();
     }
@@ -105,11 +105,11 @@ fn fill_stripe(a: multiprocessing::RawArray<u64>, v: multiprocessing::RawValue<u
 fn raw_array_and_raw_value_are_shared_with_children() {
     // test_sharedctypes (RawValue / RawArray)
     for m in METHODS {
-        let a = multiprocessing::RawArray::<u64>::zeroed(30).unwrap();
-        let v = multiprocessing::RawValue::new(1u32).unwrap();
+        let a = multiproc::RawArray::<u64>::zeroed(30).unwrap();
+        let v = multiproc::RawValue::new(1u32).unwrap();
         let ps: Vec<_> = (0..3)
             .map(|k| {
-                multiprocessing::Process::new(fill_stripe, (a.clone(), v.clone(), k)).start_method(m).start()
+                multiproc::Process::new(fill_stripe, (a.clone(), v.clone(), k)).start_method(m).start()
             })
             .collect::<Result<_, _>>()
             .unwrap();
@@ -123,7 +123,7 @@ fn raw_array_and_raw_value_are_shared_with_children() {
 
 #[test]
 fn raw_forms_check_bounds_lengths_and_types() {
-    let a = multiprocessing::RawArray::from_slice(&[1i32, 2, 3]).unwrap();
+    let a = multiproc::RawArray::from_slice(&[1i32, 2, 3]).unwrap();
     assert_eq!(a.len(), 3);
     assert_eq!(a.get(2), Some(3));
     assert_eq!(a.get(3), None);
@@ -131,28 +131,28 @@ fn raw_forms_check_bounds_lengths_and_types() {
     assert!(a.copy_from_slice(&[1, 2]).is_err(), "length mismatch");
     a.copy_from_slice(&[4, 5, 6]).unwrap();
     assert_eq!(format!("{a:?}"), "RawArray([4, 5, 6])");
-    assert!(multiprocessing::RawArray::<u8>::zeroed(0).unwrap().is_empty());
+    assert!(multiproc::RawArray::<u8>::zeroed(0).unwrap().is_empty());
 
     // A handle arriving as another element type is refused.
-    let (x, y) = multiprocessing::Pipe::new(true).unwrap();
-    x.send(&multiprocessing::RawValue::new(5u64).unwrap()).unwrap();
-    assert!(y.recv::<multiprocessing::RawArray<u32>>().is_err());
+    let (x, y) = multiproc::Pipe::new(true).unwrap();
+    x.send(&multiproc::RawValue::new(5u64).unwrap()).unwrap();
+    assert!(y.recv::<multiproc::RawArray<u32>>().is_err());
 }
 
 #[test]
 fn get_obj_is_the_same_memory_without_the_lock() {
-    let v = multiprocessing::Value::new(3i64).unwrap();
+    let v = multiproc::Value::new(3i64).unwrap();
     let raw = v.get_obj();
     let _held = v.get_lock().acquire().unwrap();
     raw.set(4); // does not wait for the lock held above
     drop(_held);
     assert_eq!(v.get(), 4);
-    let arr = multiprocessing::Array::from_slice(&[1u8, 2]).unwrap();
+    let arr = multiproc::Array::from_slice(&[1u8, 2]).unwrap();
     arr.get_obj().set(1, 9).unwrap();
     assert_eq!(arr.to_vec(), vec![1, 9]);
 }
 
-fn increment_holding_get_lock(v: multiprocessing::Value<i64>, a: multiprocessing::Array<u32>, n: u32) {
+fn increment_holding_get_lock(v: multiproc::Value<i64>, a: multiproc::Array<u32>, n: u32) {
     for _ in 0..n {
         // Python: `with v.get_lock(): v.value += 1`, and the same for an element of an Array.
         let held = v.get_lock().acquire().unwrap();
@@ -170,8 +170,8 @@ fn reading_and_writing_while_holding_get_lock_neither_hangs_nor_loses_counts() {
     // test_value, test_array (synchronized): the lock that get_lock() hands out is an RLock, so
     // the holder's own reads and writes go through.
     for m in METHODS {
-        let v = multiprocessing::Value::new(0i64).unwrap();
-        let a = multiprocessing::Array::new(3, 0u32).unwrap();
+        let v = multiproc::Value::new(0i64).unwrap();
+        let a = multiproc::Array::new(3, 0u32).unwrap();
         let hs: Vec<_> = (0..4)
             .map(|_| {
                 get_context(Some(m))
@@ -196,7 +196,7 @@ fn reading_and_writing_while_holding_get_lock_neither_hangs_nor_loses_counts() {
     }
 }
 
-fn increment_through_guards(v: multiprocessing::Value<i64>, a: multiprocessing::Array<u32>, n: u32) {
+fn increment_through_guards(v: multiproc::Value<i64>, a: multiproc::Array<u32>, n: u32) {
     for _ in 0..n {
         *v.lock() += 1;
         let mut xs = a.lock();
@@ -207,8 +207,8 @@ fn increment_through_guards(v: multiprocessing::Value<i64>, a: multiprocessing::
 #[test]
 fn guards_give_the_value_by_reference_across_processes() {
     for m in METHODS {
-        let v = multiprocessing::Value::new(0i64).unwrap();
-        let a = multiprocessing::Array::new(3, 0u32).unwrap();
+        let v = multiproc::Value::new(0i64).unwrap();
+        let a = multiproc::Array::new(3, 0u32).unwrap();
         let hs: Vec<_> = (0..4)
             .map(|_| {
                 get_context(Some(m)).spawn(increment_through_guards, (v.clone(), a.clone(), 5000)).unwrap()

@@ -1,7 +1,7 @@
 //! Process-shared locks, semaphores, events and values, across real processes under every start
 //! method. Test names mention the CPython test (`_test_multiprocessing.py`) they port.
 
-use multiprocessing::{
+use multiproc::{
     get_context, Array, BoundedSemaphore, Connection, Event, Lock, Pipe, Process, RLock, Semaphore,
     StartMethod, Value,
 };
@@ -253,7 +253,7 @@ fn bench_lock_and_value() {
     println!("value_increment\t{:.0}\tincrements/s", 2.0 * k as f64 / t.elapsed().as_secs_f64());
 }
 
-fn arrive(b: multiprocessing::Barrier, conn: Connection) {
+fn arrive(b: multiproc::Barrier, conn: Connection) {
     conn.send(&b.wait_timeout(Duration::from_secs(30)).ok()).unwrap();
 }
 
@@ -261,7 +261,7 @@ fn arrive(b: multiprocessing::Barrier, conn: Connection) {
 fn a_barrier_of_three_releases_all_three() {
     // test_barrier
     for m in METHODS {
-        let b = multiprocessing::Barrier::new(3).unwrap();
+        let b = multiproc::Barrier::new(3).unwrap();
         let mut conns = Vec::new();
         let mut ps = Vec::new();
         for _ in 0..2 {
@@ -284,9 +284,9 @@ fn a_barrier_of_three_releases_all_three() {
 #[test]
 fn a_barrier_timeout_breaks_it_until_reset() {
     // test_timeout, test_reset, test_abort
-    let b = multiprocessing::Barrier::new(2).unwrap();
+    let b = multiproc::Barrier::new(2).unwrap();
     let t = Instant::now();
-    assert_eq!(b.wait_timeout(Duration::from_millis(100)), Err(multiprocessing::BrokenBarrier));
+    assert_eq!(b.wait_timeout(Duration::from_millis(100)), Err(multiproc::BrokenBarrier));
     assert!(t.elapsed() >= Duration::from_millis(100));
     assert!(b.broken());
     assert!(b.wait().is_err());
@@ -294,10 +294,10 @@ fn a_barrier_timeout_breaks_it_until_reset() {
     assert!(!b.broken());
     b.abort();
     assert!(b.wait().is_err());
-    assert!(multiprocessing::Barrier::new(0).is_err());
+    assert!(multiproc::Barrier::new(0).is_err());
 }
 
-fn wait_for_flag(cond: multiprocessing::Condition, flag: Value<u32>, conn: Connection) {
+fn wait_for_flag(cond: multiproc::Condition, flag: Value<u32>, conn: Connection) {
     let g = cond.acquire().unwrap();
     conn.send(&"waiting").unwrap();
     let (_g, ok) = cond.wait_for(g, || flag.get() == 1, Some(Duration::from_secs(30)));
@@ -308,7 +308,7 @@ fn wait_for_flag(cond: multiprocessing::Condition, flag: Value<u32>, conn: Conne
 fn a_condition_notifies_across_processes() {
     // test_notify, test_waitfor
     for m in METHODS {
-        let cond = multiprocessing::Condition::new().unwrap();
+        let cond = multiproc::Condition::new().unwrap();
         let flag = Value::new(0u32).unwrap();
         let (parent, child) = Pipe::new(true).unwrap();
         let p =
@@ -422,7 +422,7 @@ fn a_refused_semaphore_acquire_leaves_the_count_as_it_was() {
     }
 }
 
-fn wait_once_and_report(cond: multiprocessing::Condition, conn: Connection, timeout: Duration) {
+fn wait_once_and_report(cond: multiproc::Condition, conn: Connection, timeout: Duration) {
     let _: String = conn.recv().unwrap();
     let g = cond.acquire().unwrap();
     conn.send(&"waiting").unwrap();
@@ -436,7 +436,7 @@ fn notify_n_wakes_n_waiters_and_the_others_time_out_unnotified() {
     // test_notify_n, test_timeout (Condition): wait(timeout) returns False unless notified.
     let timeout = Duration::from_secs(3);
     for m in METHODS {
-        let cond = multiprocessing::Condition::new().unwrap();
+        let cond = multiproc::Condition::new().unwrap();
         let (mut conns, mut ps) = (Vec::new(), Vec::new());
         for _ in 0..5 {
             let (parent, child) = Pipe::new(true).unwrap();
@@ -473,7 +473,7 @@ fn notify_n_wakes_n_waiters_and_the_others_time_out_unnotified() {
     }
 }
 
-fn manager_wait_once(cond: multiprocessing::manager::ConditionProxy, conn: Connection, timeout: Duration) {
+fn manager_wait_once(cond: multiproc::manager::ConditionProxy, conn: Connection, timeout: Duration) {
     let _: String = conn.recv().unwrap();
     let g = cond.lock().unwrap();
     conn.send(&"waiting").unwrap();
@@ -485,7 +485,7 @@ fn manager_wait_once(cond: multiprocessing::manager::ConditionProxy, conn: Conne
 #[test]
 fn a_manager_condition_notify_n_wakes_n_waiters() {
     // test_notify_n through a manager's Condition proxy.
-    let manager = multiprocessing::Manager::start().unwrap();
+    let manager = multiproc::Manager::start().unwrap();
     let cond = manager.condition().unwrap();
     let timeout = Duration::from_secs(3);
     let (mut conns, mut ps) = (Vec::new(), Vec::new());
@@ -511,7 +511,7 @@ fn a_manager_condition_notify_n_wakes_n_waiters() {
     }
 }
 
-fn wait_untimed_and_report(cond: multiprocessing::Condition, conn: Connection) {
+fn wait_untimed_and_report(cond: multiproc::Condition, conn: Connection) {
     let g = cond.acquire().unwrap();
     conn.send(&"waiting").unwrap();
     let _g = cond.wait(g);
@@ -522,7 +522,7 @@ fn wait_untimed_and_report(cond: multiprocessing::Condition, conn: Connection) {
 fn a_notification_goes_past_a_waiter_that_was_killed() {
     // The first waiter is killed while it waits; notify(1) must reach the second one.
     for m in METHODS {
-        let cond = multiprocessing::Condition::new().unwrap();
+        let cond = multiproc::Condition::new().unwrap();
         let (first, child) = Pipe::new(true).unwrap();
         let doomed =
             Process::new(wait_untimed_and_report, (cond.clone(), child)).start_method(m).start().unwrap();

@@ -10,7 +10,7 @@
 use crate::host::{Meter, Sample};
 use crate::{Kind, Measure, Workload};
 use ipc_channel::ipc;
-use multiprocessing::{Connection, Pipe, Process, Queue, Stream};
+use multiproc::{Connection, Pipe, Process, Queue, Stream};
 use std::future::poll_fn;
 use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd, OwnedFd};
 use std::pin::Pin;

@@ -18,7 +18,7 @@ use std::rc::Rc;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-multiprocessing::mpi_workers!();
+multiproc::mpi_workers!();
 
 /// Inputs of one `mpi_pool_map` repetition's map (chunk size a sixteenth of it).
 pub const MAP_N: usize = 200_000;
@@ -48,7 +48,7 @@ fn blocks(n: usize, size: usize) -> usize {
 /// one repetition per request on stdin.
 pub fn serve() {
     use crate::workloads::square;
-    let p = match multiprocessing::mpi::PoolBuilder::new().build() {
+    let p = match multiproc::mpi::PoolBuilder::new().build() {
         Ok(p) => p,
         Err(e) => {
             println!("err\t{e}");

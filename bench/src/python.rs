@@ -2,7 +2,7 @@
 //! for one repetition at a time so that its repetitions interleave with ours.
 
 use crate::host::Sample;
-use multiprocessing::StartMethod;
+use multiproc::StartMethod;
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 

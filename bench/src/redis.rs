@@ -9,8 +9,8 @@
 
 use crate::host::{exclude_from_tree, Meter, Sample};
 use crate::{Kind, Measure, RowResult, Workload};
-use multiprocessing::redis::{PoolBuilder, Queue};
-use multiprocessing::{Pool, Process};
+use multiproc::redis::{PoolBuilder, Queue};
+use multiproc::{Pool, Process};
 use std::cell::RefCell;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};

@@ -3,7 +3,7 @@
 //! children that serve the timed loop) stays outside the region.
 
 use crate::host::{rss_kib, Meter, Sample};
-use multiprocessing::{Barrier, Bytes, Connection, Pipe, Pool, Process, Queue, StartMethod};
+use multiproc::{Barrier, Bytes, Connection, Pipe, Pool, Process, Queue, StartMethod};
 use std::collections::VecDeque;
 use std::time::Instant;
 
@@ -151,7 +151,7 @@ pub fn pool_10mb_arg(n: usize) -> Sample {
     let mut inflight = VecDeque::new();
     for _ in 0..n {
         if inflight.len() == 4 {
-            let r: multiprocessing::AsyncResult<u64> = inflight.pop_front().unwrap();
+            let r: multiproc::AsyncResult<u64> = inflight.pop_front().unwrap();
             assert_eq!(r.get().unwrap(), TEN_MB as u64);
         }
         inflight.push_back(pool.apply_async(blob_len, (blob.clone(),)).unwrap());
@@ -177,7 +177,7 @@ pub fn pool_scaling(workers: usize, n: usize) -> Sample {
 
 /// Lock acquire + release in one process; per operation.
 pub fn lock_uncontended(n: usize) -> Sample {
-    let lock = multiprocessing::Lock::new().unwrap();
+    let lock = multiproc::Lock::new().unwrap();
     let m = Meter::start();
     for _ in 0..n {
         drop(lock.acquire().unwrap());
@@ -185,7 +185,7 @@ pub fn lock_uncontended(n: usize) -> Sample {
     m.stop(n as f64)
 }
 
-fn increment(v: multiprocessing::Value<i64>, b: Barrier, n: usize) {
+fn increment(v: multiproc::Value<i64>, b: Barrier, n: usize) {
     b.wait().unwrap();
     for _ in 0..n {
         v.with_lock(|x| *x += 1);
@@ -197,7 +197,7 @@ fn increment(v: multiprocessing::Value<i64>, b: Barrier, n: usize) {
 /// barrier; timed from the barrier's release to the barrier after the last increment.
 pub fn value_increment(n: usize) -> Sample {
     let per = n.div_ceil(2);
-    let v = multiprocessing::Value::new(0i64).unwrap();
+    let v = multiproc::Value::new(0i64).unwrap();
     let b = Barrier::new(3).unwrap();
     let ps: Vec<Process> =
         (0..2).map(|_| Process::new(increment, (v.clone(), b.clone(), per)).start().unwrap()).collect();
@@ -288,7 +288,7 @@ pub fn queue_8to1(n: usize) -> Sample {
 
 /// `ListProxy::append` from the parent to a manager's list; per operation.
 pub fn manager_list_append(n: usize) -> Sample {
-    let manager = multiprocessing::Manager::start().unwrap();
+    let manager = multiproc::Manager::start().unwrap();
     let l = manager.list::<u64>([]).unwrap();
     for i in 0..100 {
         l.append(i).unwrap();
@@ -303,7 +303,7 @@ pub fn manager_list_append(n: usize) -> Sample {
 }
 
 pub fn manager_latency(interval_ns: u64, n: usize) -> Vec<u64> {
-    let manager = multiprocessing::Manager::start().unwrap();
+    let manager = multiproc::Manager::start().unwrap();
     let l = manager.list::<u64>([]).unwrap();
     for i in 0..100 {
         l.append(i).unwrap();
@@ -317,7 +317,7 @@ pub fn manager_latency(interval_ns: u64, n: usize) -> Vec<u64> {
 
 pub const CLIENTS: usize = 4;
 
-fn dict_client(d: multiprocessing::manager::DictProxy<u64, u64>, b: Barrier, id: u64, n: usize) {
+fn dict_client(d: multiproc::manager::DictProxy<u64, u64>, b: Barrier, id: u64, n: usize) {
     b.wait().unwrap();
     for i in 0..n as u64 {
         d.insert(id * 1000 + i % 100, i).unwrap();
@@ -329,7 +329,7 @@ fn dict_client(d: multiprocessing::manager::DictProxy<u64, u64>, b: Barrier, id:
 /// timed from the release to the barrier after the last set. Per operation.
 pub fn manager_dict_4clients(n: usize) -> Sample {
     let per = n.div_ceil(CLIENTS);
-    let manager = multiprocessing::Manager::start().unwrap();
+    let manager = multiproc::Manager::start().unwrap();
     let d = manager.dict::<u64, u64>().unwrap();
     let b = Barrier::new(CLIENTS as u32 + 1).unwrap();
     let ps: Vec<Process> = (0..CLIENTS as u64)

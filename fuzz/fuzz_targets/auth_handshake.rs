@@ -4,5 +4,5 @@
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    assert!(!multiprocessing::fuzzing::auth_handshake(data), "a handshake passed without the key");
+    assert!(!multiproc::fuzzing::auth_handshake(data), "a handshake passed without the key");
 });

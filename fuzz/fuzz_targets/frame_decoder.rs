@@ -5,6 +5,6 @@ use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
     // A small cap makes the oversized-frame path (skip and report) reachable too.
-    multiprocessing::fuzzing::read_frames(data, 1024);
-    multiprocessing::fuzzing::frame_decoder(data);
+    multiproc::fuzzing::read_frames(data, 1024);
+    multiproc::fuzzing::frame_decoder(data);
 });

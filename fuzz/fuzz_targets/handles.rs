@@ -4,5 +4,5 @@
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    multiprocessing::fuzzing::decode_handles(data);
+    multiproc::fuzzing::decode_handles(data);
 });

@@ -4,5 +4,5 @@
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    multiprocessing::fuzzing::manager_request(data);
+    multiproc::fuzzing::manager_request(data);
 });

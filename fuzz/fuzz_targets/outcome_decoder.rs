@@ -3,5 +3,5 @@
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    multiprocessing::fuzzing::decode_outcome(data);
+    multiproc::fuzzing::decode_outcome(data);
 });

@@ -49,7 +49,7 @@ fn noop_waker() -> Waker {
 ///   drops the item: flush before dropping the sink to be sure of it.
 ///
 /// ```
-/// use multiprocessing::{Pipe, Sink, Stream};
+/// use multiproc::{Pipe, Sink, Stream};
 /// use std::future::poll_fn;
 /// use std::pin::pin;
 ///
@@ -65,7 +65,7 @@ fn noop_waker() -> Waker {
 /// let mut words = pin!(b.messages::<String>());
 /// assert_eq!(poll_fn(|cx| words.as_mut().poll_next(cx)).await.unwrap()?, "one");
 /// assert_eq!(poll_fn(|cx| words.as_mut().poll_next(cx)).await.unwrap()?, "two");
-/// # Ok::<(), multiprocessing::Error>(())
+/// # Ok::<(), multiproc::Error>(())
 /// # }).unwrap();
 /// ```
 ///
@@ -160,7 +160,7 @@ impl<T> Drop for MessageSink<'_, T> {
 ///   the item if the queue is still full: flush before dropping the sink to be sure of it.
 ///
 /// ```
-/// use multiprocessing::{Queue, Sink};
+/// use multiproc::{Queue, Sink};
 /// use std::future::poll_fn;
 /// use std::pin::pin;
 ///
@@ -175,7 +175,7 @@ impl<T> Drop for MessageSink<'_, T> {
 /// assert_eq!(q.get()?, 1);
 /// poll_fn(|cx| sink.as_mut().poll_flush(cx)).await.unwrap(); // room now: put
 /// assert_eq!(q.get()?, 2);
-/// # Ok::<(), multiprocessing::Error>(())
+/// # Ok::<(), multiproc::Error>(())
 /// # }).unwrap();
 /// ```
 pub struct ItemSink<'a, T: Serialize + DeserializeOwned> {

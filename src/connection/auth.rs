@@ -121,7 +121,7 @@ impl Handshake {
         match self.role {
             Role::Connector if !self.heard => Error::Io {
                 context: "connecting: the server did not start the handshake within the deadline \
-                          (overloaded, not accepting, or not a multiprocessing listener)",
+                          (overloaded, not accepting, or not a multiproc listener)",
                 source: io::ErrorKind::TimedOut.into(),
             },
             Role::Connector => Error::Io {

@@ -43,22 +43,22 @@ impl Address {
     /// A fresh, unique abstract unix address (Python's default: `arbitrary_address('AF_UNIX')`).
     ///
     /// ```
-    /// let a = multiprocessing::connection::Address::local();
-    /// assert!(a.to_string().starts_with("@multiprocessing-"));
+    /// let a = multiproc::connection::Address::local();
+    /// assert!(a.to_string().starts_with("@multiproc-"));
     /// ```
     pub fn local() -> Address {
         let mut r = [0u8; 8];
         let _ = sys::net::random_bytes(&mut r);
         let hex: String = r.iter().map(|b| format!("{b:02x}")).collect();
-        Address::Abstract(format!("multiprocessing-{}-{hex}", sys::getpid()).into_bytes())
+        Address::Abstract(format!("multiproc-{}-{hex}", sys::getpid()).into_bytes())
     }
 
     /// The first TCP address `addr` resolves to (`"127.0.0.1:0"`, `("localhost", 5000)`).
     ///
     /// ```
-    /// let a = multiprocessing::connection::Address::tcp("127.0.0.1:5000")?;
+    /// let a = multiproc::connection::Address::tcp("127.0.0.1:5000")?;
     /// assert_eq!(a.to_string(), "127.0.0.1:5000");
-    /// # Ok::<(), multiprocessing::Error>(())
+    /// # Ok::<(), multiproc::Error>(())
     /// ```
     pub fn tcp(addr: impl ToSocketAddrs) -> Result<Address> {
         let mut addrs = addr.to_socket_addrs().map_err(Error::io("resolving a TCP address"))?;
@@ -137,11 +137,11 @@ impl From<&std::path::Path> for Address {
 /// `multiprocessing.connection.Listener`).
 ///
 /// ```
-/// use multiprocessing::connection::{Address, Client, Listener};
+/// use multiproc::connection::{Address, Client, Listener};
 ///
 /// let listener = Listener::bind(Address::tcp("127.0.0.1:0")?, Some(b"secret"))?;
 /// let address = listener.address().clone(); // the port the kernel chose
-/// let t = std::thread::spawn(move || -> multiprocessing::Result<String> {
+/// let t = std::thread::spawn(move || -> multiproc::Result<String> {
 ///     let conn = Client::connect(&address, Some(b"secret"))?;
 ///     conn.send(&"hello".to_string())?;
 ///     conn.recv()
@@ -150,7 +150,7 @@ impl From<&std::path::Path> for Address {
 /// let msg: String = conn.recv()?;
 /// conn.send(&msg.to_uppercase())?;
 /// assert_eq!(t.join().unwrap()?, "HELLO");
-/// # Ok::<(), multiprocessing::Error>(())
+/// # Ok::<(), multiproc::Error>(())
 /// ```
 pub struct Listener {
     fd: Mutex<Option<Arc<OwnedFd>>>,

@@ -67,11 +67,11 @@ impl Pipe {
     /// receives and the second only sends (Python's `Pipe(duplex=False)`).
     ///
     /// ```
-    /// let (a, b) = multiprocessing::Pipe::new(true)?;
+    /// let (a, b) = multiproc::Pipe::new(true)?;
     /// a.send(&(1, "one".to_string()))?;
     /// let (n, s): (i32, String) = b.recv()?;
     /// assert_eq!((n, s.as_str()), (1, "one"));
-    /// # Ok::<(), multiprocessing::Error>(())
+    /// # Ok::<(), multiproc::Error>(())
     /// ```
     #[allow(clippy::new_ret_no_self)]
     pub fn new(duplex: bool) -> Result<(Connection, Connection)> {

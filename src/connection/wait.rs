@@ -34,12 +34,12 @@ impl<T: AsRawFd + ?Sized> Waitable for T {
 /// ```
 /// use std::os::fd::{AsRawFd, BorrowedFd};
 /// use std::time::Duration;
-/// let (a, b) = multiprocessing::Pipe::new(true)?;
-/// let (c, _d) = multiprocessing::Pipe::new(true)?;
+/// let (a, b) = multiproc::Pipe::new(true)?;
+/// let (c, _d) = multiproc::Pipe::new(true)?;
 /// b.send(&1u8)?;
-/// let ready = multiprocessing::connection::wait(&[&a, &c], Some(Duration::from_secs(5)))?;
+/// let ready = multiproc::connection::wait(&[&a, &c], Some(Duration::from_secs(5)))?;
 /// assert_eq!(ready, vec![0]);
-/// # Ok::<(), multiprocessing::Error>(())
+/// # Ok::<(), multiproc::Error>(())
 /// ```
 pub fn wait(objects: &[&dyn Waitable], timeout: Option<Duration>) -> Result<Vec<usize>> {
     let raw: Vec<i32> = objects.iter().map(|o| o.wait_fd()).collect();

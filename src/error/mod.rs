@@ -9,7 +9,7 @@ pub use task::{TaskError, TaskErrorKind};
 use std::fmt;
 use std::io;
 
-/// What went wrong in a `multiprocessing` call.
+/// What went wrong in a `multiproc` call.
 ///
 /// Timeouts, end-of-file, closed handles and misuse are distinct, matchable cases; an
 /// operating-system failure keeps its `io::Error`.

@@ -35,7 +35,7 @@ pub enum TaskErrorKind {
 /// value. Reported as [`Error::Task`](crate::Error::Task).
 ///
 /// ```
-/// use multiprocessing::{Error, Pool, TaskErrorKind};
+/// use multiproc::{Error, Pool, TaskErrorKind};
 ///
 /// fn check(n: u32) -> u32 {
 ///     assert!(n < 3, "{n} is too big");
@@ -50,7 +50,7 @@ pub enum TaskErrorKind {
 ///     }
 ///     other => panic!("expected a panic, got {other:?}"),
 /// }
-/// # Ok::<(), multiprocessing::Error>(())
+/// # Ok::<(), multiproc::Error>(())
 /// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TaskError {

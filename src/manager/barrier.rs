@@ -136,13 +136,13 @@ impl Served for ServedBarrier {
 /// A proxy to a barrier in a manager's server (Python's `manager.Barrier(parties)`).
 ///
 /// ```
-/// let manager = multiprocessing::Manager::start()?;
+/// let manager = multiproc::Manager::start()?;
 /// let b = manager.barrier(1)?;
 /// assert_eq!(b.wait()?, 0); // one party: passes at once
 /// assert_eq!(b.parties()?, 1);
 /// b.abort()?;
 /// assert!(b.wait().is_err()); // BrokenBarrierError
-/// # Ok::<(), multiprocessing::Error>(())
+/// # Ok::<(), multiproc::Error>(())
 /// ```
 pub struct BarrierProxy {
     base: BaseProxy,

@@ -147,13 +147,13 @@ impl Served for ServedCondition {
 ///
 /// ```
 /// use std::time::Duration;
-/// let manager = multiprocessing::Manager::start()?;
+/// let manager = multiproc::Manager::start()?;
 /// let cond = manager.condition()?;
 /// let _held = cond.lock()?;
 /// // Nobody notifies: the wait times out, and the lock is held again afterwards.
 /// assert!(!cond.wait_timeout(Duration::from_millis(20))?);
 /// cond.notify_all()?;
-/// # Ok::<(), multiprocessing::Error>(())
+/// # Ok::<(), multiproc::Error>(())
 /// ```
 pub struct ConditionProxy {
     base: BaseProxy,

@@ -122,13 +122,13 @@ type KeyValue<K, V> = fn(K, V) -> (K, V);
 /// and vectors of them). Iteration order is insertion order, as in Python.
 ///
 /// ```
-/// let manager = multiprocessing::Manager::start()?;
+/// let manager = multiproc::Manager::start()?;
 /// let d = manager.dict::<String, i32>()?;
 /// d.insert("a".to_string(), 1)?;
 /// d.update([("b".to_string(), 2)])?;
 /// assert_eq!(d.get("a".to_string())?, Some(1));
 /// assert_eq!(d.to_string(), r#"{"a": 1, "b": 2}"#);
-/// # Ok::<(), multiprocessing::Error>(())
+/// # Ok::<(), multiproc::Error>(())
 /// ```
 pub struct DictProxy<K, V> {
     base: BaseProxy,

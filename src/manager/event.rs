@@ -59,13 +59,13 @@ impl Served for ServedEvent {
 ///
 /// ```
 /// use std::time::Duration;
-/// let manager = multiprocessing::Manager::start()?;
+/// let manager = multiproc::Manager::start()?;
 /// let e = manager.event()?;
 /// assert!(!e.wait_timeout(Duration::from_millis(10))?);
 /// e.set()?;
 /// assert!(e.is_set()?);
 /// e.wait()?;
-/// # Ok::<(), multiprocessing::Error>(())
+/// # Ok::<(), multiproc::Error>(())
 /// ```
 pub struct EventProxy {
     base: BaseProxy,

@@ -198,7 +198,7 @@ impl Served for ServedList {
 /// structs, enums, tuples and vectors of them (floats compare bit for bit).
 ///
 /// ```
-/// use multiprocessing::Manager;
+/// use multiproc::Manager;
 ///
 /// let manager = Manager::start()?;
 /// let l = manager.list((0..10).map(|i| i * i))?;
@@ -208,7 +208,7 @@ impl Served for ServedList {
 /// assert_eq!(l.slice(2..5)?, vec![4, 9, 16]);
 /// l.append(100)?;
 /// assert_eq!(l.len()?, 11);
-/// # Ok::<(), multiprocessing::Error>(())
+/// # Ok::<(), multiproc::Error>(())
 /// ```
 pub struct ListProxy<T> {
     base: BaseProxy,

@@ -162,7 +162,7 @@ impl std::fmt::Debug for AcquireGuard<'_> {
 /// A proxy to a lock in a manager's server (Python's `manager.Lock()`).
 ///
 /// ```
-/// let manager = multiprocessing::Manager::start()?;
+/// let manager = multiproc::Manager::start()?;
 /// let lock = manager.lock()?;
 /// {
 ///     let _held = lock.lock()?;
@@ -170,7 +170,7 @@ impl std::fmt::Debug for AcquireGuard<'_> {
 /// }
 /// assert!(lock.try_acquire()?);
 /// lock.release()?;
-/// # Ok::<(), multiprocessing::Error>(())
+/// # Ok::<(), multiproc::Error>(())
 /// ```
 pub struct LockProxy {
     base: BaseProxy,
@@ -192,14 +192,14 @@ proxy_impls!(LockProxy, "AcquirerProxy", "Lock");
 /// thread may acquire it again, and must release it as many times.
 ///
 /// ```
-/// let manager = multiprocessing::Manager::start()?;
+/// let manager = multiproc::Manager::start()?;
 /// let r = manager.rlock()?;
 /// r.acquire()?;
 /// r.acquire()?;
 /// r.release()?;
 /// r.release()?;
 /// assert!(r.release().is_err()); // not held any more
-/// # Ok::<(), multiprocessing::Error>(())
+/// # Ok::<(), multiproc::Error>(())
 /// ```
 pub struct RLockProxy {
     base: BaseProxy,

@@ -2,17 +2,17 @@
 //! `multiprocessing.managers`: `Manager()`, `SyncManager`, `BaseManager.register`).
 //!
 //! ```
-//! use multiprocessing::Manager;
+//! use multiproc::Manager;
 //!
-//! fn worker(l: multiprocessing::manager::ListProxy<u64>, n: u64) -> multiprocessing::Result<()> {
+//! fn worker(l: multiproc::manager::ListProxy<u64>, n: u64) -> multiproc::Result<()> {
 //!     l.append(n * n)
 //! }
 //!
-//! # fn main() -> multiprocessing::Result<()> {
+//! # fn main() -> multiproc::Result<()> {
 //! let manager = Manager::start()?;
 //! let l = manager.list::<u64>([])?;
 //! let children: Vec<_> = (1..=3)
-//!     .map(|n| multiprocessing::Process::new(worker, (l.clone(), n)).start())
+//!     .map(|n| multiproc::Process::new(worker, (l.clone(), n)).start())
 //!     .collect::<Result<_, _>>()?;
 //! for c in children {
 //!     assert!(c.join()?.success());
@@ -213,7 +213,7 @@ const START_TIMEOUT: Duration = Duration::from_secs(60);
 /// (Python's `multiprocessing.Manager()`, a started `SyncManager`).
 ///
 /// ```
-/// use multiprocessing::Manager;
+/// use multiproc::Manager;
 ///
 /// let manager = Manager::start()?;
 /// let l = manager.list((0..10).map(|i| i * i))?;
@@ -222,7 +222,7 @@ const START_TIMEOUT: Duration = Duration::from_secs(60);
 /// assert_eq!(l.get(4)?, 16);
 /// assert_eq!(l.slice(2..5)?, vec![4, 9, 16]);
 /// manager.shutdown()?;
-/// # Ok::<(), multiprocessing::Error>(())
+/// # Ok::<(), multiproc::Error>(())
 /// ```
 pub struct Manager {
     address: Address,
@@ -365,17 +365,17 @@ impl Manager {
     /// leaves that server running.
     ///
     /// ```
-    /// use multiprocessing::{connection::Address, Manager};
+    /// use multiproc::{connection::Address, Manager};
     ///
     /// let server = Manager::builder().address(Address::tcp("127.0.0.1:0")?).authkey(b"secret").start()?;
     /// let remote = Manager::connect(server.address().clone(), b"secret")?;
     /// let q = remote.queue::<String>(0)?;
     /// server.publish("jobs", &q)?;
-    /// let same = server.lookup::<multiprocessing::manager::QueueProxy<String>>("jobs")?;
+    /// let same = server.lookup::<multiproc::manager::QueueProxy<String>>("jobs")?;
     /// q.put("hello".to_string())?;
     /// assert_eq!(same.get()?, "hello");
     /// assert!(Manager::connect(server.address().clone(), b"wrong").is_err());
-    /// # Ok::<(), multiprocessing::Error>(())
+    /// # Ok::<(), multiproc::Error>(())
     /// ```
     pub fn connect(address: impl Into<Address>, authkey: impl AsRef<[u8]>) -> Result<Manager> {
         let address = address.into();

@@ -75,14 +75,14 @@ impl Served for ServedNamespace {
 /// by name, each of any serde type, read back with the type it was written with.
 ///
 /// ```
-/// let manager = multiprocessing::Manager::start()?;
+/// let manager = multiproc::Manager::start()?;
 /// let ns = manager.namespace()?;
 /// ns.set("x", &10)?;
 /// ns.set("name", &"worker".to_string())?;
 /// assert_eq!(ns.get::<i32>("x")?, 10);
 /// assert_eq!(ns.get::<String>("name")?, "worker");
 /// assert!(ns.get::<i32>("missing").is_err()); // AttributeError
-/// # Ok::<(), multiprocessing::Error>(())
+/// # Ok::<(), multiproc::Error>(())
 /// ```
 pub struct NamespaceProxy {
     base: BaseProxy,

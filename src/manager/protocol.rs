@@ -61,11 +61,11 @@ impl Error {
     /// [`Error::Remote`].
     ///
     /// ```
-    /// # use multiprocessing::{Manager, manager::RemoteErrorKind};
+    /// # use multiproc::{Manager, manager::RemoteErrorKind};
     /// let manager = Manager::start()?;
     /// let l = manager.list(vec![1, 2, 3])?;
     /// assert_eq!(l.get(7).unwrap_err().remote_kind(), Some(RemoteErrorKind::Index));
-    /// # Ok::<(), multiprocessing::Error>(())
+    /// # Ok::<(), multiproc::Error>(())
     /// ```
     pub fn remote_kind(&self) -> Option<RemoteErrorKind> {
         match self {

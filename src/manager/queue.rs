@@ -145,15 +145,15 @@ fn secs(t: Duration) -> f64 {
 ///
 /// ```
 /// use std::time::Duration;
-/// use multiprocessing::manager::RemoteErrorKind;
+/// use multiproc::manager::RemoteErrorKind;
 ///
-/// let manager = multiprocessing::Manager::start()?;
+/// let manager = multiproc::Manager::start()?;
 /// let q = manager.queue::<String>(0)?;
 /// q.put("job".to_string())?;
 /// assert_eq!(q.get()?, "job");
 /// let e = q.get_timeout(Duration::from_millis(10)).unwrap_err();
 /// assert_eq!(e.remote_kind(), Some(RemoteErrorKind::Empty));
-/// # Ok::<(), multiprocessing::Error>(())
+/// # Ok::<(), multiproc::Error>(())
 /// ```
 pub struct QueueProxy<T> {
     base: BaseProxy,
@@ -223,14 +223,14 @@ proxy_impls!(QueueProxy<T>, "QueueProxy", "Queue");
 /// a [`QueueProxy`] plus [`task_done`](Self::task_done) and [`join`](Self::join).
 ///
 /// ```
-/// let manager = multiprocessing::Manager::start()?;
+/// let manager = multiproc::Manager::start()?;
 /// let q = manager.joinable_queue::<u32>(0)?;
 /// q.put(1)?;
 /// let job = q.get()?;
 /// q.task_done()?;
 /// q.join()?; // every item put has been marked done
 /// # let _ = job;
-/// # Ok::<(), multiprocessing::Error>(())
+/// # Ok::<(), multiproc::Error>(())
 /// ```
 pub struct JoinableQueueProxy<T> {
     base: BaseProxy,

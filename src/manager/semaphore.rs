@@ -77,13 +77,13 @@ impl Served for ServedSemaphore {
 /// error).
 ///
 /// ```
-/// let manager = multiprocessing::Manager::start()?;
+/// let manager = multiproc::Manager::start()?;
 /// let s = manager.bounded_semaphore(2)?;
 /// s.acquire()?;
 /// assert_eq!(s.get_value()?, 1);
 /// s.release()?;
 /// assert!(s.release().is_err()); // above the bound
-/// # Ok::<(), multiprocessing::Error>(())
+/// # Ok::<(), multiproc::Error>(())
 /// ```
 pub struct SemaphoreProxy {
     base: BaseProxy,

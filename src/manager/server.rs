@@ -266,7 +266,7 @@ impl Server {
                         .name("manager-connection".into())
                         .spawn(move || server.serve_connection(sock));
                     if let Err(e) = spawned {
-                        log::warn!("multiprocessing: manager cannot start a connection thread: {e}");
+                        log::warn!("multiproc: manager cannot start a connection thread: {e}");
                     }
                 }
                 Err(_) if self.stopping.load(Ordering::SeqCst) => return Ok(()),
@@ -333,6 +333,6 @@ pub(crate) fn manager_process(config: ServerConfig, ready: Connection) {
     }
     drop(ready);
     if let Err(e) = server.run() {
-        eprintln!("multiprocessing: manager server stopped: {e}");
+        eprintln!("multiproc: manager server stopped: {e}");
     }
 }

@@ -67,11 +67,11 @@ impl Served for ServedValue {
 /// whose `.value` is [`get`](Self::get) / [`set`](Self::set)).
 ///
 /// ```
-/// let manager = multiprocessing::Manager::start()?;
+/// let manager = multiproc::Manager::start()?;
 /// let v = manager.value(3.5f64)?;
 /// v.set(4.25)?;
 /// assert_eq!(v.get()?, 4.25);
-/// # Ok::<(), multiprocessing::Error>(())
+/// # Ok::<(), multiproc::Error>(())
 /// ```
 pub struct ValueProxy<T> {
     base: BaseProxy,
@@ -144,12 +144,12 @@ impl Served for ServedArray {
 /// sequence)` and its `ArrayProxy`).
 ///
 /// ```
-/// let manager = multiprocessing::Manager::start()?;
+/// let manager = multiproc::Manager::start()?;
 /// let a = manager.array(vec![0u8; 4])?;
 /// a.set(2, 7)?;
 /// assert_eq!(a.to_vec()?, vec![0, 0, 7, 0]);
 /// assert_eq!(a.len()?, 4);
-/// # Ok::<(), multiprocessing::Error>(())
+/// # Ok::<(), multiproc::Error>(())
 /// ```
 pub struct ArrayProxy<T> {
     base: BaseProxy,

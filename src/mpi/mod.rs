@@ -8,14 +8,14 @@
 //! before `main` runs, and on a rank other than 0 serves pools until rank 0's program exits.
 //!
 //! ```no_run
-//! multiprocessing::mpi_workers!();
+//! multiproc::mpi_workers!();
 //!
 //! fn square(x: u64) -> u64 {
 //!     x * x
 //! }
 //!
-//! fn main() -> multiprocessing::Result<()> {
-//!     let pool = multiprocessing::mpi::PoolBuilder::new().build()?;
+//! fn main() -> multiproc::Result<()> {
+//!     let pool = multiproc::mpi::PoolBuilder::new().build()?;
 //!     assert_eq!(pool.map(square, 1..4)?, vec![1, 4, 9]);
 //!     pool.close();
 //!     pool.join()
@@ -125,7 +125,7 @@ pub(crate) fn lost(who: &RankInfo, why: &str) -> ! {
         std::process::exit(LOST_RANK_EXIT);
     }
     eprintln!(
-        "multiprocessing: MPI rank {} (pid {} on {}) was lost: {why}. An MPI job is fail-stop: \
+        "multiproc: MPI rank {} (pid {} on {}) was lost: {why}. An MPI job is fail-stop: \
          rank 0 aborts it now (exit status {LOST_RANK_EXIT}); tasks in flight are not retried",
         who.rank, who.pid, who.host
     );
@@ -144,7 +144,7 @@ pub(crate) fn watch_local_ranks(ranks: Vec<RankInfo>) {
     if watched.is_empty() {
         return;
     }
-    let spawned = std::thread::Builder::new().name("multiprocessing-mpi-watch".into()).spawn(move || {
+    let spawned = std::thread::Builder::new().name("multiproc-mpi-watch".into()).spawn(move || {
         let fds: Vec<_> = watched.iter().map(|(_, fd)| fd.as_fd()).collect();
         loop {
             match crate::sys::poll_readable(&fds, None) {
@@ -156,14 +156,14 @@ pub(crate) fn watch_local_ranks(ranks: Vec<RankInfo>) {
                 }
                 Ok(None) => {}
                 Err(e) => {
-                    log::error!("multiprocessing: watching the MPI ranks: {e}");
+                    log::error!("multiproc: watching the MPI ranks: {e}");
                     return;
                 }
             }
         }
     });
     if let Err(e) = spawned {
-        log::error!("multiprocessing: cannot watch the MPI ranks: {e}");
+        log::error!("multiproc: cannot watch the MPI ranks: {e}");
     }
 }
 
@@ -190,7 +190,7 @@ unsafe fn start_rank() {
     unsafe { std::env::set_var(RANK_PROCESS_ENV, rank.to_string()) };
     let threading = if rank == 0 { mpi::Threading::Multiple } else { mpi::Threading::Funneled };
     let Some((universe, _)) = mpi::initialize_with_threading(threading) else {
-        eprintln!("multiprocessing: rank {rank}: MPI was already initialized; not serving pools");
+        eprintln!("multiproc: rank {rank}: MPI was already initialized; not serving pools");
         return;
     };
     if rank == 0 {

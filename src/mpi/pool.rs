@@ -135,7 +135,7 @@ impl PoolBuilder {
                      (mpirun -n N ./program, or srun); none started this one",
                 ),
                 Some(0) => Err(Error::invalid(
-                    "an MPI pool needs its program opted in with multiprocessing::mpi_workers!() \
+                    "an MPI pool needs its program opted in with multiproc::mpi_workers!() \
                      (or MP_MPI_WORKERS=1), so that ranks other than 0 serve it",
                 )),
                 Some(rank) => Err(Error::invalid(format!(
@@ -433,11 +433,11 @@ impl MpiBackend {
             Ok(ToRoot::Alive) => false,
             Ok(ToRoot::Ended) => true,
             Ok(_) => {
-                log::error!("multiprocessing: MPI rank {src} answered out of turn");
+                log::error!("multiproc: MPI rank {src} answered out of turn");
                 false
             }
             Err(e) => {
-                log::error!("multiprocessing: MPI rank {src}: {e}");
+                log::error!("multiproc: MPI rank {src}: {e}");
                 false
             }
         }

@@ -128,7 +128,7 @@ pub(super) fn serve(universe: Universe) -> ! {
             }
             Ok(ToWorker::Shutdown) => break,
             Ok(_) => {}
-            Err(e) => eprintln!("multiprocessing: MPI rank {rank}: {e}"),
+            Err(e) => eprintln!("multiproc: MPI rank {rank}: {e}"),
         }
     }
     drop(universe);
@@ -247,10 +247,10 @@ fn session(world: &SimpleCommunicator, processes: u32, timeout_ms: u64, heartbea
             }
             Ok(ToWorker::Hello { .. }) => {
                 // Rank 0 never starts a pool while one runs; leave rather than guess.
-                eprintln!("multiprocessing: MPI rank {}: a pool started during another", world.rank());
+                eprintln!("multiproc: MPI rank {}: a pool started during another", world.rank());
                 std::process::exit(70);
             }
-            Err(e) => eprintln!("multiprocessing: MPI rank {}: {e}", world.rank()),
+            Err(e) => eprintln!("multiproc: MPI rank {}: {e}", world.rank()),
         }
     }
 }

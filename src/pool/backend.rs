@@ -49,7 +49,7 @@ impl Pool {
     ) -> Result<Pool> {
         let s = shared.clone();
         let thread = std::thread::Builder::new()
-            .name("multiprocessing-pool".into())
+            .name("multiproc-pool".into())
             .spawn(move || backend.serve(s))
             .map_err(Error::io("starting the pool's dispatcher thread"))?;
         Ok(Pool { shared, thread: Mutex::new(Some(thread)), processes })

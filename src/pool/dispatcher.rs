@@ -554,7 +554,7 @@ impl Dispatcher {
             match sys::poll_watches(&mut watches, deadline) {
                 Ok(_) => Some(watches.iter().map(|w| (w.readable, w.writable)).collect::<Vec<_>>()),
                 Err(e) => {
-                    log::error!("multiprocessing: the pool's poll failed: {e}");
+                    log::error!("multiproc: the pool's poll failed: {e}");
                     std::thread::sleep(Duration::from_millis(10));
                     None
                 }
@@ -612,7 +612,7 @@ impl Dispatcher {
                 Ok(Some(f)) => f,
                 Ok(None) => return,
                 Err(e) => {
-                    log::error!("multiprocessing: worker pid {} broke the protocol ({e}); killing it", w.pid);
+                    log::error!("multiproc: worker pid {} broke the protocol ({e}); killing it", w.pid);
                     let _ = w.process.kill();
                     w.eof = true;
                     return;

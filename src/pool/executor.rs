@@ -28,7 +28,7 @@ use std::time::Duration;
 /// A pool of worker processes with the interface of Python's `ProcessPoolExecutor`.
 ///
 /// ```
-/// use multiprocessing::{as_completed, Executor};
+/// use multiproc::{as_completed, Executor};
 ///
 /// fn cube(x: u64) -> u64 {
 ///     x * x * x
@@ -42,7 +42,7 @@ use std::time::Duration;
 /// let squares: Vec<u64> = ex.map(|x: u64| x * x, 0..4)?.collect::<Result<_, _>>()?;
 /// assert_eq!(squares, vec![0, 1, 4, 9]);
 /// ex.shutdown(true, false);
-/// # Ok::<(), multiprocessing::Error>(())
+/// # Ok::<(), multiproc::Error>(())
 /// ```
 pub struct Executor {
     pool: Pool,
@@ -58,7 +58,7 @@ pub struct Executor {
 /// so a running task may not have begun yet.
 ///
 /// ```
-/// use multiprocessing::{Executor, OnDrop};
+/// use multiproc::{Executor, OnDrop};
 /// use std::time::Duration;
 ///
 /// fn slow(ms: u64) -> u64 {
@@ -72,7 +72,7 @@ pub struct Executor {
 /// drop(queued); // withdrawn: it never runs
 /// drop(busy); // its worker is killed and replaced
 /// assert_eq!(ex.submit(slow, (2,))?.result()?, 2);
-/// # Ok::<(), multiprocessing::Error>(())
+/// # Ok::<(), multiproc::Error>(())
 /// ```
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub enum OnDrop {
@@ -247,7 +247,7 @@ impl fmt::Debug for Executor {
 /// `Keep` the task still runs and its value is dropped.
 ///
 /// ```
-/// use multiprocessing::{Executor, OnDrop};
+/// use multiproc::{Executor, OnDrop};
 /// use std::time::Duration;
 ///
 /// fn slow(ms: u64) -> u64 {
@@ -262,7 +262,7 @@ impl fmt::Debug for Executor {
 /// // Gives up after 100 ms: the dropped future has the task's worker killed.
 /// assert!(tokio::time::timeout(Duration::from_millis(100), f).await.is_err());
 /// assert_eq!(ex.submit(slow, (1,))?.await?, 1);
-/// # Ok::<(), multiprocessing::Error>(())
+/// # Ok::<(), multiproc::Error>(())
 /// # }).unwrap();
 /// ```
 pub struct PoolFuture<R> {

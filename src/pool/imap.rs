@@ -53,13 +53,13 @@ pub(crate) type Feed<'a> = Box<dyn FnMut(&Arc<dyn Sink>) -> Option<Result<Task>>
 /// failed (a panic in any of its items).
 ///
 /// ```
-/// use multiprocessing::Pool;
+/// use multiproc::Pool;
 ///
 /// let pool = Pool::new(2)?;
 /// // An endless input: only what is asked for is computed.
 /// let firsts: Vec<u64> = pool.imap(|x: u64| x * 10, 0u64..)?.take(5).collect::<Result<_, _>>()?;
 /// assert_eq!(firsts, vec![0, 10, 20, 30, 40]);
-/// # Ok::<(), multiprocessing::Error>(())
+/// # Ok::<(), multiproc::Error>(())
 /// ```
 pub struct IMapIterator<'a, R> {
     shared: Arc<Shared>,
@@ -315,7 +315,7 @@ impl<I: Iterator<Item = std::result::Result<T, E>>, T, E> Iterator for UntilErro
 /// pool goes on serving other work.
 ///
 /// ```
-/// use multiprocessing::{ImapError, Pool};
+/// use multiproc::{ImapError, Pool};
 ///
 /// let pool = Pool::new(2)?;
 /// let input = vec![Ok(1u32), Ok(2), Err("line 3 is not a number"), Ok(4)];
@@ -325,7 +325,7 @@ impl<I: Iterator<Item = std::result::Result<T, E>>, T, E> Iterator for UntilErro
 /// assert_eq!(out[1].as_ref().ok(), Some(&20));
 /// assert!(matches!(out[2], Err(ImapError::Input("line 3 is not a number"))));
 /// assert_eq!(pool.map(|x: u32| x + 1, 0..3)?, vec![1, 2, 3]); // still usable
-/// # Ok::<(), multiprocessing::Error>(())
+/// # Ok::<(), multiproc::Error>(())
 /// ```
 pub struct TryIMapIterator<'a, R, E> {
     inner: IMapIterator<'a, R>,

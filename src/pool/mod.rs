@@ -76,7 +76,7 @@ fn check_chunksize(chunksize: usize) -> Result<usize> {
 /// [`close`](Self::close) and [`join`](Self::join) first to let queued work finish.
 ///
 /// ```
-/// use multiprocessing::Pool;
+/// use multiproc::Pool;
 ///
 /// fn square(x: u64) -> u64 {
 ///     x * x
@@ -89,13 +89,13 @@ fn check_chunksize(chunksize: usize) -> Result<usize> {
 /// assert_eq!(r.get()?, 81);
 /// pool.close();
 /// pool.join()?;
-/// # Ok::<(), multiprocessing::Error>(())
+/// # Ok::<(), multiproc::Error>(())
 /// ```
 ///
 /// A capturing closure is refused at compile time:
 ///
 /// ```compile_fail
-/// let pool = multiprocessing::Pool::new(1).unwrap();
+/// let pool = multiproc::Pool::new(1).unwrap();
 /// let k = 3u64;
 /// let _ = pool.map(move |x: u64| x * k, 0..5);
 /// ```
@@ -111,7 +111,7 @@ pub struct Pool {
 /// and a context's start method), plus a per-task timeout Python does not have.
 ///
 /// ```
-/// use multiprocessing::{Pool, StartMethod};
+/// use multiproc::{Pool, StartMethod};
 /// use std::time::Duration;
 ///
 /// static mut GREETING: &str = "";
@@ -133,7 +133,7 @@ pub struct Pool {
 ///     .task_timeout(Duration::from_secs(30))
 ///     .build()?;
 /// assert_eq!(pool.apply(greet, ("Ada".to_string(),))?, "hi Ada");
-/// # Ok::<(), multiprocessing::Error>(())
+/// # Ok::<(), multiproc::Error>(())
 /// ```
 #[derive(Default)]
 #[must_use]
@@ -403,10 +403,10 @@ impl Pool {
     /// `starmap(f, [(1, 2), (3, 4)])` computes `[f(1, 2), f(3, 4)]`.
     ///
     /// ```
-    /// let pool = multiprocessing::Pool::new(2)?;
+    /// let pool = multiproc::Pool::new(2)?;
     /// let sums = pool.starmap(|a: u32, b: u32| a + b, vec![(1, 2), (3, 4)])?;
     /// assert_eq!(sums, vec![3, 7]);
-    /// # Ok::<(), multiprocessing::Error>(())
+    /// # Ok::<(), multiproc::Error>(())
     /// ```
     pub fn starmap<F, A, I>(&self, f: F, iterable: I) -> Result<Vec<F::Output>>
     where
@@ -526,11 +526,11 @@ impl Pool {
     /// `imap_unordered`).
     ///
     /// ```
-    /// let pool = multiprocessing::Pool::new(2)?;
+    /// let pool = multiproc::Pool::new(2)?;
     /// let mut got: Vec<u32> = pool.imap_unordered(|x: u32| x + 1, 0..10)?.collect::<Result<_, _>>()?;
     /// got.sort();
     /// assert_eq!(got, (1..11).collect::<Vec<_>>());
-    /// # Ok::<(), multiprocessing::Error>(())
+    /// # Ok::<(), multiproc::Error>(())
     /// ```
     pub fn imap_unordered<'a, F, T, I>(&'a self, f: F, iterable: I) -> Result<IMapIterator<'a, F::Output>>
     where
@@ -589,7 +589,7 @@ impl Pool {
     /// `(4 × processes + 16) × chunksize` items read and not yet yielded.
     ///
     /// ```
-    /// use multiprocessing::{ImapError, Pool};
+    /// use multiproc::{ImapError, Pool};
     ///
     /// fn parse(s: &str) -> Result<u64, String> {
     ///     s.parse().map_err(|_| format!("not a number: {s:?}"))
@@ -605,7 +605,7 @@ impl Pool {
     ///     other => panic!("{other:?}"),
     /// }
     /// assert!(it.next().is_none()); // "4" is never read
-    /// # Ok::<(), multiprocessing::Error>(())
+    /// # Ok::<(), multiproc::Error>(())
     /// ```
     pub fn try_imap<'a, F, T, E, I>(&'a self, f: F, iterable: I) -> Result<TryIMapIterator<'a, F::Output, E>>
     where
@@ -644,7 +644,7 @@ impl Pool {
     /// for [`imap`](Self::imap).
     ///
     /// ```
-    /// use multiprocessing::Pool;
+    /// use multiproc::Pool;
     ///
     /// let pool = Pool::new(2)?;
     /// let input = (0..10u32).map(|i| if i == 6 { Err(i) } else { Ok(i) });
@@ -658,7 +658,7 @@ impl Pool {
     /// values.sort();
     /// assert_eq!(values, (100..106).collect::<Vec<_>>());
     /// assert_eq!(errors, vec![Some(6)]);
-    /// # Ok::<(), multiprocessing::Error>(())
+    /// # Ok::<(), multiproc::Error>(())
     /// ```
     pub fn try_imap_unordered<'a, F, T, E, I>(
         &'a self,

@@ -66,7 +66,7 @@ pub(crate) struct Completion<T> {
 
 fn run_guarded(what: &str, f: impl FnOnce()) {
     if std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).is_err() {
-        log::error!("multiprocessing: a pool {what} panicked; the panic was contained");
+        log::error!("multiproc: a pool {what} panicked; the panic was contained");
     }
 }
 
@@ -304,7 +304,7 @@ impl<R: DeserializeOwned + Send + 'static> Sink for ApplyJob<R> {
 /// `AsyncResult`): wait for it, poll it, attach callbacks, or `.await` it.
 ///
 /// ```
-/// use multiprocessing::Pool;
+/// use multiproc::Pool;
 ///
 /// fn square(x: u64) -> u64 {
 ///     x * x
@@ -316,7 +316,7 @@ impl<R: DeserializeOwned + Send + 'static> Sink for ApplyJob<R> {
 /// assert!(r.ready());
 /// assert_eq!(r.successful()?, true);
 /// assert_eq!(r.get()?, 144);
-/// # Ok::<(), multiprocessing::Error>(())
+/// # Ok::<(), multiproc::Error>(())
 /// ```
 pub struct AsyncResult<R> {
     pub(crate) job: Arc<ApplyJob<R>>,
@@ -476,12 +476,12 @@ impl<R: DeserializeOwned + Send + 'static> Sink for MapJob<R> {
 /// order, or the first error. Ready as soon as any chunk fails, as in Python.
 ///
 /// ```
-/// use multiprocessing::Pool;
+/// use multiproc::Pool;
 ///
 /// let pool = Pool::new(2)?;
 /// let r = pool.map_async(|x: i32| x + 1, vec![1, 2, 3])?;
 /// assert_eq!(r.get()?, vec![2, 3, 4]);
-/// # Ok::<(), multiprocessing::Error>(())
+/// # Ok::<(), multiproc::Error>(())
 /// ```
 pub struct MapResult<R> {
     pub(crate) job: Arc<MapJob<R>>,

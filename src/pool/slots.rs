@@ -51,7 +51,7 @@ impl Slots {
     /// Fresh words for `count` workers.
     pub(crate) fn new(count: usize) -> Result<Slots> {
         let len = std::mem::size_of::<Header>() + count * std::mem::size_of::<Slot>();
-        let region = Region::new(c"multiprocessing-pool", len)?;
+        let region = Region::new(c"multiproc-pool", len)?;
         let slots = Slots { region, count };
         let h = slots.header();
         h.count.store(count as u64, SeqCst);

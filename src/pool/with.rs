@@ -20,7 +20,7 @@ impl Pool {
     /// `f` makes through interior mutability stays in its chunk's copy.
     ///
     /// ```
-    /// use multiprocessing::Pool;
+    /// use multiproc::Pool;
     /// use serde::{Deserialize, Serialize};
     ///
     /// #[derive(Clone, Serialize, Deserialize)]
@@ -33,14 +33,14 @@ impl Pool {
     /// let cfg = Config { offset: 1, scale: 10 };
     /// let out = pool.map_with(cfg, |c: &Config, x: u64| (x + c.offset) * c.scale, 0..5)?;
     /// assert_eq!(out, vec![10, 20, 30, 40, 50]);
-    /// # Ok::<(), multiprocessing::Error>(())
+    /// # Ok::<(), multiproc::Error>(())
     /// ```
     ///
     /// A closure that captures its configuration is refused at compile time; `map_with` is the
     /// way to pass it:
     ///
     /// ```compile_fail
-    /// let pool = multiprocessing::Pool::new(1).unwrap();
+    /// let pool = multiproc::Pool::new(1).unwrap();
     /// let k = 3u64;
     /// let _ = pool.map_with(2u64, move |c: &u64, x: u64| x * c * k, 0..5);
     /// ```

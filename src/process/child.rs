@@ -101,7 +101,7 @@ fn boot(sock: OwnedFd) -> ! {
 }
 
 fn fail(msg: &str) -> ! {
-    eprintln!("multiprocessing: {msg}");
+    eprintln!("multiproc: {msg}");
     sys::exit_now(1)
 }
 
@@ -264,6 +264,6 @@ pub(crate) fn send_outcome(sock: &OwnedFd, outcome: &Outcome, value: &[u8]) {
     if let Err(e @ (crate::Error::Io { .. } | crate::Error::Encode(_))) =
         frame::send(sock.as_fd(), &mut buf, &[])
     {
-        eprintln!("multiprocessing: cannot send the result to the parent: {e}");
+        eprintln!("multiproc: cannot send the result to the parent: {e}");
     }
 }

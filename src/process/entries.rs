@@ -65,7 +65,7 @@ where
         Ok(Ok(out)) => out.exit_code(),
         Ok(Err(_panic)) => 1,
         Err(e) => {
-            eprintln!("multiprocessing: cannot start the target: {e}");
+            eprintln!("multiproc: cannot start the target: {e}");
             1
         }
     }
@@ -122,7 +122,7 @@ where
 /// a [`Queue`](crate::Queue) or [`Connection`](crate::Connection), is a valid field).
 ///
 /// ```
-/// use multiprocessing::{Process, Queue, Run};
+/// use multiproc::{Process, Queue, Run};
 /// use serde::{Deserialize, Serialize};
 ///
 /// #[derive(Serialize, Deserialize)]
@@ -150,7 +150,7 @@ where
 /// counter.run(); // in this process, as Python's `p.run()`
 /// assert_eq!(out.get()?, 55);
 /// assert_eq!(counter.runs, 1);
-/// # Ok::<(), multiprocessing::Error>(())
+/// # Ok::<(), multiproc::Error>(())
 /// ```
 pub trait Run: Serialize + DeserializeOwned + 'static {
     /// What `run` returns: its [`ProcessOutput`] sets the child's exit code (`()` exits 0,
@@ -169,7 +169,7 @@ pub(crate) fn run_entry<T: Run>(start: ChildStart) -> i32 {
             Err(_panic) => 1,
         },
         Err(e) => {
-            eprintln!("multiprocessing: cannot start the target: {e}");
+            eprintln!("multiproc: cannot start the target: {e}");
             1
         }
     }

@@ -111,7 +111,7 @@ fn reap_orphan(gate: OwnedFd) {
             Ok(Some(_)) => {}
             _ => {
                 log::error!(
-                    "multiprocessing: a child of a replaced fork server did not report; it may be left"
+                    "multiproc: a child of a replaced fork server did not report; it may be left"
                 );
                 return;
             }
@@ -170,7 +170,7 @@ pub(crate) fn request(msg: &mut [u8], fds: &[RawFd]) -> Result<Started> {
             }
             Failure::Stalled => {
                 log::warn!(
-                    "multiprocessing: the fork server made no progress for {STALL_LIMIT:?}; replacing it"
+                    "multiproc: the fork server made no progress for {STALL_LIMIT:?}; replacing it"
                 );
                 Error::invalid(format!(
                     "the fork server made no progress for {STALL_LIMIT:?} (stopped or stuck), twice"
@@ -178,7 +178,7 @@ pub(crate) fn request(msg: &mut [u8], fds: &[RawFd]) -> Result<Started> {
             }
             Failure::Gone(e) => {
                 if retry {
-                    log::warn!("multiprocessing: the fork server died; starting a new one");
+                    log::warn!("multiproc: the fork server died; starting a new one");
                 }
                 e
             }

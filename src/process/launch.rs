@@ -94,7 +94,7 @@ fn warn_if_multithreaded() {
     let ours = usize::from(!sys::is_main_thread()) + 1;
     if threads > ours && !WARNED_THREADS.swap(true, Ordering::Relaxed) {
         log::warn!(
-            "multiprocessing: this process has {threads} threads; using the Fork start method \
+            "multiproc: this process has {threads} threads; using the Fork start method \
              may deadlock the child if another thread holds a lock. Forkserver or Spawn avoid it."
         );
     }
@@ -158,8 +158,8 @@ pub(crate) fn open_pidfd_or_reap(pid: i32) -> Result<Started> {
 /// sends the boot message on the other end of `boot`.
 pub(crate) fn exec_child(boot: OwnedFd) -> Result<Started> {
     // Everything the child needs is allocated before the fork: after it, only system calls.
-    let argv0 = std::env::args_os().next().unwrap_or_else(|| OsString::from("multiprocessing-child"));
-    let argv0 = CString::new(argv0.into_vec()).unwrap_or_else(|_| c"multiprocessing-child".to_owned());
+    let argv0 = std::env::args_os().next().unwrap_or_else(|| OsString::from("multiproc-child"));
+    let argv0 = CString::new(argv0.into_vec()).unwrap_or_else(|_| c"multiproc-child".to_owned());
     let mut env: Vec<CString> = std::env::vars_os()
         .filter(|(k, _)| k != BOOT_ENV)
         .filter_map(|(k, v)| {

@@ -31,13 +31,13 @@ pub(crate) fn on_stable_thread<R: Send + 'static>(job: impl FnOnce() -> R + Send
         let launcher = guard.get_or_insert_with(|| {
             let (tx, rx) = mpsc::channel::<Job>();
             std::thread::Builder::new()
-                .name("multiprocessing-launcher".into())
+                .name("multiproc-launcher".into())
                 .spawn(move || {
                     for job in rx {
                         job();
                     }
                 })
-                .expect("cannot start the multiprocessing launcher thread");
+                .expect("cannot start the multiproc launcher thread");
             Launcher { jobs: tx }
         });
         launcher.jobs.clone()
@@ -47,6 +47,6 @@ pub(crate) fn on_stable_thread<R: Send + 'static>(job: impl FnOnce() -> R + Send
         .send(Box::new(move || {
             let _ = done_tx.send(job());
         }))
-        .expect("the multiprocessing launcher thread is gone");
-    done_rx.recv().expect("the multiprocessing launcher thread dropped a job")
+        .expect("the multiproc launcher thread is gone");
+    done_rx.recv().expect("the multiproc launcher thread dropped a job")
 }

@@ -148,7 +148,7 @@ struct Inner {
 /// `Process` is made. A `Process` is a cheap handle: clones refer to the same child.
 ///
 /// ```
-/// use multiprocessing::Process;
+/// use multiproc::Process;
 ///
 /// fn square(n: u64) {
 ///     println!("The Square is {}", n * n);
@@ -158,7 +158,7 @@ struct Inner {
 /// p.start()?;
 /// let status = p.join()?;
 /// assert_eq!(status.exitcode(), 0);
-/// # Ok::<(), multiprocessing::Error>(())
+/// # Ok::<(), multiproc::Error>(())
 /// ```
 #[derive(Clone)]
 pub struct Process {
@@ -201,7 +201,7 @@ impl Process {
     /// child calls `run` on its decoded copy, under whichever start method the process uses.
     ///
     /// ```
-    /// use multiprocessing::{Process, Run, StartMethod};
+    /// use multiproc::{Process, Run, StartMethod};
     /// use serde::{Deserialize, Serialize};
     ///
     /// #[derive(Serialize, Deserialize)]
@@ -216,7 +216,7 @@ impl Process {
     ///
     /// let p = Process::from_run(&Exit(3)).start_method(StartMethod::Spawn).start()?;
     /// assert_eq!(p.join()?.exitcode(), 1);
-    /// # Ok::<(), multiprocessing::Error>(())
+    /// # Ok::<(), multiproc::Error>(())
     /// ```
     pub fn from_run<T: RunProcess>(value: &T) -> Process {
         Self::from_entry(EntryOffset::of(entries::run_entry::<T>), encode_args(value))
@@ -527,9 +527,9 @@ impl fmt::Debug for Process {
 /// fn cube(n: u64) -> u64 {
 ///     n * n * n
 /// }
-/// let handle = multiprocessing::spawn(cube, (5,))?;
+/// let handle = multiproc::spawn(cube, (5,))?;
 /// assert_eq!(handle.join()?, 125);
-/// # Ok::<(), multiprocessing::Error>(())
+/// # Ok::<(), multiproc::Error>(())
 /// ```
 pub struct JoinHandle<R> {
     process: Process,

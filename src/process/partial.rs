@@ -22,7 +22,7 @@ use std::fmt;
 /// as arguments may.
 ///
 /// ```
-/// use multiprocessing::partial;
+/// use multiproc::partial;
 /// use serde::{Deserialize, Serialize};
 ///
 /// #[derive(Clone, Serialize, Deserialize)]
@@ -37,7 +37,7 @@ use std::fmt;
 /// let times3 = partial(scaled, Scale { factor: 3 });
 /// assert_eq!(times3.call((5,)), 15); // here, as Python's `p(5)`
 /// assert_eq!(times3.spawn((7,))?.join()?, 21); // in a child
-/// # Ok::<(), multiprocessing::Error>(())
+/// # Ok::<(), multiproc::Error>(())
 /// ```
 pub struct Partial<F, C> {
     f: F,
@@ -51,7 +51,7 @@ pub struct Partial<F, C> {
 ///
 /// ```compile_fail
 /// let k = 3u64;
-/// let _ = multiprocessing::partial(move |c: &u64, x: u64| x * c * k, 2u64);
+/// let _ = multiproc::partial(move |c: &u64, x: u64| x * c * k, 2u64);
 /// ```
 pub fn partial<F, C, A>(f: F, ctx: C) -> Partial<F, C>
 where
@@ -137,7 +137,7 @@ impl Process {
     /// [`partial`]).
     ///
     /// ```
-    /// use multiprocessing::{Process, Queue, StartMethod};
+    /// use multiproc::{Process, Queue, StartMethod};
     ///
     /// fn greet(prefix: &String, name: String, out: Queue<String>) {
     ///     out.put(format!("{prefix} {name}")).unwrap();
@@ -149,7 +149,7 @@ impl Process {
     ///     .start()?;
     /// assert_eq!(out.get()?, "hello bob");
     /// assert!(p.join()?.success());
-    /// # Ok::<(), multiprocessing::Error>(())
+    /// # Ok::<(), multiproc::Error>(())
     /// ```
     pub fn with_context<F, C, A>(target: F, ctx: C, args: A) -> Process
     where

@@ -9,11 +9,11 @@ use std::fmt;
 /// plain `Vec<u8>` works too, but serde walks it one byte at a time.
 ///
 /// ```
-/// use multiprocessing::{Bytes, Queue};
+/// use multiproc::{Bytes, Queue};
 /// let q = Queue::new()?;
 /// q.put(Bytes(vec![1, 2, 3])).unwrap();
 /// assert_eq!(q.get().unwrap(), Bytes(vec![1, 2, 3]));
-/// # Ok::<(), multiprocessing::Error>(())
+/// # Ok::<(), multiproc::Error>(())
 /// ```
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Bytes(pub Vec<u8>);

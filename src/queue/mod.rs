@@ -297,7 +297,7 @@ fn feed(shared: Arc<Shared>) {
 /// argument.
 ///
 /// ```
-/// use multiprocessing::{Process, Queue};
+/// use multiproc::{Process, Queue};
 ///
 /// fn produce(q: Queue<u64>) {
 ///     for i in 0..3 {
@@ -305,7 +305,7 @@ fn feed(shared: Arc<Shared>) {
 ///     }
 /// }
 ///
-/// # fn main() -> multiprocessing::Result<()> {
+/// # fn main() -> multiproc::Result<()> {
 /// let q = Queue::new()?;
 /// let p = Process::new(produce, (q.clone(),)).start()?;
 /// let got: Vec<u64> = (0..3).map(|_| q.get().unwrap()).collect();
@@ -629,11 +629,11 @@ impl<'de, T: Serialize + DeserializeOwned> Deserialize<'de> for Queue<T> {
 /// `close`.
 ///
 /// ```
-/// let q = multiprocessing::SimpleQueue::new()?;
+/// let q = multiproc::SimpleQueue::new()?;
 /// q.put("a".to_string()).unwrap();
 /// assert_eq!(q.get().unwrap(), "a");
 /// assert!(q.empty());
-/// # Ok::<(), multiprocessing::Error>(())
+/// # Ok::<(), multiproc::Error>(())
 /// ```
 pub struct SimpleQueue<T>(Queue<T>);
 
@@ -698,13 +698,13 @@ impl<'de, T: Serialize + DeserializeOwned> Deserialize<'de> for SimpleQueue<T> {
 /// none. Derefs to [`Queue`] for the rest.
 ///
 /// ```
-/// let q = multiprocessing::JoinableQueue::new()?;
+/// let q = multiproc::JoinableQueue::new()?;
 /// q.put(1u8).unwrap();
 /// q.get().unwrap();
 /// q.task_done().unwrap();
 /// q.join();
 /// assert!(q.task_done().is_err());
-/// # Ok::<(), multiprocessing::Error>(())
+/// # Ok::<(), multiproc::Error>(())
 /// ```
 pub struct JoinableQueue<T>(Queue<T>);
 

@@ -13,9 +13,9 @@ use serde::{Deserialize, Serialize};
 use std::sync::OnceLock;
 
 const MAC_LEN: usize = 32;
-pub(crate) const TASK_LABEL: &[u8] = b"multiprocessing-redis-task";
-pub(crate) const RESULT_LABEL: &[u8] = b"multiprocessing-redis-result";
-pub(crate) const HELLO_LABEL: &[u8] = b"multiprocessing-redis-hello";
+pub(crate) const TASK_LABEL: &[u8] = b"multiproc-redis-task";
+pub(crate) const RESULT_LABEL: &[u8] = b"multiproc-redis-result";
+pub(crate) const HELLO_LABEL: &[u8] = b"multiproc-redis-hello";
 
 /// A task as the client writes it to the broker.
 #[derive(Serialize, Deserialize, Debug)]

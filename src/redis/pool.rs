@@ -120,7 +120,7 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 ///     x * x
 /// }
 ///
-/// let pool = multiprocessing::redis::PoolBuilder::new("redis://127.0.0.1:6379/0")
+/// let pool = multiproc::redis::PoolBuilder::new("redis://127.0.0.1:6379/0")
 ///     .name("squares")
 ///     .authkey(b"a secret both sides hold")
 ///     .processes(2)
@@ -128,7 +128,7 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 /// assert_eq!(pool.map(square, 1..4)?, vec![1, 4, 9]);
 /// pool.close();
 /// pool.join()?;
-/// # Ok::<(), multiprocessing::Error>(())
+/// # Ok::<(), multiproc::Error>(())
 /// ```
 ///
 /// On another machine, the same program joins the pool as a worker with
@@ -542,7 +542,7 @@ impl Backend for RedisBackend {
         let sender_link = Link::new(core.url.as_str(), self.window);
         let s2 = shared.clone();
         let c2 = core.clone();
-        let sender = std::thread::Builder::new().name("multiprocessing-redis-send".into()).spawn(move || {
+        let sender = std::thread::Builder::new().name("multiproc-redis-send".into()).spawn(move || {
             let Ok(mut link) = sender_link else { return };
             let mut seen = (Phase::Running, 0usize);
             while !c2.stop.load(Ordering::Acquire) {
@@ -702,12 +702,12 @@ impl RedisBackend {
         let r: ResultMsg = match message::open(&core.authkey, message::RESULT_LABEL, msg) {
             Ok(r) => r,
             Err(e) => {
-                log::error!("multiprocessing: ignoring a result on the broker: {e}");
+                log::error!("multiproc: ignoring a result on the broker: {e}");
                 return;
             }
         };
         if r.pool != core.name {
-            log::error!("multiprocessing: ignoring a result for pool {:?} on this pool's list", r.pool);
+            log::error!("multiproc: ignoring a result for pool {:?} on this pool's list", r.pool);
             return;
         }
         let Some((task, _)) = lock(&core.pending).remove(&r.id) else { return };
@@ -767,7 +767,7 @@ impl RedisBackend {
                     .query(c)
             })?;
         for why in refused {
-            log::error!("multiprocessing: a worker refused to serve pool {:?}: {why}", core.name);
+            log::error!("multiproc: a worker refused to serve pool {:?}: {why}", core.name);
         }
         let script = ::redis::Script::new(REAP);
         for w in workers {

@@ -345,7 +345,7 @@ impl Io {
                 f.writing = 0;
                 if let Err(e) = r {
                     log::error!(
-                        "multiprocessing: {} items put on the Redis queue {:?} were lost: {e}",
+                        "multiproc: {} items put on the Redis queue {:?} were lost: {e}",
                         batch.len(),
                         self.items
                     );
@@ -379,7 +379,7 @@ impl Io {
                 });
                 if let Err(e) = r {
                     log::error!(
-                        "multiprocessing: {} items taken ahead from the Redis queue {:?} were lost: {e}",
+                        "multiproc: {} items taken ahead from the Redis queue {:?} were lost: {e}",
                         back.len(),
                         self.items
                     );
@@ -1038,10 +1038,10 @@ macro_rules! queue_common {
 /// bound on the server and every get takes one item, so that the bound holds across processes.
 ///
 /// ```no_run
-/// let q = multiprocessing::redis::Queue::<u32>::open("redis://127.0.0.1:6379/0", "jobs")?;
+/// let q = multiproc::redis::Queue::<u32>::open("redis://127.0.0.1:6379/0", "jobs")?;
 /// q.put(7)?;
 /// assert_eq!(q.get()?, 7);
-/// # Ok::<(), multiprocessing::Error>(())
+/// # Ok::<(), multiproc::Error>(())
 /// ```
 pub struct Queue<T> {
     core: Arc<Core>,

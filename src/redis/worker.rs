@@ -138,11 +138,11 @@ unsafe fn serve_if_worker() {
     let value = value.to_string_lossy().into_owned();
     let (url, pool) = split_fragment(&value);
     let Some(pool) = pool.filter(|p| !p.is_empty()) else {
-        eprintln!("multiprocessing: {WORKER_ENV} must be URL#poolname, not {value:?}");
+        eprintln!("multiproc: {WORKER_ENV} must be URL#poolname, not {value:?}");
         std::process::exit(2);
     };
     let Some(authkey) = authkey else {
-        eprintln!("multiprocessing: a broker pool worker needs the pool's authkey in {AUTHKEY_ENV}");
+        eprintln!("multiproc: a broker pool worker needs the pool's authkey in {AUTHKEY_ENV}");
         std::process::exit(2);
     };
     let processes = std::env::var(PROCESSES_ENV).ok().and_then(|v| v.parse().ok()).unwrap_or(1u32).max(1);
@@ -183,7 +183,7 @@ struct Settings {
 }
 
 fn refuse(link: &mut Link, keys: &PoolKeys, why: &str) {
-    eprintln!("multiprocessing: {why}");
+    eprintln!("multiproc: {why}");
     let _ = link.call("reporting a refusal", true, None, |c| {
         ::redis::cmd("RPUSH").arg(keys.k("refused")).arg(why).query::<()>(c)
     });
@@ -211,7 +211,7 @@ fn join_pool(
         }) {
             Ok(m) => m,
             Err(e) => {
-                eprintln!("multiprocessing: broker pool worker {wid}: {e}");
+                eprintln!("multiproc: broker pool worker {wid}: {e}");
                 return Err(EXIT_BROKER);
             }
         };
@@ -254,7 +254,7 @@ fn join_pool(
         }
         if start.elapsed() > POOL_WAIT {
             eprintln!(
-                "multiprocessing: broker pool worker {wid}: no pool {:?} appeared within {POOL_WAIT:?}",
+                "multiproc: broker pool worker {wid}: no pool {:?} appeared within {POOL_WAIT:?}",
                 args.pool
             );
             return Err(EXIT_BROKER);
@@ -272,7 +272,7 @@ pub(crate) fn serve(args: &WorkerArgs) -> i32 {
     let mut link = match Link::new(&args.url, WORKER_WINDOW) {
         Ok(l) => l,
         Err(e) => {
-            eprintln!("multiprocessing: broker pool worker: {e}");
+            eprintln!("multiproc: broker pool worker: {e}");
             return 2;
         }
     };
@@ -287,7 +287,7 @@ pub(crate) fn serve(args: &WorkerArgs) -> i32 {
     let local = match builder.build() {
         Ok(p) => p,
         Err(e) => {
-            eprintln!("multiprocessing: broker pool worker {wid} cannot start its processes: {e}");
+            eprintln!("multiproc: broker pool worker {wid} cannot start its processes: {e}");
             return 1;
         }
     };
@@ -308,7 +308,7 @@ pub(crate) fn serve(args: &WorkerArgs) -> i32 {
             .query::<()>(c)
     });
     if let Err(e) = registered {
-        eprintln!("multiprocessing: broker pool worker {wid} lost the broker: {e}");
+        eprintln!("multiproc: broker pool worker {wid} lost the broker: {e}");
         local.terminate();
         return EXIT_BROKER;
     }
@@ -415,7 +415,7 @@ pub(crate) fn serve(args: &WorkerArgs) -> i32 {
         let taken = match taken {
             Ok(t) => t,
             Err(e) => {
-                eprintln!("multiprocessing: broker pool worker {wid} lost the broker: {e}");
+                eprintln!("multiproc: broker pool worker {wid} lost the broker: {e}");
                 code = EXIT_BROKER;
                 break;
             }
@@ -485,7 +485,7 @@ fn run_task(
         Ok(t) => t,
         Err(e) => {
             let why = format!("its message failed the authentication check, so it was not run ({e})");
-            eprintln!("multiprocessing: broker pool worker {wid} refused task {id}: {why}");
+            eprintln!("multiproc: broker pool worker {wid} refused task {id}: {why}");
             *inflight.0.lock().unwrap_or_else(|p| p.into_inner()) += 1;
             let _ =
                 tx.send(Done { id, outcome: Err(TaskError::new(TaskErrorKind::Cancelled, why)), took: None });
@@ -586,7 +586,7 @@ fn heartbeat_loop(
                 }
             }
             Err(e) => {
-                eprintln!("multiprocessing: broker pool worker {wid} lost the broker: {e}");
+                eprintln!("multiproc: broker pool worker {wid} lost the broker: {e}");
                 lost.store(true, Ordering::Release);
                 stop.store(true, Ordering::Release);
                 return;
@@ -666,7 +666,7 @@ fn result_loop(
                 });
                 if let Err(e) = r {
                     eprintln!(
-                        "multiprocessing: broker pool worker {wid} could not report task {}: {e}",
+                        "multiproc: broker pool worker {wid} could not report task {}: {e}",
                         done.id
                     );
                 }
@@ -683,7 +683,7 @@ fn result_loop(
             match message::seal(authkey, message::RESULT_LABEL, &msg) {
                 Ok(m) => acks.push((done.id, m)),
                 Err(e) => eprintln!(
-                    "multiprocessing: broker pool worker {wid} could not report task {}: {e}",
+                    "multiproc: broker pool worker {wid} could not report task {}: {e}",
                     done.id
                 ),
             }
@@ -700,7 +700,7 @@ fn result_loop(
             });
             if let Err(e) = r {
                 eprintln!(
-                    "multiprocessing: broker pool worker {wid} could not report {} results: {e}",
+                    "multiproc: broker pool worker {wid} could not report {} results: {e}",
                     acks.len()
                 );
             }

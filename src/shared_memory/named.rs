@@ -20,14 +20,14 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 /// A named shared-memory block.
 ///
 /// ```
-/// use multiprocessing::SharedMemory;
+/// use multiproc::SharedMemory;
 /// let shm = SharedMemory::create(None, 16)?;
 /// shm.write(0, b"hello")?;
 /// let other = SharedMemory::attach(shm.name())?;
 /// let mut buf = [0u8; 5];
 /// other.read(0, &mut buf)?;
 /// assert_eq!(&buf, b"hello");
-/// # Ok::<(), multiprocessing::Error>(())
+/// # Ok::<(), multiproc::Error>(())
 /// ```
 pub struct SharedMemory {
     name: String,

@@ -94,7 +94,7 @@ fn elements<T: Pod>(shared: &Shared<Header>) -> usize {
 #[inline]
 fn locked(lock: &RLock) -> RLockGuard<'_> {
     lock.acquire().unwrap_or_else(|died| {
-        log::warn!("multiprocessing: {died}; the shared value may be inconsistent");
+        log::warn!("multiproc: {died}; the shared value may be inconsistent");
         died.into_inner()
     })
 }
@@ -134,7 +134,7 @@ impl Drop for Loan<'_> {
 /// One `T` in shared memory, with a lock (Python's `multiprocessing.Value`).
 ///
 /// ```
-/// use multiprocessing::{Process, Value};
+/// use multiproc::{Process, Value};
 /// fn add(v: Value<i64>, n: i64) {
 ///     *v.lock() += n;
 /// }
@@ -144,7 +144,7 @@ impl Drop for Loan<'_> {
 /// // As in Python, the holder of `get_lock()` reads and writes the value.
 /// let _held = v.get_lock().acquire().unwrap();
 /// v.set(v.get() + 1);
-/// # Ok::<(), multiprocessing::Error>(())
+/// # Ok::<(), multiproc::Error>(())
 /// ```
 pub struct Value<T: Pod> {
     shared: Shared<Header>,
@@ -253,7 +253,7 @@ impl<T: Pod + fmt::Debug> fmt::Debug for ValueGuard<'_, T> {
 /// A fixed-length array of `T` in shared memory, with a lock (Python's `multiprocessing.Array`).
 ///
 /// ```
-/// let a = multiprocessing::Array::from_slice(&[1u32, 2, 3])?;
+/// let a = multiproc::Array::from_slice(&[1u32, 2, 3])?;
 /// a.set(0, 10)?;
 /// assert_eq!(a.to_vec(), vec![10, 2, 3]);
 /// a.lock().reverse();
@@ -264,7 +264,7 @@ impl<T: Pod + fmt::Debug> fmt::Debug for ValueGuard<'_, T> {
 ///     a.set(1, a.get(1).unwrap() + 1)?;
 /// }
 /// assert_eq!(a.to_vec(), vec![3, 3, 10]);
-/// # Ok::<(), multiprocessing::Error>(())
+/// # Ok::<(), multiproc::Error>(())
 /// ```
 pub struct Array<T: Pod> {
     shared: Shared<Header>,
@@ -400,14 +400,14 @@ impl<T: Pod + fmt::Debug> fmt::Debug for ArrayGuard<'_, T> {
 /// word may be seen half-written while another process writes it.
 ///
 /// ```
-/// use multiprocessing::{Process, RawValue};
+/// use multiproc::{Process, RawValue};
 /// fn publish(v: RawValue<u64>) {
 ///     v.set(42);
 /// }
 /// let v = RawValue::new(0u64)?;
 /// Process::new(publish, (v.clone(),)).start()?.join()?;
 /// assert_eq!(v.get(), 42);
-/// # Ok::<(), multiprocessing::Error>(())
+/// # Ok::<(), multiproc::Error>(())
 /// ```
 pub struct RawValue<T: Pod> {
     shared: Shared<Header>,
@@ -447,7 +447,7 @@ impl<T: Pod> RawValue<T> {
 /// reads and writes may interleave with other processes' writes.
 ///
 /// ```
-/// use multiprocessing::{Process, RawArray};
+/// use multiproc::{Process, RawArray};
 /// fn fill(a: RawArray<f64>, from: usize) {
 ///     for i in from..from + 2 {
 ///         a.set(i, i as f64 * 0.5).unwrap();
@@ -459,7 +459,7 @@ impl<T: Pod> RawValue<T> {
 ///     p.join()?;
 /// }
 /// assert_eq!(a.to_vec(), vec![0.0, 0.5, 1.0, 1.5]);
-/// # Ok::<(), multiprocessing::Error>(())
+/// # Ok::<(), multiproc::Error>(())
 /// ```
 pub struct RawArray<T: Pod> {
     shared: Shared<Header>,

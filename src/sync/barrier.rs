@@ -49,10 +49,10 @@ pub struct BrokenBarrier;
 /// A process-shared barrier (Python's `multiprocessing.Barrier`).
 ///
 /// ```
-/// let b = multiprocessing::Barrier::new(1)?;
+/// let b = multiproc::Barrier::new(1)?;
 /// assert_eq!(b.wait(), Ok(0)); // one party: released at once
 /// assert_eq!(b.parties(), 1);
-/// # Ok::<(), multiprocessing::Error>(())
+/// # Ok::<(), multiproc::Error>(())
 /// ```
 ///
 /// With an action and a default timeout (Python's `Barrier(parties, action, timeout)`), see
@@ -87,7 +87,7 @@ impl TryFrom<BarrierWire> for Barrier {
 /// Options for a [`Barrier`]: Python's `Barrier(parties, action=None, timeout=None)`.
 ///
 /// ```
-/// use multiprocessing::{Barrier, BrokenBarrier};
+/// use multiproc::{Barrier, BrokenBarrier};
 /// use std::sync::atomic::{AtomicU32, Ordering};
 /// use std::time::Duration;
 ///
@@ -107,7 +107,7 @@ impl TryFrom<BarrierWire> for Barrier {
 /// let b = Barrier::builder(2).timeout(Duration::from_millis(10)).build()?;
 /// assert_eq!(b.wait(), Err(BrokenBarrier));
 /// assert!(b.broken());
-/// # Ok::<(), multiprocessing::Error>(())
+/// # Ok::<(), multiproc::Error>(())
 /// ```
 #[derive(Debug)]
 #[must_use]
@@ -134,7 +134,7 @@ impl BarrierBuilder {
     ///
     /// ```compile_fail
     /// let n = 3u32;
-    /// let _ = multiprocessing::Barrier::builder(2).action(move || println!("{n}"));
+    /// let _ = multiproc::Barrier::builder(2).action(move || println!("{n}"));
     /// ```
     pub fn action<F: Target<(), Output = ()>>(mut self, action: F) -> Self {
         const { target::assert_zero_sized::<F>() };

@@ -78,7 +78,7 @@ enum Place<'a> {
 /// A process-shared condition variable with its own lock.
 ///
 /// ```
-/// use multiprocessing::Condition;
+/// use multiproc::Condition;
 /// use std::time::Duration;
 /// let cond = Condition::new()?;
 /// let guard = cond.acquire().unwrap();
@@ -86,7 +86,7 @@ enum Place<'a> {
 /// assert!(!notified);
 /// cond.notify_all()?;
 /// drop(guard);
-/// # Ok::<(), multiprocessing::Error>(())
+/// # Ok::<(), multiproc::Error>(())
 /// ```
 #[derive(Clone)]
 pub struct Condition {
@@ -181,7 +181,7 @@ impl Condition {
             }
         };
         let guard = self.lock.acquire().unwrap_or_else(|died| {
-            log::warn!("multiprocessing: {died}");
+            log::warn!("multiproc: {died}");
             died.into_inner()
         });
         (guard, notified)
@@ -263,7 +263,7 @@ impl Condition {
             None => {}
         }
         self.lock.acquire_async().await.unwrap_or_else(|died| {
-            log::warn!("multiprocessing: {died}");
+            log::warn!("multiproc: {died}");
             died.into_inner()
         })
     }

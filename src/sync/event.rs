@@ -27,12 +27,12 @@ const _: () = assert!(std::mem::size_of::<EventState>() == 8);
 /// A process-shared event (Python's `multiprocessing.Event`).
 ///
 /// ```
-/// let ev = multiprocessing::Event::new()?;
+/// let ev = multiproc::Event::new()?;
 /// assert!(!ev.wait_timeout(std::time::Duration::from_millis(1)));
 /// ev.set();
 /// assert!(ev.is_set());
 /// ev.wait();
-/// # Ok::<(), multiprocessing::Error>(())
+/// # Ok::<(), multiproc::Error>(())
 /// ```
 #[derive(Clone, Serialize, Deserialize)]
 pub struct Event {

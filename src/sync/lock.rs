@@ -100,14 +100,14 @@ fn wrap<G>(acquired: Acquired, guard: impl FnOnce() -> G) -> Option<LockResult<G
 /// A process-shared lock (Python's `multiprocessing.Lock`).
 ///
 /// ```
-/// use multiprocessing::Lock;
+/// use multiproc::Lock;
 /// let lock = Lock::new()?;
 /// {
 ///     let _guard = lock.acquire().unwrap();
 ///     // only one process at a time runs here
 /// }
 /// assert!(lock.try_acquire().unwrap().is_some());
-/// # Ok::<(), multiprocessing::Error>(())
+/// # Ok::<(), multiproc::Error>(())
 /// ```
 #[derive(Clone, Serialize, Deserialize)]
 pub struct Lock {
@@ -222,14 +222,14 @@ impl fmt::Debug for Lock {
 /// acquire it again; it is free once released as many times. Only the holder may release it.
 ///
 /// ```
-/// use multiprocessing::RLock;
+/// use multiproc::RLock;
 /// let lock = RLock::new()?;
 /// let a = lock.acquire().unwrap();
 /// let b = lock.acquire().unwrap(); // same thread: recursion
 /// drop(b);
 /// drop(a);
 /// assert!(lock.release().is_err()); // not held any more
-/// # Ok::<(), multiprocessing::Error>(())
+/// # Ok::<(), multiproc::Error>(())
 /// ```
 #[derive(Clone, Serialize, Deserialize)]
 pub struct RLock {

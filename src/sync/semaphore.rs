@@ -175,14 +175,14 @@ semaphore!(
     /// A process-shared counting semaphore (Python's `multiprocessing.Semaphore`).
     ///
     /// ```
-    /// let sem = multiprocessing::Semaphore::new(2)?;
+    /// let sem = multiproc::Semaphore::new(2)?;
     /// let a = sem.acquire();
     /// let b = sem.acquire();
     /// assert!(sem.try_acquire().is_none());
     /// drop(a);
     /// assert!(sem.try_acquire().is_some());
     /// # drop(b);
-    /// # Ok::<(), multiprocessing::Error>(())
+    /// # Ok::<(), multiproc::Error>(())
     /// ```
     Semaphore,
     SemaphoreGuard,
@@ -195,9 +195,9 @@ semaphore!(
     /// `multiprocessing.BoundedSemaphore`).
     ///
     /// ```
-    /// let sem = multiprocessing::BoundedSemaphore::new(1)?;
+    /// let sem = multiproc::BoundedSemaphore::new(1)?;
     /// assert!(sem.release().is_err());
-    /// # Ok::<(), multiprocessing::Error>(())
+    /// # Ok::<(), multiproc::Error>(())
     /// ```
     BoundedSemaphore,
     BoundedSemaphoreGuard,

@@ -17,7 +17,7 @@ thread_local! {
 }
 
 const OUTSIDE_SCOPE: &str = "a handle that owns a file descriptor can only be sent through \
-     multiprocessing itself (process arguments, pipes, queues), not with another serializer";
+     multiproc itself (process arguments, pipes, queues), not with another serializer";
 
 pub(super) struct EncodeScope {
     outer: Option<Vec<RawFd>>,
