@@ -15,14 +15,14 @@
 //!
 //! Waking: a receiver spins on its lane as the wait core allows ([`crate::sync::wait`]: only
 //! with two usable CPUs or more, only while the peer is not asleep, as long as recent spins
-//! paid), then sleeps. With one usable CPU it parks: it sets `reader_active` to
+//! paid), then sleeps. With one usable CPU, or with more runnable tasks than CPUs, it parks: it sets `reader_active` to
 //! [`wait::PARKED`] and sleeps on that word's futex, in slices after which it checks that the
 //! socket is not hung up; a sender that finds the flag parked after committing a record moves
-//! it back and wakes the futex (one system call a side). With more CPUs it sleeps in `poll` on
-//! the socket, as `poll` and [`wait`](super::wait) do: it clears `reader_active`, and a sender
-//! that finds it clear writes a doorbell (an empty frame, see [`frame::DOORBELL`]) to the
-//! socket, whose wake-up runs the receiver on the sender's CPU at once where a futex wake-up
-//! would wait for a busy CPU to come free. Both sides use
+//! it back and wakes the futex (one system call a side). With more CPUs, some idle, it sleeps on
+//! the socket (a blocking peek: the wait and the look at the socket's front in one call): it
+//! clears `reader_active`, and a sender that finds it clear writes a doorbell (an empty frame,
+//! see [`frame::DOORBELL`]) to the socket, whose wake-up runs the receiver on the sender's CPU
+//! at once where a futex wake-up would first wake an idle CPU. Both sides use
 //! sequentially consistent operations on `tail` and `reader_active`, so either the receiver sees
 //! the record before sleeping or the sender sees the receiver asleep. In a ping-pong on two
 //! idle CPUs both sides stay in the spin, so a round trip makes no system call; on one CPU
@@ -284,6 +284,12 @@ impl<'a> Lane<'a> {
         }
     }
 
+    /// Whether this lane's receiver is parked on its flag (not asleep on the socket).
+    #[cfg(test)]
+    pub(crate) fn receiver_parked(&self) -> bool {
+        self.h.reader_active.load(SeqCst) == wait::PARKED
+    }
+
     /// Whether a record is waiting.
     pub(crate) fn has_data(&self) -> bool {
         self.h.head.load(Relaxed) != self.h.tail.load(SeqCst)
@@ -389,6 +395,16 @@ pub(crate) enum SocketFront {
 /// what is left there (`Nothing` also once every doorbell rung is read: what may follow is then
 /// announced in the lane or makes the socket readable again).
 pub(crate) fn drain_bells(lane: &Lane<'_>, sock: BorrowedFd<'_>) -> Result<SocketFront> {
+    drain_bells_after(lane, sock, false)
+}
+
+/// Sleeps until the socket holds something (a doorbell, a frame, end-of-file), then drains
+/// doorbells as [`drain_bells`] does: the sleep and the first peek are one system call.
+pub(crate) fn wait_bells(lane: &Lane<'_>, sock: BorrowedFd<'_>) -> Result<SocketFront> {
+    drain_bells_after(lane, sock, true)
+}
+
+fn drain_bells_after(lane: &Lane<'_>, sock: BorrowedFd<'_>, mut wait: bool) -> Result<SocketFront> {
     let mut drained = 0;
     let front = loop {
         if drained != 0 && lane.h.bells.load(SeqCst) == lane.h.drained.load(SeqCst) + drained {
@@ -398,7 +414,18 @@ pub(crate) fn drain_bells(lane: &Lane<'_>, sock: BorrowedFd<'_>) -> Result<Socke
             break SocketFront::Nothing;
         }
         let mut hdr = [0u8; frame::HEADER_LEN];
-        match sys::peek_now(sock, &mut hdr) {
+        let peeked = if std::mem::take(&mut wait) {
+            match sys::peek_wait(sock, &mut hdr) {
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    sys::poll_readable(&[sock], None).map_err(Error::io("receiving a message"))?;
+                    sys::peek_now(sock, &mut hdr)
+                }
+                r => r,
+            }
+        } else {
+            sys::peek_now(sock, &mut hdr)
+        };
+        match peeked {
             Ok(0) => break SocketFront::EndOfFile,
             Ok(n) if n == hdr.len() && hdr == frame::DOORBELL => {
                 let mut fds = Vec::new();

@@ -187,7 +187,7 @@ const LOAD_EVERY: Duration = Duration::from_millis(5);
 
 /// Whether more tasks are runnable than there are CPUs online, as of at most [`LOAD_EVERY`]
 /// ago. False where that cannot be read.
-fn oversubscribed() -> bool {
+pub(crate) fn oversubscribed() -> bool {
     static CHECKED_MS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     static OVER: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
     if cfg!(miri) {
@@ -228,6 +228,8 @@ pub(crate) struct Spinner {
     /// for how long the next slow yield turns yields off.
     quiet_until: AtomicU64,
     quiet_ns: AtomicU64,
+    /// Slow yields in a row.
+    slow_yields: AtomicU32,
 }
 
 /// Waiting for a process-shared lock.
@@ -247,6 +249,7 @@ impl Spinner {
             skipped: AtomicU32::new(0),
             quiet_until: AtomicU64::new(0),
             quiet_ns: AtomicU64::new(0),
+            slow_yields: AtomicU32::new(0),
         }
     }
 
@@ -354,7 +357,7 @@ impl Spinner {
     /// slice (milliseconds), and the scheduler charges the yielder for it: its next wake-ups
     /// no longer preempt that work, so every later wait of the pair also lasts a time slice
     /// (measured here: a ping-pong on a CPU beside a busy loop did under 1,000 round trips a
-    /// second yielding every wait, about 30,000 with yields turned off as below). So a yield that took longer than [`YIELD_PAID`] turns
+    /// second yielding every wait, about 30,000 with yields turned off as below). So [`SLOW_YIELDS`] yields in a row that took longer than [`YIELD_PAID`] turn
     /// yields off for a while, [`YIELD_QUIET`] doubling up to [`YIELD_QUIET_MAX`] while they
     /// stay slow, and a quick one turns them back on for good.
     #[cold]
@@ -367,11 +370,18 @@ impl Spinner {
         let done = ready();
         let took = sys::monotonic_ns().saturating_sub(now);
         if took > YIELD_PAID.as_nanos() as u64 {
+            let slow = self.slow_yields.load(Relaxed) + 1;
+            self.slow_yields.store(slow, Relaxed);
+            if slow < SLOW_YIELDS {
+                return done;
+            }
+            self.slow_yields.store(0, Relaxed);
             let quiet = (self.quiet_ns.load(Relaxed) * 2)
                 .clamp(YIELD_QUIET.as_nanos() as u64, YIELD_QUIET_MAX.as_nanos() as u64);
             self.quiet_ns.store(quiet, Relaxed);
             self.quiet_until.store(now + took + quiet, Relaxed);
         } else {
+            self.slow_yields.store(0, Relaxed);
             self.quiet_ns.store(0, Relaxed);
         }
         done
@@ -381,6 +391,9 @@ impl Spinner {
 /// The longest yield that costs no more than the peer's turn (a message handled and answered:
 /// microseconds); another task's time slice takes at least 700 us.
 const YIELD_PAID: Duration = Duration::from_micros(100);
+/// Slow yields in a row that turn yields off: one alone may be an interrupt or a kernel
+/// thread's turn on an otherwise dedicated CPU.
+const SLOW_YIELDS: u32 = 2;
 /// How long yields stay off after the first slow one.
 const YIELD_QUIET: Duration = Duration::from_millis(50);
 /// The longest they stay off: a probe costs one time slice, so at most a few per second.
@@ -824,6 +837,27 @@ mod tests {
             ),
             "spins on while the peer runs"
         );
+    }
+
+    #[test]
+    fn one_slow_yield_keeps_yields_on_and_two_in_a_row_turn_them_off() {
+        let s = Spinner::new();
+        // `ready` runs inside the timed yield, so a slow one stands for a yield that gave the
+        // CPU away for longer than the peer's turn.
+        let slow = || {
+            std::thread::sleep(YIELD_PAID * 3);
+            false
+        };
+        let quiet = |s: &Spinner| sys::monotonic_ns() < s.quiet_until.load(Relaxed);
+        assert!(!s.yield_once(slow));
+        assert!(!quiet(&s), "one slow yield (an interrupt, a kernel thread) turned yields off");
+        assert!(!s.yield_once(|| false), "a quick yield");
+        assert!(!s.yield_once(slow));
+        assert!(!quiet(&s), "a quick yield between two slow ones starts the count again");
+        assert!(!s.yield_once(slow));
+        assert!(quiet(&s), "two slow yields in a row turn yields off");
+        // While they are off, a wait does not yield (nor look at `ready`).
+        assert!(!s.yield_once(|| true));
     }
 
     #[test]

@@ -169,6 +169,26 @@ pub(crate) fn peek_now(sock: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<usize
     }
 }
 
+/// Waits until `sock` holds data (or end-of-file, or an error), then copies its front into
+/// `buf` without taking it: `poll` and a peek in one call. `WouldBlock` where the socket was
+/// made non-blocking (an async user of the same file), which the caller then polls.
+pub(crate) fn peek_wait(sock: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<usize> {
+    loop {
+        // SAFETY: `buf` is valid for writes of `buf.len()` bytes for the duration of the call.
+        let r = syscall!(recv(
+            sock.as_raw_fd(),
+            buf.as_mut_ptr() as *mut libc::c_void,
+            buf.len(),
+            libc::MSG_PEEK
+        ));
+        match r {
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+            Ok(n) => return Ok(n as usize),
+        }
+    }
+}
+
 /// Whether the peer of a connected stream socket is gone: it closed its end (every copy of
 /// it), exited, or the socket was shut down both ways. Never waits.
 pub(crate) fn hung_up(sock: BorrowedFd<'_>) -> bool {
