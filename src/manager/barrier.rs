@@ -6,7 +6,7 @@
 
 use super::protocol::{decode, encode_into, RemoteError, RemoteErrorKind};
 use super::proxy::BaseProxy;
-use super::registry::{deadline, CallCx, Served};
+use super::registry::{deadline, Call, Reply, Served};
 use crate::error::Result;
 use std::marker::PhantomData;
 use std::sync::{Arc, Condvar, Mutex};
@@ -57,13 +57,7 @@ methods! {
 }
 
 impl Served for ServedBarrier {
-    fn call(
-        &self,
-        cx: &CallCx<'_>,
-        method: &str,
-        args: &[u8],
-        out: &mut Vec<u8>,
-    ) -> std::result::Result<(), RemoteError> {
+    fn call(&self, Call { cx, method, args, out }: Call<'_, '_>) -> Reply {
         let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
         match BarrierMethod::parse(method, "Barrier")? {
             BarrierMethod::Wait => {

@@ -8,7 +8,7 @@
 use super::lock::{acquire_deadline, acquirer_methods, AcquireGuard};
 use super::protocol::{decode, encode_into, RemoteError, RemoteErrorKind};
 use super::proxy::BaseProxy;
-use super::registry::{deadline, CallCx, Served};
+use super::registry::{deadline, Call, Reply, Served};
 use crate::error::Result;
 use std::collections::{HashSet, VecDeque};
 use std::marker::PhantomData;
@@ -50,13 +50,7 @@ methods! {
 }
 
 impl Served for ServedCondition {
-    fn call(
-        &self,
-        cx: &CallCx<'_>,
-        method: &str,
-        args: &[u8],
-        out: &mut Vec<u8>,
-    ) -> std::result::Result<(), RemoteError> {
+    fn call(&self, Call { cx, method, args, out }: Call<'_, '_>) -> Reply {
         let me = cx.conn;
         let st = self.state.lock().unwrap_or_else(|p| p.into_inner());
         match ConditionMethod::parse(method, "Condition")? {

@@ -9,7 +9,7 @@
 //! method leaves the server running.
 
 use super::protocol::{self, RemoteError, RemoteErrorKind};
-use super::registry::{CallCx, Served, ServedObject};
+use super::registry::{Call, Reply, Served, ServedObject};
 use serde::{Deserialize, Serialize};
 use std::panic::AssertUnwindSafe;
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
@@ -29,13 +29,7 @@ pub trait Registered: Sized + Send + Sync + 'static {
 struct CustomObject<T>(RwLock<T>);
 
 impl<T: Registered> Served for CustomObject<T> {
-    fn call(
-        &self,
-        _cx: &CallCx<'_>,
-        method: &str,
-        args: &[u8],
-        out: &mut Vec<u8>,
-    ) -> Result<(), RemoteError> {
+    fn call(&self, Call { cx: _, method, args, out }: Call<'_, '_>) -> Reply {
         match std::panic::catch_unwind(AssertUnwindSafe(|| T::dispatch(&self.0, method, args, out))) {
             Ok(r) => r,
             Err(payload) => {

@@ -3,7 +3,7 @@
 use super::list::write_seq;
 use super::protocol::{decode, encode_into, push_varint, RemoteError};
 use super::proxy::{decode_reply, BaseProxy};
-use super::registry::{CallCx, Served};
+use super::registry::{Call, Reply, Served};
 use super::wire_bytes::{encode_one, Bytes};
 use crate::error::Result;
 use indexmap::IndexMap;
@@ -58,13 +58,7 @@ methods! {
 }
 
 impl Served for ServedDict {
-    fn call(
-        &self,
-        _cx: &CallCx<'_>,
-        method: &str,
-        args: &[u8],
-        out: &mut Vec<u8>,
-    ) -> std::result::Result<(), RemoteError> {
+    fn call(&self, Call { cx: _, method, args, out }: Call<'_, '_>) -> Reply {
         let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
         match DictMethod::parse(method, "dict")? {
             DictMethod::Get => put_option(out, map.get(args).map(|v| &**v)),

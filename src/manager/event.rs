@@ -1,8 +1,8 @@
 //! `Event` kept in a manager's server: [`EventProxy`] (Python's `manager.Event()`).
 
-use super::protocol::{decode, encode_into, RemoteError};
+use super::protocol::{decode, encode_into};
 use super::proxy::BaseProxy;
-use super::registry::{deadline, CallCx, Served};
+use super::registry::{deadline, Call, Reply, Served};
 use crate::error::Result;
 use std::marker::PhantomData;
 use std::sync::{Arc, Condvar, Mutex};
@@ -30,13 +30,7 @@ methods! {
 }
 
 impl Served for ServedEvent {
-    fn call(
-        &self,
-        cx: &CallCx<'_>,
-        method: &str,
-        args: &[u8],
-        out: &mut Vec<u8>,
-    ) -> std::result::Result<(), RemoteError> {
+    fn call(&self, Call { cx, method, args, out }: Call<'_, '_>) -> Reply {
         let mut flag = self.flag.lock().unwrap_or_else(|p| p.into_inner());
         match EventMethod::parse(method, "Event")? {
             EventMethod::Set => {

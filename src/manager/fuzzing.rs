@@ -34,8 +34,9 @@ pub fn manager_request(data: &[u8]) {
     let Ok((_peer, sock)) = sys::socketpair() else { return };
     let cx = CallCx { conn: 1, sock: sock.as_fd(), undo: Default::default() };
     let mut out = Vec::new();
-    let _ = obj.call(&cx, method, args, &mut out);
-    let _ = obj.call(&cx, method, args, &mut out);
+    for _ in 0..2 {
+        let _ = obj.call(registry::Call { cx: &cx, method, args, out: &mut out });
+    }
 }
 
 #[cfg(test)]

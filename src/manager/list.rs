@@ -2,7 +2,7 @@
 
 use super::protocol::{self, decode, encode_into, push_varint, RemoteError, RemoteErrorKind};
 use super::proxy::{decode_reply, BaseProxy};
-use super::registry::{CallCx, Served};
+use super::registry::{Call, Reply, Served};
 use super::wire_bytes::{encode_items, encode_one, Bytes};
 use crate::error::Result;
 use serde::de::DeserializeOwned;
@@ -67,13 +67,7 @@ methods! {
 }
 
 impl Served for ServedList {
-    fn call(
-        &self,
-        _cx: &CallCx<'_>,
-        method: &str,
-        args: &[u8],
-        out: &mut Vec<u8>,
-    ) -> std::result::Result<(), RemoteError> {
+    fn call(&self, Call { cx: _, method, args, out }: Call<'_, '_>) -> Reply {
         let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
         let len = st.items.len();
         let mutated = match ListMethod::parse(method, "list")? {

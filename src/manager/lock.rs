@@ -7,7 +7,7 @@
 
 use super::protocol::{decode, encode_into, RemoteError, RemoteErrorKind};
 use super::proxy::BaseProxy;
-use super::registry::{deadline, CallCx, Served};
+use super::registry::{deadline, Call, Reply, Served};
 use crate::error::Result;
 use std::marker::PhantomData;
 use std::sync::{Arc, Condvar, Mutex};
@@ -50,13 +50,7 @@ methods! {
 }
 
 impl Served for ServedLock {
-    fn call(
-        &self,
-        cx: &CallCx<'_>,
-        method: &str,
-        args: &[u8],
-        out: &mut Vec<u8>,
-    ) -> std::result::Result<(), RemoteError> {
+    fn call(&self, Call { cx, method, args, out }: Call<'_, '_>) -> Reply {
         let st = self.state.lock().unwrap_or_else(|p| p.into_inner());
         match LockMethod::parse(method, if self.reentrant { "RLock" } else { "Lock" })? {
             LockMethod::Acquire => {

@@ -3,7 +3,7 @@
 
 use super::protocol::{decode, encode_into, RemoteError, RemoteErrorKind};
 use super::proxy::{decode_reply, BaseProxy};
-use super::registry::{CallCx, Served};
+use super::registry::{Call, Reply, Served};
 use super::wire_bytes::{encode_one, Bytes};
 use crate::error::Result;
 use indexmap::IndexMap;
@@ -40,13 +40,7 @@ methods! {
 }
 
 impl Served for ServedNamespace {
-    fn call(
-        &self,
-        _cx: &CallCx<'_>,
-        method: &str,
-        args: &[u8],
-        out: &mut Vec<u8>,
-    ) -> std::result::Result<(), RemoteError> {
+    fn call(&self, Call { cx: _, method, args, out }: Call<'_, '_>) -> Reply {
         let mut attrs = self.attrs.lock().unwrap_or_else(|p| p.into_inner());
         match NamespaceMethod::parse(method, "Namespace")? {
             NamespaceMethod::Get => {

@@ -7,7 +7,7 @@
 
 use super::protocol::{decode, encode_into, RemoteError, RemoteErrorKind};
 use super::proxy::BaseProxy;
-use super::registry::{deadline, CallCx, Served};
+use super::registry::{deadline, Call, Reply, Served};
 use super::wire_bytes::{encode_one, Bytes};
 use crate::error::Result;
 use serde::de::DeserializeOwned;
@@ -66,13 +66,7 @@ methods! {
 }
 
 impl Served for ServedQueue {
-    fn call(
-        &self,
-        cx: &CallCx<'_>,
-        method: &str,
-        args: &[u8],
-        out: &mut Vec<u8>,
-    ) -> std::result::Result<(), RemoteError> {
+    fn call(&self, Call { cx, method, args, out }: Call<'_, '_>) -> Reply {
         let st = self.state.lock().unwrap_or_else(|p| p.into_inner());
         match QueueMethod::parse(method, "Queue")? {
             QueueMethod::Put => {

@@ -14,12 +14,27 @@ use std::time::{Duration, Instant};
 
 /// An object living in the server: answers calls by method name.
 pub(crate) trait Served: Send + Sync + 'static {
-    /// Calls `method` with encoded `args`, appending the encoded result to `out`.
-    fn call(&self, cx: &CallCx<'_>, method: &str, args: &[u8], out: &mut Vec<u8>) -> Result<(), RemoteError>;
+    /// Runs one method call: `method` with encoded `args`, the encoded result appended to `out`.
+    fn call(&self, call: Call<'_, '_>) -> Reply;
 
     /// Connection `conn` closed: release whatever it held (locks).
     fn disconnected(&self, _conn: u64) {}
 }
+
+/// One method call, as an object serves it.
+pub(crate) struct Call<'c, 'a> {
+    /// The calling connection.
+    pub(crate) cx: &'c CallCx<'a>,
+    /// The method's name on the wire.
+    pub(crate) method: &'c str,
+    /// Its encoded arguments.
+    pub(crate) args: &'c [u8],
+    /// Where its encoded result goes.
+    pub(crate) out: &'c mut Vec<u8>,
+}
+
+/// What serving a call gives: the result is in [`Call::out`].
+pub(crate) type Reply = Result<(), RemoteError>;
 
 /// The calling connection, as an object method sees it.
 pub(crate) struct CallCx<'a> {

@@ -4,7 +4,7 @@
 use super::lock::{acquire_deadline, acquirer_methods, AcquireGuard};
 use super::protocol::{decode, encode_into, RemoteError, RemoteErrorKind};
 use super::proxy::BaseProxy;
-use super::registry::{CallCx, Served};
+use super::registry::{Call, Reply, Served};
 use crate::error::Result;
 use std::marker::PhantomData;
 use std::sync::{Arc, Condvar, Mutex};
@@ -37,13 +37,7 @@ methods! {
 }
 
 impl Served for ServedSemaphore {
-    fn call(
-        &self,
-        cx: &CallCx<'_>,
-        method: &str,
-        args: &[u8],
-        out: &mut Vec<u8>,
-    ) -> std::result::Result<(), RemoteError> {
+    fn call(&self, Call { cx, method, args, out }: Call<'_, '_>) -> Reply {
         let v = self.value.lock().unwrap_or_else(|p| p.into_inner());
         match SemaphoreMethod::parse(method, "Semaphore")? {
             SemaphoreMethod::Acquire => {

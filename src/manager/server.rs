@@ -130,7 +130,7 @@ impl Server {
         match req {
             Request::Call { id, method } => {
                 let obj = self.object(id)?;
-                obj.call(cx, method, args, out)?;
+                obj.call(registry::Call { cx, method, args, out })?;
             }
             Request::Create { typeid, ctor } => {
                 self.sweep_tickets();

@@ -4,7 +4,7 @@
 use super::list::write_seq;
 use super::protocol::{decode, encode_into, RemoteError, RemoteErrorKind};
 use super::proxy::{decode_reply, BaseProxy};
-use super::registry::{CallCx, Served};
+use super::registry::{Call, Reply, Served};
 use super::wire_bytes::{encode_one, Bytes};
 use crate::error::Result;
 use serde::de::DeserializeOwned;
@@ -43,13 +43,7 @@ methods! {
 }
 
 impl Served for ServedValue {
-    fn call(
-        &self,
-        _cx: &CallCx<'_>,
-        method: &str,
-        args: &[u8],
-        out: &mut Vec<u8>,
-    ) -> std::result::Result<(), RemoteError> {
+    fn call(&self, Call { cx: _, method, args, out }: Call<'_, '_>) -> Reply {
         let mut v = self.value.lock().unwrap_or_else(|p| p.into_inner());
         match ValueMethod::parse(method, "Value")? {
             ValueMethod::Get => out.extend_from_slice(&v),
@@ -110,13 +104,7 @@ impl ServedArray {
 }
 
 impl Served for ServedArray {
-    fn call(
-        &self,
-        _cx: &CallCx<'_>,
-        method: &str,
-        args: &[u8],
-        out: &mut Vec<u8>,
-    ) -> std::result::Result<(), RemoteError> {
+    fn call(&self, Call { cx: _, method, args, out }: Call<'_, '_>) -> Reply {
         let mut items = self.items.lock().unwrap_or_else(|p| p.into_inner());
         let out_of_range = || RemoteError::new(RemoteErrorKind::Index, "array index out of range");
         match ArrayMethod::parse(method, "Array")? {
