@@ -22,7 +22,7 @@ fn wait_for_word(conn: Connection) -> String {
 #[test]
 fn join_handle_fd_is_readable_exactly_when_the_child_has_ended() {
     for m in METHODS {
-        let (here, there) = Pipe::new(true).unwrap();
+        let (here, there) = Pipe::duplex().unwrap();
         let h = get_context(Some(m)).spawn(wait_for_word, (there,)).unwrap();
         assert_eq!(h.as_fd().as_raw_fd(), h.as_raw_fd(), "{m}");
         assert_eq!(h.as_raw_fd(), h.process().sentinel().unwrap().as_raw_fd(), "{m}");

@@ -95,7 +95,7 @@ fn square_plus(x: u64) -> (u64, u32) {
 
 /// A second handle on the same end (its descriptors duplicated through a pipe).
 fn copy_of(conn: &Connection) -> Connection {
-    let (a, b) = Pipe::new(true).unwrap();
+    let (a, b) = Pipe::duplex().unwrap();
     a.send(conn).unwrap();
     b.recv().unwrap()
 }
@@ -178,7 +178,7 @@ fn a_killed_process_loses_only_its_own_work_and_nothing_hangs() {
         let manager = Manager::start().unwrap();
         let list: ListProxy<u64> = manager.list::<u64>([]).unwrap();
         let q: Queue<Item> = Queue::new().unwrap();
-        let (out, out_writer) = Pipe::new(false).unwrap();
+        let (out, out_writer) = Pipe::one_way().unwrap();
         let stop = Event::new().unwrap();
         let value = Value::new(0u64).unwrap();
 
@@ -266,8 +266,7 @@ fn a_killed_process_loses_only_its_own_work_and_nothing_hangs() {
                         assert!(h.join().is_err(), "a killed locker reports its death");
                         kills.lockers += 1;
                     }
-                    lockers[i] =
-                        Some(multiproc::spawn(increment, (value.clone(), stop.clone())).unwrap());
+                    lockers[i] = Some(multiproc::spawn(increment, (value.clone(), stop.clone())).unwrap());
                 }
                 4 if killed_appenders.is_empty() => {
                     let i = rng.below(appenders.len() as u64) as usize;

@@ -122,8 +122,7 @@ fn scenarios() -> multiproc::Result<()> {
     let mut any: Vec<u64> = p.imap_unordered(square, 0..500u64)?.collect::<multiproc::Result<_>>()?;
     any.sort_unstable();
     assert_eq!(any, want[..500]);
-    let chunked: Vec<u64> =
-        p.imap_chunked(square, 0u64.., 7)?.take(100).collect::<multiproc::Result<_>>()?;
+    let chunked: Vec<u64> = p.imap_chunked(square, 0u64.., 7)?.take(100).collect::<multiproc::Result<_>>()?;
     assert_eq!(chunked, want[..100]);
     println!("imap ok");
 
@@ -176,7 +175,7 @@ fn scenarios() -> multiproc::Result<()> {
     assert_eq!(v, want[..100]);
     let f = ex.submit(boom, (4,))?;
     assert!(task_error(f.result()).message().contains("boom 4"));
-    ex.shutdown(true, false);
+    ex.shutdown();
     println!("executor ok");
     println!("{PASSED} {} ranks", workers + 1);
     Ok(())
@@ -248,7 +247,7 @@ fn two_hosts() -> multiproc::Result<()> {
     p.join()?;
     let ex = multiproc::mpi::PoolBuilder::new().build_executor()?;
     assert_eq!(ex.submit(add, (40, 2))?.result()?, 42);
-    ex.shutdown(true, false);
+    ex.shutdown();
     println!("two hosts ok: rank 0 on mpt-a, worker ranks on {hosts:?}");
     Ok(())
 }

@@ -232,7 +232,7 @@ fn consumer_killed_in_get() {
     let _g = serial();
     for method in METHODS {
         let q = Queue::new().unwrap();
-        let (a, b) = Pipe::new(true).unwrap();
+        let (a, b) = Pipe::duplex().unwrap();
         let p = start(method, blocked_get, (q.clone(), b));
         a.recv::<()>().unwrap();
         p.kill().unwrap();
@@ -353,8 +353,7 @@ fn small_puts_never_overtake_the_feeder_backlog() {
         // whose items nobody will read.
         q.cancel_join_thread();
         let count = 600u32;
-        let reader =
-            multiproc::get_context(Some(method)).spawn(take_in_order, (q.clone(), count)).unwrap();
+        let reader = multiproc::get_context(Some(method)).spawn(take_in_order, (q.clone(), count)).unwrap();
         for k in 0..count {
             let len = if k % 2 == 0 { 40 * 1024 } else { 8 };
             let mut item = vec![0u8; len];
@@ -448,7 +447,7 @@ fn locks_values_connections_and_queues_travel_through_a_queue() {
             let replies = Queue::new().unwrap();
             let mut mine = Vec::new();
             for i in 0..n {
-                let (a, b) = Pipe::new(true).unwrap();
+                let (a, b) = Pipe::duplex().unwrap();
                 q.put((i, (lock.clone(), value.clone(), b, replies.clone()))).unwrap();
                 mine.push(a);
             }
@@ -467,7 +466,7 @@ fn locks_values_connections_and_queues_travel_through_a_queue() {
 #[test]
 fn handles_through_a_bounded_queue_and_a_joinable_queue() {
     let q: Queue<Connection> = Queue::with_maxsize(2).unwrap();
-    let (a, b) = Pipe::new(true).unwrap();
+    let (a, b) = Pipe::duplex().unwrap();
     q.put(b).unwrap();
     let b: Connection = q.get().unwrap();
     b.send(&"via a bounded queue").unwrap();

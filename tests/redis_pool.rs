@@ -113,7 +113,7 @@ fn executor_on_the_broker() {
         multiproc::as_completed(futures).map(|f| f.result()).collect::<Result<_, _>>().unwrap();
     done.sort();
     assert_eq!(done, vec![1, 4, 9]);
-    ex.shutdown(true, false);
+    ex.shutdown();
 }
 
 #[test]
@@ -176,8 +176,7 @@ fn report_then_sleep(marks: multiproc::redis::Queue<u32>, ms: u64) -> u32 {
 #[test]
 fn a_worker_killed_mid_task_has_its_task_run_again_and_one_result() {
     let Some(url) = url() else { return };
-    let marks: multiproc::redis::Queue<u32> =
-        multiproc::redis::Queue::open(&url, &unique("marks")).unwrap();
+    let marks: multiproc::redis::Queue<u32> = multiproc::redis::Queue::open(&url, &unique("marks")).unwrap();
     let pool = PoolBuilder::new(&url)
         .processes(2)
         .authkey(KEY)
@@ -254,8 +253,7 @@ fn redis_cli(url: &str, args: &[&str]) -> Option<String> {
 fn a_tampered_task_message_is_refused_and_never_run() {
     let Some(url) = url() else { return };
     let name = unique("tamper");
-    let marks: multiproc::redis::Queue<u32> =
-        multiproc::redis::Queue::open(&url, &unique("marks")).unwrap();
+    let marks: multiproc::redis::Queue<u32> = multiproc::redis::Queue::open(&url, &unique("marks")).unwrap();
     let pool = PoolBuilder::new(&url).name(&name).authkey(KEY).build().unwrap();
     let r = pool.apply_async(report_then_sleep, (marks.clone(), 0)).unwrap();
     // Change the last byte of the stored task (its arguments), as someone with write access
@@ -445,7 +443,7 @@ fn takes_a_connection(_c: multiproc::Connection) -> u32 {
 fn a_task_carrying_a_handle_is_refused_with_a_clear_error() {
     let Some(url) = url() else { return };
     let pool = PoolBuilder::new(&url).processes(1).authkey(KEY).build().unwrap();
-    let (a, _b) = multiproc::Pipe::new(true).unwrap();
+    let (a, _b) = multiproc::Pipe::duplex().unwrap();
     match pool.apply_async(takes_a_connection, (a,)).unwrap().get_timeout(Duration::from_secs(30)) {
         Err(Error::Task(e)) => {
             assert_eq!(e.kind(), TaskErrorKind::Codec, "{e}");

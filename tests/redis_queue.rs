@@ -183,7 +183,7 @@ fn bad_names_and_urls_are_clear_errors() {
     assert!(Queue::<u8>::open(&url, "").is_err());
     assert!(Queue::<u8>::open(&url, "a{b}").is_err());
     let q: Queue<Vec<u8>> = Queue::open(&url, &unique("handles")).unwrap();
-    let (a, _b) = multiproc::Pipe::new(true).unwrap();
+    let (a, _b) = multiproc::Pipe::duplex().unwrap();
     let hq: Queue<multiproc::Connection> = Queue::open(&url, &unique("handles2")).unwrap();
     assert!(matches!(hq.put(a), Err(PutError::Encode(..))));
     q.unlink().unwrap();

@@ -79,7 +79,7 @@ fn create_and_report(conn: multiproc::Connection) {
 #[test]
 fn a_killed_creators_block_is_swept_by_the_next_create() {
     for m in METHODS {
-        let (parent, child) = multiproc::Pipe::new(true).unwrap();
+        let (parent, child) = multiproc::Pipe::duplex().unwrap();
         let p = multiproc::Process::new(create_and_report, (child,)).start_method(m).start().unwrap();
         let name: String = parent.recv().unwrap();
         assert!(exists(&name));
@@ -108,9 +108,7 @@ fn raw_array_and_raw_value_are_shared_with_children() {
         let a = multiproc::RawArray::<u64>::zeroed(30).unwrap();
         let v = multiproc::RawValue::new(1u32).unwrap();
         let ps: Vec<_> = (0..3)
-            .map(|k| {
-                multiproc::Process::new(fill_stripe, (a.clone(), v.clone(), k)).start_method(m).start()
-            })
+            .map(|k| multiproc::Process::new(fill_stripe, (a.clone(), v.clone(), k)).start_method(m).start())
             .collect::<Result<_, _>>()
             .unwrap();
         for p in ps {
@@ -134,7 +132,7 @@ fn raw_forms_check_bounds_lengths_and_types() {
     assert!(multiproc::RawArray::<u8>::zeroed(0).unwrap().is_empty());
 
     // A handle arriving as another element type is refused.
-    let (x, y) = multiproc::Pipe::new(true).unwrap();
+    let (x, y) = multiproc::Pipe::duplex().unwrap();
     x.send(&multiproc::RawValue::new(5u64).unwrap()).unwrap();
     assert!(y.recv::<multiproc::RawArray<u32>>().is_err());
 }

@@ -30,6 +30,7 @@ use std::time::{Duration, Instant};
 /// `family`): a unix socket path, a name in Linux's abstract socket namespace (no file, nothing
 /// to clean up), or a TCP address.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[non_exhaustive]
 pub enum Address {
     /// A unix socket at a filesystem path (`AF_UNIX`).
     Unix(PathBuf),

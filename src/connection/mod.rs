@@ -58,31 +58,45 @@ pub struct Connection {
     turns: aio::Turns,
 }
 
-/// Python's `Pipe()`: a pair of connected [`Connection`]s.
+/// Python's `Pipe()`: a pair of connected [`Connection`]s, made by [`Pipe::duplex`] (Python's
+/// `Pipe()`, `Pipe(duplex=True)`) or [`Pipe::one_way`] (Python's `Pipe(duplex=False)`).
 #[derive(Debug)]
 pub struct Pipe;
 
 impl Pipe {
-    /// Two connected ends. With `duplex`, both send and receive; without, the first only
-    /// receives and the second only sends (Python's `Pipe(duplex=False)`).
+    /// Two connected ends that both send and receive (Python's `Pipe()`, whose `duplex`
+    /// defaults to true).
     ///
     /// ```
-    /// let (a, b) = multiproc::Pipe::new(true)?;
+    /// let (a, b) = multiproc::Pipe::duplex()?;
     /// a.send(&(1, "one".to_string()))?;
     /// let (n, s): (i32, String) = b.recv()?;
     /// assert_eq!((n, s.as_str()), (1, "one"));
+    /// b.send(&2)?;
+    /// assert_eq!(a.recv::<i32>()?, 2);
     /// # Ok::<(), multiproc::Error>(())
     /// ```
-    #[allow(clippy::new_ret_no_self)]
-    pub fn new(duplex: bool) -> Result<(Connection, Connection)> {
+    pub fn duplex() -> Result<(Connection, Connection)> {
         let (a, b) = sys::socketpair().map_err(Error::io("creating a pipe"))?;
         let (la, lb) = Lanes::pair()?;
-        if duplex {
-            Ok((Connection::new(a, true, true, Some(la)), Connection::new(b, true, true, Some(lb))))
-        } else {
-            sys::shutdown_write(a.as_fd()).map_err(Error::io("creating a pipe"))?;
-            Ok((Connection::new(a, true, false, Some(la)), Connection::new(b, false, true, Some(lb))))
-        }
+        Ok((Connection::new(a, true, true, Some(la)), Connection::new(b, true, true, Some(lb))))
+    }
+
+    /// Two connected ends, `(receiver, sender)`: the first only receives, the second only
+    /// sends (Python's `Pipe(duplex=False)`, in its order).
+    ///
+    /// ```
+    /// let (rx, tx) = multiproc::Pipe::one_way()?;
+    /// tx.send(&"one way")?;
+    /// assert_eq!(rx.recv::<String>()?, "one way");
+    /// assert!(rx.send(&"back").is_err(), "the receiving end cannot send");
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn one_way() -> Result<(Connection, Connection)> {
+        let (a, b) = sys::socketpair().map_err(Error::io("creating a pipe"))?;
+        let (la, lb) = Lanes::pair()?;
+        sys::shutdown_write(a.as_fd()).map_err(Error::io("creating a pipe"))?;
+        Ok((Connection::new(a, true, false, Some(la)), Connection::new(b, false, true, Some(lb))))
     }
 }
 
