@@ -45,7 +45,7 @@
 //! | `Pipe()`, `Pipe(duplex=False)`, `Connection` | [`Pipe::duplex`], [`Pipe::one_way`], [`Connection`] |
 //! | `connection.Listener`, `Client`, `wait` | [`connection::Listener`], [`connection::Client`], [`connection::wait`] |
 //! | `Queue`, `SimpleQueue`, `JoinableQueue` | [`Queue`], [`SimpleQueue`], [`JoinableQueue`] |
-//! | `queue.Empty`, `queue.Full` | [`GetError`], [`PutError`] |
+//! | `queue.Empty`, `queue.Full` | [`TryGetError::Empty`], [`TryPutError::Full`]; a timed-out `get(timeout=t)` / `put(obj, timeout=t)`: [`GetTimeoutError::Timeout`], [`PutTimeoutError::Timeout`] |
 //! | `Lock`, `RLock`, `Semaphore`, `BoundedSemaphore` | [`Lock`], [`RLock`], [`Semaphore`], [`BoundedSemaphore`] |
 //! | `Condition`, `Event`, `Barrier`, `BrokenBarrierError` | [`Condition`], [`Event`], [`Barrier`], [`BrokenBarrier`] |
 //! | `Value`, `Array`, `RawValue`, `RawArray` | [`Value`], [`Array`], [`RawValue`], [`RawArray`] |
@@ -158,7 +158,8 @@ pub use process::{
     RunProcess as Run, StartMethod, Target,
 };
 pub use queue::{
-    Bytes, GetError, JoinableQueue, PutError, Queue, SimpleQueue, TaskDoneError, DEFAULT_RING_BYTES,
+    Bytes, GetError, GetTimeoutError, JoinableQueue, PutError, PutTimeoutError, Queue, SimpleQueue,
+    TaskDoneError, TryGetError, TryPutError, DEFAULT_RING_BYTES,
 };
 pub use shared_memory::{Array, ArrayGuard, Pod, RawArray, RawValue, SharedMemory, Value, ValueGuard};
 pub use sync::{

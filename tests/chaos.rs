@@ -10,7 +10,7 @@
 //! replays a run (the seed is printed), `MP_CHAOS_TRACE` prints the driver's timing.
 
 use multiproc::manager::ListProxy;
-use multiproc::{Connection, Event, GetError, JoinHandle, Manager, Pipe, Pool, Process, Queue, Value};
+use multiproc::{Connection, Event, GetTimeoutError, JoinHandle, Manager, Pipe, Pool, Process, Queue, Value};
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
@@ -61,8 +61,8 @@ fn consume(q: Queue<Item>, out: Connection, stop: Event) {
     loop {
         match q.get_timeout(Duration::from_millis(50)) {
             Ok(item) => out.send(&item).unwrap(),
-            Err(GetError::Empty) if stop.is_set() => break,
-            Err(GetError::Empty) => {}
+            Err(GetTimeoutError::Timeout) if stop.is_set() => break,
+            Err(GetTimeoutError::Timeout) => {}
             Err(e) => panic!("consumer: {e}"),
         }
     }
