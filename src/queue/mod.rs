@@ -299,6 +299,18 @@ fn feed(shared: Arc<Shared>) {
 /// Clones are further handles to the same queue; a queue passes to a child as a process
 /// argument.
 ///
+/// Each form of `put` and `get` has its own error type, which names only what can happen to
+/// it: [`put`](Self::put) waits for room, so its [`PutError`] is never full;
+/// [`put_nowait`](Self::put_nowait)'s [`TryPutError`] adds `Full` (Python's `queue.Full`),
+/// [`put_timeout`](Self::put_timeout)'s [`PutTimeoutError`] adds `Timeout`; likewise
+/// [`GetError`], [`TryGetError`] (`Empty`, Python's `queue.Empty`) and [`GetTimeoutError`].
+/// A refused put hands the value back and leaves the queue as it was.
+///
+/// A queue lends no descriptor (no `AsFd`, unlike Python's private `Queue._reader`): items and
+/// waits live in shared memory, where a `get` sleeps on a futex, so no descriptor turns
+/// readable when an item comes. To wait on a queue beside connections or processes, await
+/// `get_async` (feature `tokio`) or get on a thread.
+///
 /// ```
 /// use multiproc::{Process, Queue};
 ///
