@@ -8,6 +8,14 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 
 const METHODS: [StartMethod; 3] = [StartMethod::Fork, StartMethod::Spawn, StartMethod::Forkserver];
 
+/// One test at a time: a `Fork` child of one test would inherit another's listening socket
+/// (listeners are not closed in forked children) and keep its address taken.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 /// Whether `fd` polls readable within `ms` milliseconds.
 fn readable(fd: BorrowedFd<'_>, ms: i32) -> bool {
     let mut pfd = libc::pollfd { fd: fd.as_raw_fd(), events: libc::POLLIN, revents: 0 };
@@ -23,6 +31,7 @@ fn wait_for_word(conn: Connection) -> String {
 
 #[test]
 fn join_handle_fd_is_readable_exactly_when_the_child_has_ended() {
+    let _g = serial();
     for m in METHODS {
         let (here, there) = Pipe::duplex().unwrap();
         let h = get_context(Some(m)).spawn(wait_for_word, (there,)).unwrap();
@@ -53,6 +62,7 @@ fn send_when_told(conn: Connection) {
 /// another process, as the `AsFd` doc says.
 #[test]
 fn connection_fd_turns_readable_for_a_message_once_poll_said_none_was_there() {
+    let _g = serial();
     for m in METHODS {
         let (here, there) = Pipe::duplex().unwrap();
         let p = get_context(Some(m)).spawn(send_when_told, (there,)).unwrap();
@@ -79,6 +89,7 @@ fn sees_eof(conn: Connection) -> bool {
 /// and the lent number stays open on a dead socket, which no other file can take, until drop.
 #[test]
 fn a_borrowed_fd_stays_valid_across_close_and_the_peer_sees_end_of_file() {
+    let _g = serial();
     for m in METHODS {
         let (here, there) = Pipe::duplex().unwrap();
         let p = get_context(Some(m)).spawn(sees_eof, (there,)).unwrap();
@@ -108,6 +119,7 @@ fn a_borrowed_fd_stays_valid_across_close_and_the_peer_sees_end_of_file() {
 /// open on a dead socket.
 #[test]
 fn listener_fd_is_readable_for_a_waiting_peer_and_survives_close() {
+    let _g = serial();
     use multiproc::connection::{Address, Client, Listener};
     let address = Address::local();
     let listener = Listener::bind(address.clone(), None).unwrap();

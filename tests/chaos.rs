@@ -162,8 +162,10 @@ fn a_killed_process_loses_only_its_own_work_and_nothing_hangs() {
     eprintln!("chaos: seed {seed} (MP_CHAOS_SEED to replay), {secs} s");
     let mut rng = Rng(seed);
 
-    // Warm up what lives for the whole process (the fork server), then take the baseline.
+    // Warm up what lives for the whole process (the fork server, and the dead socket that a
+    // closed connection's descriptor is stood down onto), then take the baseline.
     Process::new(|| {}, ()).start().unwrap().join().unwrap();
+    drop(Pipe::duplex().unwrap());
     let fds_before = fd_count();
     let shm_before = shm_entries();
     assert!(zombie_children().is_empty());

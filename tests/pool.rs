@@ -478,6 +478,8 @@ fn pool_lifecycles() -> (usize, usize) {
         p.apply(square, (1,)).unwrap();
     };
     METHODS.into_iter().for_each(warm);
+    // And the dead socket a closed connection's descriptor is stood down onto.
+    drop(Pipe::duplex().unwrap());
     let before = open_fds();
     for method in METHODS {
         let (ours, theirs) = Pipe::duplex().unwrap();

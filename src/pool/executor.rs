@@ -264,7 +264,7 @@ impl Executor {
     /// Stops accepting work as `how` says (Python's `shutdown(wait=..., cancel_futures=...)`).
     ///
     /// ```
-    /// use multiproc::{Executor, Shutdown};
+    /// use multiproc::{Executor, Shutdown, TaskErrorKind};
     ///
     /// fn double(x: u32) -> u32 {
     ///     2 * x
@@ -276,10 +276,10 @@ impl Executor {
     /// // cancelled, and the call returns at once.
     /// ex.shutdown_with(Shutdown::new().no_wait().cancel_futures());
     /// assert!(ex.submit(double, (1,)).is_err(), "no more work after shutdown");
-    /// let cancelled = f.cancelled();
     /// match f.result() {
     ///     Ok(v) => assert_eq!(v, 42), // a worker had taken it
-    ///     Err(e) => assert!(cancelled, "{e}"),
+    ///     Err(multiproc::Error::Task(e)) => assert_eq!(e.kind(), TaskErrorKind::Cancelled),
+    ///     Err(e) => panic!("{e}"),
     /// }
     /// # Ok::<(), multiproc::Error>(())
     /// ```
