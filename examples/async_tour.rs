@@ -127,7 +127,7 @@ async fn run(
         println!("gave up on a slow task after 100 ms: its worker was killed");
     }
     println!("the executor goes on: collatz(27) takes {} steps", ex.submit(collatz, (27,))?.await?);
-    ex.shutdown(true, false);
+    ex.shutdown();
     Ok(())
 }
 
@@ -148,7 +148,7 @@ async fn main() -> multiproc::Result<()> {
     let workers: Vec<Process> = (0..WORKERS)
         .map(|id| Process::new(worker, (id, jobs.clone(), results.clone())).start())
         .collect::<multiproc::Result<_>>()?;
-    let (conn, child_end) = Pipe::new(true)?;
+    let (conn, child_end) = Pipe::duplex()?;
     let stop = Event::new()?;
     let echoer = Process::new(echo, (child_end, stop.clone())).start()?;
     let pool = Pool::new(2)?;

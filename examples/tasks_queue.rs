@@ -1,12 +1,12 @@
 //! Example 6 of the tutorial: workers take tasks from one queue and report on another.
 
-use multiproc::{current_process, GetError, Process, Queue};
+use multiproc::{current_process, Process, Queue, TryGetError};
 use std::time::Duration;
 
 fn job_to_do(tasks_to_perform: Queue<String>, complete_tasks: Queue<String>) -> bool {
     loop {
         match tasks_to_perform.get_nowait() {
-            Err(GetError::Empty) => break,
+            Err(TryGetError::Empty) => break,
             Err(e) => panic!("{e}"),
             Ok(task) => {
                 println!("{task}");

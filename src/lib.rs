@@ -17,7 +17,7 @@
 //! let p = Process::new(square, (5,)).name("sq").start()?;
 //! assert_eq!(p.join()?.exitcode(), 0);
 //!
-//! let (parent, child) = Pipe::new(true)?;
+//! let (parent, child) = Pipe::duplex()?;
 //! let p = Process::new(echo, (child,)).start()?;
 //! parent.send(&"hello".to_string())?;
 //! assert_eq!(parent.recv::<String>()?, "HELLO");
@@ -40,12 +40,12 @@
 //! | `class W(Process): def run(self)` | [`Run`], [`Process::from_run`] |
 //! | `functools.partial(f, ctx)` as a target | [`partial`], [`Partial`], [`Process::with_context`] |
 //! | `current_process()`, `parent_process()`, `active_children()`, `cpu_count()` | [`current_process`], [`parent_process`], [`active_children`], [`cpu_count`] |
-//! | `get_context()`, `set_start_method()`, `get_start_method()` | [`get_context`], [`set_start_method`], [`get_start_method`] |
+//! | `get_context()`, `set_start_method(m)`, `set_start_method(m, force=True)`, `get_start_method()` | [`get_context`], [`set_start_method`], [`force_start_method`], [`get_start_method`] |
 //! | (a thread's `join()` value, across processes) | [`spawn`], [`JoinHandle`] |
-//! | `Pipe(duplex)`, `Connection` | [`Pipe::new`], [`Connection`] |
+//! | `Pipe()`, `Pipe(duplex=False)`, `Connection` | [`Pipe::duplex`], [`Pipe::one_way`], [`Connection`] |
 //! | `connection.Listener`, `Client`, `wait` | [`connection::Listener`], [`connection::Client`], [`connection::wait`] |
 //! | `Queue`, `SimpleQueue`, `JoinableQueue` | [`Queue`], [`SimpleQueue`], [`JoinableQueue`] |
-//! | `queue.Empty`, `queue.Full` | [`GetError`], [`PutError`] |
+//! | `queue.Empty`, `queue.Full` | [`TryGetError::Empty`], [`TryPutError::Full`]; a timed-out `get(timeout=t)` / `put(obj, timeout=t)`: [`GetTimeoutError::Timeout`], [`PutTimeoutError::Timeout`] |
 //! | `Lock`, `RLock`, `Semaphore`, `BoundedSemaphore` | [`Lock`], [`RLock`], [`Semaphore`], [`BoundedSemaphore`] |
 //! | `Condition`, `Event`, `Barrier`, `BrokenBarrierError` | [`Condition`], [`Event`], [`Barrier`], [`BrokenBarrier`] |
 //! | `Value`, `Array`, `RawValue`, `RawArray` | [`Value`], [`Array`], [`RawValue`], [`RawArray`] |
@@ -53,7 +53,7 @@
 //! | `Pool`, `.map`, `.starmap`, `.imap`, `.imap_unordered`, `.apply_async` | [`Pool`], [`Pool::map`], [`Pool::starmap`], [`Pool::imap`], [`Pool::imap_unordered`], [`Pool::apply_async`] |
 //! | `pool.map(partial(f, ctx), items)` | [`Pool::map_with`] |
 //! | `AsyncResult`, `MapResult` | [`AsyncResult`], [`MapResult`] |
-//! | `concurrent.futures.ProcessPoolExecutor`, `as_completed` | [`Executor`], [`as_completed`] |
+//! | `concurrent.futures.ProcessPoolExecutor`, `as_completed`, `.shutdown(wait, cancel_futures)` | [`Executor`], [`as_completed`], [`Executor::shutdown`], [`Executor::shutdown_with`] ([`Shutdown`]) |
 //! | `Manager()`, `BaseManager.register` | [`Manager`], [`register`] |
 //! | `manager.list()`, `.dict()`, `.Namespace()`, `.Queue()`, `.Lock()` | [`Manager::list`], [`Manager::dict`], [`Manager::namespace`], [`Manager::queue`], [`Manager::lock`] |
 //! | `BaseProxy`, `RemoteError` | [`manager::BaseProxy`], [`manager::RemoteError`] |
@@ -149,15 +149,17 @@ pub use manager::Manager;
 pub use multiproc_macros::register;
 pub use pool::{
     as_completed, AsCompleted, AsyncResult, Executor, ExecutorBuilder, IMapIterator, ImapError, MapResult,
-    OnDrop, Pool, PoolBuilder, PoolFuture, TaskError, TaskErrorKind, TryIMapIterator,
+    OnDrop, Pool, PoolBuilder, PoolFuture, Shutdown, TaskError, TaskErrorKind, TryIMapIterator,
 };
 pub use process::{
-    active_children, cpu_count, current_process, get_all_start_methods, get_context, get_start_method,
-    parent_process, partial, set_start_method, spawn, Context, ContextTarget, CurrentProcess, ExitStatus,
-    JoinHandle, ParentProcess, Partial, Process, ProcessOutput, RunProcess as Run, StartMethod, Target,
+    active_children, cpu_count, current_process, force_start_method, get_all_start_methods, get_context,
+    get_start_method, parent_process, partial, set_start_method, spawn, Context, ContextTarget,
+    CurrentProcess, ExitStatus, JoinHandle, ParentProcess, Partial, Process, ProcessOutput,
+    RunProcess as Run, StartMethod, Target,
 };
 pub use queue::{
-    Bytes, GetError, JoinableQueue, PutError, Queue, SimpleQueue, TaskDoneError, DEFAULT_RING_BYTES,
+    Bytes, GetError, GetTimeoutError, JoinableQueue, PutError, PutTimeoutError, Queue, SimpleQueue,
+    TaskDoneError, TryGetError, TryPutError, DEFAULT_RING_BYTES,
 };
 pub use shared_memory::{Array, ArrayGuard, Pod, RawArray, RawValue, SharedMemory, Value, ValueGuard};
 pub use sync::{

@@ -49,7 +49,7 @@ fn async_round_trips_with_a_blocking_and_an_async_peer() {
     for method in METHODS {
         for peer_async in [false, true] {
             for rt in [current(), multi()] {
-                let (a, b) = Pipe::new(true).unwrap();
+                let (a, b) = Pipe::duplex().unwrap();
                 let p = if peer_async { Process::new(echo_async, (b,)) } else { Process::new(echo, (b,)) };
                 let p = p.start_method(method).start().unwrap();
                 rt.block_on(async {
@@ -78,8 +78,8 @@ fn typed_values_and_handles_travel_async() {
         })
     }
     for method in METHODS {
-        let (a, b) = Pipe::new(true).unwrap();
-        let (x, y) = Pipe::new(true).unwrap();
+        let (a, b) = Pipe::duplex().unwrap();
+        let (x, y) = Pipe::duplex().unwrap();
         let p = Process::new(child, (b,)).start_method(method).start().unwrap();
         current().block_on(async {
             a.send_async(&(7u32, "seven".to_string())).await.unwrap();
@@ -92,7 +92,7 @@ fn typed_values_and_handles_travel_async() {
 
 #[test]
 fn both_ends_in_one_current_thread_runtime_with_messages_larger_than_the_socket_buffer() {
-    let (a, b) = Pipe::new(true).unwrap();
+    let (a, b) = Pipe::duplex().unwrap();
     current().block_on(async {
         let big: Vec<u8> = (0..(4usize << 20)).map(|i| i as u8).collect();
         let send = async {
@@ -127,7 +127,7 @@ fn cancelled_receives_lose_no_message() {
         }
     }
     for method in METHODS {
-        let (a, b) = Pipe::new(true).unwrap();
+        let (a, b) = Pipe::duplex().unwrap();
         let p = Process::new(late_sender, (b,)).start_method(method).start().unwrap();
         let got = multi().block_on(async {
             let mut got = Vec::new();
@@ -154,7 +154,7 @@ fn poll_async_and_end_of_file() {
         conn.send(&1u8).unwrap();
     }
     for method in METHODS {
-        let (a, b) = Pipe::new(true).unwrap();
+        let (a, b) = Pipe::duplex().unwrap();
         let p = Process::new(send_then_close, (b,)).start_method(method).start().unwrap();
         current().block_on(async {
             tokio::time::timeout(Duration::from_secs(60), a.poll_async()).await.unwrap().unwrap();
@@ -176,7 +176,7 @@ fn closing_an_end_used_async_reaches_the_peer_even_with_a_fork_child_started_sin
         conn.send(&1u8).unwrap();
         out.put(matches!(conn.recv::<u8>(), Err(Error::Eof))).unwrap();
     }
-    let (a, b) = Pipe::new(true).unwrap();
+    let (a, b) = Pipe::duplex().unwrap();
     let out = multiproc::Queue::new().unwrap();
     let peer = Process::new(wait_eof, (b, out.clone())).start_method(StartMethod::Fork).start().unwrap();
     let ev = multiproc::Event::new().unwrap();

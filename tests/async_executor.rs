@@ -96,7 +96,7 @@ fn a_dropped_queued_future_withdraws_its_task_unless_kept() {
                 let kept = mode == OnDrop::Keep;
                 assert_eq!(ran.is_set(), kept, "{method} {mode:?}: the dropped task ran: {}", ran.is_set());
             });
-            ex.shutdown(true, false);
+            ex.shutdown();
         }
     }
 }
@@ -114,7 +114,7 @@ fn a_withdrawn_task_closes_the_handles_it_was_given() {
             let gate = Hold::new();
             let busy = gate.submit(&ex);
             within(gate.begun.wait_async()).await;
-            let (a, b) = Pipe::new(true).unwrap();
+            let (a, b) = Pipe::duplex().unwrap();
             // The task holds the only other copy of `b`: withdrawn, the pool closes it.
             drop(ex.submit(reply, (b,)).unwrap());
             let end = within(a.recv_async::<u8>()).await;
@@ -123,7 +123,7 @@ fn a_withdrawn_task_closes_the_handles_it_was_given() {
             gate.release.set();
             within(busy).await.unwrap();
         });
-        ex.shutdown(true, false);
+        ex.shutdown();
     }
 }
 
@@ -156,7 +156,7 @@ fn a_dropped_running_future_is_killed_with_kill_and_finishes_with_detach() {
                 let squares: Vec<u64> = ex.map(square, 0..50u64).unwrap().collect::<Result<_, _>>().unwrap();
                 assert_eq!(squares, (0..50u64).map(|x| x * x).collect::<Vec<_>>());
             });
-            ex.shutdown(true, false);
+            ex.shutdown();
         }
     }
 }
@@ -218,6 +218,6 @@ fn kill_reaches_a_task_a_worker_took_behind_another() {
             }
             assert!(exercised, "{method}: a quick task was never batched behind another");
         });
-        ex.shutdown(true, false);
+        ex.shutdown();
     }
 }

@@ -3,7 +3,9 @@
 //! one queue with cancellations, and no thread growth.
 #![cfg(feature = "tokio")]
 
-use multiproc::{Event, GetError, JoinableQueue, Process, Queue, SimpleQueue, StartMethod};
+use multiproc::{
+    Event, GetError, JoinableQueue, Process, PutError, Queue, SimpleQueue, Sink, StartMethod, TryGetError,
+};
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -202,7 +204,35 @@ fn a_cancelled_get_leaves_no_waiter_and_the_next_item_goes_to_a_live_getter() {
         }
         q.put(7).unwrap();
         assert_eq!(q.get_nowait().unwrap(), 7, "the item is still there for anyone");
-        assert!(matches!(q.get_nowait(), Err(GetError::Empty)));
+        assert!(matches!(q.get_nowait(), Err(TryGetError::Empty)));
+    });
+}
+
+/// The async forms wait for room and for items, so their errors are those of the blocking
+/// forms (never "full", never "empty"): a closed handle answers `Closed`, with the value back.
+#[test]
+fn async_puts_and_gets_on_a_closed_queue_say_closed_with_the_value_back() {
+    let _g = serial();
+    let rt = current();
+    let q: Queue<u64> = Queue::with_maxsize(1).unwrap();
+    rt.block_on(async {
+        q.put_async(1).await.unwrap();
+        // Full: the put waits (and is cancelled by the timeout) rather than failing.
+        assert!(tokio::time::timeout(Duration::from_millis(20), q.put_async(2)).await.is_err());
+        assert_eq!(q.get_async().await, Ok(1));
+        q.close();
+        let e: PutError<u64> = q.put_async(3).await.unwrap_err();
+        assert_eq!(e, PutError::Closed(3));
+        assert_eq!(q.get_async().await, Err(GetError::Closed));
+        let mut sink = std::pin::pin!(q.sink());
+        let e: PutError<u64> = sink.as_mut().start_send(4).unwrap_err();
+        assert_eq!(e.into_inner(), 4);
+    });
+    let s: SimpleQueue<u64> = SimpleQueue::new().unwrap();
+    s.close();
+    rt.block_on(async {
+        assert_eq!(s.put_async(5).await, Err(PutError::Closed(5)));
+        assert_eq!(s.get_async().await, Err(GetError::Closed));
     });
 }
 

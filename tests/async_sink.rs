@@ -77,7 +77,7 @@ fn check_messages(conn: Connection, go: Event) -> u32 {
 fn connection_sink_delivers_every_item_in_order_with_sends_cancelled_on_a_full_pipe() {
     for method in METHODS {
         for rt in [current(), multi()] {
-            let (a, b) = Pipe::new(true).unwrap();
+            let (a, b) = Pipe::duplex().unwrap();
             let go = Event::new().unwrap();
             let ctx = multiproc::get_context(Some(method));
             let child = ctx.spawn(check_messages, (b, go.clone())).unwrap();
@@ -202,7 +202,7 @@ fn joinable_and_simple_queue_sinks() {
 #[test]
 fn sinks_are_send() {
     fn is_send<T: Send>(_: &T) {}
-    let (a, _b) = Pipe::new(true).unwrap();
+    let (a, _b) = Pipe::duplex().unwrap();
     is_send(&a.sink::<(u32, String)>());
     let q: Queue<u32> = Queue::new().unwrap();
     is_send(&q.sink());

@@ -34,7 +34,7 @@ fn put_n(q: Queue<u32>, n: u32) {
 #[test]
 fn messages_and_items_streams_end_or_continue_as_documented() {
     for method in METHODS {
-        let (a, b) = Pipe::new(true).unwrap();
+        let (a, b) = Pipe::duplex().unwrap();
         let p = Process::new(send_n, (b, 300)).start_method(method).start().unwrap();
         let q: Queue<u32> = Queue::new().unwrap();
         let pq = Process::new(put_n, (q.clone(), 300)).start_method(method).start().unwrap();

@@ -69,7 +69,7 @@ fn ten_thousand_awaits_of_each_kind_add_no_thread() {
             within(p.join_async()).await.unwrap();
             assert_eq!(threads(), before, "queue gets");
 
-            let (a, b) = Pipe::new(true).unwrap();
+            let (a, b) = Pipe::duplex().unwrap();
             let p = Process::new(echo, (b,)).start().unwrap();
             for i in 0..N {
                 a.send_async(&i).await.unwrap();

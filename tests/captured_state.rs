@@ -89,7 +89,7 @@ fn answer(w: &Wired) {
 #[test]
 fn a_context_can_carry_handles() {
     for m in METHODS {
-        let (here, there) = Pipe::new(true).unwrap();
+        let (here, there) = Pipe::duplex().unwrap();
         let p = Process::with_context(answer, Wired { conn: there, greeting: "hi".into() }, ())
             .start_method(m)
             .start()

@@ -10,7 +10,7 @@
 //! replays a run (the seed is printed), `MP_CHAOS_TRACE` prints the driver's timing.
 
 use multiproc::manager::ListProxy;
-use multiproc::{Connection, Event, GetError, JoinHandle, Manager, Pipe, Pool, Process, Queue, Value};
+use multiproc::{Connection, Event, GetTimeoutError, JoinHandle, Manager, Pipe, Pool, Process, Queue, Value};
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
@@ -61,8 +61,8 @@ fn consume(q: Queue<Item>, out: Connection, stop: Event) {
     loop {
         match q.get_timeout(Duration::from_millis(50)) {
             Ok(item) => out.send(&item).unwrap(),
-            Err(GetError::Empty) if stop.is_set() => break,
-            Err(GetError::Empty) => {}
+            Err(GetTimeoutError::Timeout) if stop.is_set() => break,
+            Err(GetTimeoutError::Timeout) => {}
             Err(e) => panic!("consumer: {e}"),
         }
     }
@@ -95,7 +95,7 @@ fn square_plus(x: u64) -> (u64, u32) {
 
 /// A second handle on the same end (its descriptors duplicated through a pipe).
 fn copy_of(conn: &Connection) -> Connection {
-    let (a, b) = Pipe::new(true).unwrap();
+    let (a, b) = Pipe::duplex().unwrap();
     a.send(conn).unwrap();
     b.recv().unwrap()
 }
@@ -162,8 +162,10 @@ fn a_killed_process_loses_only_its_own_work_and_nothing_hangs() {
     eprintln!("chaos: seed {seed} (MP_CHAOS_SEED to replay), {secs} s");
     let mut rng = Rng(seed);
 
-    // Warm up what lives for the whole process (the fork server), then take the baseline.
+    // Warm up what lives for the whole process (the fork server, and the dead socket that a
+    // closed connection's descriptor is stood down onto), then take the baseline.
     Process::new(|| {}, ()).start().unwrap().join().unwrap();
+    drop(Pipe::duplex().unwrap());
     let fds_before = fd_count();
     let shm_before = shm_entries();
     assert!(zombie_children().is_empty());
@@ -178,7 +180,7 @@ fn a_killed_process_loses_only_its_own_work_and_nothing_hangs() {
         let manager = Manager::start().unwrap();
         let list: ListProxy<u64> = manager.list::<u64>([]).unwrap();
         let q: Queue<Item> = Queue::new().unwrap();
-        let (out, out_writer) = Pipe::new(false).unwrap();
+        let (out, out_writer) = Pipe::one_way().unwrap();
         let stop = Event::new().unwrap();
         let value = Value::new(0u64).unwrap();
 

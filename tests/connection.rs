@@ -9,7 +9,7 @@ const METHODS: [StartMethod; 3] = [StartMethod::Fork, StartMethod::Spawn, StartM
 #[test]
 fn values_and_bytes_round_trip() {
     // test_connection (send/recv, send_bytes/recv_bytes)
-    let (a, b) = Pipe::new(true).unwrap();
+    let (a, b) = Pipe::duplex().unwrap();
     a.send(&vec![1u32, 2, 3]).unwrap();
     assert_eq!(b.recv::<Vec<u32>>().unwrap(), vec![1, 2, 3]);
     b.send(&("x".to_string(), -4i64)).unwrap();
@@ -23,7 +23,7 @@ fn values_and_bytes_round_trip() {
 #[test]
 fn recv_bytes_into_a_short_buffer_hands_the_message_back() {
     // test_connection (BufferTooShort)
-    let (a, b) = Pipe::new(true).unwrap();
+    let (a, b) = Pipe::duplex().unwrap();
     a.send_bytes(b"0123456789").unwrap();
     let mut small = [0u8; 4];
     match b.recv_bytes_into(&mut small) {
@@ -39,7 +39,7 @@ fn recv_bytes_into_a_short_buffer_hands_the_message_back() {
 #[test]
 fn poll_waits_for_the_timeout_and_sees_data() {
     // test_connection (poll)
-    let (a, b) = Pipe::new(true).unwrap();
+    let (a, b) = Pipe::duplex().unwrap();
     assert!(!b.poll(Some(Duration::ZERO)).unwrap());
     let t = Instant::now();
     assert!(!b.poll(Some(Duration::from_millis(100))).unwrap());
@@ -54,7 +54,7 @@ fn poll_waits_for_the_timeout_and_sees_data() {
 #[test]
 fn a_closed_peer_is_end_of_file() {
     // test_connection (EOFError)
-    let (a, b) = Pipe::new(true).unwrap();
+    let (a, b) = Pipe::duplex().unwrap();
     a.send(&5u8).unwrap();
     drop(a);
     assert_eq!(b.recv::<u8>().unwrap(), 5, "queued messages are still delivered");
@@ -66,7 +66,7 @@ fn a_closed_peer_is_end_of_file() {
 #[test]
 fn a_one_way_pipe_refuses_the_wrong_direction() {
     // test_duplex_false
-    let (reader, writer) = Pipe::new(false).unwrap();
+    let (reader, writer) = Pipe::one_way().unwrap();
     assert!(reader.readable() && !reader.writable());
     assert!(writer.writable() && !writer.readable());
     assert!(matches!(reader.send(&1u8), Err(Error::InvalidState(_))));
@@ -78,7 +78,7 @@ fn a_one_way_pipe_refuses_the_wrong_direction() {
 #[test]
 fn a_closed_connection_reports_closed() {
     // test_closed_connection
-    let (a, _b) = Pipe::new(true).unwrap();
+    let (a, _b) = Pipe::duplex().unwrap();
     a.close();
     assert!(a.closed());
     assert!(matches!(a.send(&1u8), Err(Error::Closed(_))));
@@ -89,7 +89,7 @@ fn a_closed_connection_reports_closed() {
 
 #[test]
 fn an_oversized_message_is_refused_and_the_next_arrives() {
-    let (a, b) = Pipe::new(true).unwrap();
+    let (a, b) = Pipe::duplex().unwrap();
     b.set_max_message_size(1024);
     let big = vec![7u8; 100_000];
     let sender = std::thread::spawn(move || {
@@ -107,7 +107,7 @@ fn an_oversized_message_is_refused_and_the_next_arrives() {
 
 #[test]
 fn a_value_of_the_wrong_type_is_a_decode_error() {
-    let (a, b) = Pipe::new(true).unwrap();
+    let (a, b) = Pipe::duplex().unwrap();
     a.send(&"not a number at all").unwrap();
     assert!(matches!(b.recv::<(u64, u64, u64, u64)>(), Err(Error::Decode(_))));
     a.send(&3u8).unwrap();
@@ -123,7 +123,7 @@ fn echo_until_eof(conn: Connection) {
 #[test]
 fn large_messages_cross_processes_both_ways() {
     for m in METHODS {
-        let (parent, child) = Pipe::new(true).unwrap();
+        let (parent, child) = Pipe::duplex().unwrap();
         let p = Process::new(echo_until_eof, (child,)).start_method(m).start().unwrap();
         let big: Vec<u8> = (0..8 << 20).map(|i| (i % 251) as u8).collect();
         let sender = std::thread::scope(|s| {
@@ -143,7 +143,7 @@ fn exit_at_once(_conn: Connection) {}
 #[test]
 fn a_child_that_exits_is_end_of_file_not_a_hang() {
     for m in METHODS {
-        let (parent, child) = Pipe::new(true).unwrap();
+        let (parent, child) = Pipe::duplex().unwrap();
         let p = Process::new(exit_at_once, (child,)).start_method(m).start().unwrap();
         let t = Instant::now();
         assert!(matches!(parent.recv::<u8>(), Err(Error::Eof)), "{m}");
@@ -161,9 +161,9 @@ fn receive_a_connection(carrier: Connection) {
 fn a_connection_travels_through_a_connection() {
     // test_fd_transfer
     for m in METHODS {
-        let (carrier_parent, carrier_child) = Pipe::new(true).unwrap();
+        let (carrier_parent, carrier_child) = Pipe::duplex().unwrap();
         let p = Process::new(receive_a_connection, (carrier_child,)).start_method(m).start().unwrap();
-        let (mine, theirs) = Pipe::new(true).unwrap();
+        let (mine, theirs) = Pipe::duplex().unwrap();
         carrier_parent.send(&theirs).unwrap();
         drop(theirs);
         assert_eq!(mine.recv::<String>().unwrap(), "through a connection", "{m}");
@@ -173,7 +173,7 @@ fn a_connection_travels_through_a_connection() {
 
 #[test]
 fn handles_cannot_be_serialized_by_other_serializers() {
-    let (a, _b) = Pipe::new(true).unwrap();
+    let (a, _b) = Pipe::duplex().unwrap();
     let err = postcard::to_allocvec(&a).unwrap_err();
     assert!(!err.to_string().is_empty());
 }
@@ -181,8 +181,8 @@ fn handles_cannot_be_serialized_by_other_serializers() {
 #[test]
 fn wait_returns_the_ready_connections() {
     // test_wait
-    let (a, b) = Pipe::new(true).unwrap();
-    let (c, d) = Pipe::new(true).unwrap();
+    let (a, b) = Pipe::duplex().unwrap();
+    let (c, d) = Pipe::duplex().unwrap();
     let t = Instant::now();
     assert!(multiproc::connection::wait(&[&a, &c], Some(Duration::from_millis(100))).unwrap().is_empty());
     assert!(t.elapsed() >= Duration::from_millis(100));
@@ -194,7 +194,7 @@ fn wait_returns_the_ready_connections() {
 
 #[test]
 fn close_from_another_thread_wakes_a_blocked_recv() {
-    let (a, _b) = Pipe::new(true).unwrap();
+    let (a, _b) = Pipe::duplex().unwrap();
     let a = std::sync::Arc::new(a);
     let a2 = a.clone();
     let (started_tx, started_rx) = std::sync::mpsc::channel();
@@ -244,7 +244,7 @@ fn mixed_sizes_keep_their_order_through_ring_and_socket() {
     // across both, with the ring wrapping many times and the sender waiting for room.
     let n = 600;
     for m in METHODS {
-        let (parent, child) = Pipe::new(true).unwrap();
+        let (parent, child) = Pipe::duplex().unwrap();
         let p = Process::new(echo_numbered, (child, n)).start_method(m).start().unwrap();
         std::thread::scope(|s| {
             s.spawn(|| {
@@ -265,7 +265,7 @@ fn mixed_sizes_keep_their_order_through_ring_and_socket() {
 fn send_handles_between_values(conn: Connection) {
     for i in 0..20u32 {
         conn.send(&i).unwrap();
-        let (x, y) = Pipe::new(true).unwrap();
+        let (x, y) = Pipe::duplex().unwrap();
         x.send(&(i * 10)).unwrap();
         conn.send(&y).unwrap();
     }
@@ -274,7 +274,7 @@ fn send_handles_between_values(conn: Connection) {
 #[test]
 fn handles_and_values_arrive_in_the_order_sent() {
     for m in METHODS {
-        let (parent, child) = Pipe::new(true).unwrap();
+        let (parent, child) = Pipe::duplex().unwrap();
         let p = Process::new(send_handles_between_values, (child,)).start_method(m).start().unwrap();
         for i in 0..20u32 {
             assert_eq!(parent.recv::<u32>().unwrap(), i, "{m}");
@@ -290,7 +290,7 @@ fn take_one_then_hang(conn: Connection) {
     let _: u8 = conn.recv().unwrap();
     conn.send(&1u8).unwrap();
     // Stays alive, not reading, until killed.
-    let (_r, _w) = Pipe::new(true).unwrap();
+    let (_r, _w) = Pipe::duplex().unwrap();
     let _ = _r.recv::<u8>();
 }
 
@@ -299,7 +299,7 @@ fn a_sender_learns_that_a_killed_receiver_is_gone() {
     // The killed receiver was last seen reading, so no doorbell is rung: the sender fills the
     // ring and must then notice the dead peer instead of waiting for room forever.
     for m in METHODS {
-        let (parent, child) = Pipe::new(true).unwrap();
+        let (parent, child) = Pipe::duplex().unwrap();
         let p = Process::new(take_one_then_hang, (child,)).start_method(m).start().unwrap();
         parent.send(&0u8).unwrap();
         assert_eq!(parent.recv::<u8>().unwrap(), 1);
@@ -323,7 +323,7 @@ fn a_consumed_message_leaves_no_stale_readiness() {
     // The receiver was not reading when the message came, so the sender rang the doorbell;
     // receiving the message must also take the doorbell, or poll and wait would report a
     // message that is not there.
-    let (a, b) = Pipe::new(true).unwrap();
+    let (a, b) = Pipe::duplex().unwrap();
     assert!(!b.poll(Some(Duration::ZERO)).unwrap());
     for i in 0..5u32 {
         a.send(&i).unwrap();
@@ -336,7 +336,7 @@ fn a_consumed_message_leaves_no_stale_readiness() {
 
 /// A second handle on the same end (its descriptors duplicated by passing it through a pipe).
 fn copy_of(conn: &Connection) -> Connection {
-    let (a, b) = Pipe::new(true).unwrap();
+    let (a, b) = Pipe::duplex().unwrap();
     a.send(conn).unwrap();
     b.recv().unwrap()
 }
@@ -354,7 +354,7 @@ fn two_processes_sharing_one_end_each_get_whole_messages() {
     // Python warns that two readers of one end may interleave; here each message still goes
     // whole to exactly one of them.
     for m in METHODS {
-        let (reading, writing) = Pipe::new(false).unwrap();
+        let (reading, writing) = Pipe::one_way().unwrap();
         let readers: Vec<_> = (0..2)
             .map(|_| multiproc::get_context(Some(m)).spawn(receive_until_none, (copy_of(&reading),)))
             .collect();
@@ -382,7 +382,7 @@ fn send_then_exit_without_closing(conn: Connection) {
 #[test]
 fn a_peer_that_exits_without_closing_is_end_of_file_soon() {
     for m in METHODS {
-        let (parent, child) = Pipe::new(true).unwrap();
+        let (parent, child) = Pipe::duplex().unwrap();
         let p = Process::new(send_then_exit_without_closing, (child,)).start_method(m).start().unwrap();
         assert_eq!(parent.recv::<u8>().unwrap(), 7, "{m}");
         let t = Instant::now();
@@ -445,7 +445,7 @@ fn busy_loop() {
 /// Starts an echo child and times `n` round trips with it. Spawn: the child works out its
 /// usable CPUs afresh, under the mask it inherits.
 fn round_trips(n: u32) -> Duration {
-    let (a, b) = Pipe::new(true).unwrap();
+    let (a, b) = Pipe::duplex().unwrap();
     let p = Process::new(echo_n, (b, n)).start_method(StartMethod::Spawn).start().unwrap();
     let t = Instant::now();
     for i in 0..n {
@@ -472,7 +472,7 @@ fn a_ping_pong_on_one_cpu_shared_with_a_busy_loop_is_not_held_up_by_it() {
     let old = pin_to_one_cpu();
     // Spawn: each child works out its usable CPUs afresh, under the mask it inherits.
     let busy = Process::new(busy_loop, ()).start_method(StartMethod::Spawn).start().unwrap();
-    let (results, report) = Pipe::new(false).unwrap();
+    let (results, report) = Pipe::one_way().unwrap();
     let n = 5_000;
     let timer = Process::new(time_round_trips, (report, n)).start_method(StartMethod::Spawn).start();
     restore_affinity(&old);
@@ -501,7 +501,7 @@ fn a_parked_receiver_is_woken_for_a_large_message() {
     let old = pin_to_one_cpu();
     let n = 300;
     let took = {
-        let (a, b) = Pipe::new(true).unwrap();
+        let (a, b) = Pipe::duplex().unwrap();
         // Spawn: the child works out its usable CPUs afresh, under the mask it inherits.
         let p = Process::new(echo_bytes_n, (b, n)).start_method(StartMethod::Spawn).start().unwrap();
         let msg = vec![0x5a; 40 << 10];
@@ -578,7 +578,7 @@ fn three_processes_polling_one_shared_end_each_get_every_message_once_whole() {
     let n = 6000u64;
     for m in METHODS {
         for run in 0..2 {
-            let (reading, writing) = Pipe::new(false).unwrap();
+            let (reading, writing) = Pipe::one_way().unwrap();
             let readers: Vec<_> = (0..3)
                 .map(|_| {
                     multiproc::get_context(Some(m)).spawn(poll_then_receive, (copy_of(&reading),)).unwrap()

@@ -161,7 +161,7 @@ impl Drop for Child {
 }
 
 fn start_listener_server() -> Child {
-    let (rx, tx) = Pipe::new(false).unwrap();
+    let (rx, tx) = Pipe::one_way().unwrap();
     let process = Process::new(listener_server, (tx,)).start_method(StartMethod::Spawn).start().unwrap();
     let address: Address = rx.recv().unwrap();
     let pid = process.pid().unwrap();
@@ -185,7 +185,7 @@ fn manager_server(headroom: Option<u64>, report: Connection) {
 }
 
 fn start_manager_server(headroom: Option<u64>) -> Child {
-    let (rx, tx) = Pipe::new(false).unwrap();
+    let (rx, tx) = Pipe::one_way().unwrap();
     let process =
         Process::new(manager_server, (headroom, tx)).start_method(StartMethod::Spawn).start().unwrap();
     let address: Address = rx.recv().unwrap();
@@ -560,7 +560,7 @@ fn use_received(conn: Connection) -> usize {
 fn a_proxy_sent_to_an_older_child_still_works_under_each_start_method() {
     let _serial = serial();
     for method in [StartMethod::Fork, StartMethod::Spawn, StartMethod::Forkserver] {
-        let (rx, tx) = Pipe::new(false).unwrap();
+        let (rx, tx) = Pipe::one_way().unwrap();
         let child = multiproc::get_context(Some(method)).spawn(use_received, (rx,)).unwrap();
         let m = Manager::builder().start_method(method).start().unwrap();
         let l = m.list([1u32]).unwrap();
@@ -583,7 +583,7 @@ fn use_without_the_key(conn: Connection) -> String {
 #[test]
 fn a_proxy_sent_to_a_process_without_its_key_is_refused_on_first_use() {
     let _serial = serial();
-    let (rx, tx) = Pipe::new(false).unwrap();
+    let (rx, tx) = Pipe::one_way().unwrap();
     let child = multiproc::get_context(Some(StartMethod::Spawn)).spawn(use_without_the_key, (rx,)).unwrap();
     let m = Manager::builder().authkey(b"a key the child never saw").start().unwrap();
     let l = m.list([1u32]).unwrap();

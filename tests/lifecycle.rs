@@ -81,7 +81,7 @@ fn parent_of_sleeper(conn: Connection, method: StartMethod) {
 #[test]
 fn children_die_with_a_killed_parent() {
     for m in METHODS {
-        let (parent, child) = Pipe::new(true).unwrap();
+        let (parent, child) = Pipe::duplex().unwrap();
         let middle = Process::new(parent_of_sleeper, (child, m)).start_method(m).start().unwrap();
         let grandchild: i32 = parent.recv().unwrap();
         assert!(running(grandchild));
@@ -113,7 +113,7 @@ fn write_after(conn: Connection, ms: u64) {
 /// Plays a parent that returns with a daemonic child still running and a non-daemonic child not
 /// yet finished: at exit the first must be terminated and the second joined.
 fn exits_with_children(daemon_conn: Connection, worker_conn: Connection, method: StartMethod) -> i32 {
-    let (ready, ready_child) = Pipe::new(true).unwrap();
+    let (ready, ready_child) = Pipe::duplex().unwrap();
     let d = Process::new(daemon_reporting, (daemon_conn, ready_child)).daemon(true).start_method(method);
     let d = d.start().unwrap();
     ready.recv::<()>().unwrap();
@@ -125,8 +125,8 @@ fn exits_with_children(daemon_conn: Connection, worker_conn: Connection, method:
 fn at_exit_daemons_are_terminated_and_others_joined() {
     // test_daemon (terminated at exit), _exit_function joins non-daemonic children
     for m in METHODS {
-        let (daemon_parent, daemon_child) = Pipe::new(true).unwrap();
-        let (worker_parent, worker_child) = Pipe::new(true).unwrap();
+        let (daemon_parent, daemon_child) = Pipe::duplex().unwrap();
+        let (worker_parent, worker_child) = Pipe::duplex().unwrap();
         let t = Instant::now();
         let h = get_context(Some(m)).spawn(exits_with_children, (daemon_child, worker_child, m)).unwrap();
         let daemon_pid = h.join().unwrap();
@@ -145,7 +145,7 @@ fn spawn_from_thread() -> u32 {
 fn children_started_from_short_lived_threads_survive_the_thread() {
     // PR_SET_PDEATHSIG follows the creating *thread*: children are created from a stable one.
     for m in METHODS {
-        let (parent, child) = Pipe::new(true).unwrap();
+        let (parent, child) = Pipe::duplex().unwrap();
         let p = std::thread::scope(|s| {
             s.spawn(|| Process::new(report_pid, (child,)).start_method(m).start().unwrap()).join().unwrap()
         });
@@ -187,7 +187,7 @@ fn fork_helper_then_die(conn: Connection) -> u32 {
 #[test]
 fn join_does_not_wait_for_a_helper_holding_the_result_socket() {
     for m in METHODS {
-        let (ours, theirs) = Pipe::new(true).unwrap();
+        let (ours, theirs) = Pipe::duplex().unwrap();
         let handle = get_context(Some(m)).spawn(fork_helper_then_die, (theirs,)).unwrap();
         let helper: i32 = ours.recv().unwrap();
         let t = Instant::now();

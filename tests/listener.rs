@@ -87,7 +87,7 @@ fn handles_travel_over_unix_listeners_but_not_tcp() {
         let listener = Listener::bind(address, None).unwrap();
         let client = Client::connect(listener.address(), None).unwrap();
         let server = listener.accept().unwrap();
-        let (a, b) = Pipe::new(true).unwrap();
+        let (a, b) = Pipe::duplex().unwrap();
         let r = client.send(&a);
         assert_eq!(r.is_ok(), ok, "{r:?}");
         if ok {

@@ -275,7 +275,7 @@ fn a_blocking_call_does_not_block_other_clients() {
     let m = Manager::start().unwrap();
     let q = m.queue::<u32>(0).unwrap();
     let l = m.list::<u32>([]).unwrap();
-    let (rx, tx) = Pipe::new(false).unwrap();
+    let (rx, tx) = Pipe::one_way().unwrap();
     let h = multiproc::spawn(blocked_getter, (q.clone(), tx)).unwrap();
     rx.recv::<()>().unwrap();
     for i in 0..100 {
@@ -299,7 +299,7 @@ fn locks_held_by_a_killed_process_are_released() {
     let m = Manager::start().unwrap();
     let lock = m.lock().unwrap();
     let rlock = m.rlock().unwrap();
-    let (rx, tx) = Pipe::new(false).unwrap();
+    let (rx, tx) = Pipe::one_way().unwrap();
     let p = Process::new(hold_lock_then_wait, (lock.clone(), rlock.clone(), tx)).start().unwrap();
     rx.recv::<()>().unwrap();
     assert!(!lock.try_acquire().unwrap());
@@ -388,7 +388,7 @@ fn proxies_pass_through_pipes_and_references_are_counted() {
     for method in METHODS {
         let m = manager_with(method);
         let before = m.number_of_objects().unwrap();
-        let (a, b) = Pipe::new(true).unwrap();
+        let (a, b) = Pipe::duplex().unwrap();
         {
             let l = m.list([1u64, 2]).unwrap();
             a.send(&l).unwrap();
@@ -546,7 +546,7 @@ fn zombie_children(ppid: &str) -> Vec<i32> {
 fn arbiter(method: StartMethod) -> Option<u128> {
     // SAFETY: prctl with integer arguments only.
     unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
-    let (rx, tx) = Pipe::new(false).unwrap();
+    let (rx, tx) = Pipe::one_way().unwrap();
     let owner = get_context(Some(method)).process(own_a_manager, (method, tx)).start().unwrap();
     let server_pid: i32 = rx.recv().unwrap();
     owner.kill().unwrap();
@@ -615,7 +615,7 @@ fn shutdown_stops_the_server_and_proxies_fail_cleanly() {
 fn descriptors_cannot_be_stored_in_a_manager() {
     let m = Manager::start().unwrap();
     let l = m.list::<Connection>([]).unwrap();
-    let (a, _b) = Pipe::new(true).unwrap();
+    let (a, _b) = Pipe::duplex().unwrap();
     let e = l.append(a).unwrap_err();
     assert!(e.to_string().contains("cannot be stored"), "{e}");
 }

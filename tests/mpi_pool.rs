@@ -175,7 +175,7 @@ fn scenarios() -> multiproc::Result<()> {
     assert_eq!(v, want[..100]);
     let f = ex.submit(boom, (4,))?;
     assert!(task_error(f.result()).message().contains("boom 4"));
-    ex.shutdown(true, false);
+    ex.shutdown();
     println!("executor ok");
     println!("{PASSED} {} ranks", workers + 1);
     Ok(())
@@ -247,7 +247,7 @@ fn two_hosts() -> multiproc::Result<()> {
     p.join()?;
     let ex = multiproc::mpi::PoolBuilder::new().build_executor()?;
     assert_eq!(ex.submit(add, (40, 2))?.result()?, 42);
-    ex.shutdown(true, false);
+    ex.shutdown();
     println!("two hosts ok: rank 0 on mpt-a, worker ranks on {hosts:?}");
     Ok(())
 }

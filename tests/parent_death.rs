@@ -69,7 +69,7 @@ fn hold_forever(conn: Connection) {
 /// Builds the tree for `kind`, reports "ready" (and a shared-memory name), then waits to die.
 fn build_tree(kind: u8, report: Connection) {
     let shm = SharedMemory::create(None, 4096).unwrap();
-    let (_keep, hold) = Pipe::new(true).unwrap();
+    let (_keep, hold) = Pipe::duplex().unwrap();
     let _pool;
     let _manager;
     let mut _children = Vec::new();
@@ -88,7 +88,7 @@ fn build_tree(kind: u8, report: Connection) {
         }
         _ => {
             for m in METHODS {
-                let (_, theirs) = Pipe::new(true).unwrap();
+                let (_, theirs) = Pipe::duplex().unwrap();
                 _children.push(get_context(Some(m)).process(hold_forever, (theirs,)).start().unwrap());
             }
         }
@@ -99,7 +99,7 @@ fn build_tree(kind: u8, report: Connection) {
 
 fn run(kind: u8, what: &str) {
     for m in METHODS {
-        let (mine, theirs) = Pipe::new(true).unwrap();
+        let (mine, theirs) = Pipe::duplex().unwrap();
         let parent = Process::new(build_tree, (kind, theirs)).start_method(m).start().unwrap();
         let shm_name: String = mine.recv().unwrap();
         let tree = descendants(parent.pid().unwrap());

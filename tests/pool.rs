@@ -267,7 +267,7 @@ fn segfault() -> u32 {
 fn sigkill_of_a_worker_mid_task() {
     for method in METHODS {
         let p = pool(method, 2);
-        let (ours, theirs) = Pipe::new(true).unwrap();
+        let (ours, theirs) = Pipe::duplex().unwrap();
         let victim = p.apply_async(report_pid_and_sleep, (theirs,)).unwrap();
         let others: Vec<_> = (0..200).map(|i| p.apply_async(square, (i,)).unwrap()).collect();
         assert!(ours.poll(Some(Duration::from_secs(20))).unwrap(), "{method}: the task did not start");
@@ -358,7 +358,7 @@ fn read_tag() -> u32 {
 #[test]
 fn initializer_runs_once_per_worker() {
     for method in METHODS {
-        let (ours, theirs) = Pipe::new(true).unwrap();
+        let (ours, theirs) = Pipe::duplex().unwrap();
         let p = Pool::builder()
             .processes(3)
             .initializer(announce, (theirs,))
@@ -401,8 +401,8 @@ fn failing_initializer_breaks_the_pool() {
 fn terminate_busy_workers_is_prompt_and_leaves_no_zombie() {
     for method in METHODS {
         let p = pool(method, 2);
-        let (ours, theirs) = Pipe::new(true).unwrap();
-        let (ours2, theirs2) = Pipe::new(true).unwrap();
+        let (ours, theirs) = Pipe::duplex().unwrap();
+        let (ours2, theirs2) = Pipe::duplex().unwrap();
         let busy = [
             p.apply_async(report_pid_and_sleep, (theirs,)).unwrap(),
             p.apply_async(report_pid_and_sleep, (theirs2,)).unwrap(),
@@ -443,7 +443,7 @@ fn dropping_the_pool_terminates_it() {
 #[test]
 fn a_value_carrying_a_handle_is_refused() {
     let p = Pool::new(1).unwrap();
-    let e = task_error(p.apply(|| Pipe::new(true).unwrap().0, ()));
+    let e = task_error(p.apply(|| Pipe::duplex().unwrap().0, ()));
     assert_eq!(e.kind(), TaskErrorKind::Codec);
     assert!(e.message().contains("cannot carry handles"), "{e}");
     assert_eq!(p.apply(square, (3,)).unwrap(), 9);
@@ -457,7 +457,7 @@ fn tasks_receive_handles() {
         s.to_uppercase()
     }
     let p = Pool::new(2).unwrap();
-    let (ours, theirs) = Pipe::new(true).unwrap();
+    let (ours, theirs) = Pipe::duplex().unwrap();
     let r = p.apply_async(echo_upper, (theirs,)).unwrap();
     ours.send(&"hello".to_string()).unwrap();
     assert_eq!(r.get().unwrap(), "HELLO");
@@ -478,9 +478,11 @@ fn pool_lifecycles() -> (usize, usize) {
         p.apply(square, (1,)).unwrap();
     };
     METHODS.into_iter().for_each(warm);
+    // And the dead socket a closed connection's descriptor is stood down onto.
+    drop(Pipe::duplex().unwrap());
     let before = open_fds();
     for method in METHODS {
-        let (ours, theirs) = Pipe::new(true).unwrap();
+        let (ours, theirs) = Pipe::duplex().unwrap();
         let p = Pool::builder()
             .processes(2)
             .start_method(method)
@@ -488,7 +490,7 @@ fn pool_lifecycles() -> (usize, usize) {
             .build()
             .unwrap();
         assert_eq!(p.map(square, 0..50).unwrap().len(), 50);
-        let (a, b) = Pipe::new(true).unwrap();
+        let (a, b) = Pipe::duplex().unwrap();
         let r = p.apply_async(report_pid_and_sleep, (b,)).unwrap();
         let worker: i32 = a.recv().unwrap();
         // SAFETY: plain kill(2) of our own child.
@@ -556,7 +558,7 @@ fn executor_submit_map_as_completed_shutdown() {
     assert_eq!(values.len(), 20);
     let e = ex.submit(explode, (3,)).unwrap();
     assert_eq!(e.exception().unwrap().kind(), TaskErrorKind::Panicked);
-    ex.shutdown(true, false);
+    ex.shutdown();
     assert!(matches!(ex.submit(square, (1,)), Err(Error::Closed(_))));
 }
 
@@ -576,7 +578,7 @@ fn executor_builder_options() {
     assert_eq!(tags, vec![7; 6]);
     let slow = ex.submit(sleep_then, (30_000, 0)).unwrap();
     assert_eq!(task_error(slow.result()).kind(), TaskErrorKind::TimedOut);
-    ex.shutdown(true, false);
+    ex.shutdown();
 }
 
 /// Future.cancel and shutdown(cancel_futures=True): tasks not yet taken are cancelled,
@@ -589,7 +591,7 @@ fn executor_cancel_and_shutdown_cancel_futures() {
         1
     }
     let ex = Executor::new(1).unwrap();
-    let (ours, theirs) = Pipe::new(true).unwrap();
+    let (ours, theirs) = Pipe::duplex().unwrap();
     let running = ex.submit(signal_then_wait, (theirs,)).unwrap();
     assert!(ours.poll(Some(Duration::from_secs(20))).unwrap());
     ours.recv::<()>().unwrap();
@@ -601,13 +603,13 @@ fn executor_cancel_and_shutdown_cancel_futures() {
     assert!(queued[4].done());
     assert_eq!(task_error(queued[4].result_timeout(Duration::from_secs(1))).kind(), TaskErrorKind::Cancelled);
     // The worker is held by `running`, so none of the queued tasks can have started.
-    ex.shutdown(false, true);
+    ex.shutdown_with(multiproc::Shutdown::new().no_wait().cancel_futures());
     for f in queued.iter().take(4) {
         assert_eq!(task_error(f.result_timeout(Duration::from_secs(20))).kind(), TaskErrorKind::Cancelled);
     }
     ours.send(&()).unwrap();
     assert_eq!(running.result().unwrap(), 1);
-    ex.shutdown(true, false);
+    ex.shutdown();
     let mut it = as_completed(Vec::<multiproc::PoolFuture<u64>>::new());
     assert!(it.next_timeout(Duration::from_millis(1)).unwrap().is_none());
 }

@@ -22,7 +22,7 @@ fn ready_then_sleep(conn: Connection, ms: u64) {
 }
 
 fn start_sleeper(method: StartMethod, ms: u64) -> Process {
-    let (parent, child) = Pipe::new(true).unwrap();
+    let (parent, child) = Pipe::duplex().unwrap();
     let p = Process::new(ready_then_sleep, (child, ms)).start_method(method).start().unwrap();
     assert_eq!(parent.recv::<String>().unwrap(), "ready");
     p
@@ -283,7 +283,7 @@ fn echo_upper(conn: Connection) {
 #[test]
 fn a_connection_is_a_valid_argument() {
     for m in METHODS {
-        let (parent, child) = Pipe::new(true).unwrap();
+        let (parent, child) = Pipe::duplex().unwrap();
         let p = Process::new(echo_upper, (child,)).start_method(m).start().unwrap();
         for word in ["one", "two", "three"] {
             parent.send(&word.to_string()).unwrap();
@@ -309,7 +309,7 @@ fn report_child_start(conn: Connection) {
 fn daemonic_processes_cannot_have_children() {
     // test_daemon_argument / "daemonic processes are not allowed to have children"
     for m in METHODS {
-        let (parent, child) = Pipe::new(true).unwrap();
+        let (parent, child) = Pipe::duplex().unwrap();
         let p = Process::new(report_child_start, (child,)).daemon(true).start_method(m).start().unwrap();
         assert!(p.is_daemon());
         let msg: String = parent.recv().unwrap();
@@ -482,7 +482,7 @@ fn take_picky(p: Picky) -> u32 {
 fn custom_serde_errors_reach_the_caller() {
     const ENC: &str = "13 is unlucky, refused to encode";
     const DEC: &str = "7 is refused on arrival";
-    let (a, b) = Pipe::new(true).unwrap();
+    let (a, b) = Pipe::duplex().unwrap();
     let e = a.send(&Picky(13)).unwrap_err();
     assert!(e.to_string().contains(ENC), "send: {e}");
     // Nested inside other values too.
@@ -498,7 +498,7 @@ fn custom_serde_errors_reach_the_caller() {
     assert!(e.to_string().contains(ENC), "process arguments: {e}");
     for m in METHODS {
         let ctx = get_context(Some(m));
-        let (a, b) = Pipe::new(true).unwrap();
+        let (a, b) = Pipe::duplex().unwrap();
         ctx.process(send_picky, (b, 7)).start().unwrap().join().unwrap();
         let e = a.recv::<Picky>().unwrap_err();
         assert!(e.to_string().contains(DEC), "{m}: recv from a child: {e}");

@@ -101,9 +101,9 @@ impl<T: Serialize + DeserializeOwned + 'static> Run for Echo<T> {
 #[test]
 fn generic_run_types_with_handles_find_their_own_code() {
     for m in METHODS {
-        let (a, b) = Pipe::new(true).unwrap();
+        let (a, b) = Pipe::duplex().unwrap();
         let p1 = Process::from_run(&Echo { value: 7u32, conn: b }).start_method(m).start().unwrap();
-        let (c, d) = Pipe::new(true).unwrap();
+        let (c, d) = Pipe::duplex().unwrap();
         let p2 =
             Process::from_run(&Echo { value: "seven".to_string(), conn: d }).start_method(m).start().unwrap();
         assert_eq!(a.recv::<u32>().unwrap(), 7, "{m}");

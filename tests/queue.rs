@@ -3,7 +3,8 @@
 //! what Python lacks.
 
 use multiproc::{
-    Bytes, Connection, GetError, JoinableQueue, Pipe, Process, PutError, Queue, SimpleQueue, StartMethod,
+    get_context, Bytes, Connection, GetError, GetTimeoutError, JoinableQueue, Pipe, Process, PutError,
+    PutTimeoutError, Queue, SimpleQueue, StartMethod, TryGetError, TryPutError,
 };
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -124,37 +125,105 @@ fn four_producers_four_consumers() {
     }
 }
 
-/// _TestQueue.test_timeout: get(timeout) on an empty queue raises Empty after the timeout.
+/// What a child's `get_timeout` on an empty queue answered, and after how many milliseconds.
+fn timed_get(q: Queue<u8>, ms: u64) -> (String, u64) {
+    let t = Instant::now();
+    let r = q.get_timeout(Duration::from_millis(ms));
+    (format!("{r:?}"), t.elapsed().as_millis() as u64)
+}
+
+fn put_all(q: Queue<u32>, items: Vec<u32>) {
+    for i in items {
+        q.put(i).unwrap();
+    }
+}
+
+fn take_n(q: Queue<u32>, n: usize) -> Vec<u32> {
+    (0..n).map(|_| q.get().unwrap()).collect()
+}
+
+/// _TestQueue.test_timeout: get(timeout) on an empty queue raises Empty after the timeout; here
+/// it is the `Timeout` case of `get_timeout`'s own error, in this process and in a child, while
+/// `get_nowait` says `Empty`.
 #[test]
-fn get_timeout_on_empty() {
+fn get_timeout_on_empty_is_a_timeout_within_bounds() {
     let _g = serial();
     let q: Queue<u8> = Queue::new().unwrap();
     let t = Instant::now();
-    assert_eq!(q.get_timeout(Duration::from_millis(100)), Err(GetError::Empty));
+    let e = q.get_timeout(Duration::from_millis(100)).unwrap_err();
     let took = t.elapsed();
-    assert!(took >= Duration::from_millis(100) && took < Duration::from_secs(1), "{took:?}");
-    assert_eq!(q.get_nowait(), Err(GetError::Empty));
+    assert_eq!(e, GetTimeoutError::Timeout);
+    assert!(e.is_timeout() && !e.is_closed());
+    assert!(took >= Duration::from_millis(100) && took < Duration::from_secs(2), "{took:?}");
+    assert_eq!(q.get_nowait(), Err(TryGetError::Empty));
+    assert!(q.get_nowait().unwrap_err().is_empty());
+    for method in METHODS {
+        let (answer, ms) =
+            get_context(Some(method)).spawn(timed_get, (q.clone(), 150)).unwrap().join().unwrap();
+        assert_eq!(answer, "Err(Timeout)", "{method}");
+        assert!((150..2000).contains(&ms), "{method}: {ms} ms");
+    }
+    assert!(q.empty());
 }
 
-/// _TestQueue.test_qsize and the Full cases of test_put.
+/// _TestQueue.test_qsize and the Full cases of test_put: with the queue filled by another
+/// process, `put_nowait` is `Full` and `put_timeout` is `Timeout` (after the timeout), each
+/// with the value back, and the queue is left exactly as it was: the same qsize, and the old
+/// items come out in order.
 #[test]
-fn bounded_full_qsize_empty() {
+fn put_nowait_on_a_full_queue_hands_the_value_back_and_leaves_the_queue_as_it_was() {
     let _g = serial();
-    let q = Queue::with_maxsize(3).unwrap();
-    assert!(q.empty() && !q.full() && q.qsize() == 0);
-    for i in 0..3 {
-        q.put_nowait(i).unwrap();
+    for method in METHODS {
+        let q = Queue::with_maxsize(3).unwrap();
+        assert!(q.empty() && !q.full() && q.qsize() == 0);
+        assert_eq!(start(method, put_all, (q.clone(), vec![10, 11, 12])).join().unwrap().exitcode(), 0);
+        assert!(q.full() && q.qsize() == 3 && !q.empty(), "{method}");
+
+        let e = q.put_nowait(99).unwrap_err();
+        assert_eq!(e, TryPutError::Full(99), "{method}");
+        assert!(e.is_full() && !e.is_closed());
+        assert_eq!(e.into_inner(), 99);
+        assert_eq!(q.qsize(), 3, "{method}: a refused put leaves the count");
+
+        let t = Instant::now();
+        let e = q.put_timeout(98, Duration::from_millis(100)).unwrap_err();
+        let took = t.elapsed();
+        assert_eq!(e, PutTimeoutError::Timeout(98), "{method}");
+        assert!(e.is_timeout());
+        assert!(took >= Duration::from_millis(100) && took < Duration::from_secs(2), "{method}: {took:?}");
+        assert_eq!(q.qsize(), 3, "{method}");
+
+        let got = get_context(Some(method)).spawn(take_n, (q.clone(), 3)).unwrap().join().unwrap();
+        assert_eq!(got, [10, 11, 12], "{method}: the old items, in order");
+        assert_eq!(q.get_nowait(), Err(TryGetError::Empty), "{method}: nothing of the refused puts");
+        q.put(3).unwrap();
+        assert_eq!(q.get().unwrap(), 3);
     }
-    assert!(q.full() && q.qsize() == 3 && !q.empty());
-    assert_eq!(q.put_nowait(9), Err(PutError::Full(9)));
-    let t = Instant::now();
-    assert_eq!(q.put_timeout(9, Duration::from_millis(50)), Err(PutError::Full(9)));
-    assert!(t.elapsed() >= Duration::from_millis(50));
-    assert_eq!(q.get().unwrap(), 0);
-    assert!(!q.full() && q.qsize() == 2);
-    q.put(3).unwrap();
-    assert_eq!((1..4).map(|_| q.get_nowait().unwrap()).collect::<Vec<_>>(), [1, 2, 3]);
-    assert!(q.empty());
+}
+
+fn put_joinable(q: JoinableQueue<u32>, items: Vec<u32>) {
+    for i in items {
+        q.put(i).unwrap();
+    }
+}
+
+/// Beyond Python's tests: a refused put on a full `JoinableQueue` counts no task, so `join`
+/// returns once the items that went in are done.
+#[test]
+fn a_refused_put_on_a_full_joinable_queue_counts_no_task() {
+    let _g = serial();
+    for method in METHODS {
+        let q = JoinableQueue::with_maxsize(2).unwrap();
+        assert_eq!(start(method, put_joinable, (q.clone(), vec![1, 2])).join().unwrap().exitcode(), 0);
+        assert_eq!(q.put_nowait(3), Err(TryPutError::Full(3)), "{method}");
+        assert_eq!(q.put_timeout(4, Duration::from_millis(20)), Err(PutTimeoutError::Timeout(4)), "{method}");
+        assert_eq!((q.get().unwrap(), q.get().unwrap()), (1, 2), "{method}");
+        assert!(!q.join_timeout(Duration::ZERO), "{method}: two tasks open");
+        q.task_done().unwrap();
+        q.task_done().unwrap();
+        assert!(q.join_timeout(Duration::from_secs(5)), "{method}: the refused puts left no task");
+        assert!(q.task_done().is_err(), "{method}");
+    }
 }
 
 /// _TestQueue.test_closed_queue_put_get_exceptions: put and get after close are errors.
@@ -166,7 +235,12 @@ fn close_then_put_errors() {
     q.put(1u32).unwrap();
     q.close();
     assert_eq!(q.put(2), Err(PutError::Closed(2)));
+    assert_eq!(q.put_nowait(3), Err(TryPutError::Closed(3)));
+    assert_eq!(q.put_timeout(4, Duration::from_secs(1)), Err(PutTimeoutError::Closed(4)));
+    assert!(q.put(5).unwrap_err().is_closed());
     assert_eq!(q.get(), Err(GetError::Closed));
+    assert_eq!(q.get_nowait(), Err(TryGetError::Closed));
+    assert_eq!(q.get_timeout(Duration::from_secs(1)), Err(GetTimeoutError::Closed));
     q.join_thread().unwrap();
 }
 
@@ -232,7 +306,7 @@ fn consumer_killed_in_get() {
     let _g = serial();
     for method in METHODS {
         let q = Queue::new().unwrap();
-        let (a, b) = Pipe::new(true).unwrap();
+        let (a, b) = Pipe::duplex().unwrap();
         let p = start(method, blocked_get, (q.clone(), b));
         a.recv::<()>().unwrap();
         p.kill().unwrap();
@@ -447,7 +521,7 @@ fn locks_values_connections_and_queues_travel_through_a_queue() {
             let replies = Queue::new().unwrap();
             let mut mine = Vec::new();
             for i in 0..n {
-                let (a, b) = Pipe::new(true).unwrap();
+                let (a, b) = Pipe::duplex().unwrap();
                 q.put((i, (lock.clone(), value.clone(), b, replies.clone()))).unwrap();
                 mine.push(a);
             }
@@ -466,7 +540,7 @@ fn locks_values_connections_and_queues_travel_through_a_queue() {
 #[test]
 fn handles_through_a_bounded_queue_and_a_joinable_queue() {
     let q: Queue<Connection> = Queue::with_maxsize(2).unwrap();
-    let (a, b) = Pipe::new(true).unwrap();
+    let (a, b) = Pipe::duplex().unwrap();
     q.put(b).unwrap();
     let b: Connection = q.get().unwrap();
     b.send(&"via a bounded queue").unwrap();
@@ -520,7 +594,7 @@ fn items_put_before_exit_all_arrive() {
                         assert_eq!(v[..4], got.to_le_bytes(), "{method}/{how}: in order");
                         got += 1;
                     }
-                    Err(GetError::Empty) => break,
+                    Err(GetTimeoutError::Timeout) => break,
                     Err(e) => panic!("{method}/{how}: {e}"),
                 }
             }
@@ -621,7 +695,9 @@ fn custom_serde_errors_of_items_reach_the_caller() {
         }
         start(method, put_picky, (q.clone(), 7)).join().unwrap();
         match q.get_timeout(Duration::from_secs(10)) {
-            Err(GetError::Decode(msg)) => assert!(msg.contains("7 is refused on arrival"), "{method}: {msg}"),
+            Err(GetTimeoutError::Decode(msg)) => {
+                assert!(msg.contains("7 is refused on arrival"), "{method}: {msg}")
+            }
             other => panic!("{method}: {other:?}"),
         }
     }

@@ -113,7 +113,7 @@ fn executor_on_the_broker() {
         multiproc::as_completed(futures).map(|f| f.result()).collect::<Result<_, _>>().unwrap();
     done.sort();
     assert_eq!(done, vec![1, 4, 9]);
-    ex.shutdown(true, false);
+    ex.shutdown();
 }
 
 #[test]
@@ -443,7 +443,7 @@ fn takes_a_connection(_c: multiproc::Connection) -> u32 {
 fn a_task_carrying_a_handle_is_refused_with_a_clear_error() {
     let Some(url) = url() else { return };
     let pool = PoolBuilder::new(&url).processes(1).authkey(KEY).build().unwrap();
-    let (a, _b) = multiproc::Pipe::new(true).unwrap();
+    let (a, _b) = multiproc::Pipe::duplex().unwrap();
     match pool.apply_async(takes_a_connection, (a,)).unwrap().get_timeout(Duration::from_secs(30)) {
         Err(Error::Task(e)) => {
             assert_eq!(e.kind(), TaskErrorKind::Codec, "{e}");

@@ -3,7 +3,9 @@
 //! start method in turn.
 #![cfg(feature = "redis")]
 
-use multiproc::redis::{GetError, JoinableQueue, PutError, Queue};
+use multiproc::redis::{
+    GetError, GetTimeoutError, JoinableQueue, PutError, PutTimeoutError, Queue, TryGetError, TryPutError,
+};
 use multiproc::{get_context, StartMethod};
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -93,6 +95,13 @@ fn take_one(q: Queue<u32>) -> u32 {
     q.get_timeout(Duration::from_secs(30)).unwrap()
 }
 
+/// What a child's `get_timeout` on an empty queue answered, and after how many milliseconds.
+fn timed_get(q: Queue<u32>, ms: u64) -> (String, u64) {
+    let t = Instant::now();
+    let r = q.get_timeout(Duration::from_millis(ms));
+    (format!("{r:?}"), t.elapsed().as_millis() as u64)
+}
+
 #[test]
 fn maxsize_qsize_full_and_a_blocked_put_released_by_another_process() {
     let Some(url) = url() else { return };
@@ -104,31 +113,47 @@ fn maxsize_qsize_full_and_a_blocked_put_released_by_another_process() {
     }
     assert_eq!(q.qsize().unwrap(), 3);
     assert!(q.full().unwrap());
-    assert!(matches!(q.put_nowait(9), Err(PutError::Full(9))));
+    // Refused puts hand the value back and leave the queue as it was.
+    let e = q.put_nowait(9).unwrap_err();
+    assert!(e.is_full(), "{e:?}");
+    assert!(matches!(e, TryPutError::Full(9)));
     let t = Instant::now();
-    assert!(matches!(q.put_timeout(9, Duration::from_millis(300)), Err(PutError::Full(9))));
+    let e = q.put_timeout(8, Duration::from_millis(300)).unwrap_err();
     let waited = t.elapsed();
+    assert!(e.is_timeout(), "{e:?}");
+    assert_eq!(e.into_inner(), 8);
     assert!(waited >= Duration::from_millis(300) && waited < Duration::from_secs(5), "{waited:?}");
+    assert_eq!(q.qsize().unwrap(), 3);
     // Another handle opened by name sees the same bound.
     let other: Queue<u32> = Queue::open(&url, &name).unwrap();
     assert_eq!(other.maxsize(), 3);
     assert!(Queue::<u32>::with_maxsize(&url, &name, 4).is_err());
-    for method in METHODS {
+    for (i, method) in METHODS.into_iter().enumerate() {
         let child = get_context(Some(method)).spawn(take_one, (q.clone(),)).unwrap();
         // Full until the child takes the front item; then this put goes in.
         q.put_timeout(10, Duration::from_secs(30)).unwrap();
         let front = child.join().unwrap();
-        assert!(front < 3, "{front}");
+        assert_eq!(front, i as u32, "{method}: the old items, in order");
     }
     let rest: Vec<u32> = (0..3).map(|_| q.get_nowait().unwrap()).collect();
     assert_eq!(rest, vec![10, 10, 10]);
-    assert!(matches!(q.get_nowait(), Err(GetError::Empty)));
+    assert!(q.get_nowait().unwrap_err().is_empty());
     let t = Instant::now();
-    assert!(matches!(q.get_timeout(Duration::from_millis(300)), Err(GetError::Empty)));
+    assert!(matches!(q.get_timeout(Duration::from_millis(300)), Err(GetTimeoutError::Timeout)));
     assert!(t.elapsed() >= Duration::from_millis(300));
+    for method in METHODS {
+        let (answer, ms) =
+            get_context(Some(method)).spawn(timed_get, (q.clone(), 300)).unwrap().join().unwrap();
+        assert_eq!(answer, "Err(Timeout)", "{method}");
+        assert!((300..5000).contains(&ms), "{method}: {ms} ms");
+    }
     q.close();
     assert!(matches!(q.put(1), Err(PutError::Closed(1))));
-    assert!(matches!(q.get_nowait(), Err(GetError::Closed)));
+    assert!(matches!(q.put_nowait(2), Err(TryPutError::Closed(2))));
+    assert!(matches!(q.put_timeout(3, Duration::ZERO), Err(PutTimeoutError::Closed(3))));
+    assert!(matches!(q.get(), Err(GetError::Closed)));
+    assert!(matches!(q.get_nowait(), Err(TryGetError::Closed)));
+    assert!(matches!(q.get_timeout(Duration::ZERO), Err(GetTimeoutError::Closed)));
     other.unlink().unwrap();
 }
 
@@ -183,7 +208,7 @@ fn bad_names_and_urls_are_clear_errors() {
     assert!(Queue::<u8>::open(&url, "").is_err());
     assert!(Queue::<u8>::open(&url, "a{b}").is_err());
     let q: Queue<Vec<u8>> = Queue::open(&url, &unique("handles")).unwrap();
-    let (a, _b) = multiproc::Pipe::new(true).unwrap();
+    let (a, _b) = multiproc::Pipe::duplex().unwrap();
     let hq: Queue<multiproc::Connection> = Queue::open(&url, &unique("handles2")).unwrap();
     assert!(matches!(hq.put(a), Err(PutError::Encode(..))));
     q.unlink().unwrap();
@@ -277,7 +302,7 @@ fn items_taken_ahead_and_not_asked_for_go_back_to_the_front() {
     sorted.sort_unstable();
     assert_eq!(sorted, (1000..2000).collect::<Vec<u32>>());
     assert_eq!(a.qsize().unwrap(), 0);
-    assert!(matches!(a.get_nowait(), Err(GetError::Empty)));
+    assert!(matches!(a.get_nowait(), Err(TryGetError::Empty)));
     // A put is on the server for this handle's next get_nowait.
     a.put(7).unwrap();
     assert_eq!(a.get_nowait().unwrap(), 7);

@@ -79,7 +79,7 @@ fn create_and_report(conn: multiproc::Connection) {
 #[test]
 fn a_killed_creators_block_is_swept_by_the_next_create() {
     for m in METHODS {
-        let (parent, child) = multiproc::Pipe::new(true).unwrap();
+        let (parent, child) = multiproc::Pipe::duplex().unwrap();
         let p = multiproc::Process::new(create_and_report, (child,)).start_method(m).start().unwrap();
         let name: String = parent.recv().unwrap();
         assert!(exists(&name));
@@ -132,7 +132,7 @@ fn raw_forms_check_bounds_lengths_and_types() {
     assert!(multiproc::RawArray::<u8>::zeroed(0).unwrap().is_empty());
 
     // A handle arriving as another element type is refused.
-    let (x, y) = multiproc::Pipe::new(true).unwrap();
+    let (x, y) = multiproc::Pipe::duplex().unwrap();
     x.send(&multiproc::RawValue::new(5u64).unwrap()).unwrap();
     assert!(y.recv::<multiproc::RawArray<u32>>().is_err());
 }

@@ -20,7 +20,7 @@ fn hold_then_report(lock: Lock, conn: Connection) {
 fn a_killed_holder_gives_the_waiter_owner_died_quickly() {
     for m in METHODS {
         let lock = Lock::new().unwrap();
-        let (parent, child) = Pipe::new(true).unwrap();
+        let (parent, child) = Pipe::duplex().unwrap();
         let p = Process::new(hold_then_report, (lock.clone(), child)).start_method(m).start().unwrap();
         assert_eq!(parent.recv::<String>().unwrap(), "held");
         assert!(lock.try_acquire().unwrap().is_none(), "{m}: held by the child");
@@ -126,7 +126,7 @@ fn an_event_wakes_waiters_in_other_processes() {
         let mut conns = Vec::new();
         let mut ps = Vec::new();
         for _ in 0..3 {
-            let (parent, child) = Pipe::new(true).unwrap();
+            let (parent, child) = Pipe::duplex().unwrap();
             ps.push(Process::new(wait_then_report, (ev.clone(), child)).start_method(m).start().unwrap());
             assert_eq!(parent.recv::<String>().unwrap(), "waiting");
             conns.push(parent);
@@ -219,7 +219,7 @@ fn send_lock_back(conn: Connection) {
 #[test]
 fn a_lock_travels_through_a_pipe() {
     for m in METHODS {
-        let (parent, child) = Pipe::new(true).unwrap();
+        let (parent, child) = Pipe::duplex().unwrap();
         let p = Process::new(send_lock_back, (child,)).start_method(m).start().unwrap();
         let lock = Lock::new().unwrap();
         parent.send(&lock).unwrap();
@@ -265,7 +265,7 @@ fn a_barrier_of_three_releases_all_three() {
         let mut conns = Vec::new();
         let mut ps = Vec::new();
         for _ in 0..2 {
-            let (parent, child) = Pipe::new(true).unwrap();
+            let (parent, child) = Pipe::duplex().unwrap();
             ps.push(Process::new(arrive, (b.clone(), child)).start_method(m).start().unwrap());
             conns.push(parent);
         }
@@ -310,7 +310,7 @@ fn a_condition_notifies_across_processes() {
     for m in METHODS {
         let cond = multiproc::Condition::new().unwrap();
         let flag = Value::new(0u32).unwrap();
-        let (parent, child) = Pipe::new(true).unwrap();
+        let (parent, child) = Pipe::duplex().unwrap();
         let p =
             Process::new(wait_for_flag, (cond.clone(), flag.clone(), child)).start_method(m).start().unwrap();
         assert_eq!(parent.recv::<String>().unwrap(), "waiting");
@@ -358,7 +358,7 @@ fn wait_until_exited(pid: i32) {
 fn a_holder_that_exited_unreaped_gives_the_waiter_owner_died_quickly() {
     for m in METHODS {
         let lock = Lock::new().unwrap();
-        let (parent, child) = Pipe::new(true).unwrap();
+        let (parent, child) = Pipe::duplex().unwrap();
         let p = Process::new(take_and_exit, (lock.clone(), child)).start_method(m).start().unwrap();
         assert_eq!(parent.recv::<String>().unwrap(), "held");
         let pid = p.pid().unwrap();
@@ -403,7 +403,7 @@ fn a_refused_semaphore_acquire_leaves_the_count_as_it_was() {
         assert_eq!(sem.get_value(), 0, "{m}");
 
         let bounded = BoundedSemaphore::new(1).unwrap();
-        let (parent, child) = Pipe::new(true).unwrap();
+        let (parent, child) = Pipe::duplex().unwrap();
         let p = Process::new(hold_a_permit, (bounded.clone(), child)).start_method(m).start().unwrap();
         assert_eq!(parent.recv::<String>().unwrap(), "held");
         for _ in 0..3 {
@@ -439,7 +439,7 @@ fn notify_n_wakes_n_waiters_and_the_others_time_out_unnotified() {
         let cond = multiproc::Condition::new().unwrap();
         let (mut conns, mut ps) = (Vec::new(), Vec::new());
         for _ in 0..5 {
-            let (parent, child) = Pipe::new(true).unwrap();
+            let (parent, child) = Pipe::duplex().unwrap();
             ps.push(
                 Process::new(wait_once_and_report, (cond.clone(), child, timeout))
                     .start_method(m)
@@ -490,7 +490,7 @@ fn a_manager_condition_notify_n_wakes_n_waiters() {
     let timeout = Duration::from_secs(3);
     let (mut conns, mut ps) = (Vec::new(), Vec::new());
     for _ in 0..5 {
-        let (parent, child) = Pipe::new(true).unwrap();
+        let (parent, child) = Pipe::duplex().unwrap();
         ps.push(Process::new(manager_wait_once, (cond.clone(), child, timeout)).start().unwrap());
         conns.push(parent);
     }
@@ -523,11 +523,11 @@ fn a_notification_goes_past_a_waiter_that_was_killed() {
     // The first waiter is killed while it waits; notify(1) must reach the second one.
     for m in METHODS {
         let cond = multiproc::Condition::new().unwrap();
-        let (first, child) = Pipe::new(true).unwrap();
+        let (first, child) = Pipe::duplex().unwrap();
         let doomed =
             Process::new(wait_untimed_and_report, (cond.clone(), child)).start_method(m).start().unwrap();
         assert_eq!(first.recv::<String>().unwrap(), "waiting");
-        let (second, child) = Pipe::new(true).unwrap();
+        let (second, child) = Pipe::duplex().unwrap();
         let p = Process::new(wait_untimed_and_report, (cond.clone(), child)).start_method(m).start().unwrap();
         assert_eq!(second.recv::<String>().unwrap(), "waiting");
         doomed.kill().unwrap();

@@ -131,7 +131,7 @@ fn echo(conn: Connection) {
 /// `pipe_roundtrip` with the parent's send and receive awaited; per round trip.
 pub fn pipe_roundtrip_async(n: usize) -> Sample {
     let rt = runtime();
-    let (a, b) = Pipe::new(true).unwrap();
+    let (a, b) = Pipe::duplex().unwrap();
     let p = Process::new(echo, (b,)).start().unwrap();
     let s = rt.block_on(async {
         for i in 0..100u64 {

@@ -724,7 +724,7 @@ fn run_placement(o: &Options, placement: Placement) -> PlacementResult {
         host::set_affinity(&[given[0]]).unwrap_or_else(|e| die(&format!("sched_setaffinity: {e}")));
     }
     let load = (placement == Placement::Loaded).then(|| host::Load::start(given.len()).expect("busy loops"));
-    multiproc::set_start_method(o.method, true).unwrap();
+    multiproc::force_start_method(o.method);
     let cpus = host::allowed_cpus();
     let mut py = if o.python { python::Driver::start(o.method, &cpus) } else { None };
     let pyver = py.as_ref().map_or_else(|| "not run".to_string(), |d| d.banner.clone());

@@ -57,7 +57,7 @@ fn echo(conn: Connection) {
 
 /// A duplex pipe to an echo child; the round trip closure and the child to join.
 fn echo_child() -> (Connection, Process) {
-    let (a, b) = Pipe::new(true).unwrap();
+    let (a, b) = Pipe::duplex().unwrap();
     let p = Process::new(echo, (b,)).start().unwrap();
     for i in 0..100u64 {
         a.send(&i).unwrap();
@@ -355,7 +355,7 @@ fn idle(conn: Connection) {
 
 /// Resident memory (KiB) of an idle child started by the pinned start method, waiting on a pipe.
 pub fn rss_idle_worker() -> f64 {
-    let (a, b) = Pipe::new(true).unwrap();
+    let (a, b) = Pipe::duplex().unwrap();
     let p = Process::new(idle, (b,)).start().unwrap();
     assert_eq!(a.recv::<u8>().unwrap(), 1);
     let rss = rss_kib(p.pid().unwrap()).unwrap_or(f64::NAN);

@@ -7,7 +7,7 @@
 //! they had handed over waits in the sink, and the sink's next call sends it.
 
 use crate::error::Result;
-use crate::queue::PutError;
+use crate::queue::{PutError, TryPutError};
 use crate::{Connection, Queue};
 use futures_sink::Sink;
 use serde::de::DeserializeOwned;
@@ -55,7 +55,7 @@ fn noop_waker() -> Waker {
 ///
 /// # let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
 /// # rt.block_on(async {
-/// let (a, b) = Pipe::new(true)?;
+/// let (a, b) = Pipe::duplex()?;
 /// let mut sink = pin!(a.sink::<String>());
 /// for word in ["one", "two"] {
 ///     poll_fn(|cx| sink.as_mut().poll_ready(cx)).await?;
@@ -147,7 +147,7 @@ impl<T> Drop for MessageSink<'_, T> {
 
 /// Items put into a [`Queue`] as a `futures_sink::Sink` ([`Queue::sink`]): each item is one
 /// [`put_async`](Queue::put_async), waiting for room in a bounded queue. Its error is the
-/// queue's [`PutError`], which hands the item back.
+/// queue's [`PutError`] (that of a put that waits, so never "full"), which hands the item back.
 ///
 /// # Cancel safety
 ///
@@ -198,19 +198,19 @@ impl<'a, T: Serialize + DeserializeOwned + 'a> ItemSink<'a, T> {
     fn poll_put(&mut self, cx: &mut Context<'_>) -> Poll<std::result::Result<(), PutError<T>>> {
         loop {
             let Some(item) = self.pending.take() else { return Poll::Ready(Ok(())) };
-            match self.queue.put_nowait(item) {
+            match self.queue.put_nowait(item).map_err(TryPutError::full_or) {
                 Ok(()) => {
                     self.room = None;
                     return Poll::Ready(Ok(()));
                 }
-                Err(PutError::Full(item)) => {
+                Err(Ok(item)) => {
                     self.pending = Some(item);
                     let queue = self.queue;
                     let room = self.room.get_or_insert_with(|| Box::pin(queue.room_async()));
                     std::task::ready!(room.as_mut().poll(cx));
                     self.room = None;
                 }
-                Err(e) => {
+                Err(Err(e)) => {
                     self.room = None;
                     return Poll::Ready(Err(e));
                 }
@@ -232,12 +232,13 @@ impl<'a, T: Serialize + DeserializeOwned + 'a> Sink<T> for ItemSink<'a, T> {
             let msg = "start_send before poll_ready said the sink was ready".to_string();
             return Err(PutError::Encode(item, msg));
         }
-        match this.queue.put_nowait(item) {
-            Err(PutError::Full(item)) => {
+        match this.queue.put_nowait(item).map_err(TryPutError::full_or) {
+            Ok(()) => Ok(()),
+            Err(Ok(item)) => {
                 this.pending = Some(item);
                 Ok(())
             }
-            r => r,
+            Err(Err(e)) => Err(e),
         }
     }
 

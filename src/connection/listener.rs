@@ -20,7 +20,7 @@ use std::collections::VecDeque;
 use std::ffi::OsStr;
 use std::fmt;
 use std::net::{SocketAddr, ToSocketAddrs};
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -30,6 +30,7 @@ use std::time::{Duration, Instant};
 /// `family`): a unix socket path, a name in Linux's abstract socket namespace (no file, nothing
 /// to clean up), or a TCP address.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[non_exhaustive]
 pub enum Address {
     /// A unix socket at a filesystem path (`AF_UNIX`).
     Unix(PathBuf),
@@ -153,7 +154,11 @@ impl From<&std::path::Path> for Address {
 /// # Ok::<(), multiproc::Error>(())
 /// ```
 pub struct Listener {
+    /// The listening socket while open; `None` once closed.
     fd: Mutex<Option<Arc<OwnedFd>>>,
+    /// The same socket, kept until drop for [`as_fd`](AsFd::as_fd): `close` stands it down in
+    /// place ([`sys::retire`]) rather than closing its number.
+    sock: Arc<OwnedFd>,
     address: Address,
     authkey: Option<Vec<u8>>,
     /// A path this listener created, removed again on close.
@@ -227,8 +232,11 @@ impl Listener {
             }
         };
         sys::net::set_listener_nonblocking(fd.as_fd()).map_err(Error::io("listening"))?;
+        sys::prepare_retire();
+        let sock = Arc::new(fd);
         Ok(Listener {
-            fd: Mutex::new(Some(Arc::new(fd))),
+            fd: Mutex::new(Some(sock.clone())),
+            sock,
             address,
             authkey: authkey.map(<[u8]>::to_vec),
             unlink,
@@ -414,10 +422,18 @@ impl Listener {
 
     /// Stops listening (Python's `close()`); removes the socket file of a path address. A thread
     /// blocked in [`accept`](Self::accept) returns [`Error::Closed`].
+    ///
+    /// The socket is released at once (its address is free again), but its descriptor number
+    /// stays this listener's until it is dropped, referring to a dead socket, so that a
+    /// `BorrowedFd` from [`as_fd`](AsFd::as_fd) stays valid.
     pub fn close(&self) {
         let fd = self.fd.lock().unwrap_or_else(|p| p.into_inner()).take();
         if let Some(fd) = fd {
             sys::net::shutdown_both(fd.as_fd());
+            // Threads still in `accept` hold the number: they find the dead socket there.
+            if let Err(e) = sys::retire(fd.as_fd()) {
+                log::warn!("closing a listener: {e}; its socket stays open until the listener is dropped");
+            }
             drop(fd);
             if let Some(p) = &self.unlink {
                 let _ = std::fs::remove_file(p);
@@ -441,7 +457,35 @@ fn evicted() -> Error {
 
 impl Drop for Listener {
     fn drop(&mut self) {
-        self.close();
+        // Nothing borrows the socket now: it is closed with the last field, not stood down.
+        let fd = self.fd.get_mut().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(fd) = fd {
+            sys::net::shutdown_both(fd.as_fd());
+            if let Some(p) = &self.unlink {
+                let _ = std::fs::remove_file(p);
+            }
+        }
+    }
+}
+
+/// The listening socket, for `poll(2)`, `epoll` or a reactor: it is readable when a peer is
+/// waiting to be accepted (with an `authkey`, [`accept`](Listener::accept) then also runs the
+/// handshake). Accepting on it directly would bypass the handshake. Through `AsRawFd` a
+/// listener is also a [`Waitable`](super::Waitable) for [`wait`](super::wait).
+///
+/// After [`close`](Listener::close), which takes `&self`, the number stays open until the
+/// listener is dropped, on a dead socket that polls readable and hung up: a `BorrowedFd` lent
+/// before never refers to a closed number or to another file.
+impl AsFd for Listener {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.sock.as_fd()
+    }
+}
+
+/// The number [`as_fd`](AsFd::as_fd) lends.
+impl AsRawFd for Listener {
+    fn as_raw_fd(&self) -> RawFd {
+        self.sock.as_raw_fd()
     }
 }
 

@@ -45,7 +45,13 @@ use std::time::Duration;
 /// between threads: sends are serialized among themselves, and so are receives, so messages never
 /// interleave, and one thread may send while another receives.
 pub struct Connection {
-    fd: RwLock<Option<OwnedFd>>,
+    /// The socket; `None` only inside `drop`. Its number is this connection's until then:
+    /// `close` stands the socket down in place ([`sys::retire`]), so that a `BorrowedFd` from
+    /// [`as_fd`](AsFd::as_fd) never outlives its descriptor.
+    sock: Option<OwnedFd>,
+    /// Whether the connection is open. Every call that uses the socket holds it for reading, so
+    /// that `close`, which writes it, waits for them (shutting the socket down to wake them).
+    open: RwLock<bool>,
     readable: bool,
     writable: bool,
     max_message: AtomicUsize,
@@ -58,31 +64,45 @@ pub struct Connection {
     turns: aio::Turns,
 }
 
-/// Python's `Pipe()`: a pair of connected [`Connection`]s.
+/// Python's `Pipe()`: a pair of connected [`Connection`]s, made by [`Pipe::duplex`] (Python's
+/// `Pipe()`, `Pipe(duplex=True)`) or [`Pipe::one_way`] (Python's `Pipe(duplex=False)`).
 #[derive(Debug)]
 pub struct Pipe;
 
 impl Pipe {
-    /// Two connected ends. With `duplex`, both send and receive; without, the first only
-    /// receives and the second only sends (Python's `Pipe(duplex=False)`).
+    /// Two connected ends that both send and receive (Python's `Pipe()`, whose `duplex`
+    /// defaults to true).
     ///
     /// ```
-    /// let (a, b) = multiproc::Pipe::new(true)?;
+    /// let (a, b) = multiproc::Pipe::duplex()?;
     /// a.send(&(1, "one".to_string()))?;
     /// let (n, s): (i32, String) = b.recv()?;
     /// assert_eq!((n, s.as_str()), (1, "one"));
+    /// b.send(&2)?;
+    /// assert_eq!(a.recv::<i32>()?, 2);
     /// # Ok::<(), multiproc::Error>(())
     /// ```
-    #[allow(clippy::new_ret_no_self)]
-    pub fn new(duplex: bool) -> Result<(Connection, Connection)> {
+    pub fn duplex() -> Result<(Connection, Connection)> {
         let (a, b) = sys::socketpair().map_err(Error::io("creating a pipe"))?;
         let (la, lb) = Lanes::pair()?;
-        if duplex {
-            Ok((Connection::new(a, true, true, Some(la)), Connection::new(b, true, true, Some(lb))))
-        } else {
-            sys::shutdown_write(a.as_fd()).map_err(Error::io("creating a pipe"))?;
-            Ok((Connection::new(a, true, false, Some(la)), Connection::new(b, false, true, Some(lb))))
-        }
+        Ok((Connection::new(a, true, true, Some(la)), Connection::new(b, true, true, Some(lb))))
+    }
+
+    /// Two connected ends, `(receiver, sender)`: the first only receives, the second only
+    /// sends (Python's `Pipe(duplex=False)`, in its order).
+    ///
+    /// ```
+    /// let (rx, tx) = multiproc::Pipe::one_way()?;
+    /// tx.send(&"one way")?;
+    /// assert_eq!(rx.recv::<String>()?, "one way");
+    /// assert!(rx.send(&"back").is_err(), "the receiving end cannot send");
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn one_way() -> Result<(Connection, Connection)> {
+        let (a, b) = sys::socketpair().map_err(Error::io("creating a pipe"))?;
+        let (la, lb) = Lanes::pair()?;
+        sys::shutdown_write(a.as_fd()).map_err(Error::io("creating a pipe"))?;
+        Ok((Connection::new(a, true, false, Some(la)), Connection::new(b, false, true, Some(lb))))
     }
 }
 
@@ -93,8 +113,11 @@ impl Connection {
 
     fn new(fd: OwnedFd, readable: bool, writable: bool, lanes: Option<Lanes>) -> Connection {
         registry::add(fd.as_raw_fd());
+        // While descriptors are to be had: what a later `close` puts in the socket's place.
+        sys::prepare_retire();
         Connection {
-            fd: RwLock::new(Some(fd)),
+            sock: Some(fd),
+            open: RwLock::new(true),
             readable,
             writable,
             max_message: AtomicUsize::new(frame::DEFAULT_MAX_MESSAGE),
@@ -107,9 +130,23 @@ impl Connection {
     }
 
     /// The socket's descriptor, or -1 once closed (Python's `fileno()`). Bytes written to it
-    /// directly would corrupt the stream of messages.
+    /// directly would corrupt the stream of messages. [`as_fd`](AsFd::as_fd) lends the same
+    /// number as a `BorrowedFd`, for the connection's whole life.
     pub fn fileno(&self) -> RawFd {
-        self.fd.read().unwrap_or_else(|p| p.into_inner()).as_ref().map_or(-1, |fd| fd.as_raw_fd())
+        if *self.open_guard() {
+            self.sock().as_raw_fd()
+        } else {
+            -1
+        }
+    }
+
+    /// The socket (after `close`, the dead socket in its place).
+    fn sock(&self) -> BorrowedFd<'_> {
+        self.sock.as_ref().expect("a connection's socket is there until it is dropped").as_fd()
+    }
+
+    fn open_guard(&self) -> std::sync::RwLockReadGuard<'_, bool> {
+        self.open.read().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Sends one encoded message: `msg` is a frame built on [`frame::start_frame`].
@@ -226,9 +263,11 @@ impl Connection {
     }
 
     fn with_fd<T>(&self, f: impl FnOnce(BorrowedFd<'_>) -> Result<T>) -> Result<T> {
-        let fd = self.fd.read().unwrap_or_else(|p| p.into_inner());
-        let fd = fd.as_ref().ok_or(Error::Closed("connection"))?;
-        f(fd.as_fd())
+        let open = self.open_guard();
+        if !*open {
+            return Err(Error::Closed("connection"));
+        }
+        f(self.sock())
     }
 
     fn send_guard(&self) -> MutexGuard<'_, ()> {
@@ -269,7 +308,7 @@ impl Connection {
 
     /// Whether [`close`](Self::close) was called.
     pub fn closed(&self) -> bool {
-        self.fd.read().unwrap_or_else(|p| p.into_inner()).is_none()
+        !*self.open_guard()
     }
 
     /// The largest message [`recv`](Self::recv) accepts (1 GiB by default). A longer one is
@@ -398,31 +437,40 @@ impl Connection {
     /// If another thread is blocked on this connection at that moment, the socket is shut down to
     /// wake it (its call returns [`Error::Eof`]); that ends the connection for every copy of this
     /// end, in other processes too. Without such a thread only this descriptor is closed.
+    ///
+    /// The socket is released at once (the peer sees end-of-file once every other copy of this
+    /// end is closed too), but its descriptor number stays this connection's until it is
+    /// dropped, referring to a dead socket: a `BorrowedFd` from [`as_fd`](AsFd::as_fd) stays
+    /// valid (see the `AsFd` impl).
     pub fn close(&self) {
         #[cfg(feature = "tokio")]
         if !self.turns.forget() {
             // An async call is waiting on its own duplicate of the socket: shut it down, as
             // for a blocked thread, so that it returns and the peer sees the end.
-            if let Some(fd) = self.fd.read().unwrap_or_else(|p| p.into_inner()).as_ref() {
-                let _ = sys::shutdown_both(fd.as_fd());
+            if *self.open_guard() {
+                let _ = sys::shutdown_both(self.sock());
             }
         }
-        let mut slot = match self.fd.try_write() {
-            Ok(slot) => slot,
+        let mut open = match self.open.try_write() {
+            Ok(open) => open,
             Err(_) => {
-                if let Some(fd) = self.fd.read().unwrap_or_else(|p| p.into_inner()).as_ref() {
-                    let _ = sys::shutdown_both(fd.as_fd());
+                if *self.open_guard() {
+                    let _ = sys::shutdown_both(self.sock());
                 }
                 if let Some(lanes) = &self.lanes {
                     // A receiver parked on its lane looks at the socket again and finds it shut.
                     lanes.rx().wake_parked();
                 }
-                self.fd.write().unwrap_or_else(|p| p.into_inner())
+                self.open.write().unwrap_or_else(|p| p.into_inner())
             }
         };
-        if let Some(fd) = slot.take() {
-            registry::remove(fd.as_raw_fd());
-            drop(fd);
+        if std::mem::replace(&mut *open, false) {
+            registry::remove(self.sock().as_raw_fd());
+            if let Err(e) = sys::retire(self.sock()) {
+                log::warn!(
+                    "closing a connection: {e}; its socket stays open until the connection is dropped"
+                );
+            }
             self.forget_lanes();
         }
     }
@@ -442,12 +490,41 @@ impl Connection {
 
 impl Drop for Connection {
     fn drop(&mut self) {
-        let slot = self.fd.get_mut().unwrap_or_else(|p| p.into_inner());
-        if let Some(fd) = slot.take() {
-            registry::remove(fd.as_raw_fd());
-            drop(fd);
+        let open = *self.open.get_mut().unwrap_or_else(|p| p.into_inner());
+        let sock = self.sock.take();
+        if open {
+            if let Some(fd) = sock {
+                registry::remove(fd.as_raw_fd());
+                drop(fd);
+            }
             self.forget_lanes();
         }
+    }
+}
+
+/// The connection's socket, for `poll(2)`, `epoll`, a reactor, or a duplicate
+/// (`BorrowedFd::try_clone_to_owned`). Sending or receiving on it directly would corrupt the
+/// stream of messages: use it to wait.
+///
+/// **Readiness.** A connection from a [`Listener`] or [`Client`] carries everything on the
+/// socket, which is readable exactly when a message or end-of-file is there. The ends of a
+/// [`Pipe`] also pass small messages through shared memory, and those make the socket readable
+/// only while the receiver is marked asleep: [`poll`](Connection::poll) and [`wait`] mark it
+/// so. Call `conn.poll(Some(Duration::ZERO))` first; when it says `false`, the descriptor turns
+/// readable when the next message or end-of-file comes, until the next receive.
+///
+/// **After [`close`](Connection::close).** `close` takes `&self`, so it may run while a
+/// `BorrowedFd` is lent. It releases the socket (the peer sees end-of-file as after Python's
+/// `close()`) but keeps the descriptor number open, on a dead socket that reads end-of-file and
+/// polls hung up, until the connection is dropped: the `BorrowedFd` never refers to a closed
+/// number or to another file that took it. [`fileno`](Connection::fileno) says -1 by then.
+///
+/// A connection is not `AsRawFd`: every `AsRawFd` type is a [`Waitable`] that [`wait`] asks
+/// only through its descriptor, and a pipe's end must be asked through its shared memory too.
+/// `conn.as_fd().as_raw_fd()` gives the number.
+impl AsFd for Connection {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.sock()
     }
 }
 
@@ -460,9 +537,11 @@ impl Waitable for Connection {
         if self.lanes.is_none() || !self.readable {
             return None;
         }
-        let fd = self.fd.read().unwrap_or_else(|p| p.into_inner());
-        let fd = fd.as_ref()?;
-        Some(self.ready_check(fd.as_fd()).unwrap_or(true))
+        let open = self.open_guard();
+        if !*open {
+            return None;
+        }
+        Some(self.ready_check(self.sock()).unwrap_or(true))
     }
 }
 
@@ -480,10 +559,12 @@ impl fmt::Debug for Connection {
 impl Serialize for Connection {
     fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
         use serde::ser::{Error as _, SerializeTuple};
-        let fd = self.fd.read().unwrap_or_else(|p| p.into_inner());
-        let fd = fd.as_ref().ok_or_else(|| S::Error::custom("cannot send a closed connection"))?;
+        let open = self.open_guard();
+        if !*open {
+            return Err(S::Error::custom("cannot send a closed connection"));
+        }
         let mut t = s.serialize_tuple(4)?;
-        t.serialize_element(&FdRef(fd.as_fd()))?;
+        t.serialize_element(&FdRef(self.sock()))?;
         t.serialize_element(&self.readable)?;
         t.serialize_element(&self.writable)?;
         t.serialize_element(&self.lanes)?;
@@ -506,7 +587,7 @@ mod tests {
 
     #[test]
     fn a_receiver_with_every_cpu_busy_sleeps_on_its_lane_and_is_woken_there() {
-        let (a, b) = Pipe::new(true).unwrap();
+        let (a, b) = Pipe::duplex().unwrap();
         let stop = Arc::new(AtomicBool::new(false));
         // More runnable threads than CPUs: the wait core sees the machine oversubscribed.
         let busy: Vec<_> = (0..sys::cpu_count() + 1)

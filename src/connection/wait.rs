@@ -34,8 +34,8 @@ impl<T: AsRawFd + ?Sized> Waitable for T {
 /// ```
 /// use std::os::fd::{AsRawFd, BorrowedFd};
 /// use std::time::Duration;
-/// let (a, b) = multiproc::Pipe::new(true)?;
-/// let (c, _d) = multiproc::Pipe::new(true)?;
+/// let (a, b) = multiproc::Pipe::duplex()?;
+/// let (c, _d) = multiproc::Pipe::duplex()?;
 /// b.send(&1u8)?;
 /// let ready = multiproc::connection::wait(&[&a, &c], Some(Duration::from_secs(5)))?;
 /// assert_eq!(ready, vec![0]);

@@ -63,10 +63,14 @@ pub enum Error {
     /// or the pool was terminated first.
     #[error(transparent)]
     Task(#[from] TaskError),
-    /// A queue had no item to give (Python's `queue.Empty`), also when a `get` timed out.
+    /// A queue had no item to give now (Python's `queue.Empty`): a `get_nowait`'s
+    /// [`TryGetError::Empty`](crate::TryGetError::Empty). A timed-out `get_timeout`
+    /// converts to [`Timeout`](Error::Timeout).
     #[error("the queue is empty")]
     Empty,
-    /// A bounded queue had no room (Python's `queue.Full`); the item was handed back and dropped.
+    /// A bounded queue had no room now (Python's `queue.Full`): a `put_nowait`'s
+    /// [`TryPutError::Full`](crate::TryPutError::Full), whose item was dropped in the conversion.
+    /// A timed-out `put_timeout` converts to [`Timeout`](Error::Timeout).
     #[error("the queue is full")]
     Full,
     /// The peer of a [`Listener`](crate::connection::Listener) or

@@ -291,7 +291,7 @@ impl ManagerBuilder {
         static COUNTER: AtomicU32 = AtomicU32::new(0);
         let config = self.config()?;
         let authkey: Arc<[u8]> = Arc::from(&*config.authkey);
-        let (ready_rx, ready_tx) = Pipe::new(false)?;
+        let (ready_rx, ready_tx) = Pipe::one_way()?;
         let n = COUNTER.fetch_add(1, Ordering::Relaxed) + 1;
         let mut p = Process::new(server::manager_process, (config, ready_tx))
             .name(format!("SyncManager-{n}"))

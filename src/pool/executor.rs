@@ -41,7 +41,7 @@ use std::time::Duration;
 /// assert_eq!(done, vec![1, 8, 27]);
 /// let squares: Vec<u64> = ex.map(|x: u64| x * x, 0..4)?.collect::<Result<_, _>>()?;
 /// assert_eq!(squares, vec![0, 1, 4, 9]);
-/// ex.shutdown(true, false);
+/// ex.shutdown();
 /// # Ok::<(), multiproc::Error>(())
 /// ```
 pub struct Executor {
@@ -75,6 +75,7 @@ pub struct Executor {
 /// # Ok::<(), multiproc::Error>(())
 /// ```
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum OnDrop {
     /// Nothing: the task runs as if the future were kept, and its value is dropped (Python's
     /// `concurrent.futures`, where a `Future` that goes away cancels nothing). The default.
@@ -89,6 +90,52 @@ pub enum OnDrop {
     /// does not own (the `redis` and `mpi` backends) a running task is left to finish, as with
     /// `Detach`.
     Kill,
+}
+
+/// How [`Executor::shutdown_with`] stops an executor: Python's keyword arguments of
+/// `shutdown(wait=True, cancel_futures=False)`, whose defaults [`Shutdown::new`] has.
+///
+/// ```
+/// use multiproc::Shutdown;
+///
+/// let python_default = Shutdown::new(); // wait=True, cancel_futures=False
+/// let drain_nothing = Shutdown::new().cancel_futures(); // wait=True, cancel_futures=True
+/// let at_once = Shutdown::new().no_wait(); // wait=False
+/// assert_ne!(python_default, drain_nothing);
+/// assert_ne!(python_default, at_once);
+/// assert_eq!(Shutdown::default(), python_default);
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[must_use]
+pub struct Shutdown {
+    wait: bool,
+    cancel_futures: bool,
+}
+
+impl Shutdown {
+    /// Python's defaults: wait for the tasks already submitted and for the workers to exit,
+    /// cancel nothing.
+    pub const fn new() -> Shutdown {
+        Shutdown { wait: true, cancel_futures: false }
+    }
+
+    /// Return at once (Python's `wait=False`): the tasks already submitted still run, and the
+    /// workers exit after them.
+    pub const fn no_wait(self) -> Shutdown {
+        Shutdown { wait: false, ..self }
+    }
+
+    /// Cancel the tasks no worker has taken yet (Python's `cancel_futures=True`): their
+    /// futures report cancelled.
+    pub const fn cancel_futures(self) -> Shutdown {
+        Shutdown { cancel_futures: true, ..self }
+    }
+}
+
+impl Default for Shutdown {
+    fn default() -> Shutdown {
+        Shutdown::new()
+    }
 }
 
 /// Options for an [`Executor`] (Python's `max_workers`, `mp_context`, `initializer`,
@@ -207,15 +254,41 @@ impl Executor {
         IMapIterator::eager(self.pool.shared.clone(), feed)
     }
 
-    /// Stops accepting work (Python's `shutdown(wait, cancel_futures)`). With `cancel_futures`,
-    /// tasks that have not started are cancelled; with `wait`, returns once the rest has run
-    /// and the workers have exited.
-    pub fn shutdown(&self, wait: bool, cancel_futures: bool) {
-        if cancel_futures {
+    /// Stops accepting work and waits until the tasks already submitted have run and the
+    /// workers have exited (Python's `shutdown()`, that is `wait=True, cancel_futures=False`).
+    /// [`shutdown_with`](Self::shutdown_with) chooses otherwise.
+    pub fn shutdown(&self) {
+        self.shutdown_with(Shutdown::new());
+    }
+
+    /// Stops accepting work as `how` says (Python's `shutdown(wait=..., cancel_futures=...)`).
+    ///
+    /// ```
+    /// use multiproc::{Executor, Shutdown, TaskErrorKind};
+    ///
+    /// fn double(x: u32) -> u32 {
+    ///     2 * x
+    /// }
+    ///
+    /// let ex = Executor::new(1)?;
+    /// let f = ex.submit(double, (21,))?;
+    /// // Python's `shutdown(wait=False, cancel_futures=True)`: tasks no worker has taken are
+    /// // cancelled, and the call returns at once.
+    /// ex.shutdown_with(Shutdown::new().no_wait().cancel_futures());
+    /// assert!(ex.submit(double, (1,)).is_err(), "no more work after shutdown");
+    /// match f.result() {
+    ///     Ok(v) => assert_eq!(v, 42), // a worker had taken it
+    ///     Err(multiproc::Error::Task(e)) => assert_eq!(e.kind(), TaskErrorKind::Cancelled),
+    ///     Err(e) => panic!("{e}"),
+    /// }
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn shutdown_with(&self, how: Shutdown) {
+        if how.cancel_futures {
             self.pool.shared.cancel_queued();
         }
         self.pool.close();
-        if wait {
+        if how.wait {
             let _ = self.pool.join();
         }
     }

@@ -37,7 +37,7 @@ mod with;
 mod worker;
 
 pub use crate::error::{TaskError, TaskErrorKind};
-pub use executor::{as_completed, AsCompleted, Executor, ExecutorBuilder, OnDrop, PoolFuture};
+pub use executor::{as_completed, AsCompleted, Executor, ExecutorBuilder, OnDrop, PoolFuture, Shutdown};
 pub use imap::{IMapIterator, ImapError, TryIMapIterator};
 pub use result::{AsyncResult, MapResult};
 

@@ -37,6 +37,9 @@ use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
 /// How a child process is created (Python's start methods).
+///
+/// Exhaustive: these are the three POSIX start methods Python has had since 3.4, so a `match`
+/// needs no wildcard arm.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum StartMethod {
     /// `fork()` the calling process: fastest; the child is a copy of the parent. Forking a
@@ -701,15 +704,30 @@ pub fn get_context(method: Option<StartMethod>) -> Context {
     Context { method: method.unwrap_or_else(get_start_method) }
 }
 
-/// Sets the process-wide start method (Python's `set_start_method`). Setting it a second time is
-/// an error unless `force` is true.
-pub fn set_start_method(method: StartMethod, force: bool) -> Result<()> {
+/// Sets the process-wide start method (Python's `set_start_method(method)`). Setting it a
+/// second time, or after the default was fixed by a first use, is an error (Python's
+/// `RuntimeError: context has already been set`); [`force_start_method`] replaces it.
+///
+/// ```
+/// use multiproc::{force_start_method, get_start_method, set_start_method, StartMethod};
+///
+/// force_start_method(StartMethod::Spawn); // Python's set_start_method("spawn", force=True)
+/// assert!(set_start_method(StartMethod::Fork).is_err(), "already set");
+/// assert_eq!(get_start_method(), StartMethod::Spawn);
+/// ```
+pub fn set_start_method(method: StartMethod) -> Result<()> {
     let mut m = lock(&state::START_METHOD);
-    if m.is_some() && !force {
+    if m.is_some() {
         return Err(Error::invalid("context has already been set"));
     }
     *m = Some(method);
     Ok(())
+}
+
+/// Sets the process-wide start method even if it was set before (Python's
+/// `set_start_method(method, force=True)`).
+pub fn force_start_method(method: StartMethod) {
+    *lock(&state::START_METHOD) = Some(method);
 }
 
 fn set_child_start_method(method: StartMethod) {

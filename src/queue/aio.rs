@@ -2,7 +2,7 @@
 //! future sleeps through the process-wide waker thread where a blocking call sleeps on the
 //! futex.
 
-use super::{recv_handles, GetError, JoinableQueue, PutError, Queue, SimpleQueue};
+use super::{recv_handles, GetError, JoinableQueue, PutError, Queue, SimpleQueue, TryPutError};
 use crate::sync::aio;
 use crate::wire;
 use ring::Ring;
@@ -58,7 +58,8 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     }
 
     /// Puts `value`, waiting without blocking the thread while a bounded queue is full (the
-    /// async form of [`put`](Self::put); an unbounded queue never waits).
+    /// async form of [`put`](Self::put); an unbounded queue never waits). As for `put`, its
+    /// error is never "full".
     ///
     /// # Cancel safety
     ///
@@ -69,9 +70,10 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
         let s = self.s();
         let mut value = value;
         loop {
-            match self.put_nowait(value) {
-                Err(PutError::Full(v)) => value = v,
-                done => return done,
+            match self.put_nowait(value).map_err(TryPutError::full_or) {
+                Ok(()) => return Ok(()),
+                Err(Ok(v)) => value = v,
+                Err(Err(e)) => return Err(e),
             }
             let (seq, waiters) = s.ring.room_words();
             aio::until(seq, waiters, || s.ring.has_slot()).await;

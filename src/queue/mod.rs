@@ -29,7 +29,10 @@ mod error;
 pub(crate) mod ring;
 
 pub use bytes::Bytes;
-pub use error::{GetError, PutError, TaskDoneError};
+pub(crate) use error::queue_errors;
+pub use error::{
+    GetError, GetTimeoutError, PutError, PutTimeoutError, TaskDoneError, TryGetError, TryPutError,
+};
 
 use crate::error::{Error, Result};
 use crate::mem::Region;
@@ -296,6 +299,18 @@ fn feed(shared: Arc<Shared>) {
 /// Clones are further handles to the same queue; a queue passes to a child as a process
 /// argument.
 ///
+/// Each form of `put` and `get` has its own error type, which names only what can happen to
+/// it: [`put`](Self::put) waits for room, so its [`PutError`] is never full;
+/// [`put_nowait`](Self::put_nowait)'s [`TryPutError`] adds `Full` (Python's `queue.Full`),
+/// [`put_timeout`](Self::put_timeout)'s [`PutTimeoutError`] adds `Timeout`; likewise
+/// [`GetError`], [`TryGetError`] (`Empty`, Python's `queue.Empty`) and [`GetTimeoutError`].
+/// A refused put hands the value back and leaves the queue as it was.
+///
+/// A queue lends no descriptor (no `AsFd`, unlike Python's private `Queue._reader`): items and
+/// waits live in shared memory, where a `get` sleeps on a futex, so no descriptor turns
+/// readable when an item comes. To wait on a queue beside connections or processes, await
+/// `get_async` (feature `tokio`) or get on a thread.
+///
 /// ```
 /// use multiproc::{Process, Queue};
 ///
@@ -375,17 +390,33 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     /// for room for an item of 64 KiB or more, before the item goes to the feeder thread.
     /// An item in the feeder's backlog reaches the ring before this process exits (see the
     /// module doc); call [`flush`](Self::flush) to wait for it now.
+    ///
+    /// It waits for room as long as it takes, so its error is never "full" ([`PutError`]).
     pub fn put(&self, value: T) -> std::result::Result<(), PutError<T>> {
-        self.put_inner(value, None, true)
+        let mut value = value;
+        loop {
+            match self.put_inner(value, None, true).map_err(TryPutError::full_or) {
+                Ok(()) => return Ok(()),
+                // Without a deadline the wait for room does not end unfulfilled; wait again.
+                Err(Ok(v)) => value = v,
+                Err(Err(e)) => return Err(e),
+            }
+        }
     }
 
-    /// Puts `value`, waiting at most `timeout` for room (Python's `put(obj, timeout=t)`).
-    pub fn put_timeout(&self, value: T, timeout: Duration) -> std::result::Result<(), PutError<T>> {
-        self.put_inner(value, Some(Instant::now() + timeout), true)
+    /// Puts `value`, waiting at most `timeout` for room (Python's `put(obj, timeout=t)`);
+    /// [`PutTimeoutError::Timeout`] with the value back when there was none (where Python
+    /// raises `queue.Full`).
+    pub fn put_timeout(&self, value: T, timeout: Duration) -> std::result::Result<(), PutTimeoutError<T>> {
+        self.put_inner(value, Some(Instant::now() + timeout), true).map_err(|e| match e.full_or() {
+            Ok(v) => PutTimeoutError::Timeout(v),
+            Err(e) => e.into(),
+        })
     }
 
-    /// Puts `value` only if there is room now (Python's `put_nowait`).
-    pub fn put_nowait(&self, value: T) -> std::result::Result<(), PutError<T>> {
+    /// Puts `value` only if there is room now (Python's `put_nowait`); [`TryPutError::Full`]
+    /// with the value back otherwise (Python's `queue.Full`), the queue left as it was.
+    pub fn put_nowait(&self, value: T) -> std::result::Result<(), TryPutError<T>> {
         self.put_inner(value, None, false)
     }
 
@@ -394,23 +425,25 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
         value: T,
         deadline: Option<Instant>,
         block: bool,
-    ) -> std::result::Result<(), PutError<T>> {
+    ) -> std::result::Result<(), TryPutError<T>> {
+        // `Full` here means no room came before the deadline (or at once, without `block`);
+        // each public form says it in its own terms.
         let s = self.s();
         if s.closed.load(SeqCst) {
-            return Err(PutError::Closed(value));
+            return Err(TryPutError::Closed(value));
         }
         let mut scratch = Scratch::take();
         let fds = match wire::encode(&value, &mut scratch.0) {
-            Err(e) => return Err(PutError::Encode(value, e.to_string())),
+            Err(e) => return Err(TryPutError::Encode(value, e.to_string())),
             Ok(fds) if fds.len() > crate::sys::MAX_FDS_PER_MESSAGE => {
                 let msg = format!("an item can carry at most {} handles", crate::sys::MAX_FDS_PER_MESSAGE);
-                return Err(PutError::Encode(value, msg));
+                return Err(TryPutError::Encode(value, msg));
             }
             Ok(fds) => fds,
         };
         let sock = s.sockets.0.as_fd();
         if !s.ring.reserve(deadline, block) {
-            return Err(PutError::Full(value));
+            return Err(TryPutError::Full(value));
         }
         if s.joinable {
             s.ring.task_added();
@@ -423,7 +456,7 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
                 Ok(false) => {}
                 Err(Corrupted(msg)) => {
                     self.give_back_slot();
-                    return Err(PutError::Corrupted(value, msg));
+                    return Err(TryPutError::Corrupted(value, msg));
                 }
             }
             if block && s.ring.maxsize() != 0 {
@@ -435,8 +468,8 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
                 }
                 self.give_back_slot();
                 return Err(match written {
-                    Err(Corrupted(msg)) => PutError::Corrupted(value, msg),
-                    _ => PutError::Full(value),
+                    Err(Corrupted(msg)) => TryPutError::Corrupted(value, msg),
+                    _ => TryPutError::Full(value),
                 });
             }
         }
@@ -446,7 +479,7 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
                 Ok(owned) => owned,
                 Err(e) => {
                     self.give_back_slot();
-                    return Err(PutError::Encode(value, format!("duplicating the item's handles: {e}")));
+                    return Err(TryPutError::Encode(value, format!("duplicating the item's handles: {e}")));
                 }
             };
         let mut b = s.backlog.lock().unwrap_or_else(|e| e.into_inner());
@@ -479,23 +512,30 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
         }
     }
 
-    /// Takes the next item, waiting as long as it takes (Python's `get()`).
+    /// Takes the next item, waiting as long as it takes (Python's `get()`); its error is never
+    /// "empty" ([`GetError`]).
     pub fn get(&self) -> std::result::Result<T, GetError> {
-        self.get_inner(None, true)
+        loop {
+            if let Some(item) = self.get_inner(None, true)? {
+                return Ok(item);
+            }
+        }
     }
 
-    /// Takes the next item, waiting at most `timeout`; [`GetError::Empty`] when it expires
-    /// (Python's `get(timeout=t)`).
-    pub fn get_timeout(&self, timeout: Duration) -> std::result::Result<T, GetError> {
-        self.get_inner(Some(Instant::now() + timeout), true)
+    /// Takes the next item, waiting at most `timeout` (Python's `get(timeout=t)`);
+    /// [`GetTimeoutError::Timeout`] when none came (where Python raises `queue.Empty`).
+    pub fn get_timeout(&self, timeout: Duration) -> std::result::Result<T, GetTimeoutError> {
+        self.get_inner(Some(Instant::now() + timeout), true)?.ok_or(GetTimeoutError::Timeout)
     }
 
-    /// Takes the next item if one is there now (Python's `get_nowait`).
-    pub fn get_nowait(&self) -> std::result::Result<T, GetError> {
-        self.get_inner(None, false)
+    /// Takes the next item if one is there now (Python's `get_nowait`); [`TryGetError::Empty`]
+    /// otherwise (Python's `queue.Empty`).
+    pub fn get_nowait(&self) -> std::result::Result<T, TryGetError> {
+        self.get_inner(None, false)?.ok_or(TryGetError::Empty)
     }
 
-    fn get_inner(&self, deadline: Option<Instant>, block: bool) -> std::result::Result<T, GetError> {
+    /// The next item, `None` when none came before the deadline (or at once, without `block`).
+    fn get_inner(&self, deadline: Option<Instant>, block: bool) -> std::result::Result<Option<T>, GetError> {
         let s = self.s();
         if s.closed.load(SeqCst) {
             return Err(GetError::Closed);
@@ -509,8 +549,8 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
                 |bytes, fds| wire::decode(bytes, fds),
             )
             .map_err(|Corrupted(msg)| GetError::Corrupted(msg))?
-            .ok_or(GetError::Empty)?
-            .map_err(|e| GetError::Decode(e.to_string()))
+            .map(|item| item.map_err(|e: Error| GetError::Decode(e.to_string())))
+            .transpose()
     }
 
     /// Items put and not yet taken (Python's `qsize`): those in the shared ring, and this

@@ -34,7 +34,9 @@ mod queue;
 mod worker;
 
 pub use pool::PoolBuilder;
-pub use queue::{GetError, JoinableQueue, PutError, Queue};
+pub use queue::{
+    GetError, GetTimeoutError, JoinableQueue, PutError, PutTimeoutError, Queue, TryGetError, TryPutError,
+};
 pub use worker::{PROCESSES_ENV, WORKER_ENV};
 
 /// The authkey environment variable a remote worker reads (hex, or the raw bytes of the value

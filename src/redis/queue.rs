@@ -55,98 +55,19 @@ const AHEAD_STALE: Duration = Duration::from_millis(100);
 const FEED_ITEMS: usize = 1024;
 const FEED_BYTES: usize = 1 << 20;
 
-/// Why a put on a broker queue failed; the value comes back.
-pub enum PutError<T> {
-    /// The queue held `maxsize` items for the whole wait (Python's `queue.Full`).
-    Full(T),
-    /// `close()` was called on this handle.
-    Closed(T),
-    /// The value could not be encoded (or holds handles, which cannot leave the machine).
-    Encode(T, String),
-    /// The broker could not be reached within the reconnect window, or refused the command.
-    Broker(T, Error),
-}
-
-impl<T> PutError<T> {
-    /// The value that was not put.
-    pub fn into_inner(self) -> T {
-        match self {
-            PutError::Full(v) | PutError::Closed(v) | PutError::Encode(v, _) | PutError::Broker(v, _) => v,
-        }
-    }
-}
-
-impl<T> fmt::Debug for PutError<T> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            PutError::Full(_) => f.write_str("Full(..)"),
-            PutError::Closed(_) => f.write_str("Closed(..)"),
-            PutError::Encode(_, e) => write!(f, "Encode(.., {e:?})"),
-            PutError::Broker(_, e) => write!(f, "Broker(.., {e:?})"),
-        }
-    }
-}
-
-impl<T> fmt::Display for PutError<T> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            PutError::Full(_) => f.write_str("queue is full"),
-            PutError::Closed(_) => f.write_str("queue is closed"),
-            PutError::Encode(_, e) => write!(f, "cannot encode queue item: {e}"),
-            PutError::Broker(_, e) => write!(f, "{e}"),
-        }
-    }
-}
-
-impl<T> std::error::Error for PutError<T> {}
-
-/// Why a get on a broker queue failed.
-#[derive(Debug)]
-pub enum GetError {
-    /// No item came in time (Python's `queue.Empty`).
-    Empty,
-    /// `close()` was called on this handle.
-    Closed,
-    /// An item could not be decoded as `T`; it was taken off the queue (a `JoinableQueue` item
-    /// is marked done), so one bad item cannot block the queue.
-    Decode(String),
-    /// The broker could not be reached within the reconnect window, or refused the command.
-    Broker(Error),
-}
-
-impl fmt::Display for GetError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            GetError::Empty => f.write_str("queue is empty"),
-            GetError::Closed => f.write_str("queue is closed"),
-            GetError::Decode(e) => write!(f, "cannot decode queue item: {e}"),
-            GetError::Broker(e) => write!(f, "{e}"),
-        }
-    }
-}
-
-impl std::error::Error for GetError {}
-
-impl<T> From<PutError<T>> for Error {
-    fn from(e: PutError<T>) -> Self {
-        match e {
-            PutError::Full(_) => Error::Full,
-            PutError::Closed(_) => Error::Closed("queue"),
-            PutError::Encode(_, msg) => Error::Encode(msg),
-            PutError::Broker(_, e) => e,
-        }
-    }
-}
-
-impl From<GetError> for Error {
-    fn from(e: GetError) -> Self {
-        match e {
-            GetError::Empty => Error::Empty,
-            GetError::Closed => Error::Closed("queue"),
-            GetError::Decode(msg) => Error::Decode(msg),
-            GetError::Broker(e) => e,
-        }
-    }
+crate::queue::queue_errors! {
+    queue: "broker queue ([`redis::Queue`](Queue), [`redis::JoinableQueue`](JoinableQueue))",
+    put_also: "",
+    get_also: "",
+    put_derive: [],
+    get_derive: [Debug],
+    fault: Broker(Error),
+    put_fault_doc: "The broker could not be reached within the reconnect window, or refused the command.",
+    get_fault_doc: "The broker could not be reached within the reconnect window, or refused the command.",
+    encode_doc: "The value could not be encoded (or holds handles, which cannot leave the machine).",
+    decode_doc: "An item could not be decoded as `T`; it was taken off the queue (a `JoinableQueue` \
+        item is marked done), so one bad item cannot block the queue.",
+    to_error: |e| e,
 }
 
 const PUT: &str = r"
@@ -874,69 +795,104 @@ macro_rules! queue_common {
         }
 
         impl<T: Serialize + DeserializeOwned> $Q<T> {
+            /// A put waiting up to `deadline` (`None`: no wait, `Some(None)`: forever); `Full`
+            /// when no room came in time, which each public form says in its own terms.
             fn put_with(
                 &self,
                 value: T,
                 deadline: Option<Option<Instant>>,
-            ) -> std::result::Result<(), PutError<T>> {
+            ) -> std::result::Result<(), TryPutError<T>> {
                 if self.closed.load(Ordering::Relaxed) {
-                    return Err(PutError::Closed(value));
+                    return Err(TryPutError::Closed(value));
                 }
                 let bytes = match encode(&value) {
                     Ok(b) => b,
-                    Err(e) => return Err(PutError::Encode(value, e)),
+                    Err(e) => return Err(TryPutError::Encode(value, e)),
                 };
                 if let Some(io) = &self.core.io {
-                    return self.core.put_backlog(io, bytes).map_err(|e| PutError::Broker(value, e));
+                    return self.core.put_backlog(io, bytes).map_err(|e| TryPutError::Broker(value, e));
                 }
                 match self.core.put_bytes(&bytes, deadline) {
                     Ok(true) => Ok(()),
-                    Ok(false) => Err(PutError::Full(value)),
-                    Err(e) => Err(PutError::Broker(value, e)),
+                    Ok(false) => Err(TryPutError::Full(value)),
+                    Err(e) => Err(TryPutError::Broker(value, e)),
                 }
             }
 
-            /// Puts `value` at the back, waiting while the queue is full.
+            /// Puts `value` at the back, waiting while the queue is full (so its error is
+            /// never "full").
             pub fn put(&self, value: T) -> std::result::Result<(), PutError<T>> {
-                self.put_with(value, Some(None))
+                let mut value = value;
+                loop {
+                    match self.put_with(value, Some(None)) {
+                        Ok(()) => return Ok(()),
+                        // A wait without deadline does not end unfulfilled; wait again.
+                        Err(TryPutError::Full(v)) => value = v,
+                        Err(TryPutError::Closed(v)) => return Err(PutError::Closed(v)),
+                        Err(TryPutError::Encode(v, m)) => return Err(PutError::Encode(v, m)),
+                        Err(TryPutError::Broker(v, e)) => return Err(PutError::Broker(v, e)),
+                    }
+                }
             }
 
-            /// Puts `value`, waiting at most `timeout` for room.
-            pub fn put_timeout(&self, value: T, timeout: Duration) -> std::result::Result<(), PutError<T>> {
-                self.put_with(value, Some(Some(Instant::now() + timeout)))
+            /// Puts `value`, waiting at most `timeout` for room;
+            /// [`PutTimeoutError::Timeout`] with the value back when there was none.
+            pub fn put_timeout(
+                &self,
+                value: T,
+                timeout: Duration,
+            ) -> std::result::Result<(), PutTimeoutError<T>> {
+                self.put_with(value, Some(Some(Instant::now() + timeout))).map_err(|e| match e {
+                    TryPutError::Full(v) => PutTimeoutError::Timeout(v),
+                    TryPutError::Closed(v) => PutTimeoutError::Closed(v),
+                    TryPutError::Encode(v, m) => PutTimeoutError::Encode(v, m),
+                    TryPutError::Broker(v, e) => PutTimeoutError::Broker(v, e),
+                })
             }
 
-            /// Puts `value` if there is room now.
-            pub fn put_nowait(&self, value: T) -> std::result::Result<(), PutError<T>> {
+            /// Puts `value` if there is room now; [`TryPutError::Full`] with the value back
+            /// otherwise.
+            pub fn put_nowait(&self, value: T) -> std::result::Result<(), TryPutError<T>> {
                 self.put_with(value, None)
             }
 
-            fn get_with(&self, deadline: Option<Option<Instant>>) -> std::result::Result<T, GetError> {
+            /// An item, waiting up to `deadline` as for [`put_with`](Self::put_with); `None`
+            /// when none came in time.
+            fn get_with(
+                &self,
+                deadline: Option<Option<Instant>>,
+            ) -> std::result::Result<Option<T>, GetError> {
                 if self.closed.load(Ordering::Relaxed) {
                     return Err(GetError::Closed);
                 }
                 match self.core.get_bytes(deadline) {
-                    Ok(Some(bytes)) => {
-                        wire::decode(&bytes, Vec::new()).map_err(|e| GetError::Decode(e.to_string()))
-                    }
-                    Ok(None) => Err(GetError::Empty),
+                    Ok(Some(bytes)) => wire::decode(&bytes, Vec::new())
+                        .map(Some)
+                        .map_err(|e| GetError::Decode(e.to_string())),
+                    Ok(None) => Ok(None),
                     Err(e) => Err(GetError::Broker(e)),
                 }
             }
 
-            /// Takes the item at the front, waiting for one.
+            /// Takes the item at the front, waiting for one (so its error is never "empty").
             pub fn get(&self) -> std::result::Result<T, GetError> {
-                self.get_with(Some(None))
+                loop {
+                    if let Some(item) = self.get_with(Some(None))? {
+                        return Ok(item);
+                    }
+                }
             }
 
-            /// Takes the item at the front, waiting at most `timeout`.
-            pub fn get_timeout(&self, timeout: Duration) -> std::result::Result<T, GetError> {
-                self.get_with(Some(Some(Instant::now() + timeout)))
+            /// Takes the item at the front, waiting at most `timeout`;
+            /// [`GetTimeoutError::Timeout`] when none came.
+            pub fn get_timeout(&self, timeout: Duration) -> std::result::Result<T, GetTimeoutError> {
+                self.get_with(Some(Some(Instant::now() + timeout)))?.ok_or(GetTimeoutError::Timeout)
             }
 
-            /// Takes the item at the front if there is one now.
-            pub fn get_nowait(&self) -> std::result::Result<T, GetError> {
-                self.get_with(None)
+            /// Takes the item at the front if there is one now; [`TryGetError::Empty`]
+            /// otherwise.
+            pub fn get_nowait(&self) -> std::result::Result<T, TryGetError> {
+                self.get_with(None)?.ok_or(TryGetError::Empty)
             }
 
             /// Items in the queue now (taken items excluded), as the server counts them.
@@ -1012,8 +968,9 @@ macro_rules! queue_common {
 ///
 /// The API is the local [`Queue`](crate::Queue)'s, with the differences a server brings:
 /// `qsize`, `empty` and `full` ask the server and may fail; a broker that is away for longer
-/// than the reconnect window (10 s) turns calls into [`PutError::Broker`] /
-/// [`GetError::Broker`]. Items are plain serde values (no handles).
+/// than the reconnect window (10 s) turns calls into the `Broker` case of their error
+/// ([`PutError::Broker`], [`GetError::Broker`], ...). Items are plain serde values (no handles).
+/// Each form of `put` and `get` has its own error type, as on the local queue.
 ///
 /// **Batching (unbounded queues).** As on a local queue, `put` hands the item to this handle's
 /// backlog and returns; a thread writes the backlog to the server in order, many items per

@@ -1,7 +1,8 @@
 //! Unix-domain socket pairs and descriptor passing (`SCM_RIGHTS`).
 
 use std::io;
-use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::sync::OnceLock;
 
 /// Most descriptors one message may carry (the kernel's `SCM_MAX_FD`).
 pub(crate) const MAX_FDS_PER_MESSAGE: usize = 253;
@@ -34,6 +35,43 @@ pub(crate) fn shutdown_write(fd: BorrowedFd<'_>) -> io::Result<()> {
 pub(crate) fn shutdown_both(fd: BorrowedFd<'_>) -> io::Result<()> {
     syscall!(shutdown(fd.as_raw_fd(), libc::SHUT_RDWR))?;
     Ok(())
+}
+
+/// A stream socket whose peer is gone, which [`retire`] puts in place of the descriptors it
+/// stands down: it reads end-of-file, polls readable and hung up, and refuses writes and
+/// `accept`. One per process; a forked child inherits it with the rest of the table.
+static DEAD: OnceLock<OwnedFd> = OnceLock::new();
+
+fn dead_socket() -> io::Result<BorrowedFd<'static>> {
+    if let Some(fd) = DEAD.get() {
+        return Ok(fd.as_fd());
+    }
+    let (keep, peer) = socketpair()?;
+    drop(peer);
+    // A thread that lost the race drops its pair.
+    Ok(DEAD.get_or_init(|| keep).as_fd())
+}
+
+/// Makes the socket [`retire`] needs now, while descriptors are to be had, so that a later
+/// close does not depend on a free one. Best effort: `retire` tries again.
+pub(crate) fn prepare_retire() {
+    let _ = dead_socket();
+}
+
+/// Stands `fd` down in place: the socket behind it is released as `close(fd)` would release it
+/// (its peer sees end-of-file once every other copy is gone too), but the number stays open,
+/// referring to a dead socket, until its owner closes it. This is how a handle that lends its
+/// descriptor (`AsFd`) can still be closed through a shared reference: a `BorrowedFd` lent
+/// before stays valid, and no other file can take its number while it is borrowed.
+pub(crate) fn retire(fd: BorrowedFd<'_>) -> io::Result<()> {
+    let dead = dead_socket()?;
+    loop {
+        match syscall!(dup3(dead.as_raw_fd(), fd.as_raw_fd(), libc::O_CLOEXEC)) {
+            Ok(_) => return Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
 }
 
 fn cmsg_space(nfds: usize) -> usize {
