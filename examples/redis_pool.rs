@@ -32,19 +32,16 @@ fn main() -> multiproc::Result<()> {
     let key = std::env::var(AUTHKEY_ENV).unwrap_or_else(|_| "tour".into());
     let name = format!("tour-{}", std::process::id());
     let p = PoolBuilder::new(&url).name(&name).authkey(key.as_bytes()).processes(2).build()?;
-    eprintln!(
-        "(pool {name:?}: more workers can join with {}={url}#{name})",
-        multiproc::redis::WORKER_ENV
-    );
+    eprintln!("(pool {name:?}: more workers can join with {}={url}#{name})", multiproc::redis::WORKER_ENV);
 
     println!("\n== 7. Pool.map over work items that sleep");
     let start = Instant::now();
     let w = [("V", 5), ("X", 2), ("Y", 1), ("Z", 3)].map(|(name, secs)| (name.to_string(), secs));
-    p.map_chunked(work_log, w, 1)?;
+    p.map(work_log, w).chunksize(1).get()?;
     eprintln!("(took {:.1} s)", start.elapsed().as_secs_f64());
 
     println!("\n== 8. Pool as a context manager");
-    println!("{:?}", p.map(fun, [1, 2, 3])?);
+    println!("{:?}", p.map(fun, [1, 2, 3]).get()?);
     p.close();
     p.join()
 }
