@@ -53,7 +53,7 @@ fn main() -> multiproc::Result<()> {
     let n = 200_000u64;
     let want: u64 = (0..n).map(square).fold(0, u64::wrapping_add);
     let t = best(|| {
-        let v = p.map_chunked(square, 0..n, (n / 16) as usize).unwrap();
+        let v = p.map(square, 0..n).chunksize((n / 16) as usize).get().unwrap();
         assert_eq!(v.into_iter().fold(0, u64::wrapping_add), want);
     });
     println!("mpi_pool_map: {:.0} tasks/s", n as f64 / t);

@@ -19,7 +19,7 @@ fn fun(x: u64) -> u64 {
 pub fn main() -> multiproc::Result<()> {
     {
         let p = Pool::new(5)?;
-        println!("{:?}", p.map(fun, [1, 2, 3])?);
+        println!("{:?}", p.map(fun, [1, 2, 3]).get()?);
     }
     Ok(())
 }

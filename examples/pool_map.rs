@@ -26,7 +26,7 @@ fn work_log(work_data: (String, u64)) {
 fn pool_handler() -> multiproc::Result<()> {
     let w = [("V", 5), ("X", 2), ("Y", 1), ("Z", 3)].map(|(name, secs)| (name.to_string(), secs));
     let p = Pool::new(2)?;
-    p.map(work_log, w)?;
+    p.map(work_log, w).get()?;
     Ok(())
 }
 

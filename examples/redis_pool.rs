@@ -37,11 +37,11 @@ fn main() -> multiproc::Result<()> {
     println!("\n== 7. Pool.map over work items that sleep");
     let start = Instant::now();
     let w = [("V", 5), ("X", 2), ("Y", 1), ("Z", 3)].map(|(name, secs)| (name.to_string(), secs));
-    p.map_chunked(work_log, w, 1)?;
+    p.map(work_log, w).chunksize(1).get()?;
     eprintln!("(took {:.1} s)", start.elapsed().as_secs_f64());
 
     println!("\n== 8. Pool as a context manager");
-    println!("{:?}", p.map(fun, [1, 2, 3])?);
+    println!("{:?}", p.map(fun, [1, 2, 3]).get()?);
     p.close();
     p.join()
 }

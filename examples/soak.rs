@@ -230,12 +230,12 @@ fn main() -> multiproc::Result<()> {
         let mut total = 0u64;
         for chunk_start in (0..a).step_by(100_000) {
             let end = (chunk_start + 100_000).min(a);
-            let out = pool.map_chunked(square, chunk_start..end, 1000)?;
+            let out = pool.map(square, chunk_start..end).chunksize(1000).get()?;
             total = out.iter().fold(total, |acc, &v| acc.wrapping_add(v));
             done += end - chunk_start;
             phase.tick(done, tasks);
         }
-        for v in pool.imap_chunked(square, a..b, 1000)? {
+        for v in pool.imap(square, a..b).chunksize(1000).submit()? {
             total = total.wrapping_add(v?);
             done += 1;
             if done % 10_000 == 0 {

@@ -50,10 +50,14 @@
 //! | `Condition`, `Event`, `Barrier`, `BrokenBarrierError` | [`Condition`], [`Event`], [`Barrier`], [`BrokenBarrier`] |
 //! | `Value`, `Array`, `RawValue`, `RawArray` | [`Value`], [`Array`], [`RawValue`], [`RawArray`] |
 //! | `shared_memory.SharedMemory` | [`SharedMemory`] |
-//! | `Pool`, `.map`, `.starmap`, `.imap`, `.imap_unordered`, `.apply_async` | [`Pool`], [`Pool::map`], [`Pool::starmap`], [`Pool::imap`], [`Pool::imap_unordered`], [`Pool::apply_async`] |
+//! | `Pool`, `.apply`, `.apply_async` | [`Pool`], [`Pool::apply`], [`Pool::apply_async`] |
+//! | `.map(f, it)`, `.starmap(f, it)` | [`Pool::map`], [`Pool::starmap`]: `pool.map(f, it).get()?` |
+//! | `.map(f, it, chunksize=n)` (any of the maps) | [`MapCall::chunksize`]: `pool.map(f, it).chunksize(n).get()?` |
+//! | `.map_async`, `.starmap_async` | [`Pool::map_async`], [`Pool::starmap_async`], or [`MapCall::submit`] |
+//! | `.imap`, `.imap_unordered` | [`Pool::imap`], [`Pool::imap_unordered`]: `for v in pool.imap(f, it)`; [`Pool::try_imap`] over a fallible input |
 //! | `pool.map(partial(f, ctx), items)` | [`Pool::map_with`] |
-//! | `AsyncResult`, `MapResult` | [`AsyncResult`], [`MapResult`] |
-//! | `concurrent.futures.ProcessPoolExecutor`, `as_completed`, `.shutdown(wait, cancel_futures)` | [`Executor`], [`as_completed`], [`Executor::shutdown`], [`Executor::shutdown_with`] ([`Shutdown`]) |
+//! | `AsyncResult`, `MapResult` | [`AsyncResult`], [`MapResult`] (an `AsyncResult<Vec<R>>`) |
+//! | `concurrent.futures.ProcessPoolExecutor`, `.submit`, `.map`, `as_completed`, `.shutdown(wait, cancel_futures)` | [`Executor`], [`Executor::submit`], [`Executor::map`], [`as_completed`], [`Executor::shutdown`], [`Executor::shutdown_with`] ([`Shutdown`]) |
 //! | `Manager()`, `BaseManager.register` | [`Manager`], [`register`] |
 //! | `manager.list()`, `.dict()`, `.Namespace()`, `.Queue()`, `.Lock()` | [`Manager::list`], [`Manager::dict`], [`Manager::namespace`], [`Manager::queue`], [`Manager::lock`] |
 //! | `BaseProxy`, `RemoteError` | [`manager::BaseProxy`], [`manager::RemoteError`] |
@@ -148,8 +152,9 @@ pub use manager::Manager;
 /// ```
 pub use multiproc_macros::register;
 pub use pool::{
-    as_completed, AsCompleted, AsyncResult, Executor, ExecutorBuilder, IMapIterator, ImapError, MapResult,
-    OnDrop, Pool, PoolBuilder, PoolFuture, Shutdown, TaskError, TaskErrorKind, TryIMapIterator,
+    as_completed, AsCompleted, AsyncResult, Executor, ExecutorBuilder, IMapIterator, ImapError, MapCall,
+    MapResult, OnDrop, Pool, PoolBuilder, PoolFuture, PoolTarget, Shutdown, TaskError, TaskErrorKind,
+    TaskValue, TryIMapIterator,
 };
 pub use process::{
     active_children, cpu_count, current_process, force_start_method, get_all_start_methods, get_context,

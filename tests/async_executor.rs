@@ -153,7 +153,8 @@ fn a_dropped_running_future_is_killed_with_kill_and_finishes_with_detach() {
                     assert!(h.finished.is_set(), "{method}: the detached task ran to its end");
                 }
                 // The pool works on as before.
-                let squares: Vec<u64> = ex.map(square, 0..50u64).unwrap().collect::<Result<_, _>>().unwrap();
+                let squares: Vec<u64> =
+                    ex.map(square, 0..50u64).submit().unwrap().collect::<Result<_, _>>().unwrap();
                 assert_eq!(squares, (0..50u64).map(|x| x * x).collect::<Vec<_>>());
             });
             ex.shutdown();

@@ -114,9 +114,9 @@ fn dot(c: &Config, x: u64) -> u64 {
 fn map_with_keeps_order_and_uses_the_context() {
     for m in METHODS {
         let p = pool(m, 2);
-        let out = p.map_with(config(), dot, 0..50u64).unwrap();
+        let out = p.map_with(config(), dot, 0..50u64).get().unwrap();
         assert_eq!(out, (0..50u64).map(|x| 111 * x).collect::<Vec<_>>(), "{m}");
-        assert!(p.map_with(config(), dot, Vec::<u64>::new()).unwrap().is_empty(), "{m}");
+        assert!(p.map_with(config(), dot, Vec::<u64>::new()).get().unwrap().is_empty(), "{m}");
         p.close();
         p.join().unwrap();
     }
@@ -131,7 +131,7 @@ fn whose_context(c: &Config, x: u64) -> (u32, usize, u64) {
 fn map_with_decodes_one_context_per_chunk() {
     for m in METHODS {
         let p = pool(m, 2);
-        let out = p.map_with_chunked(config(), whose_context, 0..20u64, 5).unwrap();
+        let out = p.map_with(config(), whose_context, 0..20u64).chunksize(5).get().unwrap();
         assert_eq!(out.iter().map(|v| v.2).collect::<Vec<_>>(), (0..20).collect::<Vec<_>>(), "{m}");
         for chunk in out.chunks(5) {
             // every item of a chunk saw the same decoded context in the same worker
@@ -152,9 +152,9 @@ fn picky(limit: &u64, x: u64) -> u64 {
 fn map_with_reports_a_panicking_item_and_the_pool_lives_on() {
     for m in METHODS {
         let p = pool(m, 2);
-        let err = p.map_with(7u64, picky, 0..20u64).unwrap_err();
+        let err = p.map_with(7u64, picky, 0..20u64).get().unwrap_err();
         assert!(err.to_string().contains("reached the limit 7"), "{m}: {err}");
-        assert_eq!(p.map_with(100u64, picky, 0..20u64).unwrap(), (0..20).collect::<Vec<_>>(), "{m}");
+        assert_eq!(p.map_with(100u64, picky, 0..20u64).get().unwrap(), (0..20).collect::<Vec<_>>(), "{m}");
         p.close();
         p.join().unwrap();
     }

@@ -88,9 +88,9 @@ fn scenarios() -> multiproc::Result<()> {
 
     // map: order and values, whole and chunked.
     let want: Vec<u64> = (0..2000u64).map(|x| x * x).collect();
-    assert_eq!(p.map(square, 0..2000u64)?, want);
-    assert_eq!(p.map_chunked(square, 0..2000u64, 7)?, want);
-    assert_eq!(p.starmap(add, [(1, 2), (3, 4), (5, 6)])?, vec![3, 7, 11]);
+    assert_eq!(p.map(square, 0..2000u64).get()?, want);
+    assert_eq!(p.map(square, 0..2000u64).chunksize(7).get()?, want);
+    assert_eq!(p.starmap(add, [(1, 2), (3, 4), (5, 6)]).get()?, vec![3, 7, 11]);
     println!("map ok");
 
     // A task that segfaults fails alone; the job goes on.
@@ -105,24 +105,26 @@ fn scenarios() -> multiproc::Result<()> {
     let e = task_error(p.apply(nap, (60_000,)));
     assert_eq!(e.kind(), TaskErrorKind::TimedOut, "{e}");
     assert!(t.elapsed() < Duration::from_secs(30), "{:?}", t.elapsed());
-    assert_eq!(p.map(square, 0..100u64)?, want[..100]);
+    assert_eq!(p.map(square, 0..100u64).get()?, want[..100]);
     println!("timeout ok: {e}");
 
     // A panicking task's message reaches rank 0; in a map, the first failure is the map's.
     let e = task_error(p.apply(boom, (7,)));
     assert_eq!(e.kind(), TaskErrorKind::Panicked);
     assert!(e.message().contains("boom 7"), "{e}");
-    let e = task_error(p.map(boom, [3u32]));
+    let e = task_error(p.map(boom, [3u32]).get());
     assert!(e.message().contains("boom 3"), "{e}");
     println!("panic ok: {e}");
 
     // imap over an endless iterator, in order; imap_unordered gives every value.
-    let first: Vec<u64> = p.imap(square, 0u64..)?.take(300).collect::<multiproc::Result<_>>()?;
+    let first: Vec<u64> = p.imap(square, 0u64..).submit()?.take(300).collect::<multiproc::Result<_>>()?;
     assert_eq!(first, want[..300]);
-    let mut any: Vec<u64> = p.imap_unordered(square, 0..500u64)?.collect::<multiproc::Result<_>>()?;
+    let mut any: Vec<u64> =
+        p.imap_unordered(square, 0..500u64).submit()?.collect::<multiproc::Result<_>>()?;
     any.sort_unstable();
     assert_eq!(any, want[..500]);
-    let chunked: Vec<u64> = p.imap_chunked(square, 0u64.., 7)?.take(100).collect::<multiproc::Result<_>>()?;
+    let chunked: Vec<u64> =
+        p.imap(square, 0u64..).chunksize(7).submit()?.take(100).collect::<multiproc::Result<_>>()?;
     assert_eq!(chunked, want[..100]);
     println!("imap ok");
 
@@ -153,9 +155,9 @@ fn scenarios() -> multiproc::Result<()> {
 
     // Load balancing: rank 1 is slow, so it gets far fewer tasks than its share, even right
     // after a run of tiny tasks has opened every rank's window wide.
-    assert_eq!(p.map_chunked(square, 0..20_000u64, 1)?.len(), 20_000);
+    assert_eq!(p.map(square, 0..20_000u64).chunksize(1).get()?.len(), 20_000);
     let n = 120;
-    let per: Vec<(u32, i32)> = p.map_chunked(rank_of_task, std::iter::repeat_n(400, n), 1)?;
+    let per: Vec<(u32, i32)> = p.map(rank_of_task, std::iter::repeat_n(400, n)).chunksize(1).get()?;
     let mut count: HashMap<u32, usize> = HashMap::new();
     for (r, _) in &per {
         *count.entry(*r).or_default() += 1;
@@ -171,7 +173,7 @@ fn scenarios() -> multiproc::Result<()> {
     let ex = multiproc::mpi::PoolBuilder::new().build_executor()?;
     let f = ex.submit(square, (9,))?;
     assert_eq!(f.result()?, 81);
-    let v: Vec<u64> = ex.map(square, 0..100u64)?.collect::<multiproc::Result<_>>()?;
+    let v: Vec<u64> = ex.map(square, 0..100u64).submit()?.collect::<multiproc::Result<_>>()?;
     assert_eq!(v, want[..100]);
     let f = ex.submit(boom, (4,))?;
     assert!(task_error(f.result()).message().contains("boom 4"));
@@ -186,7 +188,7 @@ fn big_chunks() -> multiproc::Result<()> {
     let p = multiproc::mpi::PoolBuilder::new().build()?;
     let n = 200_000u64;
     for _ in 0..3 {
-        let v = p.map_chunked(square, 0..n, (n / 16) as usize)?;
+        let v = p.map(square, 0..n).chunksize((n / 16) as usize).get()?;
         assert!(v.iter().enumerate().all(|(i, x)| *x == (i * i) as u64));
     }
     p.close();
@@ -203,7 +205,7 @@ fn lose_a_rank(rank_timeout: Duration) -> multiproc::Result<()> {
     let workers = world_size() - 1;
     let mut pids: HashMap<u32, i32> = HashMap::new();
     for _ in 0..100 {
-        pids.extend(p.map_chunked(rank_of_task, std::iter::repeat_n(0, 4 * workers), 1)?);
+        pids.extend(p.map(rank_of_task, std::iter::repeat_n(0, 4 * workers)).chunksize(1).get()?);
         if pids.len() == workers {
             break;
         }
@@ -214,7 +216,7 @@ fn lose_a_rank(rank_timeout: Duration) -> multiproc::Result<()> {
     std::fs::write(format!("{path}.tmp"), text).unwrap();
     std::fs::rename(format!("{path}.tmp"), &path).unwrap();
     println!("pids written");
-    let r = p.map_chunked(nap, std::iter::repeat_n(100, 3000), 1);
+    let r = p.map(nap, std::iter::repeat_n(100, 3000)).chunksize(1).get();
     println!("unexpected: the pool answered {:?}", r.map(|v| v.len()));
     Ok(())
 }
@@ -234,8 +236,8 @@ fn two_hosts() -> multiproc::Result<()> {
     assert_eq!(hostname(), "mpt-a");
     let p = multiproc::mpi::PoolBuilder::new().build()?;
     let want: Vec<u64> = (0..2000u64).map(|x| x * x).collect();
-    assert_eq!(p.map(square, 0..2000u64)?, want);
-    let hosts: HashMap<u32, String> = p.map_chunked(host_of_task, 0..40u32, 1)?.into_iter().collect();
+    assert_eq!(p.map(square, 0..2000u64).get()?, want);
+    let hosts: HashMap<u32, String> = p.map(host_of_task, 0..40u32).chunksize(1).get()?.into_iter().collect();
     assert!(hosts.values().all(|h| h == "mpt-b"), "{hosts:?}");
     assert!(!hosts.contains_key(&0), "{hosts:?}");
     let e = task_error(p.apply(boom, (5,)));
@@ -260,7 +262,7 @@ fn slow_callback() -> multiproc::Result<()> {
     // What is tested is a callback that takes long, not a wait for anything.
     r.callback(|_| std::thread::sleep(Duration::from_secs(2)));
     assert_eq!(r.get()?, 300);
-    assert_eq!(p.map(square, 0..100u64)?.len(), 100);
+    assert_eq!(p.map(square, 0..100u64).get()?.len(), 100);
     p.close();
     p.join()?;
     println!("slow callback ok");
@@ -285,7 +287,7 @@ fn without_launcher() {
     assert!(e.to_string().contains("MPI launcher"), "{e}");
     let p = multiproc::mpi::PoolBuilder::new().fallback_local(2).build().unwrap();
     assert_eq!(p.processes(), 2);
-    assert_eq!(p.map(square, 0..10u64).unwrap(), (0..10u64).map(|x| x * x).collect::<Vec<_>>());
+    assert_eq!(p.map(square, 0..10u64).get().unwrap(), (0..10u64).map(|x| x * x).collect::<Vec<_>>());
     p.close();
     p.join().unwrap();
     println!("mpi_pool: without a launcher: {e}; the fallback is a local pool");

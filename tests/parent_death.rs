@@ -76,7 +76,7 @@ fn build_tree(kind: u8, report: Connection) {
     match kind {
         0 => {
             let pool = Pool::new(2).unwrap();
-            let pids: HashSet<u32> = pool.map(worker_pid, 0..64u32).unwrap().into_iter().collect();
+            let pids: HashSet<u32> = pool.map(worker_pid, 0..64u32).get().unwrap().into_iter().collect();
             assert!(!pids.is_empty());
             _pool = pool;
         }

@@ -58,13 +58,13 @@ fn map_keeps_order() {
         };
         assert!(name.starts_with(prefix), "{method}: {name}");
         let expected: Vec<u64> = (0..200).map(|x| x * x).collect();
-        assert_eq!(p.map(square, 0..200).unwrap(), expected, "{method}");
-        assert_eq!(p.map_chunked(square, 0..200, 7).unwrap(), expected, "{method}");
-        assert_eq!(p.map_chunked(square, 0..200, 500).unwrap(), expected, "{method}");
+        assert_eq!(p.map(square, 0..200).get().unwrap(), expected, "{method}");
+        assert_eq!(p.map(square, 0..200).chunksize(7).get().unwrap(), expected, "{method}");
+        assert_eq!(p.map(square, 0..200).chunksize(500).get().unwrap(), expected, "{method}");
         let pairs: Vec<(u64, u64)> = (0..50).map(|i| (i, i + 1)).collect();
-        let sums = p.starmap(|a: u64, b: u64| a * b, pairs.clone()).unwrap();
+        let sums = p.starmap(|a: u64, b: u64| a * b, pairs.clone()).get().unwrap();
         assert_eq!(sums, pairs.iter().map(|(a, b)| a * b).collect::<Vec<_>>(), "{method}");
-        assert_eq!(p.starmap_chunked(|a: u64, b: u64| a + b, pairs, 3).unwrap()[49], 99);
+        assert_eq!(p.starmap(|a: u64, b: u64| a + b, pairs).chunksize(3).get().unwrap()[49], 99);
         p.close();
         p.join().unwrap();
     }
@@ -76,16 +76,17 @@ fn async_maps_and_callbacks() {
     let p = Pool::new(2).unwrap();
     let r = p.map_async(square, 0..10).unwrap();
     let (tx, rx) = std::sync::mpsc::channel();
-    r.callback(move |v: &[u64]| tx.send(v.to_vec()).unwrap());
+    r.callback(move |v: &Vec<u64>| tx.send(v.clone()).unwrap());
     assert_eq!(rx.recv_timeout(Duration::from_secs(20)).unwrap(), (0..10).map(|x| x * x).collect::<Vec<_>>());
     // Callbacks run before the result turns ready, as in Python.
     r.wait();
     assert!(r.ready());
     assert!(r.successful().unwrap());
     assert_eq!(r.get().unwrap()[3], 9);
-    let s = p.starmap_async_chunked(|a: i32, b: i32| a - b, vec![(5, 1), (9, 2)], 1).unwrap();
+    let s = p.starmap(|a: i32, b: i32| a - b, vec![(5, 1), (9, 2)]).chunksize(1).submit().unwrap();
     assert_eq!(s.get().unwrap(), vec![4, 7]);
-    let m = p.map_async_chunked(|s: String| s.len(), vec!["ab".to_string(), "abc".to_string()], 1).unwrap();
+    let m =
+        p.map(|s: String| s.len(), vec!["ab".to_string(), "abc".to_string()]).chunksize(1).submit().unwrap();
     assert_eq!(m.get().unwrap(), vec![2, 3]);
 }
 
@@ -93,11 +94,11 @@ fn async_maps_and_callbacks() {
 #[test]
 fn empty_inputs() {
     let p = Pool::new(1).unwrap();
-    assert_eq!(p.map(square, Vec::new()).unwrap(), Vec::<u64>::new());
-    assert_eq!(p.imap(square, Vec::new()).unwrap().count(), 0);
-    assert_eq!(p.imap_unordered(square, Vec::new()).unwrap().count(), 0);
+    assert_eq!(p.map(square, Vec::new()).get().unwrap(), Vec::<u64>::new());
+    assert_eq!(p.imap(square, Vec::new()).submit().unwrap().count(), 0);
+    assert_eq!(p.imap_unordered(square, Vec::new()).submit().unwrap().count(), 0);
     assert_eq!(p.map_async(square, Vec::new()).unwrap().get().unwrap(), Vec::<u64>::new());
-    assert!(matches!(p.map_chunked(square, 0..3, 0), Err(Error::InvalidState(_))));
+    assert!(matches!(p.map(square, 0..3).chunksize(0).get(), Err(Error::InvalidState(_))));
     p.close();
     p.join().unwrap();
 }
@@ -106,9 +107,9 @@ fn empty_inputs() {
 #[test]
 fn imap_yields_in_order() {
     let p = Pool::new(3).unwrap();
-    let got: Vec<u64> = p.imap(square, 0..10).unwrap().map(Result::unwrap).collect();
+    let got: Vec<u64> = p.imap(square, 0..10).submit().unwrap().map(Result::unwrap).collect();
     assert_eq!(got, (0..10).map(|x| x * x).collect::<Vec<_>>());
-    let mut it = p.imap_chunked(square, 0..1000, 100).unwrap();
+    let mut it = p.imap(square, 0..1000).chunksize(100).submit().unwrap();
     for i in 0..1000 {
         assert_eq!(it.next().unwrap().unwrap(), i * i);
     }
@@ -122,11 +123,11 @@ fn imap_on_an_endless_iterator_yields_the_first_results() {
     let p = Pool::new(2).unwrap();
     let pulled = std::cell::Cell::new(0u64);
     let input = (0u64..).inspect(|_| pulled.set(pulled.get() + 1));
-    let firsts: Vec<u64> = p.imap(square, input).unwrap().take(50).map(Result::unwrap).collect();
+    let firsts: Vec<u64> = p.imap(square, input).submit().unwrap().take(50).map(Result::unwrap).collect();
     assert_eq!(firsts, (0..50).map(|x| x * x).collect::<Vec<_>>());
     // Input is read only a small window ahead of what was taken.
     assert!(pulled.get() <= 50 + 4 * 2 + 16, "read {} items", pulled.get());
-    let mut it = p.imap_unordered_chunked(square, 0u64.., 4).unwrap();
+    let mut it = p.imap_unordered(square, 0u64..).chunksize(4).submit().unwrap();
     let some: HashSet<u64> = (0..20).map(|_| it.next().unwrap().unwrap()).collect();
     assert_eq!(some.len(), 20);
     drop(it);
@@ -140,11 +141,12 @@ fn imap_on_an_endless_iterator_yields_the_first_results() {
 fn imap_unordered_yields_all() {
     for method in METHODS {
         let p = pool(method, 3);
-        let mut got: Vec<u64> = p.imap_unordered(square, 0..100).unwrap().map(Result::unwrap).collect();
+        let mut got: Vec<u64> =
+            p.imap_unordered(square, 0..100).submit().unwrap().map(Result::unwrap).collect();
         got.sort();
         assert_eq!(got, (0..100).map(|x| x * x).collect::<Vec<_>>(), "{method}");
         let mut got: Vec<u64> =
-            p.imap_unordered_chunked(square, 0..100, 7).unwrap().map(Result::unwrap).collect();
+            p.imap_unordered(square, 0..100).chunksize(7).submit().unwrap().map(Result::unwrap).collect();
         got.sort();
         assert_eq!(got.len(), 100);
     }
@@ -159,8 +161,11 @@ fn sleep_then(ms: u64, value: u64) -> u64 {
 #[test]
 fn imap_unordered_yields_in_completion_order() {
     let p = Pool::new(2).unwrap();
-    let first =
-        p.imap_unordered(|(ms, v): (u64, u64)| sleep_then(ms, v), vec![(1500, 1), (0, 2)]).unwrap().next();
+    let first = p
+        .imap_unordered(|(ms, v): (u64, u64)| sleep_then(ms, v), vec![(1500, 1), (0, 2)])
+        .submit()
+        .unwrap()
+        .next();
     assert_eq!(first.unwrap().unwrap(), 2);
 }
 
@@ -183,8 +188,8 @@ fn async_result_waits_and_times_out() {
 fn pool_as_a_scope() {
     let pids: Vec<i32> = {
         let p = Pool::new(2).unwrap();
-        assert_eq!(p.map(square, [1, 2, 3]).unwrap(), vec![1, 4, 9]);
-        p.map_chunked(|_: u32| pid(), 0..8, 1).unwrap()
+        assert_eq!(p.map(square, [1, 2, 3]).get().unwrap(), vec![1, 4, 9]);
+        p.map(|_: u32| pid(), 0..8).chunksize(1).get().unwrap()
     };
     for worker in pids {
         assert!(reaped(worker), "worker {worker} left behind");
@@ -230,10 +235,10 @@ fn panicking_task_message_reaches_get() {
         r.wait();
         assert!(!r.successful().unwrap());
         // map: the failing chunk's panic is the map's error.
-        let e = task_error(p.map(explode, 0..10));
+        let e = task_error(p.map(explode, 0..10).get());
         assert!(e.message().contains("exploded"));
         // imap: one error for the failing item, the others are fine.
-        let items: Vec<_> = p.imap(explode, 0..6).unwrap().collect();
+        let items: Vec<_> = p.imap(explode, 0..6).submit().unwrap().collect();
         assert_eq!(items.len(), 6);
         assert!(items[3].is_err());
         assert_eq!(*items[5].as_ref().unwrap(), 5);
@@ -285,8 +290,13 @@ fn sigkill_of_a_worker_mid_task() {
             assert_eq!(r.get().unwrap(), (i * i) as u64, "{method}");
         }
         // The worker was replaced: the pool still has two workers running tasks.
-        let pids: HashSet<i32> =
-            p.map_chunked(|_: u32| sleep_then(20, 0) as i32 + pid(), 0..20, 1).unwrap().into_iter().collect();
+        let pids: HashSet<i32> = p
+            .map(|_: u32| sleep_then(20, 0) as i32 + pid(), 0..20)
+            .chunksize(1)
+            .get()
+            .unwrap()
+            .into_iter()
+            .collect();
         assert!(!pids.contains(&worker), "{method}");
         assert!(reaped(worker));
         let e = task_error(p.apply(abort_self, ()));
@@ -311,7 +321,7 @@ fn task_timeout_kills_a_sleeping_task() {
     assert!(took >= Duration::from_millis(300), "{took:?}");
     assert!(took < Duration::from_secs(5), "{took:?}");
     // Quick tasks are unaffected, before and after a replacement.
-    assert_eq!(p.map(square, 0..100).unwrap()[99], 99 * 99);
+    assert_eq!(p.map(square, 0..100).get().unwrap()[99], 99 * 99);
     assert_eq!(p.apply(sleep_then, (50, 4)).unwrap(), 4);
 }
 
@@ -365,8 +375,13 @@ fn initializer_runs_once_per_worker() {
             .start_method(method)
             .build()
             .unwrap();
-        let task_pids: HashSet<i32> =
-            p.map_chunked(|_: u32| sleep_then(5, 0) as i32 + pid(), 0..30, 1).unwrap().into_iter().collect();
+        let task_pids: HashSet<i32> = p
+            .map(|_: u32| sleep_then(5, 0) as i32 + pid(), 0..30)
+            .chunksize(1)
+            .get()
+            .unwrap()
+            .into_iter()
+            .collect();
         let mut init_pids = HashSet::new();
         for _ in 0..3 {
             assert!(ours.poll(Some(Duration::from_secs(20))).unwrap(), "{method}");
@@ -378,7 +393,7 @@ fn initializer_runs_once_per_worker() {
 
         let p =
             Pool::builder().processes(2).initializer(set_tag, (42,)).start_method(method).build().unwrap();
-        assert_eq!(p.map(|_: u8| read_tag(), 0..10).unwrap(), vec![42; 10], "{method}");
+        assert_eq!(p.map(|_: u8| read_tag(), 0..10).get().unwrap(), vec![42; 10], "{method}");
     }
 }
 
@@ -407,7 +422,7 @@ fn terminate_busy_workers_is_prompt_and_leaves_no_zombie() {
             p.apply_async(report_pid_and_sleep, (theirs,)).unwrap(),
             p.apply_async(report_pid_and_sleep, (theirs2,)).unwrap(),
         ];
-        let queued = p.map_async_chunked(|s: u64| sleep_then(s, 0), vec![60_000; 50], 1).unwrap();
+        let queued = p.map(|s: u64| sleep_then(s, 0), vec![60_000; 50]).chunksize(1).submit().unwrap();
         let mut workers = Vec::new();
         for c in [&ours, &ours2] {
             assert!(c.poll(Some(Duration::from_secs(20))).unwrap(), "{method}");
@@ -489,7 +504,7 @@ fn pool_lifecycles() -> (usize, usize) {
             .initializer(announce, (theirs,))
             .build()
             .unwrap();
-        assert_eq!(p.map(square, 0..50).unwrap().len(), 50);
+        assert_eq!(p.map(square, 0..50).get().unwrap().len(), 50);
         let (a, b) = Pipe::duplex().unwrap();
         let r = p.apply_async(report_pid_and_sleep, (b,)).unwrap();
         let worker: i32 = a.recv().unwrap();
@@ -514,12 +529,113 @@ fn pools_leak_no_descriptors() {
     assert_eq!(before, after);
 }
 
-/// `map_progress` (feature `progress`) returns what `map` returns.
+/// A map with a progress bar (feature `progress`) gives what the map without one gives, waited
+/// for or submitted, and its error when a chunk fails.
 #[cfg(feature = "progress")]
 #[test]
 fn map_with_a_progress_bar() {
     let p = Pool::new(2).unwrap();
-    assert_eq!(p.map_progress(square, 0..1000).unwrap(), p.map(square, 0..1000).unwrap());
+    assert_eq!(p.map(square, 0..1000).progress().get().unwrap(), p.map(square, 0..1000).get().unwrap());
+    let r = p.map(square, 0..100).chunksize(7).progress().submit().unwrap();
+    assert_eq!(r.get().unwrap()[99], 99 * 99);
+    assert!(p.map(explode, 0..10).progress().get().is_err());
+    assert!(p.map(square, Vec::new()).progress().get().unwrap().is_empty());
+}
+
+// ---- the call shape -------------------------------------------------------------------------
+
+/// A map reads nothing from its input and sends nothing before it is submitted; its options
+/// are taken as they stand then.
+#[test]
+fn a_map_call_reads_its_input_only_when_submitted() {
+    let p = Pool::new(2).unwrap();
+    let read = std::rc::Rc::new(std::cell::Cell::new(0u64));
+    let counter = read.clone();
+    let call = p.map(square, (0..10u64).inspect(move |_| counter.set(counter.get() + 1)));
+    let counter = read.clone();
+    let lazy = p.imap(square, (0..10u64).inspect(move |_| counter.set(counter.get() + 1)));
+    assert_eq!(read.get(), 0);
+    let call = call.chunksize(3);
+    assert_eq!(read.get(), 0);
+    assert_eq!(call.get().unwrap(), (0..10).map(|x| x * x).collect::<Vec<_>>());
+    assert_eq!(read.get(), 10);
+    let it = lazy.chunksize(2).submit().unwrap();
+    assert_eq!(read.get(), 20, "10 items in chunks of 2 fit in the first window");
+    assert_eq!(it.map(Result::unwrap).sum::<u64>(), 285);
+}
+
+/// Chunk size 0 is refused at submission by every member of the family, as Python raises
+/// `ValueError`; iterating a lazy map that cannot be submitted yields that error once.
+#[test]
+fn chunksize_zero_is_refused_by_every_map() {
+    let p = Pool::new(1).unwrap();
+    let refused = |r: multiproc::Result<Vec<u64>>| matches!(r, Err(Error::InvalidState(_)));
+    assert!(refused(p.map(square, 0..3).chunksize(0).get()));
+    assert!(refused(p.starmap(|a: u64, b: u64| a + b, [(1, 2)]).chunksize(0).get()));
+    assert!(refused(p.map_with(2u64, |c: &u64, x: u64| c * x, 0..3u64).chunksize(0).get()));
+    assert!(matches!(p.map(square, 0..3).chunksize(0).submit(), Err(Error::InvalidState(_))));
+    assert!(matches!(p.imap(square, 0..3).chunksize(0).submit(), Err(Error::InvalidState(_))));
+    assert!(matches!(p.imap_unordered(square, 0..3).chunksize(0).submit(), Err(Error::InvalidState(_))));
+    let items: Vec<_> = p.imap(square, 0..3).chunksize(0).into_iter().collect();
+    assert!(matches!(items[..], [Err(Error::InvalidState(_))]), "{items:?}");
+    let items: Vec<_> = p.try_imap(square, [Ok::<u64, ()>(1)]).chunksize(0).into_iter().collect();
+    assert!(matches!(items[..], [Err(multiproc::ImapError::Pool(Error::InvalidState(_)))]), "{items:?}");
+    let ex = Executor::new(1).unwrap();
+    assert!(matches!(ex.map(square, 0..3).chunksize(0).submit(), Err(Error::InvalidState(_))));
+    // The pool is untouched.
+    assert_eq!(p.map(square, 0..3).get().unwrap(), vec![0, 1, 4]);
+}
+
+/// A lazy map iterated as it is: its values in order; on a closed pool, the refusal as its only
+/// item.
+#[test]
+fn a_lazy_map_iterates_as_it_is() {
+    let p = Pool::new(2).unwrap();
+    let mut got = Vec::new();
+    for v in p.imap(square, 0..50u64).chunksize(4) {
+        got.push(v.unwrap());
+    }
+    assert_eq!(got, (0..50).map(|x| x * x).collect::<Vec<_>>());
+    let mut any: Vec<u64> = p.imap_unordered(square, 0..50u64).into_iter().map(Result::unwrap).collect();
+    any.sort();
+    assert_eq!(any, got);
+    p.close();
+    let items: Vec<_> = p.imap(square, 0..50u64).into_iter().collect();
+    assert!(matches!(items[..], [Err(Error::Closed(_))]), "{items:?}");
+    assert!(matches!(p.map(square, 0..3).get(), Err(Error::Closed(_))));
+    p.join().unwrap();
+}
+
+/// `map_with` submitted gives the flat values, as `map_async` does, with callbacks.
+#[test]
+fn map_with_submitted_is_a_map_result() {
+    let p = Pool::new(2).unwrap();
+    let r = p.map_with(10u64, |c: &u64, x: u64| c + x, 0..20u64).chunksize(3).submit().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    r.callback(move |v: &Vec<u64>| tx.send(v.len()).unwrap());
+    assert_eq!(r.get().unwrap(), (10..30).collect::<Vec<_>>());
+    assert_eq!(rx.recv_timeout(Duration::from_secs(20)).unwrap(), 20);
+}
+
+/// Generic code over a pool needs one bound, `PoolTarget`.
+#[test]
+fn pool_target_is_the_one_bound() {
+    fn both<F: multiproc::PoolTarget<(u64,)> + Copy>(p: &Pool, f: F) -> (F::Output, Vec<F::Output>) {
+        let one = p.apply(f, (3,)).unwrap();
+        (one, p.map(f, 0..3u64).get().unwrap())
+    }
+    let p = Pool::new(1).unwrap();
+    assert_eq!(both(&p, square), (9, vec![0, 1, 4]));
+    assert_eq!(both(&p, |x: u64| x.to_string()), ("3".to_string(), vec!["0".into(), "1".into(), "2".into()]));
+}
+
+/// The results stay `Send + Sync + Unpin`, as they were as two types.
+#[test]
+fn results_are_send_sync_unpin() {
+    fn check<T: Send + Sync + Unpin>() {}
+    check::<multiproc::AsyncResult<String>>();
+    check::<multiproc::MapResult<String>>();
+    check::<multiproc::PoolFuture<String>>();
 }
 
 // ---- async ----------------------------------------------------------------------------------
@@ -552,9 +668,9 @@ fn executor_submit_map_as_completed_shutdown() {
     let fast = ex.submit(sleep_then, (0, 2)).unwrap();
     let order: Vec<u64> = as_completed([slow, fast]).map(|f| f.result().unwrap()).collect();
     assert_eq!(order, vec![2, 1]);
-    let values: Vec<u64> = ex.map(square, 0..20).unwrap().map(Result::unwrap).collect();
+    let values: Vec<u64> = ex.map(square, 0..20).submit().unwrap().map(Result::unwrap).collect();
     assert_eq!(values, (0..20).map(|x| x * x).collect::<Vec<_>>());
-    let values: Vec<u64> = ex.map_chunked(square, 0..20, 6).unwrap().map(Result::unwrap).collect();
+    let values: Vec<u64> = ex.map(square, 0..20).chunksize(6).submit().unwrap().map(Result::unwrap).collect();
     assert_eq!(values.len(), 20);
     let e = ex.submit(explode, (3,)).unwrap();
     assert_eq!(e.exception().unwrap().kind(), TaskErrorKind::Panicked);
@@ -574,7 +690,7 @@ fn executor_builder_options() {
         .build()
         .unwrap();
     assert_eq!(ex.pool().processes(), 2);
-    let tags: Vec<u32> = ex.map(|_: u8| read_tag(), 0..6).unwrap().map(Result::unwrap).collect();
+    let tags: Vec<u32> = ex.map(|_: u8| read_tag(), 0..6).submit().unwrap().map(Result::unwrap).collect();
     assert_eq!(tags, vec![7; 6]);
     let slow = ex.submit(sleep_then, (30_000, 0)).unwrap();
     assert_eq!(task_error(slow.result()).kind(), TaskErrorKind::TimedOut);
@@ -623,10 +739,10 @@ fn executor_cancel_and_shutdown_cancel_futures() {
 fn bench_pool_workloads() {
     let n: u64 = std::env::var("POOL_BENCH_N").ok().and_then(|v| v.parse().ok()).unwrap_or(200_000);
     let pool = Pool::new(2).unwrap();
-    pool.map(square, 0..100).unwrap();
+    pool.map(square, 0..100).get().unwrap();
     for _ in 0..3 {
         let t = Instant::now();
-        let v = pool.map(square, 0..n).unwrap();
+        let v = pool.map(square, 0..n).get().unwrap();
         let dt = t.elapsed().as_secs_f64();
         assert_eq!(v.len() as u64, n);
         println!("pool_map_tiny\t{:.1}\ttasks/s", n as f64 / dt);

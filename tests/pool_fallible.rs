@@ -34,7 +34,7 @@ fn failing_at(bad: u64) -> impl Iterator<Item = Result<u64, String>> {
 
 fn ordered_error_at_its_position(p: &Pool, m: StartMethod) {
     for chunksize in [1, 4] {
-        let got: Vec<_> = p.try_imap_chunked(triple, failing_at(13), chunksize).unwrap().collect();
+        let got: Vec<_> = p.try_imap(triple, failing_at(13)).chunksize(chunksize).submit().unwrap().collect();
         assert_eq!(got.len(), 14, "{m} chunksize {chunksize}");
         for (i, r) in got[..13].iter().enumerate() {
             assert_eq!(r.as_ref().ok(), Some(&(3 * i as u64)), "{m} chunksize {chunksize} item {i}");
@@ -45,11 +45,15 @@ fn ordered_error_at_its_position(p: &Pool, m: StartMethod) {
         }
     }
     // The first item failing: nothing is computed, the error alone comes back.
-    let got: Vec<_> = p.try_imap(triple, failing_at(0)).unwrap().collect();
+    let got: Vec<_> = p.try_imap(triple, failing_at(0)).submit().unwrap().collect();
     assert!(matches!(got.as_slice(), [Err(ImapError::Input(e))] if e == "bad item 0"), "{m}: {got:?}");
     // No error at all: the same values as imap.
-    let got: Vec<u64> =
-        p.try_imap(triple, (0..50u64).map(Ok::<_, String>)).unwrap().collect::<Result<_, _>>().unwrap();
+    let got: Vec<u64> = p
+        .try_imap(triple, (0..50u64).map(Ok::<_, String>))
+        .submit()
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
     assert_eq!(got, (0..50).map(|x| x * 3).collect::<Vec<_>>(), "{m}");
 }
 
@@ -57,7 +61,7 @@ fn unordered_error_as_an_item(p: &Pool, m: StartMethod) {
     for chunksize in [1, 3] {
         let mut values = Vec::new();
         let mut errors = Vec::new();
-        for r in p.try_imap_unordered_chunked(triple, failing_at(10), chunksize).unwrap() {
+        for r in p.try_imap_unordered(triple, failing_at(10)).chunksize(chunksize).submit().unwrap() {
             match r {
                 Ok(v) => values.push(v),
                 Err(e) => errors.push(e.into_input().expect("an input error, not a task's")),
@@ -70,7 +74,7 @@ fn unordered_error_as_an_item(p: &Pool, m: StartMethod) {
 }
 
 fn task_errors_and_input_errors_keep_their_places(p: &Pool, m: StartMethod) {
-    let got: Vec<_> = p.try_imap(triple_but_panic_on_5, failing_at(8)).unwrap().collect();
+    let got: Vec<_> = p.try_imap(triple_but_panic_on_5, failing_at(8)).submit().unwrap().collect();
     assert_eq!(got.len(), 9, "{m}");
     for (i, r) in got.iter().enumerate() {
         match (i, r) {
@@ -93,7 +97,7 @@ fn read_ahead_is_bounded(p: &Pool, m: StartMethod) {
             counter.set(counter.get() + 1);
             Ok::<_, String>(i)
         });
-        let mut it = p.try_imap_chunked(triple, endless, chunksize).unwrap();
+        let mut it = p.try_imap(triple, endless).chunksize(chunksize).submit().unwrap();
         assert!(read.get() <= bound, "{m}: {} read before any result", read.get());
         for yielded in 1..=200usize {
             assert_eq!(it.next().unwrap().unwrap(), 3 * (yielded as u64 - 1));
@@ -111,7 +115,7 @@ fn read_ahead_is_bounded(p: &Pool, m: StartMethod) {
             counter.set(counter.get() + 1);
             Ok::<_, String>(i)
         });
-        let it = p.try_imap_unordered_chunked(triple, endless, chunksize).unwrap();
+        let it = p.try_imap_unordered(triple, endless).chunksize(chunksize).submit().unwrap();
         for (yielded, r) in it.take(200).enumerate() {
             r.unwrap();
             assert!(read.get() <= yielded + 1 + bound, "{m}: unordered read {} ahead", read.get());
@@ -128,7 +132,7 @@ fn fallible_imap_under_every_start_method() {
         task_errors_and_input_errors_keep_their_places(&p, m);
         read_ahead_is_bounded(&p, m);
         // The pool is still usable, and closes and joins with no iterator left open.
-        assert_eq!(p.map(triple, 0..10u64).unwrap(), (0..10).map(|x| x * 3).collect::<Vec<_>>(), "{m}");
+        assert_eq!(p.map(triple, 0..10u64).get().unwrap(), (0..10).map(|x| x * 3).collect::<Vec<_>>(), "{m}");
         p.close();
         p.join().unwrap();
     }
@@ -137,10 +141,10 @@ fn fallible_imap_under_every_start_method() {
 #[test]
 fn an_iterator_dropped_after_the_error_leaves_the_pool_joinable() {
     let p = pool(StartMethod::Forkserver);
-    let mut it = p.try_imap(triple, failing_at(30)).unwrap();
+    let mut it = p.try_imap(triple, failing_at(30)).submit().unwrap();
     assert_eq!(it.next().unwrap().unwrap(), 0);
     drop(it);
-    let mut it = p.try_imap_unordered(triple, failing_at(3)).unwrap();
+    let mut it = p.try_imap_unordered(triple, failing_at(3)).submit().unwrap();
     let first = it.next().unwrap();
     assert!(first.is_ok() || matches!(first, Err(ImapError::Input(_))));
     drop(it);
@@ -158,6 +162,6 @@ fn bad_chunksize_is_refused_without_reading_the_input() {
         counter.set(counter.get() + 1);
         Ok::<_, String>(i)
     });
-    assert!(matches!(p.try_imap_chunked(triple, input, 0), Err(Error::InvalidState(_))));
+    assert!(matches!(p.try_imap(triple, input).chunksize(0).submit(), Err(Error::InvalidState(_))));
     assert_eq!(read.get(), 0);
 }

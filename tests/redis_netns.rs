@@ -150,7 +150,7 @@ fn server_and_workers_in_separate_network_namespaces() {
         workers.push(w.id());
         net.children.push(w);
     }
-    let got = pool.map_chunked(square_where, 0..40u64, 1).unwrap();
+    let got = pool.map(square_where, 0..40u64).chunksize(1).get().unwrap();
     assert_eq!(got.iter().map(|v| v.0).collect::<Vec<_>>(), (0..40u64).map(|x| x * x).collect::<Vec<_>>());
     let ran_on: std::collections::HashSet<u32> = got.iter().map(|v| v.1).collect();
     assert_eq!(ran_on, workers.iter().copied().collect(), "tasks should run on both workers");

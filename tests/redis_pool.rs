@@ -72,18 +72,18 @@ fn map_apply_imap_starmap_and_callbacks_on_local_workers() {
     let Some(url) = url() else { return };
     for method in [StartMethod::Fork, StartMethod::Spawn, StartMethod::Forkserver] {
         let pool = PoolBuilder::new(&url).processes(2).authkey(KEY).start_method(method).build().unwrap();
-        assert_eq!(pool.map(square, [1, 2, 3]).unwrap(), vec![1, 4, 9]);
+        assert_eq!(pool.map(square, [1, 2, 3]).get().unwrap(), vec![1, 4, 9]);
         assert_eq!(pool.apply(|a: i32, b: i32| a + b, (2, 3)).unwrap(), 5);
         let r = pool.apply_async(square, (9,)).unwrap();
         assert_eq!(r.get().unwrap(), 81);
-        let v: Vec<u64> = pool.imap(square, 0..20u64).unwrap().collect::<Result<_, _>>().unwrap();
+        let v: Vec<u64> = pool.imap(square, 0..20u64).submit().unwrap().collect::<Result<_, _>>().unwrap();
         assert_eq!(v, (0..20u64).map(|x| x * x).collect::<Vec<_>>());
         let mut u: Vec<u64> =
-            pool.imap_unordered(square, 0..20u64).unwrap().collect::<Result<_, _>>().unwrap();
+            pool.imap_unordered(square, 0..20u64).submit().unwrap().collect::<Result<_, _>>().unwrap();
         u.sort();
         assert_eq!(u, v);
-        assert_eq!(pool.starmap(|a: u32, b: u32| a * b, vec![(2, 3), (4, 5)]).unwrap(), vec![6, 20]);
-        let big = pool.map_chunked(square, 0..1000u64, 50).unwrap();
+        assert_eq!(pool.starmap(|a: u32, b: u32| a * b, vec![(2, 3), (4, 5)]).get().unwrap(), vec![6, 20]);
+        let big = pool.map(square, 0..1000u64).chunksize(50).get().unwrap();
         assert_eq!(big.iter().sum::<u64>(), (0..1000u64).map(|x| x * x).sum::<u64>());
         let (tx, rx) = std::sync::mpsc::channel();
         let tx = Mutex::new(tx);
@@ -124,11 +124,12 @@ fn map_and_imap_across_two_remote_worker_processes() {
     let exe = std::env::current_exe().unwrap();
     let workers: Vec<Child> = (0..2).map(|_| remote_worker(&exe, &url, &name, KEY_HEX)).collect();
     let pids: Vec<u32> = workers.iter().map(Child::id).collect();
-    let got = pool.map_chunked(square_where, 0..60u64, 1).unwrap();
+    let got = pool.map(square_where, 0..60u64).chunksize(1).get().unwrap();
     assert_eq!(got.iter().map(|v| v.0).collect::<Vec<_>>(), (0..60u64).map(|x| x * x).collect::<Vec<_>>());
     let ran_on: std::collections::HashSet<u32> = got.iter().map(|v| v.1).collect();
     assert_eq!(ran_on, pids.iter().copied().collect(), "tasks should run on both remote workers");
-    let v: Vec<(u64, u32)> = pool.imap(square_where, 0..10u64).unwrap().collect::<Result<_, _>>().unwrap();
+    let v: Vec<(u64, u32)> =
+        pool.imap(square_where, 0..10u64).submit().unwrap().collect::<Result<_, _>>().unwrap();
     assert_eq!(v.iter().map(|v| v.0).collect::<Vec<_>>(), (0..10u64).map(|x| x * x).collect::<Vec<_>>());
     pool.close();
     pool.join().unwrap();
@@ -154,7 +155,7 @@ fn slow_tasks_after_quick_ones_are_spread_over_the_workers() {
     }
     // Then a burst of slow ones, whose run time no worker knows yet: each worker takes at most
     // its share, not the whole burst.
-    let ran_on = pool.map_chunked(sleep_where, [300u64; 6], 1).unwrap();
+    let ran_on = pool.map(sleep_where, [300u64; 6]).chunksize(1).get().unwrap();
     let mut per: std::collections::HashMap<u32, usize> = std::collections::HashMap::new();
     for w in ran_on {
         *per.entry(w).or_default() += 1;
@@ -218,7 +219,7 @@ fn a_task_that_kills_its_process_fails_after_the_death_limit_naming_the_deaths()
     }
     assert!(t.elapsed() < Duration::from_secs(60));
     // The pool goes on.
-    assert_eq!(pool.map(square, [1, 2, 3]).unwrap(), vec![1, 4, 9]);
+    assert_eq!(pool.map(square, [1, 2, 3]).get().unwrap(), vec![1, 4, 9]);
 }
 
 fn sleep_ms(ms: u64) -> u64 {
@@ -389,7 +390,7 @@ fn the_server_killed_and_restarted_mid_map_loses_nothing() {
         .build()
         .unwrap();
     let items: Vec<_> = (0..30u64).map(|x| (marks.clone(), x)).collect();
-    let m = pool.starmap_async_chunked(mark_then_sleep, items, 1).unwrap();
+    let m = pool.starmap(mark_then_sleep, items).chunksize(1).submit().unwrap();
     // Three tasks have started: the map is under way.
     for _ in 0..3 {
         marks.get_timeout(Duration::from_secs(60)).unwrap();
@@ -459,7 +460,7 @@ fn close_right_after_submitting_lets_every_task_finish() {
     let Some(url) = url() else { return };
     for _ in 0..20 {
         let pool = PoolBuilder::new(&url).processes(1).authkey(KEY).build().unwrap();
-        let r = pool.map_async_chunked(square, 0..40u64, 1).unwrap();
+        let r = pool.map(square, 0..40u64).chunksize(1).submit().unwrap();
         let one = pool.apply_async(square, (12,)).unwrap();
         pool.close();
         pool.join().unwrap();

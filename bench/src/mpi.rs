@@ -70,7 +70,7 @@ pub fn serve() {
             "mpi_pool_map" => {
                 let k = blocks(n, MAP_N);
                 for _ in 0..k {
-                    let v = p.map_chunked(square, 0..MAP_N as u64, MAP_N / 16).unwrap();
+                    let v = p.map(square, 0..MAP_N as u64).chunksize(MAP_N / 16).get().unwrap();
                     assert_eq!(v.into_iter().fold(0, u64::wrapping_add), want_map);
                 }
                 k * MAP_N

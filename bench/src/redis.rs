@@ -137,7 +137,7 @@ fn square(x: u64) -> u64 {
 fn broker_pool(url: &str) -> Pool {
     let pool = PoolBuilder::new(url).processes(WORKERS).authkey(b"bench").build().unwrap();
     // Warm: the workers are up and have taken tasks before the clock starts.
-    assert_eq!(pool.map(square, 0..100u64).unwrap()[99], 99 * 99);
+    assert_eq!(pool.map(square, 0..100u64).get().unwrap()[99], 99 * 99);
     pool
 }
 
@@ -165,7 +165,7 @@ fn pool_map(n: usize) -> Option<Sample> {
     let n = n.max(OURS_MIN_MAP);
     let pool = broker_pool(&url()?);
     let m = Meter::start();
-    let out = pool.map(square, 0..n as u64).unwrap();
+    let out = pool.map(square, 0..n as u64).get().unwrap();
     let s = m.stop(n as f64);
     assert_eq!(out[n - 1], ((n - 1) * (n - 1)) as u64);
     finish(pool);

@@ -96,7 +96,7 @@ pub fn pipe_latency(interval_ns: u64, n: usize) -> Vec<u64> {
 
 fn warm_pool(workers: usize) -> Pool {
     let pool = Pool::new(workers).unwrap();
-    pool.map(square, 0..100u64).unwrap();
+    pool.map(square, 0..100u64).get().unwrap();
     pool
 }
 
@@ -104,7 +104,7 @@ fn warm_pool(workers: usize) -> Pool {
 pub fn pool_map_tiny(n: usize) -> Sample {
     let pool = warm_pool(2);
     let m = Meter::start();
-    let out = pool.map(square, 0..n as u64).unwrap();
+    let out = pool.map(square, 0..n as u64).get().unwrap();
     let s = m.stop(n as f64);
     assert_eq!(out[n - 1], ((n - 1) * (n - 1)) as u64);
     s
@@ -169,7 +169,7 @@ pub const BURN_US: u64 = 200;
 pub fn pool_scaling(workers: usize, n: usize) -> Sample {
     let pool = warm_pool(workers);
     let m = Meter::start();
-    let out = pool.map(burn, vec![BURN_US; n]).unwrap();
+    let out = pool.map(burn, vec![BURN_US; n]).get().unwrap();
     let s = m.stop(n as f64);
     assert_eq!(out.len(), n);
     s

@@ -2,9 +2,8 @@
 //! and a pool's `imap` over an input stream.
 
 use crate::error::Result;
-use crate::pool::{AsyncResult, Pool};
+use crate::pool::{AsyncResult, Pool, PoolTarget};
 use crate::queue::GetError;
-use crate::target::Target;
 use crate::{Connection, Queue};
 use futures_core::Stream;
 use serde::de::DeserializeOwned;
@@ -104,10 +103,8 @@ impl Pool {
     /// `imap` over a `futures_core::Stream`: results in input order, as a stream.
     pub fn imap_stream<F, S>(&self, f: F, input: S) -> ImapStream<'_, F, S, F::Output>
     where
-        F: Target<(S::Item,)> + Copy,
-        F::Output: Serialize + DeserializeOwned + Send + 'static,
+        F: PoolTarget<(S::Item,)>,
         S: Stream,
-        S::Item: Serialize + DeserializeOwned,
     {
         ImapStream::new(self, f, input, true)
     }
@@ -115,10 +112,8 @@ impl Pool {
     /// As [`imap_stream`](Self::imap_stream), results in completion order.
     pub fn imap_unordered_stream<F, S>(&self, f: F, input: S) -> ImapStream<'_, F, S, F::Output>
     where
-        F: Target<(S::Item,)> + Copy,
-        F::Output: Serialize + DeserializeOwned + Send + 'static,
+        F: PoolTarget<(S::Item,)>,
         S: Stream,
-        S::Item: Serialize + DeserializeOwned,
     {
         ImapStream::new(self, f, input, false)
     }
@@ -135,10 +130,8 @@ impl<F, S, R> Unpin for ImapStream<'_, F, S, R> where S: Stream {}
 
 impl<'a, F, S> Stream for ImapStream<'a, F, S, F::Output>
 where
-    F: Target<(S::Item,)> + Copy,
-    F::Output: Serialize + DeserializeOwned + Send + 'static,
+    F: PoolTarget<(S::Item,)>,
     S: Stream,
-    S::Item: Serialize + DeserializeOwned,
 {
     type Item = Result<F::Output>;
 

@@ -16,7 +16,7 @@
 //!
 //! fn main() -> multiproc::Result<()> {
 //!     let pool = multiproc::mpi::PoolBuilder::new().build()?;
-//!     assert_eq!(pool.map(square, 1..4)?, vec![1, 4, 9]);
+//!     assert_eq!(pool.map(square, 1..4).get()?, vec![1, 4, 9]);
 //!     pool.close();
 //!     pool.join()
 //! }

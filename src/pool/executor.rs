@@ -12,10 +12,10 @@
 use super::dispatcher::Shared;
 use super::imap::IMapIterator;
 use super::result::ApplyJob;
-use super::{AsyncResult, Pool, PoolBuilder, TaskError};
+use super::{AsyncResult, MapCall, Pool, PoolBuilder, PoolTarget, TaskError};
 use crate::error::{Error, Result};
 use crate::process::StartMethod;
-use crate::target::{self, Target};
+use crate::target::Target;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use std::fmt;
@@ -39,7 +39,7 @@ use std::time::Duration;
 /// let mut done: Vec<u64> = as_completed(futures).map(|f| f.result()).collect::<Result<_, _>>()?;
 /// done.sort();
 /// assert_eq!(done, vec![1, 8, 27]);
-/// let squares: Vec<u64> = ex.map(|x: u64| x * x, 0..4)?.collect::<Result<_, _>>()?;
+/// let squares: Vec<u64> = ex.map(|x: u64| x * x, 0..4).submit()?.collect::<Result<_, _>>()?;
 /// assert_eq!(squares, vec![0, 1, 4, 9]);
 /// ex.shutdown();
 /// # Ok::<(), multiproc::Error>(())
@@ -210,48 +210,29 @@ impl Executor {
     /// [`Error::Closed`], as Python raises `RuntimeError`. What dropping the future before the
     /// task finished does is the executor's [`OnDrop`] (see [`ExecutorBuilder::on_drop`]), or
     /// the future's own ([`PoolFuture::on_drop`]).
-    pub fn submit<F, A>(&self, f: F, args: A) -> Result<PoolFuture<F::Output>>
-    where
-        F: Target<A>,
-        F::Output: Serialize + DeserializeOwned + Send + 'static,
-        A: Serialize + DeserializeOwned,
-    {
-        let (result, id) = self.pool.apply_tracked(f, args)?;
-        Ok(PoolFuture { result, id, shared: Arc::downgrade(&self.pool.shared), on_drop: self.on_drop })
+    pub fn submit<F: PoolTarget<A>, A>(&self, f: F, args: A) -> Result<PoolFuture<F::Output>> {
+        let (job, id) = self.pool.apply_job(f, args)?;
+        Ok(PoolFuture {
+            result: AsyncResult::new(job.clone()),
+            job,
+            id,
+            shared: Arc::downgrade(&self.pool.shared),
+            on_drop: self.on_drop,
+        })
     }
 
-    /// Calls `f` on every item and yields the values in input order (Python's `map`). All items
-    /// are submitted now, one per task; see [`map_chunked`](Self::map_chunked).
-    pub fn map<'a, F, T, I>(&'a self, f: F, iterable: I) -> Result<IMapIterator<'a, F::Output>>
+    /// Calls `f` on every item and yields the values in input order (Python's `map`): all items
+    /// are submitted when it is iterated (or [`submit`](MapCall::submit)ted), one per task
+    /// unless [`chunksize`](MapCall::chunksize) says otherwise (Python's `chunksize=`).
+    pub fn map<'p, F, I>(&'p self, f: F, items: I) -> MapCall<'p, I, IMapIterator<'p, F::Output>>
     where
-        F: Target<(T,)>,
-        F::Output: Serialize + DeserializeOwned + Send + 'static,
-        T: Serialize + DeserializeOwned + 'a,
-        I: IntoIterator<Item = T>,
-        I::IntoIter: 'a,
+        I: IntoIterator<IntoIter: 'p>,
+        F: PoolTarget<(I::Item,)>,
     {
-        self.map_chunked(f, iterable, 1)
-    }
-
-    /// [`map`](Self::map) with `chunksize` items per task (Python's `chunksize=`).
-    pub fn map_chunked<'a, F, T, I>(
-        &'a self,
-        f: F,
-        iterable: I,
-        chunksize: usize,
-    ) -> Result<IMapIterator<'a, F::Output>>
-    where
-        F: Target<(T,)>,
-        F::Output: Serialize + DeserializeOwned + Send + 'static,
-        T: Serialize + DeserializeOwned + 'a,
-        I: IntoIterator<Item = T>,
-        I::IntoIter: 'a,
-    {
-        const { target::assert_zero_sized::<F>() };
-        let _ = f;
-        let feed =
-            self.pool.feed::<F, (T,)>(iterable.into_iter().map(|x| (x,)), super::check_chunksize(chunksize)?);
-        IMapIterator::eager(self.pool.shared.clone(), feed)
+        MapCall::new(&self.pool, f, items, |pool, items, o| {
+            let feed = pool.feed::<F, _>(items.into_iter().map(|x| (x,)), o.chunksize_or(1)?);
+            IMapIterator::eager(pool.shared.clone(), feed)
+        })
     }
 
     /// Stops accepting work and waits until the tasks already submitted have run and the
@@ -340,6 +321,7 @@ impl fmt::Debug for Executor {
 /// ```
 pub struct PoolFuture<R> {
     result: AsyncResult<R>,
+    job: Arc<ApplyJob<R>>,
     /// The task's id in its pool.
     id: u64,
     shared: Weak<Shared>,
@@ -348,7 +330,7 @@ pub struct PoolFuture<R> {
 
 impl<R> PoolFuture<R> {
     fn job(&self) -> &Arc<ApplyJob<R>> {
-        &self.result.job
+        &self.job
     }
 
     /// This future with `on_drop` as what dropping it before its task finished does, in place

@@ -57,7 +57,7 @@ pub(crate) type Feed<'a> = Box<dyn FnMut(&Arc<dyn Sink>) -> Option<Result<Task>>
 ///
 /// let pool = Pool::new(2)?;
 /// // An endless input: only what is asked for is computed.
-/// let firsts: Vec<u64> = pool.imap(|x: u64| x * 10, 0u64..)?.take(5).collect::<Result<_, _>>()?;
+/// let firsts: Vec<u64> = pool.imap(|x: u64| x * 10, 0u64..).submit()?.take(5).collect::<Result<_, _>>()?;
 /// assert_eq!(firsts, vec![0, 10, 20, 30, 40]);
 /// # Ok::<(), multiproc::Error>(())
 /// ```
@@ -82,7 +82,7 @@ impl<'a, R: DeserializeOwned> IMapIterator<'a, R> {
     /// A lazy iterator (`cap` chunks in flight at most) registered as an open job of the pool.
     pub(crate) fn new(shared: Arc<Shared>, feed: Feed<'a>, ordered: bool, cap: usize) -> Result<Self> {
         shared.open_job()?;
-        let mut it = Self::unstarted(shared, feed, ordered, cap);
+        let mut it = Self::unstarted(shared, Some(feed), ordered, cap);
         it.open_job = true;
         it.fill();
         Ok(it)
@@ -90,7 +90,7 @@ impl<'a, R: DeserializeOwned> IMapIterator<'a, R> {
 
     /// An iterator whose whole input is submitted now (the executor's `map`).
     pub(crate) fn eager(shared: Arc<Shared>, feed: Feed<'a>) -> Result<Self> {
-        let mut it = Self::unstarted(shared, feed, true, usize::MAX);
+        let mut it = Self::unstarted(shared, Some(feed), true, usize::MAX);
         it.fill();
         match it.error.take() {
             Some(e) => Err(e),
@@ -98,14 +98,21 @@ impl<'a, R: DeserializeOwned> IMapIterator<'a, R> {
         }
     }
 
-    fn unstarted(shared: Arc<Shared>, feed: Feed<'a>, ordered: bool, cap: usize) -> Self {
+    /// An iterator that yields `error` and ends: a lazy map that could not be submitted.
+    pub(crate) fn failed(shared: Arc<Shared>, error: Error) -> Self {
+        let mut it = Self::unstarted(shared, None, true, 0);
+        it.error = Some(error);
+        it
+    }
+
+    fn unstarted(shared: Arc<Shared>, feed: Option<Feed<'a>>, ordered: bool, cap: usize) -> Self {
         let job = Arc::new(ImapJob::default());
         let sink: Arc<dyn Sink> = job.clone();
         IMapIterator {
             shared,
             job,
             sink,
-            feed: Some(feed),
+            feed,
             ordered,
             open_job: false,
             next_chunk: 0,
@@ -319,12 +326,12 @@ impl<I: Iterator<Item = std::result::Result<T, E>>, T, E> Iterator for UntilErro
 ///
 /// let pool = Pool::new(2)?;
 /// let input = vec![Ok(1u32), Ok(2), Err("line 3 is not a number"), Ok(4)];
-/// let out: Vec<_> = pool.try_imap(|x: u32| x * 10, input)?.collect();
+/// let out: Vec<_> = pool.try_imap(|x: u32| x * 10, input).into_iter().collect();
 /// assert_eq!(out.len(), 3);
 /// assert_eq!(out[0].as_ref().ok(), Some(&10));
 /// assert_eq!(out[1].as_ref().ok(), Some(&20));
 /// assert!(matches!(out[2], Err(ImapError::Input("line 3 is not a number"))));
-/// assert_eq!(pool.map(|x: u32| x + 1, 0..3)?, vec![1, 2, 3]); // still usable
+/// assert_eq!(pool.map(|x: u32| x + 1, 0..3).get()?, vec![1, 2, 3]); // still usable
 /// # Ok::<(), multiproc::Error>(())
 /// ```
 pub struct TryIMapIterator<'a, R, E> {

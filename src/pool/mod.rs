@@ -7,7 +7,10 @@
 //!
 //! Rooms:
 //! - `mod.rs`: the facade, [`Pool`] and [`PoolBuilder`].
-//! - `result.rs`: [`AsyncResult`], [`MapResult`] and the completion they share.
+//! - `call.rs`: the one call shape of the map family, [`MapCall`], and the bound of every
+//!   method, [`PoolTarget`].
+//! - `result.rs`: [`AsyncResult`] (and [`MapResult`], an `AsyncResult<Vec<R>>`) and the
+//!   completion it waits on.
 //! - `imap.rs`: the lazy [`IMapIterator`].
 //! - `dispatcher.rs`: the thread that owns the workers, batches tasks out and results in, and
 //!   replaces workers that die.
@@ -26,6 +29,7 @@
 
 #[cfg_attr(not(feature = "redis"), allow(dead_code))]
 pub(crate) mod backend;
+mod call;
 mod dispatcher;
 mod entry;
 mod executor;
@@ -37,6 +41,7 @@ mod with;
 mod worker;
 
 pub use crate::error::{TaskError, TaskErrorKind};
+pub use call::{MapCall, PoolTarget, TaskValue};
 pub use executor::{as_completed, AsCompleted, Executor, ExecutorBuilder, OnDrop, PoolFuture, Shutdown};
 pub use imap::{IMapIterator, ImapError, TryIMapIterator};
 pub use result::{AsyncResult, MapResult};
@@ -46,6 +51,7 @@ use crate::process::StartMethod;
 use crate::sys;
 use crate::target::{self, EntryOffset, Target};
 use crate::wire;
+use call::{Frame, Options};
 use dispatcher::{Dispatcher, Launch, Phase, Shared, Task};
 use result::{lock, ApplyJob, MapJob, Sink};
 use serde::de::DeserializeOwned;
@@ -58,15 +64,19 @@ use worker::{InitCall, SharedFds, WorkerConfig};
 
 /// Python's default chunk size for `map`: the input split in about four chunks per worker.
 fn default_chunksize(len: usize, processes: usize) -> usize {
-    let per = processes * 4;
+    let per = processes.max(1) * 4;
     len / per + usize::from(len % per != 0)
 }
 
-fn check_chunksize(chunksize: usize) -> Result<usize> {
-    if chunksize == 0 {
-        return Err(Error::invalid("chunksize must be 1 or more, not 0"));
-    }
-    Ok(chunksize)
+/// The bar of [`MapCall::progress`] over `len` items.
+#[cfg(feature = "progress")]
+fn progress_bar(len: usize) -> indicatif::ProgressBar {
+    let bar = indicatif::ProgressBar::new(len as u64);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} [{elapsed_precise}<{eta_precise}]")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    bar
 }
 
 /// A pool of worker processes (Python's `multiprocessing.Pool`).
@@ -83,7 +93,7 @@ fn check_chunksize(chunksize: usize) -> Result<usize> {
 /// }
 ///
 /// let pool = Pool::new(4)?;
-/// assert_eq!(pool.map(square, 0..5)?, vec![0, 1, 4, 9, 16]);
+/// assert_eq!(pool.map(square, 0..5).get()?, vec![0, 1, 4, 9, 16]);
 /// assert_eq!(pool.apply(|a: i32, b: i32| a + b, (2, 3))?, 5);
 /// let r = pool.apply_async(square, (9,))?;
 /// assert_eq!(r.get()?, 81);
@@ -97,7 +107,7 @@ fn check_chunksize(chunksize: usize) -> Result<usize> {
 /// ```compile_fail
 /// let pool = multiproc::Pool::new(1).unwrap();
 /// let k = 3u64;
-/// let _ = pool.map(move |x: u64| x * k, 0..5);
+/// let _ = pool.map(move |x: u64| x * k, 0..5).get();
 /// ```
 ///
 /// State for the function goes as a serde context instead, with [`map_with`](Pool::map_with).
@@ -261,142 +271,53 @@ impl Pool {
         self.processes
     }
 
-    fn task<A: Serialize + ?Sized>(
-        &self,
-        entry: EntryOffset,
-        args: &A,
-        sink: Arc<dyn Sink>,
-        index: usize,
-    ) -> Result<Task> {
-        let id = self.shared.next_id();
-        Ok(Task::new(id, entry, protocol::task_frame(id, entry, args)?, sink, index))
-    }
-
     /// Calls `f(args...)` in a worker and waits for the value (Python's `apply`).
-    pub fn apply<F, A>(&self, f: F, args: A) -> Result<F::Output>
-    where
-        F: Target<A>,
-        F::Output: Serialize + DeserializeOwned + Send + 'static,
-        A: Serialize + DeserializeOwned,
-    {
+    pub fn apply<F: PoolTarget<A>, A>(&self, f: F, args: A) -> Result<F::Output> {
         self.apply_async(f, args)?.get()
     }
 
     /// Calls `f(args...)` in a worker; the value comes later through the [`AsyncResult`]
     /// (Python's `apply_async`).
-    pub fn apply_async<F, A>(&self, f: F, args: A) -> Result<AsyncResult<F::Output>>
-    where
-        F: Target<A>,
-        F::Output: Serialize + DeserializeOwned + Send + 'static,
-        A: Serialize + DeserializeOwned,
-    {
-        Ok(self.apply_tracked(f, args)?.0)
+    pub fn apply_async<F: PoolTarget<A>, A>(&self, f: F, args: A) -> Result<AsyncResult<F::Output>> {
+        Ok(AsyncResult::new(self.apply_job(f, args)?.0))
     }
 
-    /// [`apply_async`](Self::apply_async), also giving the task's id.
-    pub(crate) fn apply_tracked<F, A>(&self, f: F, args: A) -> Result<(AsyncResult<F::Output>, u64)>
-    where
-        F: Target<A>,
-        F::Output: Serialize + DeserializeOwned + Send + 'static,
-        A: Serialize + DeserializeOwned,
-    {
-        const { target::assert_zero_sized::<F>() };
-        let _ = f;
-        let job = ApplyJob::<F::Output>::new();
-        let task = self.task(EntryOffset::of_call(entry::apply_entry::<F, A>), &args, job.clone(), 0)?;
-        let id = task.id;
-        self.shared.submit([task], false)?;
-        Ok((AsyncResult { job }, id))
-    }
-
-    fn starmap_job<F, A>(&self, items: Vec<A>, chunksize: Option<usize>) -> Result<MapResult<F::Output>>
-    where
-        F: Target<A>,
-        F::Output: Serialize + DeserializeOwned + Send + 'static,
-        A: Serialize + DeserializeOwned,
-    {
-        let chunksize = match chunksize {
-            Some(c) => check_chunksize(c)?,
-            None => default_chunksize(items.len(), self.processes).max(1),
-        };
-        let chunks = items.len().div_ceil(chunksize);
-        let job = MapJob::<F::Output>::new(chunks);
-        self.submit_chunks::<F, A>(&items, chunksize, job.clone())?;
-        Ok(MapResult { job })
-    }
-
-    fn submit_chunks<F, A>(&self, items: &[A], chunksize: usize, sink: Arc<dyn Sink>) -> Result<()>
-    where
-        F: Target<A>,
-        F::Output: Serialize,
-        A: Serialize + DeserializeOwned,
-    {
-        let entry = EntryOffset::of_call(entry::chunk_entry::<F, A>);
-        let tasks = items
-            .chunks(chunksize)
-            .enumerate()
-            .map(|(i, chunk)| self.task(entry, chunk, sink.clone(), i))
-            .collect::<Result<Vec<_>>>()?;
-        if !tasks.is_empty() {
-            self.shared.submit(tasks, false)?;
-        }
-        Ok(())
-    }
-
-    /// Calls `f` on every item, in chunks spread over the workers, and returns the values in
-    /// input order (Python's `map`). The chunk size is Python's default: about four chunks per
-    /// worker. The first failing chunk's error is returned.
-    pub fn map<F, T, I>(&self, f: F, iterable: I) -> Result<Vec<F::Output>>
-    where
-        F: Target<(T,)>,
-        F::Output: Serialize + DeserializeOwned + Send + 'static,
-        T: Serialize + DeserializeOwned,
-        I: IntoIterator<Item = T>,
-    {
-        self.map_async(f, iterable)?.get()
-    }
-
-    /// [`map`](Self::map) with chunks of `chunksize` items (Python's `map(f, it, chunksize)`).
-    pub fn map_chunked<F, T, I>(&self, f: F, iterable: I, chunksize: usize) -> Result<Vec<F::Output>>
-    where
-        F: Target<(T,)>,
-        F::Output: Serialize + DeserializeOwned + Send + 'static,
-        T: Serialize + DeserializeOwned,
-        I: IntoIterator<Item = T>,
-    {
-        self.map_async_chunked(f, iterable, chunksize)?.get()
-    }
-
-    /// [`map`](Self::map) without waiting: the values come through the [`MapResult`] (Python's
-    /// `map_async`).
-    pub fn map_async<F, T, I>(&self, f: F, iterable: I) -> Result<MapResult<F::Output>>
-    where
-        F: Target<(T,)>,
-        F::Output: Serialize + DeserializeOwned + Send + 'static,
-        T: Serialize + DeserializeOwned,
-        I: IntoIterator<Item = T>,
-    {
-        const { target::assert_zero_sized::<F>() };
-        let _ = f;
-        self.starmap_job::<F, (T,)>(iterable.into_iter().map(|x| (x,)).collect(), None)
-    }
-
-    /// [`map_async`](Self::map_async) with chunks of `chunksize` items.
-    pub fn map_async_chunked<F, T, I>(
+    /// [`apply_async`](Self::apply_async)'s job, and the task's id.
+    pub(crate) fn apply_job<F: PoolTarget<A>, A>(
         &self,
         f: F,
-        iterable: I,
-        chunksize: usize,
-    ) -> Result<MapResult<F::Output>>
-    where
-        F: Target<(T,)>,
-        F::Output: Serialize + DeserializeOwned + Send + 'static,
-        T: Serialize + DeserializeOwned,
-        I: IntoIterator<Item = T>,
-    {
+        args: A,
+    ) -> Result<(Arc<ApplyJob<F::Output>>, u64)> {
         const { target::assert_zero_sized::<F>() };
         let _ = f;
-        self.starmap_job::<F, (T,)>(iterable.into_iter().map(|x| (x,)).collect(), Some(chunksize))
+        let entries = F::entries();
+        let job = ApplyJob::<F::Output>::new();
+        let id = self.shared.next_id();
+        let frame = (entries.frame)(id, entries.apply, &args)?;
+        self.shared.submit([Task::new(id, entries.apply, frame, job.clone(), 0)], false)?;
+        Ok((job, id))
+    }
+
+    /// Calls `f` on every item, in chunks spread over the workers, for the values in input order
+    /// (Python's `map`): `pool.map(f, items).get()?` waits for them, [`submit`](MapCall::submit)
+    /// gives a [`MapResult`] at once (Python's `map_async`). The chunk size is Python's default,
+    /// about four chunks per worker, unless [`chunksize`](MapCall::chunksize) sets it. The first
+    /// failing chunk's error is the map's.
+    ///
+    /// ```
+    /// let pool = multiproc::Pool::new(2)?;
+    /// assert_eq!(pool.map(|x: u32| x * 2, 0..4).get()?, vec![0, 2, 4, 6]);
+    /// assert_eq!(pool.map(|x: u32| x * 2, 0..4).chunksize(3).get()?, vec![0, 2, 4, 6]);
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn map<F, I>(&self, f: F, items: I) -> MapCall<'_, I, MapResult<F::Output>>
+    where
+        I: IntoIterator,
+        F: PoolTarget<(I::Item,)>,
+    {
+        MapCall::new(self, f, items, |pool, items, o| {
+            pool.map_chunks::<F, _>(items.into_iter().map(|x| (x,)).collect(), o)
+        })
     }
 
     /// Like [`map`](Self::map) with each item a tuple of arguments (Python's `starmap`):
@@ -404,71 +325,85 @@ impl Pool {
     ///
     /// ```
     /// let pool = multiproc::Pool::new(2)?;
-    /// let sums = pool.starmap(|a: u32, b: u32| a + b, vec![(1, 2), (3, 4)])?;
+    /// let sums = pool.starmap(|a: u32, b: u32| a + b, vec![(1, 2), (3, 4)]).get()?;
     /// assert_eq!(sums, vec![3, 7]);
     /// # Ok::<(), multiproc::Error>(())
     /// ```
-    pub fn starmap<F, A, I>(&self, f: F, iterable: I) -> Result<Vec<F::Output>>
+    pub fn starmap<F, I>(&self, f: F, items: I) -> MapCall<'_, I, MapResult<F::Output>>
     where
-        F: Target<A>,
-        F::Output: Serialize + DeserializeOwned + Send + 'static,
-        A: Serialize + DeserializeOwned,
-        I: IntoIterator<Item = A>,
+        I: IntoIterator,
+        F: PoolTarget<I::Item>,
     {
-        self.starmap_async(f, iterable)?.get()
+        MapCall::new(self, f, items, |pool, items, o| pool.map_chunks::<F, _>(items.into_iter().collect(), o))
     }
 
-    /// [`starmap`](Self::starmap) with chunks of `chunksize` items.
-    pub fn starmap_chunked<F, A, I>(&self, f: F, iterable: I, chunksize: usize) -> Result<Vec<F::Output>>
+    /// [`map`](Self::map) without waiting (Python's `map_async`): `pool.map(f, items).submit()`,
+    /// with the default chunk size.
+    pub fn map_async<F, I>(&self, f: F, items: I) -> Result<MapResult<F::Output>>
     where
-        F: Target<A>,
-        F::Output: Serialize + DeserializeOwned + Send + 'static,
-        A: Serialize + DeserializeOwned,
-        I: IntoIterator<Item = A>,
+        I: IntoIterator,
+        F: PoolTarget<(I::Item,)>,
     {
-        self.starmap_async_chunked(f, iterable, chunksize)?.get()
+        self.map(f, items).submit()
     }
 
-    /// [`starmap`](Self::starmap) without waiting (Python's `starmap_async`).
-    pub fn starmap_async<F, A, I>(&self, f: F, iterable: I) -> Result<MapResult<F::Output>>
+    /// [`starmap`](Self::starmap) without waiting (Python's `starmap_async`):
+    /// `pool.starmap(f, items).submit()`, with the default chunk size.
+    pub fn starmap_async<F, I>(&self, f: F, items: I) -> Result<MapResult<F::Output>>
     where
-        F: Target<A>,
-        F::Output: Serialize + DeserializeOwned + Send + 'static,
-        A: Serialize + DeserializeOwned,
-        I: IntoIterator<Item = A>,
+        I: IntoIterator,
+        F: PoolTarget<I::Item>,
     {
-        const { target::assert_zero_sized::<F>() };
-        let _ = f;
-        self.starmap_job::<F, A>(iterable.into_iter().collect(), None)
+        self.starmap(f, items).submit()
     }
 
-    /// [`starmap_async`](Self::starmap_async) with chunks of `chunksize` items.
-    pub fn starmap_async_chunked<F, A, I>(
+    /// Submits `items` in chunks as tasks of a map whose values the [`MapResult`] gathers: each
+    /// chunk runs `entry`, encoded by `frame`.
+    pub(crate) fn submit_map<T, R: TaskValue>(
         &self,
-        f: F,
-        iterable: I,
-        chunksize: usize,
-    ) -> Result<MapResult<F::Output>>
-    where
-        F: Target<A>,
-        F::Output: Serialize + DeserializeOwned + Send + 'static,
-        A: Serialize + DeserializeOwned,
-        I: IntoIterator<Item = A>,
-    {
-        const { target::assert_zero_sized::<F>() };
-        let _ = f;
-        self.starmap_job::<F, A>(iterable.into_iter().collect(), Some(chunksize))
+        items: &[T],
+        o: Options,
+        entry: EntryOffset,
+        frame: impl Fn(u64, EntryOffset, &[T]) -> Result<Frame>,
+    ) -> Result<MapResult<R>> {
+        let chunksize = o.chunksize_or(default_chunksize(items.len(), self.processes))?;
+        let chunks = items.len().div_ceil(chunksize);
+        #[cfg(feature = "progress")]
+        let job = match o.progress {
+            true => MapJob::<R>::with_progress(chunks, progress_bar(items.len())),
+            false => MapJob::<R>::new(chunks),
+        };
+        #[cfg(not(feature = "progress"))]
+        let job = MapJob::<R>::new(chunks);
+        let sink: Arc<dyn Sink> = job.clone();
+        let tasks = items
+            .chunks(chunksize)
+            .enumerate()
+            .map(|(i, chunk)| {
+                let id = self.shared.next_id();
+                Ok(Task::new(id, entry, frame(id, entry, chunk)?, sink.clone(), i))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        if !tasks.is_empty() {
+            self.shared.submit(tasks, false)?;
+        }
+        Ok(MapResult::new(job))
     }
 
-    /// The feed of an imap: chunks of `chunksize` argument tuples taken from `items` on demand.
-    fn feed<'a, F, A>(&self, items: impl Iterator<Item = A> + 'a, chunksize: usize) -> imap::Feed<'a>
-    where
-        F: Target<A>,
-        F::Output: Serialize,
-        A: Serialize + DeserializeOwned + 'a,
-    {
+    /// A map of `F` over argument tuples: each chunk runs `F` on each of its tuples.
+    fn map_chunks<F: PoolTarget<A>, A>(&self, items: Vec<A>, o: Options) -> Result<MapResult<F::Output>> {
+        let entries = F::entries();
+        self.submit_map(&items, o, entries.chunk, entries.chunk_frame)
+    }
+
+    /// The feed of a lazy map: chunks of `chunksize` argument tuples taken from `items` on demand.
+    pub(crate) fn feed<'a, F: PoolTarget<A>, A>(
+        &self,
+        items: impl Iterator<Item = A> + 'a,
+        chunksize: usize,
+    ) -> imap::Feed<'a> {
         let shared = self.shared.clone();
-        let entry = EntryOffset::of_call(entry::chunk_entry::<F, A>);
+        let entry = F::entries().chunk;
         let mut items = items;
         let mut index = 0;
         Box::new(move |sink: &Arc<dyn Sink>| {
@@ -479,47 +414,62 @@ impl Pool {
             let id = shared.next_id();
             let i = index;
             index += 1;
-            Some(protocol::task_frame(id, entry, &chunk).map(|f| Task::new(id, entry, f, sink.clone(), i)))
+            let frame = (F::entries().chunk_frame)(id, entry, &chunk);
+            Some(frame.map(|f| Task::new(id, entry, f, sink.clone(), i)))
         })
     }
 
-    fn imap_window(&self) -> usize {
-        4 * self.processes + 16
+    /// A lazy map of `F` over argument tuples, in input order (`ordered`) or as they finish.
+    fn lazy<'a, F: PoolTarget<A>, A>(
+        &self,
+        items: impl Iterator<Item = A> + 'a,
+        o: Options,
+        ordered: bool,
+    ) -> Result<IMapIterator<'a, F::Output>> {
+        let feed = self.feed::<F, A>(items, o.chunksize_or(1)?);
+        IMapIterator::new(self.shared.clone(), feed, ordered, 4 * self.processes + 16)
     }
 
-    /// A lazy, ordered [`map`](Self::map) (Python's `imap`): the input is read as workers free
-    /// up (an endless one works) and values are yielded in input order as soon as each is
-    /// there. One item per task; see [`imap_chunked`](Self::imap_chunked).
+    /// A lazy map of `F` over the items of a fallible input up to its first error, which waits
+    /// in a slot for the iterator to yield.
+    fn try_lazy<'a, F: PoolTarget<(T,)>, T, E: 'a>(
+        &self,
+        items: impl Iterator<Item = std::result::Result<T, E>> + 'a,
+        o: Options,
+        ordered: bool,
+    ) -> Result<TryIMapIterator<'a, F::Output, E>> {
+        let slot: imap::ErrorSlot<E> = Default::default();
+        let items = imap::UntilError::new(items, slot.clone()).map(|x| (x,));
+        Ok(TryIMapIterator::new(self.lazy::<F, _>(items, o, ordered)?, slot))
+    }
+
+    /// A lazy, ordered [`map`](Self::map) (Python's `imap`): iterated (or
+    /// [`submit`](MapCall::submit)ted for its [`IMapIterator`]), it reads the input as workers
+    /// free up (an endless one works) and yields values in input order as soon as each is there.
+    /// One item per task unless [`chunksize`](MapCall::chunksize) says otherwise.
     ///
     /// Read-ahead is bounded: at any time at most `(4 × processes + 16) × chunksize` items have
-    /// been read from the input and not yet yielded (that many are read when the iterator is
-    /// made). For an input that can fail, see [`try_imap`](Self::try_imap).
-    pub fn imap<'a, F, T, I>(&'a self, f: F, iterable: I) -> Result<IMapIterator<'a, F::Output>>
+    /// been read from the input and not yet yielded (that many are read when it is submitted).
+    /// For an input that can fail, see [`try_imap`](Self::try_imap).
+    ///
+    /// ```
+    /// let pool = multiproc::Pool::new(2)?;
+    /// // An endless input: only what is asked for is computed.
+    /// let firsts: Vec<u64> = pool.imap(|x: u64| x * 10, 0u64..).submit()?.take(3).collect::<Result<_, _>>()?;
+    /// assert_eq!(firsts, vec![0, 10, 20]);
+    /// for (i, v) in pool.imap(|x: u64| x + 1, 0..10u64).chunksize(4).into_iter().enumerate() {
+    ///     assert_eq!(v?, i as u64 + 1);
+    /// }
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn imap<'p, F, I>(&'p self, f: F, items: I) -> MapCall<'p, I, IMapIterator<'p, F::Output>>
     where
-        F: Target<(T,)>,
-        F::Output: Serialize + DeserializeOwned + Send + 'static,
-        T: Serialize + DeserializeOwned + 'a,
-        I: IntoIterator<Item = T>,
-        I::IntoIter: 'a,
+        I: IntoIterator<IntoIter: 'p>,
+        F: PoolTarget<(I::Item,)>,
     {
-        self.imap_chunked(f, iterable, 1)
-    }
-
-    /// [`imap`](Self::imap) with chunks of `chunksize` items per task.
-    pub fn imap_chunked<'a, F, T, I>(
-        &'a self,
-        f: F,
-        iterable: I,
-        chunksize: usize,
-    ) -> Result<IMapIterator<'a, F::Output>>
-    where
-        F: Target<(T,)>,
-        F::Output: Serialize + DeserializeOwned + Send + 'static,
-        T: Serialize + DeserializeOwned + 'a,
-        I: IntoIterator<Item = T>,
-        I::IntoIter: 'a,
-    {
-        self.imap_with(f, iterable, chunksize, true)
+        MapCall::new(self, f, items, |pool, items, o| {
+            pool.lazy::<F, _>(items.into_iter().map(|x| (x,)), o, true)
+        })
     }
 
     /// Like [`imap`](Self::imap) but yields values in the order they finish (Python's
@@ -527,66 +477,27 @@ impl Pool {
     ///
     /// ```
     /// let pool = multiproc::Pool::new(2)?;
-    /// let mut got: Vec<u32> = pool.imap_unordered(|x: u32| x + 1, 0..10)?.collect::<Result<_, _>>()?;
+    /// let mut got: Vec<u32> = pool.imap_unordered(|x: u32| x + 1, 0..10).submit()?.collect::<Result<_, _>>()?;
     /// got.sort();
     /// assert_eq!(got, (1..11).collect::<Vec<_>>());
     /// # Ok::<(), multiproc::Error>(())
     /// ```
-    pub fn imap_unordered<'a, F, T, I>(&'a self, f: F, iterable: I) -> Result<IMapIterator<'a, F::Output>>
+    pub fn imap_unordered<'p, F, I>(&'p self, f: F, items: I) -> MapCall<'p, I, IMapIterator<'p, F::Output>>
     where
-        F: Target<(T,)>,
-        F::Output: Serialize + DeserializeOwned + Send + 'static,
-        T: Serialize + DeserializeOwned + 'a,
-        I: IntoIterator<Item = T>,
-        I::IntoIter: 'a,
+        I: IntoIterator<IntoIter: 'p>,
+        F: PoolTarget<(I::Item,)>,
     {
-        self.imap_unordered_chunked(f, iterable, 1)
-    }
-
-    /// [`imap_unordered`](Self::imap_unordered) with chunks of `chunksize` items per task.
-    pub fn imap_unordered_chunked<'a, F, T, I>(
-        &'a self,
-        f: F,
-        iterable: I,
-        chunksize: usize,
-    ) -> Result<IMapIterator<'a, F::Output>>
-    where
-        F: Target<(T,)>,
-        F::Output: Serialize + DeserializeOwned + Send + 'static,
-        T: Serialize + DeserializeOwned + 'a,
-        I: IntoIterator<Item = T>,
-        I::IntoIter: 'a,
-    {
-        self.imap_with(f, iterable, chunksize, false)
-    }
-
-    /// The lazy map behind `imap` (`ordered`) and `imap_unordered`.
-    fn imap_with<'a, F, T, I>(
-        &'a self,
-        f: F,
-        iterable: I,
-        chunksize: usize,
-        ordered: bool,
-    ) -> Result<IMapIterator<'a, F::Output>>
-    where
-        F: Target<(T,)>,
-        F::Output: Serialize + DeserializeOwned + Send + 'static,
-        T: Serialize + DeserializeOwned + 'a,
-        I: IntoIterator<Item = T>,
-        I::IntoIter: 'a,
-    {
-        const { target::assert_zero_sized::<F>() };
-        let _ = f;
-        let feed = self.feed::<F, (T,)>(iterable.into_iter().map(|x| (x,)), check_chunksize(chunksize)?);
-        IMapIterator::new(self.shared.clone(), feed, ordered, self.imap_window())
+        MapCall::new(self, f, items, |pool, items, o| {
+            pool.lazy::<F, _>(items.into_iter().map(|x| (x,)), o, false)
+        })
     }
 
     /// [`imap`](Self::imap) over a fallible input (items `Result<T, E>`, such as lines read from
     /// a file): an `Err` from the input is yielded as [`ImapError::Input`] at its position, after
     /// the values of every item before it, and ends the iteration, as Python's `imap` raises the
-    /// input's exception there. The input is not read past its first error; the pool stays
-    /// usable. Read-ahead is bounded as for [`imap`](Self::imap): at most
-    /// `(4 × processes + 16) × chunksize` items read and not yet yielded.
+    /// input's exception there. The input is not read past its first error (the items read
+    /// before it go out as a last, shorter chunk); the pool stays usable. Read-ahead is bounded
+    /// as for [`imap`](Self::imap).
     ///
     /// ```
     /// use multiproc::{ImapError, Pool};
@@ -597,7 +508,7 @@ impl Pool {
     ///
     /// let pool = Pool::new(2)?;
     /// let lines = ["1", "2", "x", "4"].into_iter().map(parse);
-    /// let mut it = pool.try_imap(|n: u64| n * n, lines)?;
+    /// let mut it = pool.try_imap(|n: u64| n * n, lines).submit()?;
     /// assert_eq!(it.next().unwrap().unwrap(), 1);
     /// assert_eq!(it.next().unwrap().unwrap(), 4);
     /// match it.next() {
@@ -607,35 +518,17 @@ impl Pool {
     /// assert!(it.next().is_none()); // "4" is never read
     /// # Ok::<(), multiproc::Error>(())
     /// ```
-    pub fn try_imap<'a, F, T, E, I>(&'a self, f: F, iterable: I) -> Result<TryIMapIterator<'a, F::Output, E>>
-    where
-        F: Target<(T,)>,
-        F::Output: Serialize + DeserializeOwned + Send + 'static,
-        T: Serialize + DeserializeOwned + 'a,
-        E: 'a,
-        I: IntoIterator<Item = std::result::Result<T, E>>,
-        I::IntoIter: 'a,
-    {
-        self.try_imap_with(f, iterable, 1, true)
-    }
-
-    /// [`try_imap`](Self::try_imap) with chunks of `chunksize` items per task; the items read
-    /// before an error go out as a last, shorter chunk.
-    pub fn try_imap_chunked<'a, F, T, E, I>(
-        &'a self,
+    pub fn try_imap<'p, F, I, T, E>(
+        &'p self,
         f: F,
-        iterable: I,
-        chunksize: usize,
-    ) -> Result<TryIMapIterator<'a, F::Output, E>>
+        items: I,
+    ) -> MapCall<'p, I, TryIMapIterator<'p, F::Output, E>>
     where
-        F: Target<(T,)>,
-        F::Output: Serialize + DeserializeOwned + Send + 'static,
-        T: Serialize + DeserializeOwned + 'a,
-        E: 'a,
-        I: IntoIterator<Item = std::result::Result<T, E>>,
-        I::IntoIter: 'a,
+        I: IntoIterator<Item = std::result::Result<T, E>, IntoIter: 'p>,
+        E: 'p,
+        F: PoolTarget<(T,)>,
     {
-        self.try_imap_with(f, iterable, chunksize, true)
+        MapCall::new(self, f, items, |pool, items, o| pool.try_lazy::<F, _, _>(items.into_iter(), o, true))
     }
 
     /// [`imap_unordered`](Self::imap_unordered) over a fallible input: the input's first `Err`
@@ -649,7 +542,7 @@ impl Pool {
     /// let pool = Pool::new(2)?;
     /// let input = (0..10u32).map(|i| if i == 6 { Err(i) } else { Ok(i) });
     /// let (mut values, mut errors) = (Vec::new(), Vec::new());
-    /// for r in pool.try_imap_unordered(|x: u32| x + 100, input)? {
+    /// for r in pool.try_imap_unordered(|x: u32| x + 100, input) {
     ///     match r {
     ///         Ok(v) => values.push(v),
     ///         Err(e) => errors.push(e.into_input()),
@@ -660,92 +553,17 @@ impl Pool {
     /// assert_eq!(errors, vec![Some(6)]);
     /// # Ok::<(), multiproc::Error>(())
     /// ```
-    pub fn try_imap_unordered<'a, F, T, E, I>(
-        &'a self,
+    pub fn try_imap_unordered<'p, F, I, T, E>(
+        &'p self,
         f: F,
-        iterable: I,
-    ) -> Result<TryIMapIterator<'a, F::Output, E>>
+        items: I,
+    ) -> MapCall<'p, I, TryIMapIterator<'p, F::Output, E>>
     where
-        F: Target<(T,)>,
-        F::Output: Serialize + DeserializeOwned + Send + 'static,
-        T: Serialize + DeserializeOwned + 'a,
-        E: 'a,
-        I: IntoIterator<Item = std::result::Result<T, E>>,
-        I::IntoIter: 'a,
+        I: IntoIterator<Item = std::result::Result<T, E>, IntoIter: 'p>,
+        E: 'p,
+        F: PoolTarget<(T,)>,
     {
-        self.try_imap_with(f, iterable, 1, false)
-    }
-
-    /// [`try_imap_unordered`](Self::try_imap_unordered) with chunks of `chunksize` items per
-    /// task.
-    pub fn try_imap_unordered_chunked<'a, F, T, E, I>(
-        &'a self,
-        f: F,
-        iterable: I,
-        chunksize: usize,
-    ) -> Result<TryIMapIterator<'a, F::Output, E>>
-    where
-        F: Target<(T,)>,
-        F::Output: Serialize + DeserializeOwned + Send + 'static,
-        T: Serialize + DeserializeOwned + 'a,
-        E: 'a,
-        I: IntoIterator<Item = std::result::Result<T, E>>,
-        I::IntoIter: 'a,
-    {
-        self.try_imap_with(f, iterable, chunksize, false)
-    }
-
-    /// The lazy map behind the `try_imap` family: the input up to its first error, which waits in
-    /// a slot for the iterator to yield.
-    fn try_imap_with<'a, F, T, E, I>(
-        &'a self,
-        f: F,
-        iterable: I,
-        chunksize: usize,
-        ordered: bool,
-    ) -> Result<TryIMapIterator<'a, F::Output, E>>
-    where
-        F: Target<(T,)>,
-        F::Output: Serialize + DeserializeOwned + Send + 'static,
-        T: Serialize + DeserializeOwned + 'a,
-        E: 'a,
-        I: IntoIterator<Item = std::result::Result<T, E>>,
-        I::IntoIter: 'a,
-    {
-        const { target::assert_zero_sized::<F>() };
-        let _ = f;
-        let chunksize = check_chunksize(chunksize)?;
-        let slot: imap::ErrorSlot<E> = Default::default();
-        let items = imap::UntilError::new(iterable.into_iter(), slot.clone()).map(|x| (x,));
-        let feed = self.feed::<F, (T,)>(items, chunksize);
-        let inner = IMapIterator::new(self.shared.clone(), feed, ordered, self.imap_window())?;
-        Ok(TryIMapIterator::new(inner, slot))
-    }
-
-    /// [`map`](Self::map) with a progress bar on stderr that advances as chunks finish, as
-    /// mpire's `progress_bar=True` does (cargo feature `progress`).
-    #[cfg(feature = "progress")]
-    pub fn map_progress<F, T, I>(&self, f: F, iterable: I) -> Result<Vec<F::Output>>
-    where
-        F: Target<(T,)>,
-        F::Output: Serialize + DeserializeOwned + Send + 'static,
-        T: Serialize + DeserializeOwned,
-        I: IntoIterator<Item = T>,
-    {
-        const { target::assert_zero_sized::<F>() };
-        let _ = f;
-        let items: Vec<(T,)> = iterable.into_iter().map(|x| (x,)).collect();
-        let chunksize = default_chunksize(items.len(), self.processes).max(1);
-        let bar = indicatif::ProgressBar::new(items.len() as u64);
-        bar.set_style(
-            indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} [{elapsed_precise}<{eta_precise}]")
-                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
-        );
-        let job = MapJob::<F::Output>::with_progress(items.len().div_ceil(chunksize), bar.clone());
-        self.submit_chunks::<F, (T,)>(&items, chunksize, job.clone())?;
-        let values = MapResult { job }.get();
-        bar.finish();
-        values
+        MapCall::new(self, f, items, |pool, items, o| pool.try_lazy::<F, _, _>(items.into_iter(), o, false))
     }
 
     /// Stops accepting tasks; the workers exit once the queued ones are done (Python's

@@ -1,9 +1,12 @@
-//! Results of pool tasks: [`AsyncResult`] (one call) and [`MapResult`] (a whole map), both
-//! waitable with timeouts, with callbacks, and awaitable as `std::future::Future`s.
+//! Results of pool tasks: [`AsyncResult`], for one call and (as [`MapResult`], an
+//! `AsyncResult<Vec<R>>`) for a whole map, waitable with timeouts, with callbacks, and awaitable
+//! as a `std::future::Future`.
 //!
 //! The dispatcher thread hands each finished task to its job through the [`Sink`] trait; the
 //! job decodes the value and completes a [`Completion`], which wakes whatever waits on it:
-//! parked threads, async tasks (their `Waker`), and hooks such as `as_completed`'s.
+//! parked threads, async tasks (their `Waker`), and hooks such as `as_completed`'s. The two jobs
+//! ([`ApplyJob`] for one call, [`MapJob`] for the chunks of a map) differ only in how they get to
+//! their value; a result sees either through [`Job`], so its methods are written once.
 
 use crate::error::{Error, Result};
 use crate::error::{TaskError, TaskErrorKind};
@@ -300,96 +303,6 @@ impl<R: DeserializeOwned + Send + 'static> Sink for ApplyJob<R> {
     }
 }
 
-/// The pending result of [`Pool::apply_async`](crate::Pool::apply_async) (Python's
-/// `AsyncResult`): wait for it, poll it, attach callbacks, or `.await` it.
-///
-/// ```
-/// use multiproc::Pool;
-///
-/// fn square(x: u64) -> u64 {
-///     x * x
-/// }
-///
-/// let pool = Pool::new(2)?;
-/// let r = pool.apply_async(square, (12,))?;
-/// r.wait();
-/// assert!(r.ready());
-/// assert_eq!(r.successful()?, true);
-/// assert_eq!(r.get()?, 144);
-/// # Ok::<(), multiproc::Error>(())
-/// ```
-pub struct AsyncResult<R> {
-    pub(crate) job: Arc<ApplyJob<R>>,
-}
-
-impl<R> AsyncResult<R> {
-    /// Waits for the value (Python's `get()`). A task that panicked, whose worker died, that
-    /// timed out or was cancelled gives [`Error::Task`].
-    pub fn get(self) -> Result<R> {
-        self.job.completion.wait_until(None);
-        self.job.completion.take()
-    }
-
-    /// Waits at most `timeout` for the value (Python's `get(timeout)`): [`Error::Timeout`] if it
-    /// is not there yet, and the result stays usable. The value is taken out: a later call
-    /// reports [`Error::InvalidState`].
-    pub fn get_timeout(&self, timeout: Duration) -> Result<R> {
-        if !self.job.completion.wait_until(crate::sys::deadline_after(Some(timeout))) {
-            return Err(Error::Timeout);
-        }
-        self.job.completion.take()
-    }
-
-    /// Waits until the result is there (Python's `wait()`).
-    pub fn wait(&self) {
-        self.job.completion.wait_until(None);
-    }
-
-    /// Waits at most `timeout` (Python's `wait(timeout)`); whether the result is there.
-    pub fn wait_timeout(&self, timeout: Duration) -> bool {
-        self.job.completion.wait_until(crate::sys::deadline_after(Some(timeout)))
-    }
-
-    /// Whether the result is there (Python's `ready()`).
-    pub fn ready(&self) -> bool {
-        self.job.completion.is_done()
-    }
-
-    /// Whether the task succeeded (Python's `successful()`); [`Error::InvalidState`] while it
-    /// is not ready, as Python raises `ValueError`.
-    pub fn successful(&self) -> Result<bool> {
-        self.job.completion.success().ok_or_else(|| Error::invalid("the result is not ready"))
-    }
-
-    /// Calls `callback` with the value when the task succeeds (Python's `callback=`). It runs
-    /// on the pool's dispatcher thread, or right here if the result is already there; it should
-    /// be quick and must not wait on this same result.
-    pub fn callback(&self, callback: impl FnOnce(&R) + Send + 'static) -> &Self {
-        self.job.completion.callbacks(Some(Box::new(callback)), None);
-        self
-    }
-
-    /// Calls `callback` with the error when the task fails (Python's `error_callback=`); runs
-    /// where [`callback`](Self::callback) runs.
-    pub fn error_callback(&self, callback: impl FnOnce(&TaskError) + Send + 'static) -> &Self {
-        self.job.completion.callbacks(None, Some(Box::new(callback)));
-        self
-    }
-}
-
-impl<R> Future for AsyncResult<R> {
-    type Output = Result<R>;
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<R>> {
-        self.job.completion.poll_take(cx)
-    }
-}
-
-impl<R> fmt::Debug for AsyncResult<R> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("AsyncResult").field("ready", &self.ready()).finish()
-    }
-}
-
 // ---- a whole map --------------------------------------------------------------------------
 
 struct Parts<R> {
@@ -427,6 +340,9 @@ impl<R> MapJob<R> {
     #[cfg(feature = "progress")]
     pub(crate) fn with_progress(chunks: usize, bar: indicatif::ProgressBar) -> Arc<Self> {
         let mut job = Arc::into_inner(Self::new(chunks)).expect("fresh");
+        if chunks == 0 {
+            bar.finish();
+        }
         job.progress = Some(bar);
         Arc::new(job)
     }
@@ -447,6 +363,10 @@ impl<R: DeserializeOwned + Send + 'static> Sink for MapJob<R> {
             Err(e) => {
                 parts.failed = true;
                 drop(parts);
+                #[cfg(feature = "progress")]
+                if let Some(bar) = &self.progress {
+                    bar.abandon();
+                }
                 self.completion.set(Err(e));
             }
             Ok(values) => {
@@ -464,6 +384,10 @@ impl<R: DeserializeOwned + Send + 'static> Sink for MapJob<R> {
                     for c in chunks.into_iter().flatten() {
                         all.extend(c);
                     }
+                    #[cfg(feature = "progress")]
+                    if let Some(bar) = &self.progress {
+                        bar.finish();
+                    }
                     self.completion.set(Ok(all));
                 }
             }
@@ -471,82 +395,137 @@ impl<R: DeserializeOwned + Send + 'static> Sink for MapJob<R> {
     }
 }
 
-/// The pending result of [`Pool::map_async`](crate::Pool::map_async) or
-/// [`starmap_async`](crate::Pool::starmap_async) (Python's `MapResult`): all values in input
-/// order, or the first error. Ready as soon as any chunk fails, as in Python.
+// ---- the result -----------------------------------------------------------------------------
+
+/// A job as its result sees it: the completion its value arrives in.
+pub(crate) trait Job<T>: Send + Sync {
+    fn completion(&self) -> &Completion<T>;
+}
+
+impl<R: Send> Job<R> for ApplyJob<R> {
+    fn completion(&self) -> &Completion<R> {
+        &self.completion
+    }
+}
+
+impl<R: Send> Job<Vec<R>> for MapJob<R> {
+    fn completion(&self) -> &Completion<Vec<R>> {
+        &self.completion
+    }
+}
+
+/// The pending result of a pool task (Python's `AsyncResult`): of one call
+/// ([`Pool::apply_async`](crate::Pool::apply_async)), or, as [`MapResult<R>`] (an
+/// `AsyncResult<Vec<R>>`), of a whole map ([`Pool::map_async`](crate::Pool::map_async),
+/// [`MapCall::submit`](crate::MapCall::submit)). Wait for it, poll it, attach callbacks, or
+/// `.await` it.
+///
+/// ```
+/// use multiproc::Pool;
+///
+/// fn square(x: u64) -> u64 {
+///     x * x
+/// }
+///
+/// let pool = Pool::new(2)?;
+/// let r = pool.apply_async(square, (12,))?;
+/// r.wait();
+/// assert!(r.ready());
+/// assert_eq!(r.successful()?, true);
+/// assert_eq!(r.get()?, 144);
+/// # Ok::<(), multiproc::Error>(())
+/// ```
+pub struct AsyncResult<T> {
+    job: Arc<dyn Job<T>>,
+}
+
+/// The pending result of a whole map (Python's `MapResult`): all values in input order, or the
+/// first error. Ready as soon as any chunk fails, as in Python.
 ///
 /// ```
 /// use multiproc::Pool;
 ///
 /// let pool = Pool::new(2)?;
 /// let r = pool.map_async(|x: i32| x + 1, vec![1, 2, 3])?;
+/// r.callback(|values| assert_eq!(values.len(), 3));
 /// assert_eq!(r.get()?, vec![2, 3, 4]);
 /// # Ok::<(), multiproc::Error>(())
 /// ```
-pub struct MapResult<R> {
-    pub(crate) job: Arc<MapJob<R>>,
-}
+pub type MapResult<R> = AsyncResult<Vec<R>>;
 
-impl<R> MapResult<R> {
-    /// Waits for all values (Python's `get()`).
-    pub fn get(self) -> Result<Vec<R>> {
-        self.job.completion.wait_until(None);
-        self.job.completion.take()
+impl<T> AsyncResult<T> {
+    pub(crate) fn new(job: Arc<dyn Job<T>>) -> Self {
+        AsyncResult { job }
     }
 
-    /// Waits at most `timeout` (Python's `get(timeout)`); [`Error::Timeout`] if not ready, and
-    /// the result stays usable. The values are taken out on success.
-    pub fn get_timeout(&self, timeout: Duration) -> Result<Vec<R>> {
-        if !self.job.completion.wait_until(crate::sys::deadline_after(Some(timeout))) {
+    fn completion(&self) -> &Completion<T> {
+        self.job.completion()
+    }
+
+    /// Waits for the value (Python's `get()`). A task that panicked, whose worker died, that
+    /// timed out or was cancelled gives [`Error::Task`]; for a map, the first chunk that failed.
+    pub fn get(self) -> Result<T> {
+        self.completion().wait_until(None);
+        self.completion().take()
+    }
+
+    /// Waits at most `timeout` for the value (Python's `get(timeout)`): [`Error::Timeout`] if it
+    /// is not there yet, and the result stays usable. The value is taken out: a later call
+    /// reports [`Error::InvalidState`].
+    pub fn get_timeout(&self, timeout: Duration) -> Result<T> {
+        if !self.wait_timeout(timeout) {
             return Err(Error::Timeout);
         }
-        self.job.completion.take()
+        self.completion().take()
     }
 
-    /// Waits until every chunk is done or one failed (Python's `wait()`).
+    /// Waits until the result is there (Python's `wait()`): for a map, until every chunk is done
+    /// or one failed.
     pub fn wait(&self) {
-        self.job.completion.wait_until(None);
+        self.completion().wait_until(None);
     }
 
-    /// Waits at most `timeout`; whether the result is there.
+    /// Waits at most `timeout` (Python's `wait(timeout)`); whether the result is there.
     pub fn wait_timeout(&self, timeout: Duration) -> bool {
-        self.job.completion.wait_until(crate::sys::deadline_after(Some(timeout)))
+        self.completion().wait_until(crate::sys::deadline_after(Some(timeout)))
     }
 
     /// Whether the result is there (Python's `ready()`).
     pub fn ready(&self) -> bool {
-        self.job.completion.is_done()
+        self.completion().is_done()
     }
 
-    /// Whether every chunk succeeded (Python's `successful()`); [`Error::InvalidState`] while
-    /// not ready.
+    /// Whether the task (for a map, every chunk) succeeded (Python's `successful()`);
+    /// [`Error::InvalidState`] while it is not ready, as Python raises `ValueError`.
     pub fn successful(&self) -> Result<bool> {
-        self.job.completion.success().ok_or_else(|| Error::invalid("the result is not ready"))
+        self.completion().success().ok_or_else(|| Error::invalid("the result is not ready"))
     }
 
-    /// Calls `callback` with all values on success (Python's `callback=`); see
-    /// [`AsyncResult::callback`] for where it runs.
-    pub fn callback(&self, callback: impl FnOnce(&[R]) + Send + 'static) -> &Self {
-        self.job.completion.callbacks(Some(Box::new(move |v: &Vec<R>| callback(v))), None);
+    /// Calls `callback` with the value when the task succeeds (Python's `callback=`); for a map,
+    /// with all its values. It runs on the pool's dispatcher thread, or right here if the result
+    /// is already there; it should be quick and must not wait on this same result.
+    pub fn callback(&self, callback: impl FnOnce(&T) + Send + 'static) -> &Self {
+        self.completion().callbacks(Some(Box::new(callback)), None);
         self
     }
 
-    /// Calls `callback` with the first error (Python's `error_callback=`).
+    /// Calls `callback` with the error when the task fails (Python's `error_callback=`); for a
+    /// map, with the first error. Runs where [`callback`](Self::callback) runs.
     pub fn error_callback(&self, callback: impl FnOnce(&TaskError) + Send + 'static) -> &Self {
-        self.job.completion.callbacks(None, Some(Box::new(callback)));
+        self.completion().callbacks(None, Some(Box::new(callback)));
         self
     }
 }
 
-impl<R> Future for MapResult<R> {
-    type Output = Result<Vec<R>>;
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<Vec<R>>> {
-        self.job.completion.poll_take(cx)
+impl<T> Future for AsyncResult<T> {
+    type Output = Result<T>;
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<T>> {
+        self.completion().poll_take(cx)
     }
 }
 
-impl<R> fmt::Debug for MapResult<R> {
+impl<T> fmt::Debug for AsyncResult<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("MapResult").field("ready", &self.ready()).finish()
+        f.debug_struct("AsyncResult").field("ready", &self.ready()).finish()
     }
 }

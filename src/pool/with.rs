@@ -1,7 +1,7 @@
 //! [`Pool::map_with`]: a map whose function carries a serde context.
 
-use super::Pool;
-use crate::error::Result;
+use super::call::{entries_of, MapCall, TaskValue};
+use super::{protocol, MapResult, Pool};
 use crate::target::{self, ContextTarget};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -16,8 +16,10 @@ impl Pool {
     /// (chunk size 1 here); once per worker would need workers to keep state between tasks,
     /// which a worker replaced after a crash or after `maxtasksperchild` does not have, and a
     /// task would no longer be self-contained. Per chunk keeps each task whole and costs one
-    /// context per chunk (Python's default chunk size: about four chunks per worker). A change
-    /// `f` makes through interior mutability stays in its chunk's copy.
+    /// context per chunk (Python's default chunk size, about four chunks per worker, unless
+    /// [`chunksize`](MapCall::chunksize) sets it). A change `f` makes through interior
+    /// mutability stays in its chunk's copy. As for [`map`](Self::map), `get` waits for the
+    /// values and [`submit`](MapCall::submit) gives a [`MapResult`].
     ///
     /// ```
     /// use multiproc::Pool;
@@ -31,7 +33,7 @@ impl Pool {
     ///
     /// let pool = Pool::new(2)?;
     /// let cfg = Config { offset: 1, scale: 10 };
-    /// let out = pool.map_with(cfg, |c: &Config, x: u64| (x + c.offset) * c.scale, 0..5)?;
+    /// let out = pool.map_with(cfg, |c: &Config, x: u64| (x + c.offset) * c.scale, 0..5).get()?;
     /// assert_eq!(out, vec![10, 20, 30, 40, 50]);
     /// # Ok::<(), multiproc::Error>(())
     /// ```
@@ -42,81 +44,22 @@ impl Pool {
     /// ```compile_fail
     /// let pool = multiproc::Pool::new(1).unwrap();
     /// let k = 3u64;
-    /// let _ = pool.map_with(2u64, move |c: &u64, x: u64| x * c * k, 0..5);
+    /// let _ = pool.map_with(2u64, move |c: &u64, x: u64| x * c * k, 0..5).get();
     /// ```
-    pub fn map_with<F, C, T, I>(&self, ctx: C, f: F, iterable: I) -> Result<Vec<F::Output>>
+    pub fn map_with<F, C, I>(&self, ctx: C, f: F, items: I) -> MapCall<'_, (C, I), MapResult<F::Output>>
     where
-        F: ContextTarget<C, (T,)>,
-        F::Output: Serialize + DeserializeOwned + Send + 'static,
-        C: Serialize + DeserializeOwned + Clone + 'static,
-        T: Serialize + DeserializeOwned + 'static,
-        I: IntoIterator<Item = T>,
+        I: IntoIterator<Item: Serialize + DeserializeOwned + 'static>,
+        F: ContextTarget<C, (I::Item,), Output: TaskValue>,
+        C: Serialize + DeserializeOwned + 'static,
     {
-        let items: Vec<T> = iterable.into_iter().collect();
-        let chunksize = default_chunksize(items.len(), self.processes());
-        self.map_with_items(ctx, f, items, chunksize)
-    }
-
-    /// [`map_with`](Self::map_with) with chunks of `chunksize` items (one context per
-    /// `chunksize` items; 0 is taken as 1).
-    pub fn map_with_chunked<F, C, T, I>(
-        &self,
-        ctx: C,
-        f: F,
-        iterable: I,
-        chunksize: usize,
-    ) -> Result<Vec<F::Output>>
-    where
-        F: ContextTarget<C, (T,)>,
-        F::Output: Serialize + DeserializeOwned + Send + 'static,
-        C: Serialize + DeserializeOwned + Clone + 'static,
-        T: Serialize + DeserializeOwned + 'static,
-        I: IntoIterator<Item = T>,
-    {
-        self.map_with_items(ctx, f, iterable.into_iter().collect(), chunksize.max(1))
-    }
-
-    fn map_with_items<F, C, T>(&self, ctx: C, f: F, items: Vec<T>, chunksize: usize) -> Result<Vec<F::Output>>
-    where
-        F: ContextTarget<C, (T,)>,
-        F::Output: Serialize + DeserializeOwned + Send + 'static,
-        C: Serialize + DeserializeOwned + Clone + 'static,
-        T: Serialize + DeserializeOwned + 'static,
-    {
-        const { target::assert_zero_sized::<F>() };
-        let _ = f;
-        let total = items.len();
-        let mut chunks: Vec<(C, Vec<T>)> = Vec::with_capacity(total.div_ceil(chunksize));
-        let mut items = items.into_iter();
-        loop {
-            let chunk: Vec<T> = items.by_ref().take(chunksize).collect();
-            if chunk.is_empty() {
-                break;
-            }
-            chunks.push((ctx.clone(), chunk));
-        }
-        let values = self.starmap_chunked(target::context_chunk::<F, C, T>, chunks, 1)?;
-        let mut out = Vec::with_capacity(total);
-        out.extend(values.into_iter().flatten());
-        Ok(out)
-    }
-}
-
-/// Python's default `map` chunk size: about four chunks per worker.
-fn default_chunksize(len: usize, workers: usize) -> usize {
-    len.div_ceil(workers.max(1) * 4).max(1)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::default_chunksize;
-
-    #[test]
-    fn default_chunksize_is_pythons() {
-        // divmod(len, workers * 4), plus one for a remainder
-        assert_eq!(default_chunksize(100, 4), 7);
-        assert_eq!(default_chunksize(16, 4), 1);
-        assert_eq!(default_chunksize(17, 4), 2);
-        assert_eq!(default_chunksize(0, 4), 1);
+        MapCall::new(self, f, (ctx, items), |pool, (ctx, items), o| {
+            let items: Vec<I::Item> = items.into_iter().collect();
+            // Each chunk is one call of `context_chunk` on `(ctx, chunk)`, whose value is the
+            // `Vec` of the chunk's values, as a chunk of a plain map gives.
+            let entry = entries_of(target::context_chunk::<F, C, I::Item>).apply;
+            pool.submit_map(&items, o, entry, |id, entry, chunk| {
+                protocol::task_frame(id, entry, &(&ctx, chunk))
+            })
+        })
     }
 }

@@ -125,7 +125,7 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 ///     .authkey(b"a secret both sides hold")
 ///     .processes(2)
 ///     .build()?;
-/// assert_eq!(pool.map(square, 1..4)?, vec![1, 4, 9]);
+/// assert_eq!(pool.map(square, 1..4).get()?, vec![1, 4, 9]);
 /// pool.close();
 /// pool.join()?;
 /// # Ok::<(), multiproc::Error>(())
