@@ -121,11 +121,8 @@ impl EntryOffset {
 
     /// The entry in this process's address space.
     pub(crate) fn resolve(self) -> Result<Entry> {
-        let addr = self.address()?;
-        // SAFETY: the parent computed `offset` from a function of type `Entry` in the same
-        // binary (checked through the witness), and code sits at the same offsets from `anchor`
-        // in every process that runs this binary; so `addr` is that function's address here.
-        Ok(unsafe { std::mem::transmute::<usize, Entry>(addr) })
+        // SAFETY: only offsets made by `of`, from an `Entry`, are resolved as one.
+        unsafe { self.resolve_as::<Entry>() }
     }
 }
 
@@ -153,11 +150,23 @@ impl EntryOffset {
     /// The call entry in this process's address space. Only for offsets made by
     /// [`of_call`](Self::of_call).
     pub(crate) fn resolve_call(self) -> Result<CallEntry> {
+        // SAFETY: only offsets made by `of_call`, from a `CallEntry`, are resolved as one.
+        unsafe { self.resolve_as::<CallEntry>() }
+    }
+
+    /// The function pointer of type `E` at this offset in this process.
+    ///
+    /// # Safety
+    /// The offset was made from a function of type `E` (by `of` for [`Entry`], `of_call` for
+    /// [`CallEntry`], `of_action` for [`ActionEntry`]).
+    unsafe fn resolve_as<E: Copy>(self) -> Result<E> {
+        const { assert!(std::mem::size_of::<E>() == std::mem::size_of::<usize>()) };
         let addr = self.address()?;
-        // SAFETY: the sender computed `offset` with `of_call` from a function of type
-        // `CallEntry` in the same binary (checked through the witness), so `addr` is that
-        // function's address in this process.
-        Ok(unsafe { std::mem::transmute::<usize, CallEntry>(addr) })
+        // SAFETY: the sender computed `offset` from a function of type `E` in the same binary
+        // (checked through the witness), and code sits at the same offsets from `anchor` in
+        // every process that runs this binary; so `addr` is that function's address here. `E`
+        // is a function pointer type, as wide as `usize`.
+        Ok(unsafe { std::mem::transmute_copy::<usize, E>(&addr) })
     }
 
     fn address(self) -> Result<usize> {
@@ -178,14 +187,7 @@ pub(crate) fn target_value<F: Target<A>, A>() -> F {
 
 /// A value of the zero-sized target type `F`.
 pub(crate) fn conjure<F: Copy>() -> F {
-    const {
-        assert!(
-            std::mem::size_of::<F>() == 0,
-            "a process target must be a fn item or a closure that captures nothing; to send state \
-             with it, take it as a first `&Ctx` parameter and pass it with `multiproc::partial`, \
-             `Process::with_context` or `Pool::map_with`"
-        )
-    };
+    const { assert_zero_sized::<F>() };
     // SAFETY: F is zero-sized, so there are no bytes to initialize, and it is inhabited: the
     // parent held a value of it when it sent this entry.
     unsafe { std::mem::zeroed() }
@@ -214,11 +216,8 @@ impl EntryOffset {
     /// The action entry in this process's address space. Only for offsets made by
     /// [`of_action`](Self::of_action).
     pub(crate) fn resolve_action(self) -> Result<ActionEntry> {
-        let addr = self.address()?;
-        // SAFETY: the sender computed `offset` with `of_action` from a function of type
-        // `ActionEntry` in the same binary (checked through the witness), so `addr` is that
-        // function's address in this process.
-        Ok(unsafe { std::mem::transmute::<usize, ActionEntry>(addr) })
+        // SAFETY: only offsets made by `of_action`, from an `ActionEntry`, are resolved as one.
+        unsafe { self.resolve_as::<ActionEntry>() }
     }
 }
 
