@@ -32,10 +32,7 @@ fn main() -> multiproc::Result<()> {
     let key = std::env::var(AUTHKEY_ENV).unwrap_or_else(|_| "tour".into());
     let name = format!("tour-{}", std::process::id());
     let p = PoolBuilder::new(&url).name(&name).authkey(key.as_bytes()).processes(2).build()?;
-    eprintln!(
-        "(pool {name:?}: more workers can join with {}={url}#{name})",
-        multiproc::redis::WORKER_ENV
-    );
+    eprintln!("(pool {name:?}: more workers can join with {}={url}#{name})", multiproc::redis::WORKER_ENV);
 
     println!("\n== 7. Pool.map over work items that sleep");
     let start = Instant::now();

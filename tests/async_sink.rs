@@ -3,9 +3,7 @@
 //! goes, in order; what dropping the sink itself does.
 #![cfg(feature = "tokio")]
 
-use multiproc::{
-    Connection, Event, JoinableQueue, Pipe, Process, Queue, SimpleQueue, Sink, StartMethod,
-};
+use multiproc::{Connection, Event, JoinableQueue, Pipe, Process, Queue, SimpleQueue, Sink, StartMethod};
 use std::future::poll_fn;
 use std::pin::Pin;
 use std::time::Duration;

@@ -266,8 +266,7 @@ fn a_killed_process_loses_only_its_own_work_and_nothing_hangs() {
                         assert!(h.join().is_err(), "a killed locker reports its death");
                         kills.lockers += 1;
                     }
-                    lockers[i] =
-                        Some(multiproc::spawn(increment, (value.clone(), stop.clone())).unwrap());
+                    lockers[i] = Some(multiproc::spawn(increment, (value.clone(), stop.clone())).unwrap());
                 }
                 4 if killed_appenders.is_empty() => {
                     let i = rng.below(appenders.len() as u64) as usize;

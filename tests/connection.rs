@@ -184,9 +184,7 @@ fn wait_returns_the_ready_connections() {
     let (a, b) = Pipe::new(true).unwrap();
     let (c, d) = Pipe::new(true).unwrap();
     let t = Instant::now();
-    assert!(multiproc::connection::wait(&[&a, &c], Some(Duration::from_millis(100)))
-        .unwrap()
-        .is_empty());
+    assert!(multiproc::connection::wait(&[&a, &c], Some(Duration::from_millis(100))).unwrap().is_empty());
     assert!(t.elapsed() >= Duration::from_millis(100));
     d.send(&1u8).unwrap();
     assert_eq!(multiproc::connection::wait(&[&a, &c], None).unwrap(), vec![1]);
@@ -332,9 +330,7 @@ fn a_consumed_message_leaves_no_stale_readiness() {
         assert!(b.poll(Some(Duration::ZERO)).unwrap());
         assert_eq!(b.recv::<u32>().unwrap(), i);
         assert!(!b.poll(Some(Duration::from_millis(20))).unwrap(), "round {i}");
-        assert!(multiproc::connection::wait(&[&b], Some(Duration::from_millis(20)))
-            .unwrap()
-            .is_empty());
+        assert!(multiproc::connection::wait(&[&b], Some(Duration::from_millis(20))).unwrap().is_empty());
     }
 }
 
@@ -585,16 +581,13 @@ fn three_processes_polling_one_shared_end_each_get_every_message_once_whole() {
             let (reading, writing) = Pipe::new(false).unwrap();
             let readers: Vec<_> = (0..3)
                 .map(|_| {
-                    multiproc::get_context(Some(m))
-                        .spawn(poll_then_receive, (copy_of(&reading),))
-                        .unwrap()
+                    multiproc::get_context(Some(m)).spawn(poll_then_receive, (copy_of(&reading),)).unwrap()
                 })
                 .collect();
             drop(reading);
             // The writer runs beside: if the readers wedge, it ends once they are killed.
             let writer = std::thread::spawn(move || {
-                let sent =
-                    (0..n).try_for_each(|i| writing.send(&Some((i, multiproc::Bytes(checked(i))))));
+                let sent = (0..n).try_for_each(|i| writing.send(&Some((i, multiproc::Bytes(checked(i))))));
                 let ends = (0..3).try_for_each(|_| writing.send(&None::<(u64, multiproc::Bytes)>));
                 sent.and(ends).is_ok()
             });

@@ -584,8 +584,7 @@ fn use_without_the_key(conn: Connection) -> String {
 fn a_proxy_sent_to_a_process_without_its_key_is_refused_on_first_use() {
     let _serial = serial();
     let (rx, tx) = Pipe::new(false).unwrap();
-    let child =
-        multiproc::get_context(Some(StartMethod::Spawn)).spawn(use_without_the_key, (rx,)).unwrap();
+    let child = multiproc::get_context(Some(StartMethod::Spawn)).spawn(use_without_the_key, (rx,)).unwrap();
     let m = Manager::builder().authkey(b"a key the child never saw").start().unwrap();
     let l = m.list([1u32]).unwrap();
     tx.send(&l).unwrap();

@@ -122,8 +122,7 @@ fn scenarios() -> multiproc::Result<()> {
     let mut any: Vec<u64> = p.imap_unordered(square, 0..500u64)?.collect::<multiproc::Result<_>>()?;
     any.sort_unstable();
     assert_eq!(any, want[..500]);
-    let chunked: Vec<u64> =
-        p.imap_chunked(square, 0u64.., 7)?.take(100).collect::<multiproc::Result<_>>()?;
+    let chunked: Vec<u64> = p.imap_chunked(square, 0u64.., 7)?.take(100).collect::<multiproc::Result<_>>()?;
     assert_eq!(chunked, want[..100]);
     println!("imap ok");
 

@@ -353,8 +353,7 @@ fn small_puts_never_overtake_the_feeder_backlog() {
         // whose items nobody will read.
         q.cancel_join_thread();
         let count = 600u32;
-        let reader =
-            multiproc::get_context(Some(method)).spawn(take_in_order, (q.clone(), count)).unwrap();
+        let reader = multiproc::get_context(Some(method)).spawn(take_in_order, (q.clone(), count)).unwrap();
         for k in 0..count {
             let len = if k % 2 == 0 { 40 * 1024 } else { 8 };
             let mut item = vec![0u8; len];

@@ -176,8 +176,7 @@ fn report_then_sleep(marks: multiproc::redis::Queue<u32>, ms: u64) -> u32 {
 #[test]
 fn a_worker_killed_mid_task_has_its_task_run_again_and_one_result() {
     let Some(url) = url() else { return };
-    let marks: multiproc::redis::Queue<u32> =
-        multiproc::redis::Queue::open(&url, &unique("marks")).unwrap();
+    let marks: multiproc::redis::Queue<u32> = multiproc::redis::Queue::open(&url, &unique("marks")).unwrap();
     let pool = PoolBuilder::new(&url)
         .processes(2)
         .authkey(KEY)
@@ -254,8 +253,7 @@ fn redis_cli(url: &str, args: &[&str]) -> Option<String> {
 fn a_tampered_task_message_is_refused_and_never_run() {
     let Some(url) = url() else { return };
     let name = unique("tamper");
-    let marks: multiproc::redis::Queue<u32> =
-        multiproc::redis::Queue::open(&url, &unique("marks")).unwrap();
+    let marks: multiproc::redis::Queue<u32> = multiproc::redis::Queue::open(&url, &unique("marks")).unwrap();
     let pool = PoolBuilder::new(&url).name(&name).authkey(KEY).build().unwrap();
     let r = pool.apply_async(report_then_sleep, (marks.clone(), 0)).unwrap();
     // Change the last byte of the stored task (its arguments), as someone with write access

@@ -108,9 +108,7 @@ fn raw_array_and_raw_value_are_shared_with_children() {
         let a = multiproc::RawArray::<u64>::zeroed(30).unwrap();
         let v = multiproc::RawValue::new(1u32).unwrap();
         let ps: Vec<_> = (0..3)
-            .map(|k| {
-                multiproc::Process::new(fill_stripe, (a.clone(), v.clone(), k)).start_method(m).start()
-            })
+            .map(|k| multiproc::Process::new(fill_stripe, (a.clone(), v.clone(), k)).start_method(m).start())
             .collect::<Result<_, _>>()
             .unwrap();
         for p in ps {

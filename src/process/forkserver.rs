@@ -110,9 +110,7 @@ fn reap_orphan(gate: OwnedFd) {
         match sys::poll_readable(&[gate.as_fd()], deadline) {
             Ok(Some(_)) => {}
             _ => {
-                log::error!(
-                    "multiproc: a child of a replaced fork server did not report; it may be left"
-                );
+                log::error!("multiproc: a child of a replaced fork server did not report; it may be left");
                 return;
             }
         }
@@ -169,9 +167,7 @@ pub(crate) fn request(msg: &mut [u8], fds: &[RawFd]) -> Result<Started> {
                 return Err(e);
             }
             Failure::Stalled => {
-                log::warn!(
-                    "multiproc: the fork server made no progress for {STALL_LIMIT:?}; replacing it"
-                );
+                log::warn!("multiproc: the fork server made no progress for {STALL_LIMIT:?}; replacing it");
                 Error::invalid(format!(
                     "the fork server made no progress for {STALL_LIMIT:?} (stopped or stuck), twice"
                 ))

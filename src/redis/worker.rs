@@ -665,10 +665,7 @@ fn result_loop(
                         .invoke::<i64>(c)
                 });
                 if let Err(e) = r {
-                    eprintln!(
-                        "multiproc: broker pool worker {wid} could not report task {}: {e}",
-                        done.id
-                    );
+                    eprintln!("multiproc: broker pool worker {wid} could not report task {}: {e}", done.id);
                 }
                 continue;
             }
@@ -682,10 +679,9 @@ fn result_loop(
             };
             match message::seal(authkey, message::RESULT_LABEL, &msg) {
                 Ok(m) => acks.push((done.id, m)),
-                Err(e) => eprintln!(
-                    "multiproc: broker pool worker {wid} could not report task {}: {e}",
-                    done.id
-                ),
+                Err(e) => {
+                    eprintln!("multiproc: broker pool worker {wid} could not report task {}: {e}", done.id)
+                }
             }
         }
         if !acks.is_empty() {
@@ -699,10 +695,7 @@ fn result_loop(
                 inv.invoke::<i64>(c)
             });
             if let Err(e) = r {
-                eprintln!(
-                    "multiproc: broker pool worker {wid} could not report {} results: {e}",
-                    acks.len()
-                );
+                eprintln!("multiproc: broker pool worker {wid} could not report {} results: {e}", acks.len());
             }
         }
         let (count, cv) = inflight;
