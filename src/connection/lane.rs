@@ -258,14 +258,21 @@ impl<'a> Lane<'a> {
     /// After a push: wakes a receiver that may be asleep, parked on its lane's flag (a futex
     /// wake) or in `poll` on the socket (a doorbell). The caller still holds the put lock, so
     /// the doorbell never lands inside another sender's frame.
+    ///
+    /// [`Error::Eof`] when the receiving end is gone (every copy closed) and the message is
+    /// still in the lane. A receiver that took the message and then closed (it was awake, and
+    /// answered and exited before this call looked at its flag) got it: that send succeeded.
     pub(crate) fn ring_bell(&self, sock: BorrowedFd<'_>) -> Result<()> {
+        // The end of the record just pushed: the put-lock holder is the only writer of `tail`.
+        let end = self.h.tail.load(Relaxed);
+        let gone = || if self.h.head.load(SeqCst) >= end { Ok(()) } else { Err(Error::Eof) };
         loop {
             match self.h.reader_active.load(SeqCst) {
                 IDLE => break,
                 wait::PARKED => match wait::unpark(&self.h.reader_active, ACTIVE) {
                     // Parked but not asleep, or died parked: a gone receiver is reported as
                     // the doorbell's EPIPE would.
-                    Some(0) if sys::hung_up(sock) => return Err(Error::Eof),
+                    Some(0) if sys::hung_up(sock) => return gone(),
                     Some(_) => return Ok(()),
                     None => continue,
                 },
@@ -278,7 +285,7 @@ impl<'a> Lane<'a> {
             // The socket is full of doorbells: the receiver is awake or will be.
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => Ok(()),
             Err(e) => match e.raw_os_error() {
-                Some(libc::EPIPE) | Some(libc::ECONNRESET) => Err(Error::Eof),
+                Some(libc::EPIPE) | Some(libc::ECONNRESET) => gone(),
                 _ => Err(Error::Io { context: "waking the receiver", source: e }),
             },
         }
@@ -543,6 +550,33 @@ mod tests {
         assert!(matches!(l.peek(), Err(Error::Decode(_))));
         l.write(0, &header(2, 99));
         assert!(matches!(l.peek(), Err(Error::Decode(_))));
+    }
+
+    #[test]
+    #[cfg_attr(miri, ignore = "sockets and poll(2)")]
+    fn a_message_taken_before_its_receiver_closed_was_sent() {
+        // The receiver takes the message (it was spinning, or woke) and its process exits, all
+        // before the sender, after publishing, looks at the receiver's flag: asleep on the
+        // socket (the doorbell then meets a closed socket), or parked and not yet asleep (the
+        // futex wake finds nobody, and the socket is hung up). The message was delivered, so
+        // the send succeeded; one the receiver did not take before it was gone was not.
+        use std::os::fd::AsFd;
+        for flag in [IDLE, wait::PARKED] {
+            let b = block();
+            let l = lane(&b);
+            let (mine, peer) = sys::socketpair().unwrap();
+            l.h.reader_active.store(flag, SeqCst);
+            assert!(l.try_push(KIND_DATA, b"taken"));
+            assert_eq!(take(&l).as_deref(), Some(&b"taken"[..]));
+            drop(peer);
+            assert!(l.ring_bell(mine.as_fd()).is_ok(), "flag {flag}: delivered, yet the send failed");
+            l.h.reader_active.store(flag, SeqCst);
+            assert!(l.try_push(KIND_DATA, b"never taken"));
+            assert!(
+                matches!(l.ring_bell(mine.as_fd()), Err(Error::Eof)),
+                "flag {flag}: lost with the receiver"
+            );
+        }
     }
 
     #[test]
