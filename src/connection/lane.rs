@@ -38,11 +38,12 @@
 use super::frame;
 use crate::error::{Error, Result};
 use crate::mem::Region;
+use crate::sync::atomic::{AtomicU32, AtomicU64};
 use crate::sync::wait::{self, Waited};
 use crate::sys;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::os::fd::BorrowedFd;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::*};
+use std::sync::atomic::Ordering::*;
 
 const MAGIC: u64 = 0x4d50_5049_5045_3031; // "MPPIPE01"
 const VERSION: u32 = 1;
@@ -88,9 +89,33 @@ struct LaneHeader {
     _receivers: [u8; 36],
 }
 
-const _: () = assert!(std::mem::size_of::<LaneHeader>() == 128);
+/// The distance between the two lanes' headers (128 bytes; more under the model checker, whose
+/// atomics are larger).
+const HEADER_BYTES: usize = std::mem::size_of::<LaneHeader>();
+#[cfg(not(loom))]
+const _: () = assert!(HEADER_BYTES == 128);
 const _: () = assert!(std::mem::size_of::<Top>() <= HEADERS_AT);
-const _: () = assert!(HEADERS_AT + 2 * 128 <= DATA_AT);
+const _: () = assert!(HEADERS_AT + 2 * HEADER_BYTES <= DATA_AT);
+
+impl LaneHeader {
+    /// An empty lane's indices and flags, all zero (as in the zero-filled memory they are
+    /// written into).
+    fn new() -> LaneHeader {
+        LaneHeader {
+            tail: AtomicU64::new(0),
+            bells: AtomicU64::new(0),
+            put_lock: AtomicU32::new(0),
+            space_waiters: AtomicU32::new(0),
+            _senders: [0; 40],
+            head: AtomicU64::new(0),
+            drained: AtomicU64::new(0),
+            get_lock: AtomicU32::new(0),
+            reader_active: AtomicU32::new(0),
+            space_seq: AtomicU32::new(0),
+            _receivers: [0; 36],
+        }
+    }
+}
 
 /// Both lanes of a pipe, seen from one end: `side` is the lane this end sends on.
 #[derive(Clone, Debug)]
@@ -112,9 +137,13 @@ impl Lanes {
     pub(crate) fn pair() -> Result<(Lanes, Lanes)> {
         let region = Region::new(c"mp-pipe", REGION_BYTES)?;
         // SAFETY: the region is fresh, zero-filled, page aligned and REGION_BYTES long, and no
-        // other process can see it yet.
+        // other process can see it yet; the headers lie at HEADERS_AT (64-byte aligned).
         unsafe {
-            let top = region.as_ptr() as *mut Top;
+            let base = region.as_ptr();
+            for i in 0..2 {
+                (base.add(HEADERS_AT + HEADER_BYTES * i) as *mut LaneHeader).write(LaneHeader::new());
+            }
+            let top = base as *mut Top;
             (*top).lane_bytes = LANE_BYTES as u32;
             (*top).version = VERSION;
             (*top).magic = MAGIC;
@@ -140,11 +169,11 @@ impl Lanes {
     fn lane(&self, i: u8) -> Lane<'_> {
         let base = self.region.as_ptr();
         // SAFETY: `check`/`pair` guarantee REGION_BYTES of mapped memory; the headers lie at
-        // HEADERS_AT + i * 128 (64-byte aligned inside a page-aligned block) and are atomics
-        // only, valid at any bit pattern; the lane's data follows DATA_AT.
+        // HEADERS_AT + i * HEADER_BYTES (64-byte aligned inside a page-aligned block) and are
+        // atomics only, valid at any bit pattern; the lane's data follows DATA_AT.
         unsafe {
             Lane {
-                h: &*(base.add(HEADERS_AT + 128 * i as usize) as *const LaneHeader),
+                h: &*(base.add(HEADERS_AT + HEADER_BYTES * i as usize) as *const LaneHeader),
                 data: base.add(DATA_AT + LANE_BYTES * i as usize),
             }
         }
