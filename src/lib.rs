@@ -90,6 +90,9 @@ mod wire;
 #[doc(hidden)]
 pub mod fuzzing;
 
+#[cfg(all(test, loom))]
+mod loom_models;
+
 #[cfg(feature = "tokio")]
 pub use aio::sink::{ItemSink, MessageSink};
 #[cfg(feature = "tokio")]

@@ -26,6 +26,10 @@ pub(crate) use registry::{close_inherited as close_inherited_connections, lock a
 
 pub use wait::{wait, Waitable};
 
+/// The largest message that travels through a lane, for the model checker's models.
+#[cfg(all(test, loom))]
+pub(crate) const INLINE_MAX_FOR_MODELS: usize = lane::INLINE_MAX;
+
 use crate::error::{Error, Result};
 use crate::sync::wait as wait_core;
 use crate::sys;

@@ -59,6 +59,14 @@ impl<T: SharedLayout> Shared<T> {
         Ok(self)
     }
 
+    /// The state as a raw pointer, for the plain writes that set it up before any other handle
+    /// exists: a pointer made from [`get`](Self::get)'s shared reference must not be written
+    /// through (the fields that are not atomics would be mutated behind a `&T`).
+    pub(crate) fn as_mut_ptr(&self) -> *mut T {
+        // SAFETY: the offset is in bounds of the mapping (checked at creation and on arrival).
+        unsafe { self.region.as_ptr().add(self.offset) as *mut T }
+    }
+
     /// The state.
     pub(crate) fn get(&self) -> &T {
         // SAFETY: the region is mapped for as long as `self` lives, the offset is in bounds and

@@ -64,7 +64,7 @@ fn create<T: Pod>(len: usize) -> Result<(Shared<Header>, RLock)> {
     let lock_state = shared.project::<LockState>(LOCK_OFFSET);
     // SAFETY: the magic word of the embedded lock is its first u32, inside the header.
     unsafe { (shared.tail_ptr().sub(HEADER - LOCK_OFFSET) as *mut u32).write(LockState::MAGIC) };
-    let header = shared.get() as *const Header as *mut Header;
+    let header = shared.as_mut_ptr();
     // SAFETY: fresh region, no other handle yet: plain writes race with nothing.
     unsafe {
         (*header).elem_size = std::mem::size_of::<T>() as u32;

@@ -118,7 +118,7 @@ impl Condition {
         let state: Shared<CondState> = Shared::new(c"mp-condition", 0)?;
         let lock_state = state.project::<LockState>(std::mem::offset_of!(CondState, lock));
         // SAFETY: the embedded lock's magic is its first u32; fresh region, no other handle.
-        unsafe { (lock_state.get() as *const LockState as *mut u32).write(LockState::MAGIC) };
+        unsafe { (lock_state.as_mut_ptr() as *mut u32).write(LockState::MAGIC) };
         let lock = lock_of(&state);
         Ok(Condition { state, lock })
     }
@@ -388,5 +388,32 @@ impl Condition {
 impl fmt::Debug for Condition {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "<Condition({:?})>", self.lock)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! A condition between threads of one process, over the same shared-memory state as between
+    //! processes; under Miri the region is heap memory
+    //! (`MIRIFLAGS=-Zmiri-disable-isolation cargo +nightly miri test --lib sync::condition`).
+    use super::*;
+    use std::sync::atomic::AtomicBool;
+
+    #[test]
+    fn a_waiter_is_notified_by_another_thread_and_notify_needs_the_lock() {
+        let c = Condition::new().unwrap();
+        assert!(c.notify(1).is_err(), "notify without the lock is refused");
+        let done = AtomicBool::new(false);
+        std::thread::scope(|s| {
+            let g = c.acquire().unwrap();
+            s.spawn(|| {
+                // Gets the lock only once the waiter below has released it by waiting.
+                let _g = c.acquire().unwrap();
+                done.store(true, Ordering::Relaxed);
+                c.notify_all().unwrap();
+            });
+            let (_g, held) = c.wait_for(g, || done.load(Ordering::Relaxed), Some(Duration::from_secs(60)));
+            assert!(held, "the notifier's change seen within the timeout");
+        });
     }
 }

@@ -10,6 +10,7 @@
 
 #[cfg(feature = "tokio")]
 pub(crate) mod aio;
+pub(crate) mod atomic;
 mod barrier;
 mod condition;
 mod event;

@@ -61,6 +61,11 @@
 //! record), a sequence word the side that changes it bumps, and a count of sleepers so that the
 //! bump and the wake are skipped when nobody sleeps ([`notify`]).
 
+// Under the model checker a spin is one look: the spin policy's clock, CPU count and yields
+// go unused there.
+#![cfg_attr(loom, allow(dead_code))]
+
+use super::atomic::Word;
 use crate::sys::{self, futex};
 use std::sync::atomic::{AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Ordering::*};
 use std::time::{Duration, Instant};
@@ -111,6 +116,7 @@ pub(crate) fn usable_cpus() -> usize {
 static MAY_SPIN: AtomicU8 = AtomicU8::new(0);
 
 /// Whether any wait may spin: two CPUs or more are usable.
+#[cfg(not(loom))]
 #[inline]
 pub(crate) fn may_spin() -> bool {
     match MAY_SPIN.load(Relaxed) {
@@ -120,6 +126,22 @@ pub(crate) fn may_spin() -> bool {
             yes
         }
         v => v == 2,
+    }
+}
+
+/// Under the model checker: as the model says ([`model::MANY_CPUS`]).
+#[cfg(loom)]
+pub(crate) fn may_spin() -> bool {
+    model::MANY_CPUS.with(std::cell::Cell::get)
+}
+
+/// What the model checker's runs (`cfg(loom)`, see `docs/design.md`) stand in for the machine.
+#[cfg(loom)]
+pub(crate) mod model {
+    std::thread_local! {
+        /// Whether waits go as with two usable CPUs or more ([`super::may_spin`]). Loom runs
+        /// the threads of a model on the thread that calls it, so a test sets this around it.
+        pub(crate) static MANY_CPUS: std::cell::Cell<bool> = const { std::cell::Cell::new(true) };
     }
 }
 
@@ -302,8 +324,16 @@ impl Spinner {
         }
     }
 
+    /// Under the model checker, which has no clock: one look, which it may schedule before or
+    /// after the peer's move (a spin that pays, or one that ends in a sleep).
+    #[cfg(loom)]
+    pub(crate) fn spin(&self, mut ready: impl FnMut() -> bool, _peer_runs: impl FnMut() -> bool) -> bool {
+        ready()
+    }
+
     /// Spins until `ready` or the budget is spent, stopping early once `peer_runs` says that
     /// nothing running will make `ready` true. Whether `ready` came true.
+    #[cfg(not(loom))]
     #[inline]
     pub(crate) fn spin(&self, ready: impl FnMut() -> bool, peer_runs: impl FnMut() -> bool) -> bool {
         if !may_spin() {
@@ -424,7 +454,7 @@ fn me() -> u32 {
 
 /// Acquires `word`, waiting until `deadline` (`None`: for ever).
 #[inline]
-pub(crate) fn lock(word: &AtomicU32, deadline: Option<Instant>) -> Acquired {
+pub(crate) fn lock(word: &impl Word, deadline: Option<Instant>) -> Acquired {
     let me = me();
     if word.compare_exchange(0, me, Acquire, Relaxed).is_ok() {
         return Acquired::Yes;
@@ -433,7 +463,7 @@ pub(crate) fn lock(word: &AtomicU32, deadline: Option<Instant>) -> Acquired {
 }
 
 #[cold]
-fn lock_slow(word: &AtomicU32, me: u32, deadline: Option<Instant>) -> Acquired {
+fn lock_slow(word: &impl Word, me: u32, deadline: Option<Instant>) -> Acquired {
     // Spin only while nobody sleeps on the word: with sleepers queued the lock goes to one of
     // them at the next release, and this spin would only compete with it.
     let free = || word.load(Relaxed) == 0 && word.compare_exchange(0, me, Acquire, Relaxed).is_ok();
@@ -458,7 +488,7 @@ fn lock_slow(word: &AtomicU32, me: u32, deadline: Option<Instant>) -> Acquired {
         }
         let slice_end = now + SLICE;
         let until = deadline.map_or(slice_end, |d| d.min(slice_end));
-        if let Ok(futex::Wait::TimedOut) = futex::wait(word, cur | WAITERS, Some(until)) {
+        if let Ok(futex::Wait::TimedOut) = word.sleep(cur | WAITERS, Some(until)) {
             let holder = (cur & PID_MASK) as i32;
             if holder != 0
                 && !sys::pid_alive(holder)
@@ -472,7 +502,7 @@ fn lock_slow(word: &AtomicU32, me: u32, deadline: Option<Instant>) -> Acquired {
 }
 
 /// Acquires `word` only if it is free now, or its holder is dead.
-pub(crate) fn try_lock(word: &AtomicU32) -> Acquired {
+pub(crate) fn try_lock(word: &impl Word) -> Acquired {
     let me = me();
     let cur = word.load(Relaxed);
     if cur == 0 && word.compare_exchange(0, me, Acquire, Relaxed).is_ok() {
@@ -490,16 +520,16 @@ pub(crate) fn try_lock(word: &AtomicU32) -> Acquired {
 
 /// Releases `word`. `false` if it was not held.
 #[inline]
-pub(crate) fn unlock(word: &AtomicU32) -> bool {
+pub(crate) fn unlock(word: &impl Word) -> bool {
     let old = word.swap(0, Release);
     if old & WAITERS != 0 {
-        futex::wake(word, 1);
+        word.wake(1);
     }
     old != 0
 }
 
 /// The pid holding `word`, if any.
-pub(crate) fn holder(word: &AtomicU32) -> Option<i32> {
+pub(crate) fn holder(word: &impl Word) -> Option<i32> {
     match word.load(Relaxed) & PID_MASK {
         0 => None,
         pid => Some(pid as i32),
@@ -522,16 +552,16 @@ pub(crate) enum Waited {
 /// it checks that condition. So either this load sees the waiter, or the waiter's check sees
 /// the change: with nobody waiting, `seq` is left alone and the waiters' line is only read.
 #[inline]
-pub(crate) fn notify(seq: &AtomicU32, waiters: &AtomicU32) {
+pub(crate) fn notify(seq: &impl Word, waiters: &impl Word) {
     if waiters.load(SeqCst) != 0 {
         notify_slow(seq);
     }
 }
 
 #[cold]
-fn notify_slow(seq: &AtomicU32) {
+fn notify_slow(seq: &impl Word) {
     seq.fetch_add(1, SeqCst);
-    futex::wake_all(seq);
+    seq.wake_all();
 }
 
 /// Waits until `ready()`: spins as `spinner` allows, then sleeps on `seq` in slices of
@@ -539,8 +569,8 @@ fn notify_slow(seq: &AtomicU32) {
 #[inline]
 pub(crate) fn wait_for(
     spinner: &Spinner,
-    seq: &AtomicU32,
-    waiters: &AtomicU32,
+    seq: &impl Word,
+    waiters: &impl Word,
     ready: impl Fn() -> bool,
     deadline: Option<Instant>,
     abandon: impl FnMut() -> bool,
@@ -554,8 +584,8 @@ pub(crate) fn wait_for(
 #[cold]
 fn wait_for_slow(
     spinner: &Spinner,
-    seq: &AtomicU32,
-    waiters: &AtomicU32,
+    seq: &impl Word,
+    waiters: &impl Word,
     ready: impl Fn() -> bool,
     deadline: Option<Instant>,
     mut abandon: impl FnMut() -> bool,
@@ -577,7 +607,7 @@ fn wait_for_slow(
         }
         let slice = now + SLICE;
         let until = deadline.map_or(slice, |d| d.min(slice));
-        let r = futex::wait(seq, seen, Some(until));
+        let r = seq.sleep(seen, Some(until));
         waiters.fetch_sub(1, SeqCst);
         if ready() {
             return Waited::Ready;
@@ -601,10 +631,10 @@ pub(crate) const PARKED: u32 = 2;
 /// parks (a `SeqCst` store) before it checks `ready`: so either the waiter sees the change or
 /// the waker sees it parked. The waker moves the flag off [`PARKED`] before it wakes, so a
 /// waiter that has not reached its futex wait yet does not sleep on the old value.
-pub(crate) fn park(flag: &AtomicU32, awake: u32, ready: impl Fn() -> bool, until: Instant) -> bool {
+pub(crate) fn park(flag: &impl Word, awake: u32, ready: impl Fn() -> bool, until: Instant) -> bool {
     flag.store(PARKED, SeqCst);
     if !ready() {
-        let _ = futex::wait(flag, PARKED, Some(until));
+        let _ = flag.sleep(PARKED, Some(until));
     }
     flag.store(awake, SeqCst);
     ready()
@@ -614,7 +644,7 @@ pub(crate) fn park(flag: &AtomicU32, awake: u32, ready: impl Fn() -> bool, until
 /// was not [`PARKED`]; else how many sleepers the futex woke (0 when the waiter had parked but
 /// not yet gone to sleep, or died parked: the caller may want to check on it).
 #[inline]
-pub(crate) fn unpark(flag: &AtomicU32, then: u32) -> Option<usize> {
+pub(crate) fn unpark(flag: &impl Word, then: u32) -> Option<usize> {
     if flag.load(SeqCst) != PARKED {
         return None;
     }
@@ -622,9 +652,9 @@ pub(crate) fn unpark(flag: &AtomicU32, then: u32) -> Option<usize> {
 }
 
 #[cold]
-fn unpark_slow(flag: &AtomicU32, then: u32) -> Option<usize> {
+fn unpark_slow(flag: &impl Word, then: u32) -> Option<usize> {
     flag.compare_exchange(PARKED, then, SeqCst, SeqCst).ok()?;
-    Some(futex::wake_all(flag))
+    Some(flag.wake_all())
 }
 
 /// How long a waiter parked on a flag sleeps before it checks that its peer is still there.

@@ -147,6 +147,77 @@ pub(crate) fn wake_addr(addr: usize, n: i32) -> usize {
     r.max(0) as usize
 }
 
+/// The futex under the model checker (`cfg(loom)`), for words of loom's atomics: sleepers in a
+/// table keyed by the word's address, behind one loom mutex and condition variable. A wait
+/// compares the word and enters the table under that mutex, as the kernel does under its
+/// hash-bucket lock, and a wake marks sleepers under it: so a wake that follows a change of the
+/// word either finds the sleeper or the sleeper's comparison sees the change.
+///
+/// Deadlines are not modelled: a sleep ends only with a wake (never spuriously), so a lost
+/// wake-up leaves a thread asleep for ever, a deadlock that the checker reports, where the real
+/// waits' slices would only bound its cost.
+#[cfg(loom)]
+pub(crate) mod model {
+    use super::Wait;
+    use loom::sync::atomic::{AtomicU32, Ordering::SeqCst};
+    use loom::sync::{Condvar, Mutex};
+    use std::io;
+    use std::time::Instant;
+
+    #[derive(Default)]
+    struct Sleepers {
+        next: u64,
+        /// Address of the word, ticket, woken.
+        list: Vec<(usize, u64, bool)>,
+    }
+
+    struct Table {
+        sleepers: Mutex<Sleepers>,
+        woken: Condvar,
+    }
+
+    loom::lazy_static! {
+        static ref TABLE: Table = Table { sleepers: Mutex::new(Sleepers::default()), woken: Condvar::new() };
+    }
+
+    fn addr(word: &AtomicU32) -> usize {
+        word as *const AtomicU32 as usize
+    }
+
+    /// Sleeps while `*word == expected`, until woken (`_deadline` is not modelled).
+    pub(crate) fn wait(word: &AtomicU32, expected: u32, _deadline: Option<Instant>) -> io::Result<Wait> {
+        let mut s = TABLE.sleepers.lock().unwrap();
+        if word.load(SeqCst) != expected {
+            return Ok(Wait::Retry);
+        }
+        let ticket = s.next;
+        s.next += 1;
+        s.list.push((addr(word), ticket, false));
+        loop {
+            s = TABLE.woken.wait(s).unwrap();
+            if let Some(i) = s.list.iter().position(|&(_, t, woken)| t == ticket && woken) {
+                s.list.remove(i);
+                return Ok(Wait::Retry);
+            }
+        }
+    }
+
+    /// Wakes up to `n` sleepers on `word`; how many were woken.
+    pub(crate) fn wake(word: &AtomicU32, n: i32) -> usize {
+        let at = addr(word);
+        let mut s = TABLE.sleepers.lock().unwrap();
+        let mut woken = 0;
+        for entry in s.list.iter_mut().filter(|e| e.0 == at && !e.2).take(n.max(0) as usize) {
+            entry.2 = true;
+            woken += 1;
+        }
+        if woken > 0 {
+            TABLE.woken.notify_all();
+        }
+        woken
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -31,7 +31,9 @@ pub(crate) fn poll_readable(fds: &[BorrowedFd<'_>], deadline: Option<Instant>) -
     let mut pfds: Vec<libc::pollfd> =
         fds.iter().map(|fd| libc::pollfd { fd: fd.as_raw_fd(), events: libc::POLLIN, revents: 0 }).collect();
     loop {
-        let ms = poll_timeout_ms(deadline);
+        // The model checker (`cfg(loom)`) runs every thread of a model on this one: a poll that
+        // blocked would stop them all, so it looks and lets the others run instead.
+        let ms = if cfg!(loom) { 0 } else { poll_timeout_ms(deadline) };
         let n = syscall!(poll(pfds.as_mut_ptr(), pfds.len() as libc::nfds_t, ms));
         match n {
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -40,6 +42,8 @@ pub(crate) fn poll_readable(fds: &[BorrowedFd<'_>], deadline: Option<Instant>) -
                 if deadline.is_some_and(|d| Instant::now() >= d) {
                     return Ok(None);
                 }
+                #[cfg(loom)]
+                loom::thread::yield_now();
             }
             Ok(_) => return Ok(pfds.iter().position(|p| p.revents != 0)),
         }
