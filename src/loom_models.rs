@@ -21,8 +21,8 @@ use loom::thread;
 use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 
 /// Runs `f` under every interleaving, with at most `LOOM_MAX_PREEMPTIONS` preemptions (3 when
-/// unset; from 4 on, loom's partial modification order reports a lost wake-up in
-/// `lane_ping_pong_parked` that cannot happen, see `docs/design.md`), as on a machine with two usable CPUs or more (`many_cpus`) or one. Prints how many
+/// unset; from 4 on, loom's partial modification order reports lost wake-ups in the two
+/// parked lane models that cannot happen, see `docs/design.md`), as on a machine with two usable CPUs or more (`many_cpus`) or one. Prints how many
 /// interleavings were explored.
 fn check(name: &str, many_cpus: bool, f: impl Fn() + Sync + Send + 'static) {
     let mut b = loom::model::Builder::new();
