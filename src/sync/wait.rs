@@ -212,7 +212,9 @@ const LOAD_EVERY: Duration = Duration::from_millis(5);
 pub(crate) fn oversubscribed() -> bool {
     static CHECKED_MS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     static OVER: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
-    if cfg!(miri) {
+    // Under Miri and the model checker the machine's load must not steer a run (a model checker
+    // replays each interleaving and needs the same choices every time).
+    if cfg!(miri) || cfg!(loom) {
         return false;
     }
     let now_ms = sys::monotonic_ns() / 1_000_000 + 1;

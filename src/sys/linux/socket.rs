@@ -211,6 +211,11 @@ pub(crate) fn peek_now(sock: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<usize
 /// `buf` without taking it: `poll` and a peek in one call. `WouldBlock` where the socket was
 /// made non-blocking (an async user of the same file), which the caller then polls.
 pub(crate) fn peek_wait(sock: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<usize> {
+    // Under the model checker (`cfg(loom)`) every thread of a model runs on this one, so a
+    // blocking call would stop them all: the caller's `poll_readable` looks and yields instead.
+    if cfg!(loom) {
+        return Err(io::ErrorKind::WouldBlock.into());
+    }
     loop {
         // SAFETY: `buf` is valid for writes of `buf.len()` bytes for the duration of the call.
         let r = syscall!(recv(
