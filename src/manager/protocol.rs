@@ -137,20 +137,20 @@ mod tests {
         let mut out = Vec::new();
         push_varint(&mut out, items.len() as u64);
         for i in items {
-            out.extend(postcard::to_stdvec(&i).unwrap());
+            out.extend(crate::wire::encode_plain(&i, "a test").unwrap());
         }
-        assert_eq!(postcard::from_bytes::<Vec<u32>>(&out).unwrap(), items);
+        assert_eq!(crate::wire::decode_plain::<Vec<u32>>(&out).unwrap(), items);
         let mut big = Vec::new();
         push_varint(&mut big, 1 << 40);
-        assert_eq!(big, postcard::to_stdvec(&(1u64 << 40)).unwrap());
+        assert_eq!(big, crate::wire::encode_plain(&(1u64 << 40), "a test").unwrap());
     }
 
     #[test]
     fn requests_round_trip() {
         let r = Request::Call { id: 7, method: "append" };
-        let mut bytes = postcard::to_stdvec(&r).unwrap();
+        let mut bytes = crate::wire::encode_plain(&r, "a test").unwrap();
         bytes.extend_from_slice(&[1, 2]);
-        match postcard::take_from_bytes::<Request<'_>>(&bytes).unwrap() {
+        match crate::wire::take::<Request<'_>>(&bytes).unwrap() {
             (Request::Call { id, method }, args) => {
                 assert_eq!((id, method, args), (7, "append", &[1u8, 2][..]))
             }

@@ -299,11 +299,14 @@ mod bytes {
 }
 
 pub(crate) fn encode<T: Serialize>(v: &T) -> Vec<u8> {
-    postcard::to_allocvec(v).unwrap_or_default()
+    crate::wire::encode_plain(v, "an MPI message").unwrap_or_default()
 }
 
 pub(crate) fn decode<'a, T: Deserialize<'a>>(b: &'a [u8]) -> Result<T> {
-    postcard::from_bytes(b).map_err(|e| Error::Decode(format!("an MPI message between ranks: {e}")))
+    match crate::wire::take(b) {
+        Ok((v, _)) => Ok(v),
+        Err(e) => Err(Error::Decode(format!("an MPI message between ranks: {e}"))),
+    }
 }
 
 pub(crate) fn kind_code(k: TaskErrorKind) -> u8 {

@@ -8,6 +8,7 @@
 use crate::connection::auth;
 use crate::error::{Error, Result};
 use crate::target::EntryOffset;
+use crate::wire;
 use hmac::Mac;
 use serde::{Deserialize, Serialize};
 use std::sync::OnceLock;
@@ -51,7 +52,7 @@ pub(crate) const TIMED_OUT: u8 = 102;
 
 /// Signs `value` under `label`.
 pub(crate) fn seal<T: Serialize>(authkey: &[u8], label: &[u8], value: &T) -> Result<Vec<u8>> {
-    let body = postcard::to_allocvec(value).map_err(|e| Error::Encode(e.to_string()))?;
+    let body = wire::encode_plain(value, "a broker message")?;
     let tag = auth::mac(authkey, label, &body).finalize().into_bytes();
     let mut out = Vec::with_capacity(MAC_LEN + body.len());
     out.extend_from_slice(&tag);
@@ -70,7 +71,7 @@ pub(crate) fn open<T: serde::de::DeserializeOwned>(authkey: &[u8], label: &[u8],
             "a broker message failed its HMAC check (another authkey, or altered on the way)".into(),
         )
     })?;
-    postcard::from_bytes(body).map_err(|e| Error::Decode(e.to_string()))
+    Ok(wire::take(body)?.0)
 }
 
 /// Reads the GNU build-id note of the ELF file `bytes`, if it has one.

@@ -60,6 +60,18 @@ pub(crate) fn encode<T: Serialize + ?Sized>(value: &T, out: &mut Vec<u8>) -> Res
     Ok(scope.finish())
 }
 
+/// Encodes `value`, which must carry no handles, as the whole of a new buffer: for bytes that
+/// leave through a channel that cannot carry descriptors (`what` names it in the error).
+pub(crate) fn encode_plain<T: Serialize + ?Sized>(value: &T, what: &str) -> Result<Vec<u8>> {
+    let mut out = Vec::new();
+    if !encode(value, &mut out)?.is_empty() {
+        return Err(Error::Encode(format!(
+            "{what} cannot carry handles (pipes, queues, shared memory, descriptors)"
+        )));
+    }
+    Ok(out)
+}
+
 /// Decodes a `T` from the start of `bytes`; returns it with the bytes after it.
 fn take_prefix<'de, T: Deserialize<'de>>(bytes: &'de [u8]) -> Result<(T, &'de [u8])> {
     let caught = caught::Scope::enter();
@@ -133,6 +145,17 @@ mod tests {
             let fds = encode(&(Nested(a.as_fd(), inner_fails), FdRef(b.as_fd())), &mut buf).unwrap();
             assert_eq!(fds, vec![a.as_raw_fd(), b.as_raw_fd()], "inner failed: {inner_fails}");
         }
+    }
+
+    #[test]
+    #[cfg_attr(miri, ignore = "a socket pair: Miri has no socketpair")]
+    fn a_plain_encoding_refuses_handles_and_keeps_a_user_message() {
+        assert_eq!(encode_plain(&(1u8, "x"), "a test").unwrap(), vec![1, 1, b'x']);
+        let (a, _b) = crate::sys::socketpair().unwrap();
+        let e = encode_plain(&(1u8, FdRef(a.as_fd())), "a broker message").unwrap_err();
+        assert!(e.to_string().contains("a broker message cannot carry handles"), "{e}");
+        let e = encode_plain(&Picky(13), "a broker message").unwrap_err();
+        assert!(e.to_string().contains("no 13 here"), "{e}");
     }
 
     /// Refuses to encode 13 and to decode 7, with messages of its own.
