@@ -299,7 +299,8 @@ mod bytes {
 }
 
 pub(crate) fn encode<T: Serialize>(v: &T) -> Vec<u8> {
-    crate::wire::encode_plain(v, "an MPI message").unwrap_or_default()
+    // Bare: a rank's last message is sent from an exit handler, after thread-locals are gone.
+    crate::wire::encode_bare(v).unwrap_or_default()
 }
 
 pub(crate) fn decode<'a, T: Deserialize<'a>>(b: &'a [u8]) -> Result<T> {

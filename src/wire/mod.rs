@@ -72,6 +72,13 @@ pub(crate) fn encode_plain<T: Serialize + ?Sized>(value: &T, what: &str) -> Resu
     Ok(out)
 }
 
+/// Encodes plain data (no handles) without the per-thread scopes [`encode`] keeps, so that
+/// it also works in an exit handler, after this thread's locals are gone (an MPI rank's last
+/// word to rank 0).
+pub(crate) fn encode_bare<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>> {
+    postcard::to_allocvec(value).map_err(|e| Error::Encode(e.to_string()))
+}
+
 /// Decodes a `T` from the start of `bytes`; returns it with the bytes after it.
 fn take_prefix<'de, T: Deserialize<'de>>(bytes: &'de [u8]) -> Result<(T, &'de [u8])> {
     let caught = caught::Scope::enter();
