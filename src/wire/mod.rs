@@ -62,6 +62,7 @@ pub(crate) fn encode<T: Serialize + ?Sized>(value: &T, out: &mut Vec<u8>) -> Res
 
 /// Encodes `value`, which must carry no handles, as the whole of a new buffer: for bytes that
 /// leave through a channel that cannot carry descriptors (`what` names it in the error).
+#[cfg(any(feature = "redis", test))]
 pub(crate) fn encode_plain<T: Serialize + ?Sized>(value: &T, what: &str) -> Result<Vec<u8>> {
     let mut out = Vec::new();
     if !encode(value, &mut out)?.is_empty() {
@@ -75,6 +76,7 @@ pub(crate) fn encode_plain<T: Serialize + ?Sized>(value: &T, what: &str) -> Resu
 /// Encodes plain data (no handles) without the per-thread scopes [`encode`] keeps, so that
 /// it also works in an exit handler, after this thread's locals are gone (an MPI rank's last
 /// word to rank 0).
+#[cfg(feature = "mpi")]
 pub(crate) fn encode_bare<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>> {
     postcard::to_allocvec(value).map_err(|e| Error::Encode(e.to_string()))
 }
