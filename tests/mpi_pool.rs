@@ -574,7 +574,12 @@ fn lose_rank(launcher: &str, signal: i32, mode: &str, why: &str) {
         && run.out.contains("BAD TERMINATION OF ONE OF YOUR APPLICATION PROCESSES");
     if !launcher_ended_it {
         let named = format!("multiproc: MPI rank 2 (pid {pid} on ");
-        assert!(run.out.contains(&named), "{mode}: rank 0 did not name the lost rank:\n{}", run.out);
+        assert!(
+            run.out.contains(&named),
+            "{mode}: rank 0 did not name the lost rank (exit {:?}):\n{}",
+            run.code,
+            run.out
+        );
         assert!(run.out.contains(why), "{mode}: {why:?} missing:\n{}", run.out);
     }
     assert!(after < Duration::from_secs(30), "{mode}: the job ended {after:?} after the signal");

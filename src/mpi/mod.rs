@@ -129,6 +129,13 @@ pub(crate) fn lost(who: &RankInfo, why: &str) -> ! {
          rank 0 aborts it now (exit status {LOST_RANK_EXIT}); tasks in flight are not retried",
         who.rank, who.pid, who.host
     );
+    // The launcher forwards a rank's standard error on one connection and its abort on
+    // another, and ends the job on the abort: a message still in the pipe is lost (seen under
+    // MPICH on a busy machine). So the abort waits, boundedly, until the launcher has read it.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+    while crate::sys::pipe::stderr_unread().is_some_and(|n| n > 0) && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
     SimpleCommunicator::world().abort(LOST_RANK_EXIT)
 }
 

@@ -58,3 +58,48 @@ pub(crate) fn write_stderr(buf: &[u8]) {
     let fd = unsafe { BorrowedFd::borrow_raw(2) };
     let _ = write_all(fd, buf);
 }
+
+/// Bytes written to `fd` that its reader has not taken yet, where the kernel can tell: a pipe
+/// (`FIONREAD` counts a pipe's contents from either end) or a socket (its unsent queue).
+/// `None` for a file, a terminal, or a closed descriptor.
+#[cfg(any(feature = "mpi", test))]
+pub(crate) fn unread_output(fd: BorrowedFd<'_>) -> Option<usize> {
+    // SAFETY: an all-zero `stat` is a valid value for fstat to overwrite.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    syscall!(fstat(fd.as_raw_fd(), &mut st)).ok()?;
+    let request = match st.st_mode & libc::S_IFMT {
+        libc::S_IFIFO => libc::FIONREAD,
+        libc::S_IFSOCK => libc::TIOCOUTQ,
+        _ => return None,
+    };
+    let mut n: libc::c_int = 0;
+    syscall!(ioctl(fd.as_raw_fd(), request, &mut n)).ok()?;
+    usize::try_from(n).ok()
+}
+
+/// [`unread_output`] of standard error.
+#[cfg(feature = "mpi")]
+pub(crate) fn stderr_unread() -> Option<usize> {
+    // SAFETY: descriptor 2 is only borrowed for the two calls; a closed one makes them fail.
+    unread_output(unsafe { BorrowedFd::borrow_raw(2) })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::fd::AsFd;
+
+    #[test]
+    #[cfg_attr(miri, ignore = "pipes and ioctl are foreign calls")]
+    fn unread_output_counts_what_a_pipe_holds_from_its_write_end() {
+        let (r, w) = pipe_nonblocking_reader().unwrap();
+        assert_eq!(unread_output(w.as_fd()), Some(0));
+        write_all(w.as_fd(), b"lost!").unwrap();
+        assert_eq!(unread_output(w.as_fd()), Some(5), "five bytes wait for the reader");
+        let mut buf = [0u8; 8];
+        assert_eq!(read_some(r.as_fd(), &mut buf, false).unwrap(), 5);
+        assert_eq!(unread_output(w.as_fd()), Some(0), "the reader took them");
+        let file = std::fs::File::open("/proc/self/status").unwrap();
+        assert_eq!(unread_output(file.as_fd()), None, "a file has no reader to wait for");
+    }
+}
