@@ -3,7 +3,7 @@
 //!
 //! `cargo run --example process_run`
 
-use multiproc::{Process, Queue, Run, StartMethod};
+use multiproc::{ProcessBuilder, Queue, Run, StartMethod};
 use serde::{Deserialize, Serialize};
 
 #[derive(Serialize, Deserialize)]
@@ -32,7 +32,7 @@ fn main() -> multiproc::Result<()> {
             jobs: (1..=10 * (i as u64 + 1)).collect(),
             results: results.clone(),
         };
-        workers.push(Process::from_run(&w).start_method(method).start()?);
+        workers.push(ProcessBuilder::from_run(&w).start_method(method).start()?);
     }
     for _ in 0..workers.len() {
         let (name, total) = results.get()?;

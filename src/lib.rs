@@ -14,7 +14,7 @@
 //! }
 //!
 //! # fn main() -> multiproc::Result<()> {
-//! let p = Process::new(square, (5,)).name("sq").start()?;
+//! let p = Process::builder(square, (5,)).name("sq").start()?;
 //! assert_eq!(p.join()?.exitcode(), 0);
 //!
 //! let (parent, child) = Pipe::duplex()?;
@@ -37,8 +37,12 @@
 //! | Python `multiprocessing` | Rust |
 //! |---|---|
 //! | `Process(target=f, args=a)`, `.start()`, `.join()`, `.sentinel` | [`Process::new`], [`Process::start`], [`Process::join`], [`Process::sentinel`] |
-//! | `class W(Process): def run(self)` | [`Run`], [`Process::from_run`] |
-//! | `functools.partial(f, ctx)` as a target | [`partial`], [`Partial`], [`Process::with_context`] |
+//! | `Process(target=f, args=a, name=n, daemon=d)` | [`Process::builder`]: `Process::builder(f, a).name(n).daemon(d).build()` ([`ProcessBuilder`]; `.start()?` builds and starts) |
+//! | `p.name`, `p.name = n`, `p.daemon`, `p.daemon = d` | [`Process::name`], [`Process::set_name`], [`Process::daemon`], [`Process::set_daemon`] |
+//! | `p.pid`, `p.exitcode`, `p.is_alive()`, `p.terminate()`, `p.kill()`, `p.close()` | [`Process::pid`], [`Process::exitcode`], [`Process::is_alive`], [`Process::terminate`], [`Process::kill`], [`Process::close`] |
+//! | `get_context(m).Process(...)` | [`Context::process`], [`Context::process_builder`] |
+//! | `class W(Process): def run(self)` | [`Run`], [`Process::from_run`], [`ProcessBuilder::from_run`] |
+//! | `functools.partial(f, ctx)` as a target | [`partial`], [`Partial`], [`Process::with_context`], [`ProcessBuilder::with_context`] |
 //! | `current_process()`, `parent_process()`, `active_children()`, `cpu_count()` | [`current_process`], [`parent_process`], [`active_children`], [`cpu_count`] |
 //! | `get_context()`, `set_start_method(m)`, `set_start_method(m, force=True)`, `get_start_method()` | [`get_context`], [`set_start_method`], [`force_start_method`], [`get_start_method`] |
 //! | (a thread's `join()` value, across processes) | [`spawn`], [`JoinHandle`] |
@@ -162,7 +166,7 @@ pub use pool::{
 pub use process::{
     active_children, cpu_count, current_process, force_start_method, get_all_start_methods, get_context,
     get_start_method, parent_process, partial, set_start_method, spawn, Context, ContextTarget,
-    CurrentProcess, ExitStatus, JoinHandle, ParentProcess, Partial, Process, ProcessOutput,
+    CurrentProcess, ExitStatus, JoinHandle, ParentProcess, Partial, Process, ProcessBuilder, ProcessOutput,
     RunProcess as Run, StartMethod, Target,
 };
 pub use queue::{

@@ -50,7 +50,11 @@ fn async_round_trips_with_a_blocking_and_an_async_peer() {
         for peer_async in [false, true] {
             for rt in [current(), multi()] {
                 let (a, b) = Pipe::duplex().unwrap();
-                let p = if peer_async { Process::new(echo_async, (b,)) } else { Process::new(echo, (b,)) };
+                let p = if peer_async {
+                    Process::builder(echo_async, (b,))
+                } else {
+                    Process::builder(echo, (b,))
+                };
                 let p = p.start_method(method).start().unwrap();
                 rt.block_on(async {
                     for i in 0..600 {
@@ -80,7 +84,7 @@ fn typed_values_and_handles_travel_async() {
     for method in METHODS {
         let (a, b) = Pipe::duplex().unwrap();
         let (x, y) = Pipe::duplex().unwrap();
-        let p = Process::new(child, (b,)).start_method(method).start().unwrap();
+        let p = Process::builder(child, (b,)).start_method(method).start().unwrap();
         current().block_on(async {
             a.send_async(&(7u32, "seven".to_string())).await.unwrap();
             a.send_async(&y).await.unwrap();
@@ -128,7 +132,7 @@ fn cancelled_receives_lose_no_message() {
     }
     for method in METHODS {
         let (a, b) = Pipe::duplex().unwrap();
-        let p = Process::new(late_sender, (b,)).start_method(method).start().unwrap();
+        let p = Process::builder(late_sender, (b,)).start_method(method).start().unwrap();
         let got = multi().block_on(async {
             let mut got = Vec::new();
             let mut cancelled = 0;
@@ -155,7 +159,7 @@ fn poll_async_and_end_of_file() {
     }
     for method in METHODS {
         let (a, b) = Pipe::duplex().unwrap();
-        let p = Process::new(send_then_close, (b,)).start_method(method).start().unwrap();
+        let p = Process::builder(send_then_close, (b,)).start_method(method).start().unwrap();
         current().block_on(async {
             tokio::time::timeout(Duration::from_secs(60), a.poll_async()).await.unwrap().unwrap();
             assert!(a.poll(Some(Duration::ZERO)).unwrap(), "poll_async took nothing");
@@ -178,13 +182,13 @@ fn closing_an_end_used_async_reaches_the_peer_even_with_a_fork_child_started_sin
     }
     let (a, b) = Pipe::duplex().unwrap();
     let out = multiproc::Queue::new().unwrap();
-    let peer = Process::new(wait_eof, (b, out.clone())).start_method(StartMethod::Fork).start().unwrap();
+    let peer = Process::builder(wait_eof, (b, out.clone())).start_method(StartMethod::Fork).start().unwrap();
     let ev = multiproc::Event::new().unwrap();
     current().block_on(async {
         assert_eq!(a.recv_async::<u8>().await.unwrap(), 1);
     });
     // A forked child inherits every descriptor this process has, the async one included.
-    let bystander = Process::new(sleeper, (ev.clone(),)).start_method(StartMethod::Fork).start().unwrap();
+    let bystander = Process::builder(sleeper, (ev.clone(),)).start_method(StartMethod::Fork).start().unwrap();
     a.close();
     let saw_eof = out.get_timeout(Duration::from_secs(20));
     ev.set();

@@ -42,7 +42,7 @@ fn join_async_gives_the_exit_code_under_each_method() {
         for rt in runtimes() {
             rt.block_on(async {
                 let ps: Vec<Process> = (0..4)
-                    .map(|i| Process::new(exit_with, (i,)).start_method(method).start().unwrap())
+                    .map(|i| Process::builder(exit_with, (i,)).start_method(method).start().unwrap())
                     .collect();
                 for (i, p) in ps.iter().enumerate() {
                     let st =
@@ -63,7 +63,7 @@ fn a_process_killed_while_awaited_gives_its_signal() {
         for rt in runtimes() {
             rt.block_on(async {
                 let ev = Event::new().unwrap();
-                let p = Process::new(hang, (ev.clone(),)).start_method(method).start().unwrap();
+                let p = Process::builder(hang, (ev.clone(),)).start_method(method).start().unwrap();
                 let waiting = p.join_async();
                 let killer = async {
                     // Awaited for a while first: it must still be running.
@@ -84,7 +84,7 @@ fn terminate_after_a_timed_out_await() {
     for method in METHODS {
         let [rt, _] = runtimes();
         rt.block_on(async {
-            let p = Process::new(hang, (Event::new().unwrap(),)).start_method(method).start().unwrap();
+            let p = Process::builder(hang, (Event::new().unwrap(),)).start_method(method).start().unwrap();
             assert!(tokio::time::timeout(Duration::from_millis(30), p.join_async()).await.is_err());
             assert!(p.is_alive(), "a cancelled await leaves the child alone");
             p.terminate().unwrap();

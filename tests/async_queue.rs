@@ -64,9 +64,12 @@ fn get_async_takes_every_item_of_producers_in_other_processes() {
     for method in METHODS {
         for rt in [current(), multi()] {
             let q: Queue<u64> = Queue::with_maxsize(8).unwrap();
-            let a = Process::new(async_producer, (q.clone(), 0, 500)).start_method(method).start().unwrap();
-            let b =
-                Process::new(blocking_producer, (q.clone(), 500, 1000)).start_method(method).start().unwrap();
+            let a =
+                Process::builder(async_producer, (q.clone(), 0, 500)).start_method(method).start().unwrap();
+            let b = Process::builder(blocking_producer, (q.clone(), 500, 1000))
+                .start_method(method)
+                .start()
+                .unwrap();
             let mut got: Vec<u64> = rt.block_on(async {
                 let mut v = Vec::new();
                 for _ in 0..1000 {
@@ -93,7 +96,10 @@ fn put_async_waits_for_room_and_consumers_in_other_processes_see_everything() {
         let out: Queue<(u64, u64)> = Queue::new().unwrap();
         let consumers: Vec<Process> = (0..2)
             .map(|_| {
-                Process::new(async_consumer, (q.clone(), out.clone())).start_method(method).start().unwrap()
+                Process::builder(async_consumer, (q.clone(), out.clone()))
+                    .start_method(method)
+                    .start()
+                    .unwrap()
             })
             .collect();
         rt.block_on(async {
@@ -159,7 +165,7 @@ fn a_thousand_getters_half_cancelled_lose_and_duplicate_nothing() {
             // A quarter of the items arrive from another process while the timeouts fire; the
             // rest once every timed getter is done, so that at least a quarter of the getters
             // (the timed ones the first items did not reach) were cancelled.
-            let p = Process::new(two_phase_producer, (q.clone(), N / 4, N, go.clone()))
+            let p = Process::builder(two_phase_producer, (q.clone(), N / 4, N, go.clone()))
                 .start_method(method)
                 .start()
                 .unwrap();
@@ -257,7 +263,7 @@ fn join_async_waits_for_task_done_in_other_processes() {
                 tokio::time::timeout(Duration::from_millis(50), q.join_async()).await.is_err(),
                 "nobody did them"
             );
-            let p = Process::new(finish_tasks, (q.clone(),)).start_method(method).start().unwrap();
+            let p = Process::builder(finish_tasks, (q.clone(),)).start_method(method).start().unwrap();
             // Well within the bound, never at it: a wake lost to a word whose address an
             // earlier queue's mapping had (the kernel keys a sleep on the mapping) stalled here.
             tokio::time::timeout(Duration::from_secs(20), q.join_async()).await.expect("all done");
@@ -280,7 +286,7 @@ fn simple_queue_async_round_trips() {
     let _g = serial();
     for method in METHODS {
         let (a, b) = (SimpleQueue::new().unwrap(), SimpleQueue::new().unwrap());
-        let p = Process::new(simple_echo, (a.clone(), b.clone())).start_method(method).start().unwrap();
+        let p = Process::builder(simple_echo, (a.clone(), b.clone())).start_method(method).start().unwrap();
         current().block_on(async {
             for i in 0..100u64 {
                 a.put_async(i).await.unwrap();

@@ -133,7 +133,8 @@ fn queue_sink_waits_for_room_and_keeps_an_item_whose_send_was_cancelled() {
             // Full: the send hands the item over, then gives up waiting for room.
             assert!(tokio::time::timeout(Duration::from_millis(20), send(&mut sink, 2)).await.is_err());
             assert_eq!(q.qsize(), 2, "a bounded queue never holds more than its maxsize");
-            let p = Process::new(take_all, (q.clone(), out.clone())).start_method(method).start().unwrap();
+            let p =
+                Process::builder(take_all, (q.clone(), out.clone())).start_method(method).start().unwrap();
             for i in 3..500 {
                 tokio::time::timeout(Duration::from_secs(60), send(&mut sink, i)).await.unwrap().unwrap();
             }
@@ -181,7 +182,7 @@ fn joinable_and_simple_queue_sinks() {
     for method in METHODS {
         current().block_on(async {
             let q: JoinableQueue<u32> = JoinableQueue::with_maxsize(4).unwrap();
-            let p = Process::new(finish, (q.clone(), 50)).start_method(method).start().unwrap();
+            let p = Process::builder(finish, (q.clone(), 50)).start_method(method).start().unwrap();
             let mut sink = q.sink();
             for i in 0..50 {
                 send(&mut sink, i).await.unwrap();

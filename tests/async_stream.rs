@@ -35,9 +35,9 @@ fn put_n(q: Queue<u32>, n: u32) {
 fn messages_and_items_streams_end_or_continue_as_documented() {
     for method in METHODS {
         let (a, b) = Pipe::duplex().unwrap();
-        let p = Process::new(send_n, (b, 300)).start_method(method).start().unwrap();
+        let p = Process::builder(send_n, (b, 300)).start_method(method).start().unwrap();
         let q: Queue<u32> = Queue::new().unwrap();
-        let pq = Process::new(put_n, (q.clone(), 300)).start_method(method).start().unwrap();
+        let pq = Process::builder(put_n, (q.clone(), 300)).start_method(method).start().unwrap();
         current().block_on(async {
             let mut msgs = a.messages::<u32>();
             let mut got = Vec::new();

@@ -54,11 +54,11 @@ fn async_and_blocking_lock_holders_exclude_each_other_across_processes() {
     for method in METHODS {
         let lock = Lock::new().unwrap();
         let counter = RawValue::new(0u64).unwrap();
-        let a = Process::new(add_async, (lock.clone(), counter.clone(), 200))
+        let a = Process::builder(add_async, (lock.clone(), counter.clone(), 200))
             .start_method(method)
             .start()
             .unwrap();
-        let b = Process::new(add_blocking, (lock.clone(), counter.clone(), 400))
+        let b = Process::builder(add_blocking, (lock.clone(), counter.clone(), 400))
             .start_method(method)
             .start()
             .unwrap();
@@ -90,8 +90,10 @@ fn a_cancelled_acquire_holds_nothing_and_a_dead_holder_is_taken_over() {
             }
             drop(g);
             assert!(!lock.is_locked(), "a cancelled acquire left nothing held");
-            let p =
-                Process::new(hold_and_die, (lock.clone(), ev.clone())).start_method(method).start().unwrap();
+            let p = Process::builder(hold_and_die, (lock.clone(), ev.clone()))
+                .start_method(method)
+                .start()
+                .unwrap();
             tokio::time::timeout(Duration::from_secs(60), ev.wait_async()).await.unwrap();
             let got = tokio::time::timeout(Duration::from_secs(60), lock.acquire_async()).await.unwrap();
             let died = got.expect_err("the holder died holding it");
@@ -113,7 +115,7 @@ fn release_later(sem: Semaphore, n: u32) {
 fn semaphore_permits_released_in_other_processes_wake_async_acquirers() {
     for method in METHODS {
         let sem = Semaphore::new(0).unwrap();
-        let p = Process::new(release_later, (sem.clone(), 40)).start_method(method).start().unwrap();
+        let p = Process::builder(release_later, (sem.clone(), 40)).start_method(method).start().unwrap();
         multi().block_on(async {
             let tasks: Vec<_> = (0..40)
                 .map(|i| {
@@ -163,7 +165,7 @@ fn notify_later(cond: Condition, flag: RawValue<u32>) {
 fn event_and_condition_waits_end_on_a_set_or_notify_from_another_process() {
     for method in METHODS {
         let ev = Event::new().unwrap();
-        let p = Process::new(set_later, (ev.clone(),)).start_method(method).start().unwrap();
+        let p = Process::builder(set_later, (ev.clone(),)).start_method(method).start().unwrap();
         current().block_on(async {
             assert!(
                 tokio::time::timeout(Duration::from_millis(1), ev.wait_async()).await.is_err() || ev.is_set()
@@ -174,8 +176,10 @@ fn event_and_condition_waits_end_on_a_set_or_notify_from_another_process() {
 
         let cond = Condition::new().unwrap();
         let flag = RawValue::new(0u32).unwrap();
-        let p =
-            Process::new(notify_later, (cond.clone(), flag.clone())).start_method(method).start().unwrap();
+        let p = Process::builder(notify_later, (cond.clone(), flag.clone()))
+            .start_method(method)
+            .start()
+            .unwrap();
         multi().block_on(async {
             let mut g = cond.acquire().unwrap();
             while flag.get() == 0 {

@@ -46,7 +46,10 @@ fn the_action_runs_once_per_round_in_the_last_arrival_before_release() {
         let b = Barrier::builder(4).action(count_round).build().unwrap();
         let children: Vec<Process> = (0..3)
             .map(|_| {
-                Process::new(take_part, (b.clone(), record.clone(), rounds)).start_method(m).start().unwrap()
+                Process::builder(take_part, (b.clone(), record.clone(), rounds))
+                    .start_method(m)
+                    .start()
+                    .unwrap()
             })
             .collect();
         take_part(b.clone(), record.clone(), rounds).unwrap();
@@ -87,7 +90,7 @@ fn a_panicking_action_breaks_the_barrier_and_the_panic_reaches_its_runner() {
     for m in METHODS {
         let b = Barrier::builder(3).action(panicking_action).build().unwrap();
         let waiters: Vec<Process> = (0..2)
-            .map(|_| Process::new(expect_broken, (b.clone(),)).start_method(m).start().unwrap())
+            .map(|_| Process::builder(expect_broken, (b.clone(),)).start_method(m).start().unwrap())
             .collect();
         wait_for_waiters(&b, 2);
         let last = multiproc::get_context(Some(m)).spawn(arrive_last, (b.clone(),)).unwrap();

@@ -2,7 +2,7 @@
 //! method. The context is a serde value the child decodes and lends to the target, where Python
 //! pickles the bound arguments of a `functools.partial`.
 
-use multiproc::{get_context, partial, Connection, Pipe, Pool, Process, Queue, StartMethod};
+use multiproc::{get_context, partial, Connection, Pipe, Pool, ProcessBuilder, Queue, StartMethod};
 use serde::{Deserialize, Serialize};
 
 const METHODS: [StartMethod; 3] = [StartMethod::Fork, StartMethod::Spawn, StartMethod::Forkserver];
@@ -26,7 +26,10 @@ fn weigh(c: &Config, x: u64, out: Queue<String>) {
 fn with_context_sends_the_context_to_the_child() {
     for m in METHODS {
         let out = Queue::new().unwrap();
-        let p = Process::with_context(weigh, config(), (2u64, out.clone())).start_method(m).start().unwrap();
+        let p = ProcessBuilder::with_context(weigh, config(), (2u64, out.clone()))
+            .start_method(m)
+            .start()
+            .unwrap();
         assert_eq!(out.get().unwrap(), "w=222", "{m}");
         assert!(p.join().unwrap().success(), "{m}");
     }
@@ -43,8 +46,8 @@ fn fail_over(limit: &u64, x: u64) -> Result<(), String> {
 #[test]
 fn with_context_exit_code_follows_the_targets_result() {
     for m in METHODS {
-        let ok = Process::with_context(fail_over, 10u64, (3u64,)).start_method(m).start().unwrap();
-        let bad = Process::with_context(fail_over, 10u64, (30u64,)).start_method(m).start().unwrap();
+        let ok = ProcessBuilder::with_context(fail_over, 10u64, (3u64,)).start_method(m).start().unwrap();
+        let bad = ProcessBuilder::with_context(fail_over, 10u64, (30u64,)).start_method(m).start().unwrap();
         assert_eq!(ok.join().unwrap().exitcode(), 0, "{m}");
         assert_eq!(bad.join().unwrap().exitcode(), 1, "{m}");
     }
@@ -65,12 +68,12 @@ fn partial_spawns_and_returns_the_value_under_each_method() {
             27,
             "{m}"
         );
-        let p =
-            partial(|c: &Config, x: u64| assert_eq!(c.weights[x as usize], 10), config()).process((1u64,));
+        let p = partial(|c: &Config, x: u64| assert_eq!(c.weights[x as usize], 10), config())
+            .process_builder((1u64,));
         assert!(p.start_method(m).start().unwrap().join().unwrap().success(), "{m}");
         // a child's assertion on its context fails its exit code: the context really arrives
-        let p =
-            partial(|c: &Config, x: u64| assert_eq!(c.weights[x as usize], 10), config()).process((2u64,));
+        let p = partial(|c: &Config, x: u64| assert_eq!(c.weights[x as usize], 10), config())
+            .process_builder((2u64,));
         assert_eq!(p.start_method(m).start().unwrap().join().unwrap().exitcode(), 1, "{m}");
     }
 }
@@ -90,7 +93,7 @@ fn answer(w: &Wired) {
 fn a_context_can_carry_handles() {
     for m in METHODS {
         let (here, there) = Pipe::duplex().unwrap();
-        let p = Process::with_context(answer, Wired { conn: there, greeting: "hi".into() }, ())
+        let p = ProcessBuilder::with_context(answer, Wired { conn: there, greeting: "hi".into() }, ())
             .start_method(m)
             .start()
             .unwrap_or_else(|e| panic!("{m}: start: {e}"));

@@ -124,7 +124,7 @@ fn echo_until_eof(conn: Connection) {
 fn large_messages_cross_processes_both_ways() {
     for m in METHODS {
         let (parent, child) = Pipe::duplex().unwrap();
-        let p = Process::new(echo_until_eof, (child,)).start_method(m).start().unwrap();
+        let p = Process::builder(echo_until_eof, (child,)).start_method(m).start().unwrap();
         let big: Vec<u8> = (0..8 << 20).map(|i| (i % 251) as u8).collect();
         let sender = std::thread::scope(|s| {
             let h = s.spawn(|| parent.send_bytes(&big));
@@ -144,7 +144,7 @@ fn exit_at_once(_conn: Connection) {}
 fn a_child_that_exits_is_end_of_file_not_a_hang() {
     for m in METHODS {
         let (parent, child) = Pipe::duplex().unwrap();
-        let p = Process::new(exit_at_once, (child,)).start_method(m).start().unwrap();
+        let p = Process::builder(exit_at_once, (child,)).start_method(m).start().unwrap();
         let t = Instant::now();
         assert!(matches!(parent.recv::<u8>(), Err(Error::Eof)), "{m}");
         assert!(t.elapsed() < Duration::from_secs(5));
@@ -162,7 +162,7 @@ fn a_connection_travels_through_a_connection() {
     // test_fd_transfer
     for m in METHODS {
         let (carrier_parent, carrier_child) = Pipe::duplex().unwrap();
-        let p = Process::new(receive_a_connection, (carrier_child,)).start_method(m).start().unwrap();
+        let p = Process::builder(receive_a_connection, (carrier_child,)).start_method(m).start().unwrap();
         let (mine, theirs) = Pipe::duplex().unwrap();
         carrier_parent.send(&theirs).unwrap();
         drop(theirs);
@@ -245,7 +245,7 @@ fn mixed_sizes_keep_their_order_through_ring_and_socket() {
     let n = 600;
     for m in METHODS {
         let (parent, child) = Pipe::duplex().unwrap();
-        let p = Process::new(echo_numbered, (child, n)).start_method(m).start().unwrap();
+        let p = Process::builder(echo_numbered, (child, n)).start_method(m).start().unwrap();
         std::thread::scope(|s| {
             s.spawn(|| {
                 for i in 0..n {
@@ -275,7 +275,7 @@ fn send_handles_between_values(conn: Connection) {
 fn handles_and_values_arrive_in_the_order_sent() {
     for m in METHODS {
         let (parent, child) = Pipe::duplex().unwrap();
-        let p = Process::new(send_handles_between_values, (child,)).start_method(m).start().unwrap();
+        let p = Process::builder(send_handles_between_values, (child,)).start_method(m).start().unwrap();
         for i in 0..20u32 {
             assert_eq!(parent.recv::<u32>().unwrap(), i, "{m}");
             let inner: Connection = parent.recv().unwrap();
@@ -300,7 +300,7 @@ fn a_sender_learns_that_a_killed_receiver_is_gone() {
     // ring and must then notice the dead peer instead of waiting for room forever.
     for m in METHODS {
         let (parent, child) = Pipe::duplex().unwrap();
-        let p = Process::new(take_one_then_hang, (child,)).start_method(m).start().unwrap();
+        let p = Process::builder(take_one_then_hang, (child,)).start_method(m).start().unwrap();
         parent.send(&0u8).unwrap();
         assert_eq!(parent.recv::<u8>().unwrap(), 1);
         p.kill().unwrap();
@@ -383,7 +383,7 @@ fn send_then_exit_without_closing(conn: Connection) {
 fn a_peer_that_exits_without_closing_is_end_of_file_soon() {
     for m in METHODS {
         let (parent, child) = Pipe::duplex().unwrap();
-        let p = Process::new(send_then_exit_without_closing, (child,)).start_method(m).start().unwrap();
+        let p = Process::builder(send_then_exit_without_closing, (child,)).start_method(m).start().unwrap();
         assert_eq!(parent.recv::<u8>().unwrap(), 7, "{m}");
         let t = Instant::now();
         assert!(matches!(parent.recv::<u8>(), Err(Error::Eof)), "{m}");
@@ -446,7 +446,7 @@ fn busy_loop() {
 /// usable CPUs afresh, under the mask it inherits.
 fn round_trips(n: u32) -> Duration {
     let (a, b) = Pipe::duplex().unwrap();
-    let p = Process::new(echo_n, (b, n)).start_method(StartMethod::Spawn).start().unwrap();
+    let p = Process::builder(echo_n, (b, n)).start_method(StartMethod::Spawn).start().unwrap();
     let t = Instant::now();
     for i in 0..n {
         a.send(&i).unwrap();
@@ -471,10 +471,10 @@ fn time_round_trips(report: Connection, n: u32) {
 fn a_ping_pong_on_one_cpu_shared_with_a_busy_loop_is_not_held_up_by_it() {
     let old = pin_to_one_cpu();
     // Spawn: each child works out its usable CPUs afresh, under the mask it inherits.
-    let busy = Process::new(busy_loop, ()).start_method(StartMethod::Spawn).start().unwrap();
+    let busy = Process::builder(busy_loop, ()).start_method(StartMethod::Spawn).start().unwrap();
     let (results, report) = Pipe::one_way().unwrap();
     let n = 5_000;
-    let timer = Process::new(time_round_trips, (report, n)).start_method(StartMethod::Spawn).start();
+    let timer = Process::builder(time_round_trips, (report, n)).start_method(StartMethod::Spawn).start();
     restore_affinity(&old);
     let timer = timer.unwrap();
     let took_ms = results.recv::<u64>();
@@ -503,7 +503,7 @@ fn a_parked_receiver_is_woken_for_a_large_message() {
     let took = {
         let (a, b) = Pipe::duplex().unwrap();
         // Spawn: the child works out its usable CPUs afresh, under the mask it inherits.
-        let p = Process::new(echo_bytes_n, (b, n)).start_method(StartMethod::Spawn).start().unwrap();
+        let p = Process::builder(echo_bytes_n, (b, n)).start_method(StartMethod::Spawn).start().unwrap();
         let msg = vec![0x5a; 40 << 10];
         a.send_bytes(&msg).unwrap();
         assert_eq!(a.recv_bytes().unwrap(), msg);

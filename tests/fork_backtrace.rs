@@ -38,7 +38,7 @@ fn a_fork_child_whose_target_panics_exits_while_a_parent_thread_captures_backtra
         })
     };
     for round in 0..20u32 {
-        let p = Process::new(fail, (round,)).start_method(StartMethod::Fork).start().unwrap();
+        let p = Process::builder(fail, (round,)).start_method(StartMethod::Fork).start().unwrap();
         let status = p.join_timeout(Duration::from_secs(20)).unwrap();
         if status.is_none() {
             p.kill().unwrap();

@@ -162,7 +162,7 @@ impl Drop for Child {
 
 fn start_listener_server() -> Child {
     let (rx, tx) = Pipe::one_way().unwrap();
-    let process = Process::new(listener_server, (tx,)).start_method(StartMethod::Spawn).start().unwrap();
+    let process = Process::builder(listener_server, (tx,)).start_method(StartMethod::Spawn).start().unwrap();
     let address: Address = rx.recv().unwrap();
     let pid = process.pid().unwrap();
     Child { process, pid, address }
@@ -187,7 +187,7 @@ fn manager_server(headroom: Option<u64>, report: Connection) {
 fn start_manager_server(headroom: Option<u64>) -> Child {
     let (rx, tx) = Pipe::one_way().unwrap();
     let process =
-        Process::new(manager_server, (headroom, tx)).start_method(StartMethod::Spawn).start().unwrap();
+        Process::builder(manager_server, (headroom, tx)).start_method(StartMethod::Spawn).start().unwrap();
     let address: Address = rx.recv().unwrap();
     let pid = process.pid().unwrap();
     Child { process, pid, address }

@@ -36,11 +36,11 @@ fn gone_within(pid: i32, limit: Duration) -> bool {
 
 fn count_fds_after_many_starts(method: StartMethod) -> (usize, usize) {
     // Warm up: the fork server and launcher thread hold descriptors of their own.
-    Process::new(nothing, ()).start_method(method).start().unwrap().join().unwrap();
+    Process::builder(nothing, ()).start_method(method).start().unwrap().join().unwrap();
     let before = open_fds();
     let mut pids = Vec::new();
     for _ in 0..100 {
-        let p = Process::new(nothing, ()).start_method(method).start().unwrap();
+        let p = Process::builder(nothing, ()).start_method(method).start().unwrap();
         p.join().unwrap();
         pids.push(p.pid().unwrap());
         let h = get_context(Some(method)).spawn(|| 1u8, ()).unwrap();
@@ -73,7 +73,7 @@ fn sleep_long() {
 
 /// Starts a long-sleeping grandchild, reports its pid, then waits to be killed.
 fn parent_of_sleeper(conn: Connection, method: StartMethod) {
-    let p = Process::new(sleep_long, ()).start_method(method).start().unwrap();
+    let p = Process::builder(sleep_long, ()).start_method(method).start().unwrap();
     conn.send(&p.pid().unwrap()).unwrap();
     std::thread::sleep(Duration::from_secs(60));
 }
@@ -82,7 +82,7 @@ fn parent_of_sleeper(conn: Connection, method: StartMethod) {
 fn children_die_with_a_killed_parent() {
     for m in METHODS {
         let (parent, child) = Pipe::duplex().unwrap();
-        let middle = Process::new(parent_of_sleeper, (child, m)).start_method(m).start().unwrap();
+        let middle = Process::builder(parent_of_sleeper, (child, m)).start_method(m).start().unwrap();
         let grandchild: i32 = parent.recv().unwrap();
         assert!(running(grandchild));
         middle.kill().unwrap();
@@ -114,10 +114,13 @@ fn write_after(conn: Connection, ms: u64) {
 /// yet finished: at exit the first must be terminated and the second joined.
 fn exits_with_children(daemon_conn: Connection, worker_conn: Connection, method: StartMethod) -> i32 {
     let (ready, ready_child) = Pipe::duplex().unwrap();
-    let d = Process::new(daemon_reporting, (daemon_conn, ready_child)).daemon(true).start_method(method);
+    let d = Process::builder(daemon_reporting, (daemon_conn, ready_child))
+        .daemon(true)
+        .start_method(method)
+        .build();
     let d = d.start().unwrap();
     ready.recv::<()>().unwrap();
-    Process::new(write_after, (worker_conn, 300u64)).start_method(method).start().unwrap();
+    Process::builder(write_after, (worker_conn, 300u64)).start_method(method).start().unwrap();
     d.pid().unwrap()
 }
 
@@ -147,7 +150,9 @@ fn children_started_from_short_lived_threads_survive_the_thread() {
     for m in METHODS {
         let (parent, child) = Pipe::duplex().unwrap();
         let p = std::thread::scope(|s| {
-            s.spawn(|| Process::new(report_pid, (child,)).start_method(m).start().unwrap()).join().unwrap()
+            s.spawn(|| Process::builder(report_pid, (child,)).start_method(m).start().unwrap())
+                .join()
+                .unwrap()
         });
         let pid: u32 = parent.recv().unwrap();
         // The creating thread has exited; the child must still be alive.
@@ -229,7 +234,7 @@ fn joined_children_leave_the_list_of_children() {
     let pid = p.pid();
     p.join().unwrap();
     assert!(!multiproc::active_children().iter().any(|c| c.pid() == pid));
-    let failed = Process::new(nothing, ()).start_method(StartMethod::Spawn);
+    let failed = Process::builder(nothing, ()).start_method(StartMethod::Spawn).build();
     assert!(failed.sentinel().is_err(), "no sentinel before start");
 }
 
@@ -266,7 +271,7 @@ fn set_fd_limit(soft: libc::rlim_t) -> libc::rlim_t {
 /// problems seen).
 fn starts_under_fd_limits(method: StartMethod, dir: String) -> (u32, u32, Vec<String>) {
     // The fork server (for that method) and the launcher exist before the limits are set.
-    Process::new(nothing, ()).start_method(method).start().unwrap().join().unwrap();
+    Process::builder(nothing, ()).start_method(method).start().unwrap().join().unwrap();
     let before = my_children();
     let highest = std::fs::read_dir("/proc/self/fd")
         .unwrap()
@@ -276,7 +281,7 @@ fn starts_under_fd_limits(method: StartMethod, dir: String) -> (u32, u32, Vec<St
     let (mut failed, mut started, mut problems) = (0, 0, Vec::new());
     for limit in 0..highest + 12 {
         let marker = format!("{dir}/{method}-{limit}");
-        let p = Process::new(write_marker, (marker.clone(),)).start_method(method);
+        let p = Process::builder(write_marker, (marker.clone(),)).start_method(method).build();
         let old = set_fd_limit(limit);
         let r = p.start();
         set_fd_limit(old);
@@ -325,13 +330,13 @@ fn a_start_that_fails_for_lack_of_descriptors_leaves_no_child_and_runs_nothing()
 /// In a fresh child: stops its fork server with SIGSTOP, then starts a child through it. The
 /// start must replace the server and succeed; returns how long it took.
 fn start_with_a_stopped_fork_server() -> Duration {
-    Process::new(nothing, ()).start_method(StartMethod::Forkserver).start().unwrap().join().unwrap();
+    Process::builder(nothing, ()).start_method(StartMethod::Forkserver).start().unwrap().join().unwrap();
     let servers = my_children();
     assert_eq!(servers.len(), 1, "only the fork server is left: {servers:?}");
     // SAFETY: stopping this process's own fork server.
     assert_eq!(unsafe { libc::kill(servers[0], libc::SIGSTOP) }, 0);
     let t = Instant::now();
-    let p = Process::new(nothing, ()).start_method(StartMethod::Forkserver).start().unwrap();
+    let p = Process::builder(nothing, ()).start_method(StartMethod::Forkserver).start().unwrap();
     assert_eq!(p.join().unwrap().exitcode(), 0);
     let took = t.elapsed();
     assert!(!my_children().contains(&servers[0]), "the stopped server was killed and reaped");

@@ -100,7 +100,7 @@ fn build_tree(kind: u8, report: Connection) {
 fn run(kind: u8, what: &str) {
     for m in METHODS {
         let (mine, theirs) = Pipe::duplex().unwrap();
-        let parent = Process::new(build_tree, (kind, theirs)).start_method(m).start().unwrap();
+        let parent = Process::builder(build_tree, (kind, theirs)).start_method(m).start().unwrap();
         let shm_name: String = mine.recv().unwrap();
         let tree = descendants(parent.pid().unwrap());
         assert!(!tree.is_empty(), "{what} ({m}): the tree has processes");

@@ -23,7 +23,7 @@ fn ready_then_sleep(conn: Connection, ms: u64) {
 
 fn start_sleeper(method: StartMethod, ms: u64) -> Process {
     let (parent, child) = Pipe::duplex().unwrap();
-    let p = Process::new(ready_then_sleep, (child, ms)).start_method(method).start().unwrap();
+    let p = Process::builder(ready_then_sleep, (child, ms)).start_method(method).start().unwrap();
     assert_eq!(parent.recv::<String>().unwrap(), "ready");
     p
 }
@@ -71,13 +71,13 @@ fn exits_with(code: i32) {
 fn exit_codes_of_panic_error_and_exit() {
     // test_process (exitcode), test_sys_exit
     for m in METHODS {
-        let p = Process::new(panics, ()).start_method(m).start().unwrap();
+        let p = Process::builder(panics, ()).start_method(m).start().unwrap();
         assert_eq!(p.join().unwrap().exitcode(), 1, "{m}");
-        let p = Process::new(fails, ()).start_method(m).start().unwrap();
+        let p = Process::builder(fails, ()).start_method(m).start().unwrap();
         assert_eq!(p.join().unwrap().exitcode(), 1, "{m}");
-        let p = Process::new(exits_with, (7,)).start_method(m).start().unwrap();
+        let p = Process::builder(exits_with, (7,)).start_method(m).start().unwrap();
         assert_eq!(p.join().unwrap().exitcode(), 7, "{m}");
-        let p = Process::new(nothing, ()).start_method(m).start().unwrap();
+        let p = Process::builder(nothing, ()).start_method(m).start().unwrap();
         assert!(p.join().unwrap().success(), "{m}");
     }
 }
@@ -138,7 +138,7 @@ fn join_timeout_returns_in_time_and_leaves_the_child_running() {
 fn is_alive_and_exitcode_through_the_lifecycle() {
     // test_process
     for m in METHODS {
-        let p = Process::new(sleep_ms, (300,)).start_method(m);
+        let p = Process::builder(sleep_ms, (300,)).start_method(m).build();
         assert!(!p.is_alive());
         assert_eq!(p.exitcode(), None);
         assert_eq!(p.pid(), None);
@@ -172,7 +172,7 @@ fn close_is_refused_while_running_then_closes() {
 #[test]
 fn starting_twice_is_an_error() {
     for m in METHODS {
-        let p = Process::new(nothing, ()).start_method(m);
+        let p = Process::builder(nothing, ()).start_method(m).build();
         p.start().unwrap();
         assert!(matches!(p.start(), Err(Error::InvalidState(_))));
         p.join().unwrap();
@@ -209,7 +209,7 @@ fn names_pids_and_parents_are_seen_in_the_child() {
     assert!(parent_process().is_none());
     for m in METHODS {
         let h = get_context(Some(m)).spawn(my_name, ()).unwrap();
-        let name = h.process().get_name();
+        let name = h.process().name();
         let pid = h.pid();
         assert!(name.starts_with("Process-"), "{name}");
         let (seen, seen_pid, parent) = h.join().unwrap();
@@ -218,7 +218,7 @@ fn names_pids_and_parents_are_seen_in_the_child() {
         assert_eq!(parent, Some(("MainProcess".to_string(), std::process::id() as i32)));
 
         let h = get_context(Some(m)).spawn(grandchild_name, ()).unwrap();
-        let name = h.process().get_name();
+        let name = h.process().name();
         assert_eq!(h.join().unwrap(), format!("{name}:1"), "{m}");
     }
 }
@@ -227,10 +227,47 @@ fn names_pids_and_parents_are_seen_in_the_child() {
 fn default_names_count_up() {
     let a = Process::new(nothing, ());
     let b = Process::new(nothing, ());
-    let n = |p: &Process| p.get_name().trim_start_matches("Process-").parse::<u32>().unwrap();
+    let n = |p: &Process| p.name().trim_start_matches("Process-").parse::<u32>().unwrap();
     assert!(n(&b) > n(&a));
-    let c = Process::new(nothing, ()).name("custom");
-    assert_eq!(c.get_name(), "custom");
+    let c = Process::builder(nothing, ()).name("custom").build();
+    assert_eq!(c.name(), "custom");
+}
+
+/// What the child was started as: its name, daemon flag and start method.
+fn report_identity(conn: Connection) {
+    let me = current_process();
+    conn.send(&(me.name().to_string(), me.daemon(), multiproc::get_start_method())).unwrap();
+}
+
+#[test]
+fn builder_options_and_setters_reach_the_child() {
+    // Python's Process(name=, daemon=), ctx.Process, then p.name = / p.daemon = before start
+    for m in METHODS {
+        let (parent, child) = Pipe::duplex().unwrap();
+        let p =
+            Process::builder(report_identity, (child,)).name("built").daemon(true).start_method(m).start();
+        let p = p.unwrap();
+        assert_eq!((p.name(), p.daemon()), ("built".to_string(), true));
+        assert_eq!(parent.recv::<(String, bool, StartMethod)>().unwrap(), ("built".to_string(), true, m));
+        assert!(p.join().unwrap().success(), "{m}");
+
+        let (parent, child) = Pipe::duplex().unwrap();
+        let p = get_context(Some(m)).process_builder(report_identity, (child,)).build();
+        assert!(!p.daemon(), "{m}: not daemonic by default");
+        assert!(p.pid().is_none() && !p.is_alive(), "{m}: built, not started");
+        p.set_name("renamed");
+        p.set_daemon(true).unwrap();
+        p.start().unwrap();
+        assert_eq!(parent.recv::<(String, bool, StartMethod)>().unwrap(), ("renamed".to_string(), true, m));
+        assert!(p.join().unwrap().success(), "{m}");
+    }
+}
+
+#[test]
+fn a_builder_shows_its_options() {
+    let b = Process::builder(nothing, ()).name("shown").daemon(true).start_method(StartMethod::Spawn);
+    let s = format!("{b:?}");
+    assert!(s.contains(r#"name: "shown""#) && s.contains("daemon: true") && s.contains("Spawn"), "{s}");
 }
 
 fn zero() -> u8 {
@@ -284,7 +321,7 @@ fn echo_upper(conn: Connection) {
 fn a_connection_is_a_valid_argument() {
     for m in METHODS {
         let (parent, child) = Pipe::duplex().unwrap();
-        let p = Process::new(echo_upper, (child,)).start_method(m).start().unwrap();
+        let p = Process::builder(echo_upper, (child,)).start_method(m).start().unwrap();
         for word in ["one", "two", "three"] {
             parent.send(&word.to_string()).unwrap();
             assert_eq!(parent.recv::<String>().unwrap(), word.to_uppercase());
@@ -310,8 +347,8 @@ fn daemonic_processes_cannot_have_children() {
     // test_daemon_argument / "daemonic processes are not allowed to have children"
     for m in METHODS {
         let (parent, child) = Pipe::duplex().unwrap();
-        let p = Process::new(report_child_start, (child,)).daemon(true).start_method(m).start().unwrap();
-        assert!(p.is_daemon());
+        let p = Process::builder(report_child_start, (child,)).daemon(true).start_method(m).start().unwrap();
+        assert!(p.daemon());
         let msg: String = parent.recv().unwrap();
         assert!(msg.contains("daemonic"), "{m}: {msg}");
         p.join().unwrap();
@@ -349,7 +386,7 @@ fn start_methods_are_named_as_in_python() {
 
 #[test]
 fn debug_looks_like_pythons_repr() {
-    let p = Process::new(nothing, ()).name("reprtest");
+    let p = Process::builder(nothing, ()).name("reprtest").build();
     assert_eq!(format!("{p:?}"), "<Process name='reprtest' initial>");
     p.start().unwrap();
     p.join().unwrap();
@@ -385,7 +422,7 @@ fn fork_while_another_thread_is_in_the_panic_hook() -> Option<i32> {
             g = cv.wait(g).unwrap();
         }
     }
-    let p = Process::new(nothing, ()).start_method(StartMethod::Fork).start().unwrap();
+    let p = Process::builder(nothing, ()).start_method(StartMethod::Fork).start().unwrap();
     let status = p.join_timeout(Duration::from_secs(20)).unwrap();
     if status.is_none() {
         p.kill().unwrap();

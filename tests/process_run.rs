@@ -1,7 +1,7 @@
 //! Processes defined by a type with a `run` method (Python's `class Worker(Process)`), under every
 //! start method.
 
-use multiproc::{current_process, Connection, Pipe, Process, Queue, Run, StartMethod};
+use multiproc::{current_process, Connection, Pipe, Process, ProcessBuilder, Queue, Run, StartMethod};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
@@ -30,7 +30,7 @@ fn a_run_type_starts_as_a_process_under_every_method() {
     for m in METHODS {
         let out = Queue::new().unwrap();
         let s = Summer { label: format!("via {m}"), items: vec![1, 2, 3, 4], out: out.clone(), runs: 0 };
-        let p = Process::from_run(&s).name(format!("summer-{m}")).start_method(m).start().unwrap();
+        let p = ProcessBuilder::from_run(&s).name(format!("summer-{m}")).start_method(m).start().unwrap();
         let got = out.get().unwrap();
         assert_eq!(got, (format!("via {m}"), 10, format!("summer-{m}")), "{m}");
         assert_eq!(p.join().unwrap().exitcode(), 0, "{m}");
@@ -49,7 +49,7 @@ fn run_can_be_called_in_the_current_process() {
     assert_eq!(out.get().unwrap(), ("here".to_string(), 10, current_process().name().to_string()));
     assert_eq!(out.get().unwrap(), ("here".to_string(), 20, current_process().name().to_string()));
     // The state it reached here travels to a child started afterwards.
-    let p = Process::from_run(&s).start_method(StartMethod::Spawn).start().unwrap();
+    let p = ProcessBuilder::from_run(&s).start_method(StartMethod::Spawn).start().unwrap();
     assert_eq!(out.get().unwrap().1, 30);
     assert!(p.join().unwrap().success());
 }
@@ -75,7 +75,7 @@ impl Run for Outcome {
 fn run_output_and_panics_set_the_exit_code() {
     for m in METHODS {
         for (code, want) in [(0u8, 0), (1, 1), (2, 1)] {
-            let p = Process::from_run(&Outcome { code }).start_method(m).start().unwrap();
+            let p = ProcessBuilder::from_run(&Outcome { code }).start_method(m).start().unwrap();
             assert_eq!(p.join().unwrap().exitcode(), want, "{m} code {code}");
         }
     }
@@ -102,10 +102,12 @@ impl<T: Serialize + DeserializeOwned + 'static> Run for Echo<T> {
 fn generic_run_types_with_handles_find_their_own_code() {
     for m in METHODS {
         let (a, b) = Pipe::duplex().unwrap();
-        let p1 = Process::from_run(&Echo { value: 7u32, conn: b }).start_method(m).start().unwrap();
+        let p1 = ProcessBuilder::from_run(&Echo { value: 7u32, conn: b }).start_method(m).start().unwrap();
         let (c, d) = Pipe::duplex().unwrap();
-        let p2 =
-            Process::from_run(&Echo { value: "seven".to_string(), conn: d }).start_method(m).start().unwrap();
+        let p2 = ProcessBuilder::from_run(&Echo { value: "seven".to_string(), conn: d })
+            .start_method(m)
+            .start()
+            .unwrap();
         assert_eq!(a.recv::<u32>().unwrap(), 7, "{m}");
         assert_eq!(c.recv::<String>().unwrap(), "seven", "{m}");
         a.send(&70u32).unwrap();

@@ -36,7 +36,7 @@ where
     F::Output: multiproc::ProcessOutput,
     A: serde::Serialize + serde::de::DeserializeOwned + 'static,
 {
-    Process::new(f, args).start_method(method).start().unwrap()
+    Process::builder(f, args).start_method(method).start().unwrap()
 }
 
 fn produce(q: Queue<(u32, u64)>, id: u32, n: u64) {
@@ -515,7 +515,7 @@ fn locks_values_connections_and_queues_travel_through_a_queue() {
         for ring in [4 << 20, 4096] {
             let q: Queue<(u32, Handles)> = Queue::with_ring(0, ring).unwrap();
             let n = 40;
-            let p = Process::new(use_handles_from_queue, (q.clone(), n)).start_method(m).start().unwrap();
+            let p = Process::builder(use_handles_from_queue, (q.clone(), n)).start_method(m).start().unwrap();
             let lock = multiproc::Lock::new().unwrap();
             let value = multiproc::Value::new(0u64).unwrap();
             let replies = Queue::new().unwrap();

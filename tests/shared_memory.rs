@@ -80,7 +80,7 @@ fn create_and_report(conn: multiproc::Connection) {
 fn a_killed_creators_block_is_swept_by_the_next_create() {
     for m in METHODS {
         let (parent, child) = multiproc::Pipe::duplex().unwrap();
-        let p = multiproc::Process::new(create_and_report, (child,)).start_method(m).start().unwrap();
+        let p = multiproc::Process::builder(create_and_report, (child,)).start_method(m).start().unwrap();
         let name: String = parent.recv().unwrap();
         assert!(exists(&name));
         p.kill().unwrap();
@@ -108,7 +108,9 @@ fn raw_array_and_raw_value_are_shared_with_children() {
         let a = multiproc::RawArray::<u64>::zeroed(30).unwrap();
         let v = multiproc::RawValue::new(1u32).unwrap();
         let ps: Vec<_> = (0..3)
-            .map(|k| multiproc::Process::new(fill_stripe, (a.clone(), v.clone(), k)).start_method(m).start())
+            .map(|k| {
+                multiproc::Process::builder(fill_stripe, (a.clone(), v.clone(), k)).start_method(m).start()
+            })
             .collect::<Result<_, _>>()
             .unwrap();
         for p in ps {

@@ -21,7 +21,7 @@ fn a_killed_holder_gives_the_waiter_owner_died_quickly() {
     for m in METHODS {
         let lock = Lock::new().unwrap();
         let (parent, child) = Pipe::duplex().unwrap();
-        let p = Process::new(hold_then_report, (lock.clone(), child)).start_method(m).start().unwrap();
+        let p = Process::builder(hold_then_report, (lock.clone(), child)).start_method(m).start().unwrap();
         assert_eq!(parent.recv::<String>().unwrap(), "held");
         assert!(lock.try_acquire().unwrap().is_none(), "{m}: held by the child");
         p.kill().unwrap();
@@ -48,7 +48,7 @@ fn value_increments_from_four_processes_sum_right() {
     for m in METHODS {
         let v = Value::new(0i64).unwrap();
         let ps: Vec<Process> = (0..4)
-            .map(|_| Process::new(count_under_lock, (v.clone(), 5000)).start_method(m).start().unwrap())
+            .map(|_| Process::builder(count_under_lock, (v.clone(), 5000)).start_method(m).start().unwrap())
             .collect();
         for p in ps {
             assert!(p.join().unwrap().success());
@@ -79,7 +79,7 @@ fn a_semaphore_of_two_never_lets_three_in() {
         let max_seen = Value::new(0i32).unwrap();
         let ps: Vec<Process> = (0..4)
             .map(|_| {
-                Process::new(enter_semaphore, (sem.clone(), inside.clone(), max_seen.clone(), 300))
+                Process::builder(enter_semaphore, (sem.clone(), inside.clone(), max_seen.clone(), 300))
                     .start_method(m)
                     .start()
                     .unwrap()
@@ -127,7 +127,7 @@ fn an_event_wakes_waiters_in_other_processes() {
         let mut ps = Vec::new();
         for _ in 0..3 {
             let (parent, child) = Pipe::duplex().unwrap();
-            ps.push(Process::new(wait_then_report, (ev.clone(), child)).start_method(m).start().unwrap());
+            ps.push(Process::builder(wait_then_report, (ev.clone(), child)).start_method(m).start().unwrap());
             assert_eq!(parent.recv::<String>().unwrap(), "waiting");
             conns.push(parent);
         }
@@ -202,7 +202,7 @@ fn arrays_are_shared_with_children() {
     // test_array
     for m in METHODS {
         let a = Array::new(5, 0u32).unwrap();
-        Process::new(fill, (a.clone(),)).start_method(m).start().unwrap().join().unwrap();
+        Process::builder(fill, (a.clone(),)).start_method(m).start().unwrap().join().unwrap();
         assert_eq!(a.to_vec(), vec![0, 10, 20, 30, 40], "{m}");
         assert!(a.set(5, 1).is_err());
         assert_eq!(a.get(9), None);
@@ -220,7 +220,7 @@ fn send_lock_back(conn: Connection) {
 fn a_lock_travels_through_a_pipe() {
     for m in METHODS {
         let (parent, child) = Pipe::duplex().unwrap();
-        let p = Process::new(send_lock_back, (child,)).start_method(m).start().unwrap();
+        let p = Process::builder(send_lock_back, (child,)).start_method(m).start().unwrap();
         let lock = Lock::new().unwrap();
         parent.send(&lock).unwrap();
         assert_eq!(parent.recv::<String>().unwrap(), "locked");
@@ -266,7 +266,7 @@ fn a_barrier_of_three_releases_all_three() {
         let mut ps = Vec::new();
         for _ in 0..2 {
             let (parent, child) = Pipe::duplex().unwrap();
-            ps.push(Process::new(arrive, (b.clone(), child)).start_method(m).start().unwrap());
+            ps.push(Process::builder(arrive, (b.clone(), child)).start_method(m).start().unwrap());
             conns.push(parent);
         }
         let mine = b.wait_timeout(Duration::from_secs(30)).unwrap();
@@ -311,8 +311,10 @@ fn a_condition_notifies_across_processes() {
         let cond = multiproc::Condition::new().unwrap();
         let flag = Value::new(0u32).unwrap();
         let (parent, child) = Pipe::duplex().unwrap();
-        let p =
-            Process::new(wait_for_flag, (cond.clone(), flag.clone(), child)).start_method(m).start().unwrap();
+        let p = Process::builder(wait_for_flag, (cond.clone(), flag.clone(), child))
+            .start_method(m)
+            .start()
+            .unwrap();
         assert_eq!(parent.recv::<String>().unwrap(), "waiting");
         {
             let _g = cond.acquire().unwrap();
@@ -359,7 +361,7 @@ fn a_holder_that_exited_unreaped_gives_the_waiter_owner_died_quickly() {
     for m in METHODS {
         let lock = Lock::new().unwrap();
         let (parent, child) = Pipe::duplex().unwrap();
-        let p = Process::new(take_and_exit, (lock.clone(), child)).start_method(m).start().unwrap();
+        let p = Process::builder(take_and_exit, (lock.clone(), child)).start_method(m).start().unwrap();
         assert_eq!(parent.recv::<String>().unwrap(), "held");
         let pid = p.pid().unwrap();
         wait_until_exited(pid);
@@ -404,7 +406,7 @@ fn a_refused_semaphore_acquire_leaves_the_count_as_it_was() {
 
         let bounded = BoundedSemaphore::new(1).unwrap();
         let (parent, child) = Pipe::duplex().unwrap();
-        let p = Process::new(hold_a_permit, (bounded.clone(), child)).start_method(m).start().unwrap();
+        let p = Process::builder(hold_a_permit, (bounded.clone(), child)).start_method(m).start().unwrap();
         assert_eq!(parent.recv::<String>().unwrap(), "held");
         for _ in 0..3 {
             assert!(bounded.try_acquire().is_none(), "{m}: the child holds the only permit");
@@ -441,7 +443,7 @@ fn notify_n_wakes_n_waiters_and_the_others_time_out_unnotified() {
         for _ in 0..5 {
             let (parent, child) = Pipe::duplex().unwrap();
             ps.push(
-                Process::new(wait_once_and_report, (cond.clone(), child, timeout))
+                Process::builder(wait_once_and_report, (cond.clone(), child, timeout))
                     .start_method(m)
                     .start()
                     .unwrap(),
@@ -525,10 +527,11 @@ fn a_notification_goes_past_a_waiter_that_was_killed() {
         let cond = multiproc::Condition::new().unwrap();
         let (first, child) = Pipe::duplex().unwrap();
         let doomed =
-            Process::new(wait_untimed_and_report, (cond.clone(), child)).start_method(m).start().unwrap();
+            Process::builder(wait_untimed_and_report, (cond.clone(), child)).start_method(m).start().unwrap();
         assert_eq!(first.recv::<String>().unwrap(), "waiting");
         let (second, child) = Pipe::duplex().unwrap();
-        let p = Process::new(wait_untimed_and_report, (cond.clone(), child)).start_method(m).start().unwrap();
+        let p =
+            Process::builder(wait_untimed_and_report, (cond.clone(), child)).start_method(m).start().unwrap();
         assert_eq!(second.recv::<String>().unwrap(), "waiting");
         doomed.kill().unwrap();
         doomed.join().unwrap();

@@ -36,10 +36,10 @@ pub fn burn(us: u64) -> u64 {
 
 /// Start + join of a child that does nothing; per process.
 pub fn spawn_join(method: StartMethod, n: usize) -> Sample {
-    Process::new(nothing, ()).start_method(method).start().unwrap().join().unwrap();
+    Process::builder(nothing, ()).start_method(method).start().unwrap().join().unwrap();
     let m = Meter::start();
     for _ in 0..n {
-        let p = Process::new(nothing, ()).start_method(method).start().unwrap();
+        let p = Process::builder(nothing, ()).start_method(method).start().unwrap();
         assert!(p.join().unwrap().success());
     }
     m.stop(n as f64)

@@ -293,13 +293,13 @@ impl ManagerBuilder {
         let authkey: Arc<[u8]> = Arc::from(&*config.authkey);
         let (ready_rx, ready_tx) = Pipe::one_way()?;
         let n = COUNTER.fetch_add(1, Ordering::Relaxed) + 1;
-        let mut p = Process::new(server::manager_process, (config, ready_tx))
+        let mut p = Process::builder(server::manager_process, (config, ready_tx))
             .name(format!("SyncManager-{n}"))
             .daemon(true);
         if let Some(m) = self.start_method {
             p = p.start_method(m);
         }
-        p.start()?;
+        let p = p.start()?;
         let report: std::result::Result<Address, String> = match ready_rx.poll(Some(START_TIMEOUT)) {
             Ok(true) => match ready_rx.recv() {
                 Ok(r) => r,

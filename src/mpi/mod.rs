@@ -146,7 +146,10 @@ pub(crate) fn lost(who: &RankInfo, why: &str) -> ! {
 pub(crate) fn watch_local_ranks(ranks: Vec<RankInfo>) {
     let watched: Vec<(RankInfo, OwnedFd)> = ranks
         .into_iter()
-        .filter_map(|r| crate::sys::pidfd_open(r.pid as libc::pid_t).ok().map(|fd| (r, fd)))
+        .filter_map(|r| {
+            let pid = i32::try_from(r.pid).ok()?;
+            crate::sys::pidfd_open(pid).ok().map(|fd| (r, fd))
+        })
         .collect();
     if watched.is_empty() {
         return;

@@ -261,11 +261,11 @@ impl Launch {
             StartMethod::Forkserver => "ForkServer",
         };
         let args = (WorkerSocket(theirs), self.slots.region().clone(), index as u32, self.config.clone());
-        let process = Process::new(worker_main, args)
+        let process = Process::builder(worker_main, args)
             .name(format!("{prefix}PoolWorker-{}", self.started))
             .daemon(true)
-            .start_method(self.method);
-        process.start()?;
+            .start_method(self.method)
+            .start()?;
         let pid = process.pid().expect("a started process has a pid");
         Ok(Worker {
             process,

@@ -16,7 +16,7 @@ use super::state::FORKSERVER;
 use crate::error::{Error, Result};
 use crate::sys::{self, Forked};
 use crate::wire::frame;
-use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::time::{Duration, Instant};
 
 /// How long the fork server may go without making progress on a request (taking its bytes,
@@ -61,7 +61,7 @@ impl Client {
     }
 
     /// Sends one request and reads the answer: the pid of the forked child.
-    fn round_trip(&self, msg: &mut [u8], fds: &[RawFd]) -> std::result::Result<i32, Failure> {
+    fn round_trip(&self, msg: &mut [u8], fds: &[BorrowedFd<'_>]) -> std::result::Result<i32, Failure> {
         let broken = |e: Error| match e {
             Error::Io { ref source, .. } if source.kind() == std::io::ErrorKind::WouldBlock => {
                 Failure::Stalled
@@ -69,7 +69,7 @@ impl Client {
             Error::Eof | Error::Io { .. } => Failure::Gone(e),
             e => Failure::Refused(e),
         };
-        frame::send(self.sock.as_fd(), msg, fds).map_err(broken)?;
+        frame::send(self.sock.as_fd(), msg, sys::raw_fds(fds)).map_err(broken)?;
         let (reply, _) = frame::recv(self.sock.as_fd(), 4096).map_err(broken)?;
         let reply: std::result::Result<i32, String> =
             crate::wire::decode(&reply, Vec::new()).map_err(Failure::Refused)?;
@@ -130,11 +130,11 @@ fn reap_orphan(gate: OwnedFd) {
 /// progress for [`STALL_LIMIT`] (stopped, or stuck): it is killed first. Each child waits at a
 /// start gate until its pidfd is open here, so a request that fails leaves no child that ran
 /// anything: one the server did fork is killed and reaped.
-pub(crate) fn request(msg: &mut [u8], fds: &[RawFd]) -> Result<Started> {
+pub(crate) fn request(msg: &mut [u8], fds: &[BorrowedFd<'_>]) -> Result<Started> {
     for attempt in 0..2 {
         let (gate, child_gate) = sys::socketpair().map_err(Error::io("creating the start gate"))?;
         let mut all = fds.to_vec();
-        all.push(child_gate.as_raw_fd());
+        all.push(child_gate.as_fd());
         let mut guard = FORKSERVER.lock().unwrap_or_else(|p| p.into_inner());
         if guard.is_none() {
             // Never hold the lock while waiting for the launcher thread (see launcher.rs).

@@ -17,7 +17,7 @@ use crate::sys::{self, Forked};
 use crate::wire::{self, frame};
 use std::ffi::{CString, OsString};
 use std::io::Write;
-use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStringExt;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -47,7 +47,7 @@ pub(crate) fn launch(
             let (mut msg, fds) = run_message(req, &payload, &arg_fds, result.as_ref())?;
             let (ours, theirs) = sys::socketpair().map_err(Error::io("creating the boot socket"))?;
             let started = on_stable_thread(move || exec_child(theirs))?;
-            if let Err(e) = frame::send(ours.as_fd(), &mut msg, &fds) {
+            if let Err(e) = frame::send(ours.as_fd(), &mut msg, sys::raw_fds(&fds)) {
                 let _ = sys::pidfd_send_signal(started.pidfd.as_fd(), libc::SIGKILL);
                 let _ = sys::waitid_pidfd(started.pidfd.as_fd(), true);
                 return Err(Error::invalid(format!("the spawned child died before it started: {e}")));
@@ -64,18 +64,18 @@ pub(crate) fn launch(
 }
 
 /// The boot frame for a run request: `Boot::Run`, then the arguments; descriptors are the
-/// arguments' followed by the result socket.
-fn run_message(
+/// arguments' followed by the result socket, borrowed for as long as the frame is being sent.
+fn run_message<'a>(
     req: RunRequest,
     payload: &[u8],
-    arg_fds: &[OwnedFd],
-    result: Option<&OwnedFd>,
-) -> Result<(Vec<u8>, Vec<RawFd>)> {
+    arg_fds: &'a [OwnedFd],
+    result: Option<&'a OwnedFd>,
+) -> Result<(Vec<u8>, Vec<BorrowedFd<'a>>)> {
     let mut msg = frame::start_frame();
     wire::encode(&Boot::Run(req), &mut msg)?;
     msg.extend_from_slice(payload);
-    let mut fds: Vec<RawFd> = arg_fds.iter().map(|f| f.as_raw_fd()).collect();
-    fds.extend(result.map(|r| r.as_raw_fd()));
+    let mut fds: Vec<BorrowedFd<'a>> = arg_fds.iter().map(AsFd::as_fd).collect();
+    fds.extend(result.map(AsFd::as_fd));
     Ok((msg, fds))
 }
 
@@ -174,11 +174,10 @@ pub(crate) fn exec_child(boot: OwnedFd) -> Result<Started> {
     let envp: Vec<*const libc::c_char> =
         env.iter().map(|e| e.as_ptr()).chain(std::iter::once(std::ptr::null())).collect();
     let parent = sys::getpid();
-    let boot_raw = boot.as_raw_fd();
     match sys::fork().map_err(Error::io("fork"))? {
         Forked::Child => {
             sys::die_with_parent(parent);
-            if sys::prepare_fds_for_exec(boot_raw, BOOT_FD).is_ok() {
+            if sys::prepare_fds_for_exec(boot.as_fd(), BOOT_FD).is_ok() {
                 let _ = sys::exec_self(&argv, &envp);
             }
             sys::exit_now(127)

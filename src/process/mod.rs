@@ -137,7 +137,7 @@ struct Inner {
     ident: Vec<u32>,
     name: Mutex<String>,
     daemon: Mutex<bool>,
-    method: Mutex<Option<StartMethod>>,
+    method: Option<StartMethod>,
     run: Mutex<Run>,
     pid: OnceLock<i32>,
     pidfd: OnceLock<OwnedFd>,
@@ -148,7 +148,10 @@ struct Inner {
 ///
 /// The target is a fn item or a closure that captures nothing; the arguments are a tuple of
 /// serde values (or handles of this crate: connections, queues, locks) that are encoded when the
-/// `Process` is made. A `Process` is a cheap handle: clones refer to the same child.
+/// process object is made. A `Process` is a cheap handle: clones refer to the same child.
+///
+/// [`Process::new`] makes one with the defaults; [`Process::builder`] sets its name, daemon
+/// flag or start method first (Python's `Process(target=, args=, name=, daemon=)`).
 ///
 /// ```
 /// use multiproc::Process;
@@ -157,10 +160,14 @@ struct Inner {
 ///     println!("The Square is {}", n * n);
 /// }
 ///
-/// let p = Process::new(square, (5,)).name("sq");
+/// let p = Process::new(square, (5,)); // Python's `p = Process(target=square, args=(5,))`
+/// p.set_name("sq"); // `p.name = "sq"`
 /// p.start()?;
-/// let status = p.join()?;
-/// assert_eq!(status.exitcode(), 0);
+/// assert_eq!(p.join()?.exitcode(), 0);
+///
+/// let p = Process::builder(square, (6,)).name("sq6").start()?;
+/// assert_eq!(p.name(), "sq6");
+/// assert!(p.join()?.success());
 /// # Ok::<(), multiproc::Error>(())
 /// ```
 #[derive(Clone)]
@@ -182,13 +189,46 @@ fn encode_args<A: Serialize>(args: &A) -> Result<(Vec<u8>, Vec<OwnedFd>)> {
     Ok((bytes, fds))
 }
 
-impl Process {
-    /// A process object that will run `target(args...)` (Python's `Process(target=, args=)`).
-    ///
-    /// Named `Process-N` (`Process-3:1` for the first child of `Process-3`), not daemonic, with
-    /// the process-wide start method; see [`name`](Self::name), [`daemon`](Self::daemon) and
-    /// [`start_method`](Self::start_method). Nothing runs until [`start`](Self::start).
-    pub fn new<F, A>(target: F, args: A) -> Process
+/// A [`Process`] being set up: its name, daemon flag and start method, before the process
+/// object exists (Python's `name=` and `daemon=` keywords of `Process(...)`). Made by
+/// [`Process::builder`], [`ProcessBuilder::from_run`], [`ProcessBuilder::with_context`] or
+/// [`Context::process_builder`].
+///
+/// The target and its arguments are fixed when the builder is made: the arguments are encoded
+/// then (an argument that cannot be encoded is reported by `start`), and the process takes its
+/// default name, `Process-N`, then too. [`build`](Self::build) gives the process object, not
+/// started (Python's `p = Process(...)`); [`start`](Self::start) also starts it.
+///
+/// ```
+/// use multiproc::{Process, StartMethod};
+///
+/// fn greet(who: String) {
+///     println!("hello, {who}");
+/// }
+///
+/// let p = Process::builder(greet, ("world".to_string(),))
+///     .name("greeter")
+///     .start_method(StartMethod::Spawn)
+///     .start()?;
+/// assert_eq!(p.name(), "greeter");
+/// assert!(!p.daemon());
+/// assert!(p.join()?.success());
+/// # Ok::<(), multiproc::Error>(())
+/// ```
+#[must_use = "a process builder does nothing until `build` or `start`"]
+pub struct ProcessBuilder {
+    created_in: i32,
+    ident: Vec<u32>,
+    name: String,
+    daemon: bool,
+    method: Option<StartMethod>,
+    pending: Box<Pending>,
+}
+
+impl ProcessBuilder {
+    /// A builder for a process that will run `target(args...)`; the same as
+    /// [`Process::builder`].
+    pub fn new<F, A>(target: F, args: A) -> ProcessBuilder
     where
         F: Target<A>,
         F::Output: ProcessOutput,
@@ -199,12 +239,11 @@ impl Process {
         Self::from_entry(EntryOffset::of(entries::process_entry::<F, A>), encode_args(&args))
     }
 
-    /// A process object that will run `value`'s [`run`](RunProcess::run) method in the child
-    /// (Python's `class Worker(Process)` with a `run` method): the value is encoded now and the
-    /// child calls `run` on its decoded copy, under whichever start method the process uses.
+    /// A builder for a process that will run `value`'s [`run`](RunProcess::run) method in the
+    /// child; see [`Process::from_run`].
     ///
     /// ```
-    /// use multiproc::{Process, Run, StartMethod};
+    /// use multiproc::{ProcessBuilder, Run, StartMethod};
     /// use serde::{Deserialize, Serialize};
     ///
     /// #[derive(Serialize, Deserialize)]
@@ -217,81 +256,183 @@ impl Process {
     ///     }
     /// }
     ///
-    /// let p = Process::from_run(&Exit(3)).start_method(StartMethod::Spawn).start()?;
+    /// let p = ProcessBuilder::from_run(&Exit(3)).start_method(StartMethod::Spawn).start()?;
     /// assert_eq!(p.join()?.exitcode(), 1);
     /// # Ok::<(), multiproc::Error>(())
     /// ```
-    pub fn from_run<T: RunProcess>(value: &T) -> Process {
+    pub fn from_run<T: RunProcess>(value: &T) -> ProcessBuilder {
         Self::from_entry(EntryOffset::of(entries::run_entry::<T>), encode_args(value))
     }
 
-    fn from_entry(entry: EntryOffset, args: Result<(Vec<u8>, Vec<OwnedFd>)>) -> Process {
+    /// What Python's `Process.__init__` does: counts the process, names it and fixes its place
+    /// in the process tree, and keeps the encoded arguments for `start`.
+    fn from_entry(entry: EntryOffset, args: Result<(Vec<u8>, Vec<OwnedFd>)>) -> ProcessBuilder {
         // Early, while no other thread is likely to be panicking (see the function's doc).
         child::install_panic_capture();
-        let (name, ident) = {
+        let (name, ident, daemon) = {
             let mut st = state::lock();
             st.counter += 1;
             let mut ident = st.identity.ident.clone();
             ident.push(st.counter);
             let digits: Vec<String> = ident.iter().map(u32::to_string).collect();
-            (format!("Process-{}", digits.join(":")), ident)
+            (format!("Process-{}", digits.join(":")), ident, st.identity.daemon)
         };
-        let daemon = state::lock().identity.daemon;
+        ProcessBuilder {
+            created_in: sys::getpid(),
+            ident,
+            name,
+            daemon,
+            method: None,
+            pending: Box::new(Pending { entry, args }),
+        }
+    }
+
+    /// Names the process (Python's `name=`), in place of `Process-N`.
+    pub fn name(self, name: impl Into<String>) -> Self {
+        ProcessBuilder { name: name.into(), ..self }
+    }
+
+    /// Sets the daemon flag (Python's `daemon=`): daemonic children are terminated when their
+    /// parent exits, and may not start children of their own. By default a process is daemonic
+    /// when the process making it is.
+    pub fn daemon(self, daemon: bool) -> Self {
+        ProcessBuilder { daemon, ..self }
+    }
+
+    /// Starts the process with `method` instead of the process-wide default.
+    pub fn start_method(self, method: StartMethod) -> Self {
+        ProcessBuilder { method: Some(method), ..self }
+    }
+
+    /// The process object, not yet started (Python's `p = Process(...)`); nothing runs until
+    /// [`Process::start`].
+    pub fn build(self) -> Process {
         Process {
             inner: Arc::new(Inner {
-                created_in: sys::getpid(),
-                ident,
-                name: Mutex::new(name),
-                daemon: Mutex::new(daemon),
-                method: Mutex::new(None),
-                run: Mutex::new(Run::Created(Box::new(Pending { entry, args }))),
+                created_in: self.created_in,
+                ident: self.ident,
+                name: Mutex::new(self.name),
+                daemon: Mutex::new(self.daemon),
+                method: self.method,
+                run: Mutex::new(Run::Created(self.pending)),
                 pid: OnceLock::new(),
                 pidfd: OnceLock::new(),
             }),
         }
     }
 
-    /// Sets the name (builder form of Python's `name=`).
-    pub fn name(self, name: impl Into<String>) -> Self {
-        self.set_name(name);
-        self
+    /// Builds the process object and starts it: [`build`](Self::build), then
+    /// [`Process::start`], whose errors it returns.
+    pub fn start(self) -> Result<Process> {
+        let p = self.build();
+        p.start_inner(false)?;
+        Ok(p)
+    }
+}
+
+impl fmt::Debug for ProcessBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ProcessBuilder")
+            .field("name", &self.name)
+            .field("daemon", &self.daemon)
+            .field("start_method", &self.method)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Process {
+    /// A process object that will run `target(args...)` (Python's `Process(target=, args=)`).
+    ///
+    /// Named `Process-N` (`Process-3:1` for the first child of `Process-3`), not daemonic unless
+    /// the current process is, with the process-wide start method; [`Process::builder`] sets
+    /// these first. Nothing runs until [`start`](Self::start).
+    pub fn new<F, A>(target: F, args: A) -> Process
+    where
+        F: Target<A>,
+        F::Output: ProcessOutput,
+        A: Serialize + DeserializeOwned + 'static,
+    {
+        ProcessBuilder::new(target, args).build()
     }
 
-    /// Sets the daemon flag (builder form of Python's `daemon=`): daemonic children are
-    /// terminated when their parent exits, and may not start children of their own.
-    pub fn daemon(self, daemon: bool) -> Self {
-        *lock(&self.inner.daemon) = daemon;
-        self
+    /// A [`ProcessBuilder`] for `target(args...)`: set the name, the daemon flag or the start
+    /// method, then [`build`](ProcessBuilder::build) the process object or
+    /// [`start`](ProcessBuilder::start) it.
+    ///
+    /// ```
+    /// use multiproc::{Process, StartMethod};
+    ///
+    /// fn nothing() {}
+    ///
+    /// let p = Process::builder(nothing, ()).name("idle").daemon(true).build();
+    /// assert_eq!((p.name(), p.daemon()), ("idle".to_string(), true));
+    /// p.start()?;
+    /// p.join()?;
+    ///
+    /// let q = Process::builder(nothing, ()).start_method(StartMethod::Fork).start()?;
+    /// assert!(q.join()?.success());
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn builder<F, A>(target: F, args: A) -> ProcessBuilder
+    where
+        F: Target<A>,
+        F::Output: ProcessOutput,
+        A: Serialize + DeserializeOwned + 'static,
+    {
+        ProcessBuilder::new(target, args)
     }
 
-    /// Starts this process with `method` instead of the process-wide default.
-    pub fn start_method(self, method: StartMethod) -> Self {
-        *lock(&self.inner.method) = Some(method);
-        self
+    /// A process object that will run `value`'s [`run`](RunProcess::run) method in the child
+    /// (Python's `class Worker(Process)` with a `run` method): the value is encoded now and the
+    /// child calls `run` on its decoded copy, under whichever start method the process uses.
+    /// [`ProcessBuilder::from_run`] sets the name, daemon flag or start method first.
+    ///
+    /// ```
+    /// use multiproc::{Process, Run};
+    /// use serde::{Deserialize, Serialize};
+    ///
+    /// #[derive(Serialize, Deserialize)]
+    /// struct Exit(i32);
+    ///
+    /// impl Run for Exit {
+    ///     type Output = Result<(), String>;
+    ///     fn run(&mut self) -> Result<(), String> {
+    ///         if self.0 == 0 { Ok(()) } else { Err(format!("asked to fail with {}", self.0)) }
+    ///     }
+    /// }
+    ///
+    /// let p = Process::from_run(&Exit(3));
+    /// p.start()?;
+    /// assert_eq!(p.join()?.exitcode(), 1);
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn from_run<T: RunProcess>(value: &T) -> Process {
+        ProcessBuilder::from_run(value).build()
     }
 
-    /// Renames the process (Python's `p.name = ...`).
+    /// The process's name (Python's `p.name`).
+    pub fn name(&self) -> String {
+        lock(&self.inner.name).clone()
+    }
+
+    /// Renames the process (Python's `p.name = ...`), before or after start; a started child
+    /// keeps the name it started with.
     pub fn set_name(&self, name: impl Into<String>) {
         *lock(&self.inner.name) = name.into();
     }
 
-    /// Sets the daemon flag before start (Python's `p.daemon = ...`).
+    /// Whether the process is daemonic (Python's `p.daemon`).
+    pub fn daemon(&self) -> bool {
+        *lock(&self.inner.daemon)
+    }
+
+    /// Sets the daemon flag (Python's `p.daemon = ...`); an error once the process has started.
     pub fn set_daemon(&self, daemon: bool) -> Result<()> {
         if !matches!(*lock(&self.inner.run), Run::Created(_)) {
             return Err(Error::invalid("process has already started"));
         }
         *lock(&self.inner.daemon) = daemon;
         Ok(())
-    }
-
-    /// The process's name.
-    pub fn get_name(&self) -> String {
-        lock(&self.inner.name).clone()
-    }
-
-    /// Whether the process is daemonic.
-    pub fn is_daemon(&self) -> bool {
-        *lock(&self.inner.daemon)
     }
 
     /// The process id once started (Python's `pid` and `ident`).
@@ -306,7 +447,8 @@ impl Process {
     }
 
     /// Starts the child (Python's `start()`); returns a handle to the same process, so both
-    /// `p.start()?;` and `let p = Process::new(..).start()?;` read naturally.
+    /// `p.start()?;` and `let p = Process::new(..).start()?;` read naturally (as does
+    /// [`ProcessBuilder::start`]).
     ///
     /// Errors: starting twice, starting from a daemonic process, starting a closed process, or
     /// arguments that could not be encoded.
@@ -348,12 +490,12 @@ impl Process {
         } else {
             (None, None)
         };
-        let method = lock(&self.inner.method).unwrap_or_else(get_start_method);
+        let method = self.inner.method.unwrap_or_else(get_start_method);
         let req = child::RunRequest {
             entry: pending.entry,
-            name: self.get_name(),
+            name: self.name(),
             ident: self.inner.ident.clone(),
-            daemon: self.is_daemon(),
+            daemon: self.daemon(),
             parent_pid: sys::getpid(),
             parent_name: me.name,
             start_method: method,
@@ -512,12 +654,12 @@ impl fmt::Debug for Process {
             Run::Exited(s) => format!("stopped exitcode={}", s.exitcode()),
             Run::Closed => "closed".to_string(),
         };
-        write!(f, "<Process name='{}' ", self.get_name())?;
+        write!(f, "<Process name='{}' ", self.name())?;
         if let Some(pid) = self.pid() {
             write!(f, "pid={pid} ")?;
         }
         write!(f, "{state}")?;
-        if self.is_daemon() {
+        if self.daemon() {
             write!(f, " daemon")?;
         }
         write!(f, ">")
@@ -606,7 +748,7 @@ impl<R: DeserializeOwned> JoinHandle<R> {
     /// Turns the result read and the child's exit status into the value or the error.
     fn conclude(self, received: Result<(Vec<u8>, Vec<OwnedFd>)>, status: ExitStatus) -> Result<R> {
         let child_error =
-            |failure| Error::Child(ChildError { pid: self.pid(), name: self.process.get_name(), failure });
+            |failure| Error::Child(ChildError { pid: self.pid(), name: self.process.name(), failure });
         let no_result = || match status.signal() {
             Some(sig) => child_error(ChildFailure::Signaled(sig)),
             None => child_error(ChildFailure::Exited(status.exitcode())),
@@ -646,10 +788,10 @@ where
 {
     const { target::assert_zero_sized::<F>() };
     let _ = target;
-    let p = Process::from_entry(EntryOffset::of(entries::spawn_entry::<F, A>), encode_args(&args));
-    if let Some(m) = method {
-        *lock(&p.inner.method) = Some(m);
-    }
+    let mut builder =
+        ProcessBuilder::from_entry(EntryOffset::of(entries::spawn_entry::<F, A>), encode_args(&args));
+    builder.method = method;
+    let p = builder.build();
     let result = p.start_inner(true)?.expect("a result socket was asked for");
     Ok(JoinHandle { process: p, result, _result: PhantomData })
 }
@@ -684,7 +826,29 @@ impl Context {
         F::Output: ProcessOutput,
         A: Serialize + DeserializeOwned + 'static,
     {
-        Process::new(target, args).start_method(self.method)
+        self.process_builder(target, args).build()
+    }
+
+    /// A [`ProcessBuilder`] with this context's start method (Python's
+    /// `ctx.Process(target=, args=, name=, daemon=)`).
+    ///
+    /// ```
+    /// use multiproc::{get_context, StartMethod};
+    ///
+    /// fn nothing() {}
+    ///
+    /// let ctx = get_context(Some(StartMethod::Spawn));
+    /// let p = ctx.process_builder(nothing, ()).name("spawned").start()?;
+    /// assert!(p.join()?.success());
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn process_builder<F, A>(&self, target: F, args: A) -> ProcessBuilder
+    where
+        F: Target<A>,
+        F::Output: ProcessOutput,
+        A: Serialize + DeserializeOwned + 'static,
+    {
+        ProcessBuilder::new(target, args).start_method(self.method)
     }
 
     /// [`spawn`] with this context's method.

@@ -6,7 +6,7 @@
 //! `functools.partial`, whose bound arguments are pickled with the target).
 
 use super::entries::ProcessOutput;
-use super::{spawn, Context, JoinHandle, Process};
+use super::{spawn, Context, JoinHandle, Process, ProcessBuilder};
 use crate::error::Result;
 use crate::target::{self, ContextTarget};
 use serde::de::DeserializeOwned;
@@ -89,7 +89,19 @@ impl<F, C> Partial<F, C> {
         C: Serialize + DeserializeOwned + 'static,
         A: Serialize + DeserializeOwned + 'static,
     {
-        Process::new(target::context_call::<F, C, A>, (self.ctx, args))
+        self.process_builder(args).build()
+    }
+
+    /// A [`ProcessBuilder`] for `f(&ctx, args...)`, to set the name, daemon flag or start method
+    /// first; see [`Process::builder`].
+    pub fn process_builder<A>(self, args: A) -> ProcessBuilder
+    where
+        F: ContextTarget<C, A>,
+        F::Output: ProcessOutput,
+        C: Serialize + DeserializeOwned + 'static,
+        A: Serialize + DeserializeOwned + 'static,
+    {
+        ProcessBuilder::new(target::context_call::<F, C, A>, (self.ctx, args))
     }
 
     /// Runs `f(&ctx, args...)` in a new child process, as [`spawn`](crate::spawn) does.
@@ -134,19 +146,19 @@ impl<F, C: fmt::Debug> fmt::Debug for Partial<F, C> {
 impl Process {
     /// A process object that will run `target(&ctx, args...)`: a target with state, which a
     /// capturing closure cannot be (the same as `partial(target, ctx).process(args)`, see
-    /// [`partial`]).
+    /// [`partial`]). [`ProcessBuilder::with_context`] sets the name, daemon flag or start method
+    /// first.
     ///
     /// ```
-    /// use multiproc::{Process, Queue, StartMethod};
+    /// use multiproc::{Process, Queue};
     ///
     /// fn greet(prefix: &String, name: String, out: Queue<String>) {
     ///     out.put(format!("{prefix} {name}")).unwrap();
     /// }
     ///
     /// let out = Queue::new()?;
-    /// let p = Process::with_context(greet, "hello".to_string(), ("bob".to_string(), out.clone()))
-    ///     .start_method(StartMethod::Spawn)
-    ///     .start()?;
+    /// let p = Process::with_context(greet, "hello".to_string(), ("bob".to_string(), out.clone()));
+    /// p.start()?;
     /// assert_eq!(out.get()?, "hello bob");
     /// assert!(p.join()?.success());
     /// # Ok::<(), multiproc::Error>(())
@@ -158,6 +170,36 @@ impl Process {
         C: Serialize + DeserializeOwned + 'static,
         A: Serialize + DeserializeOwned + 'static,
     {
-        partial(target, ctx).process(args)
+        ProcessBuilder::with_context(target, ctx, args).build()
+    }
+}
+
+impl ProcessBuilder {
+    /// A builder for a process that will run `target(&ctx, args...)`; see
+    /// [`Process::with_context`].
+    ///
+    /// ```
+    /// use multiproc::{ProcessBuilder, Queue, StartMethod};
+    ///
+    /// fn greet(prefix: &String, name: String, out: Queue<String>) {
+    ///     out.put(format!("{prefix} {name}")).unwrap();
+    /// }
+    ///
+    /// let out = Queue::new()?;
+    /// let p = ProcessBuilder::with_context(greet, "hello".to_string(), ("bob".to_string(), out.clone()))
+    ///     .start_method(StartMethod::Spawn)
+    ///     .start()?;
+    /// assert_eq!(out.get()?, "hello bob");
+    /// assert!(p.join()?.success());
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn with_context<F, C, A>(target: F, ctx: C, args: A) -> ProcessBuilder
+    where
+        F: ContextTarget<C, A>,
+        F::Output: ProcessOutput,
+        C: Serialize + DeserializeOwned + 'static,
+        A: Serialize + DeserializeOwned + 'static,
+    {
+        partial(target, ctx).process_builder(args)
     }
 }

@@ -134,7 +134,7 @@ pub(crate) fn active_children() -> Vec<Process> {
 /// What Python's `_exit_function` does: terminate daemonic children, then join the rest.
 pub(crate) fn finish_children() {
     let children = std::mem::take(&mut lock().children);
-    for c in children.iter().filter(|c| c.is_daemon() && c.is_alive()) {
+    for c in children.iter().filter(|c| c.daemon() && c.is_alive()) {
         let _ = c.terminate();
     }
     for c in &children {

@@ -273,12 +273,13 @@ impl PoolBuilder {
         let method = self.method.unwrap_or_else(crate::get_start_method);
         let mut locals = Vec::new();
         for i in 0..self.processes {
-            let p = Process::new(worker_process, (args.clone(),))
+            let p = Process::builder(worker_process, (args.clone(),))
                 .name(format!("RedisPoolWorker-{}", i + 1))
                 // Not daemonic: it starts its own task processes. It leaves when the pool
                 // finishes, or when this process stops refreshing the pool's liveness.
                 .daemon(false)
-                .start_method(method);
+                .start_method(method)
+                .build();
             if let Err(e) = p.start() {
                 for p in &locals {
                     stop(p);

@@ -181,9 +181,9 @@ pub(crate) fn flush_c_stdio() {
 /// In a freshly forked child about to exec: moves `keep` to `target`, marks every other
 /// descriptor from 3 up close-on-exec, and clears close-on-exec on `target`.
 /// Async-signal-safe.
-pub(crate) fn prepare_fds_for_exec(keep: RawFd, target: RawFd) -> io::Result<()> {
-    if keep != target {
-        syscall!(dup2(keep, target))?;
+pub(crate) fn prepare_fds_for_exec(keep: BorrowedFd<'_>, target: RawFd) -> io::Result<()> {
+    if keep.as_raw_fd() != target {
+        syscall!(dup2(keep.as_raw_fd(), target))?;
     }
     const CLOSE_RANGE_CLOEXEC: libc::c_uint = 1 << 2;
     // SAFETY: plain system call with integer arguments.

@@ -79,6 +79,15 @@ fn cmsg_space(nfds: usize) -> usize {
     unsafe { libc::CMSG_SPACE((nfds * std::mem::size_of::<RawFd>()) as u32) as usize }
 }
 
+/// The numbers of borrowed descriptors, as the calls that attach a list of them take it
+/// ([`send_with_fds`] and its kin), without copying: the borrow of `fds` keeps them open.
+pub(crate) fn raw_fds<'a>(fds: &'a [BorrowedFd<'_>]) -> &'a [RawFd] {
+    // SAFETY: `BorrowedFd` is `repr(transparent)` with the representation of a host file
+    // descriptor (as its documentation guarantees), so `fds` is `fds.len()` valid `RawFd`s at
+    // `fds.as_ptr()`, aligned for one; the result borrows `fds` and is only read.
+    unsafe { std::slice::from_raw_parts(fds.as_ptr().cast::<RawFd>(), fds.len()) }
+}
+
 /// Sends as much of `data` as the socket takes in one `sendmsg(2)`, with `fds` attached to
 /// its first byte. Never raises SIGPIPE: a closed peer is `EPIPE`. Retries on `EINTR`.
 pub(crate) fn send_with_fds(sock: BorrowedFd<'_>, data: &[u8], fds: &[RawFd]) -> io::Result<usize> {
