@@ -5,11 +5,12 @@
 //! Python's `threading.Condition` does. A waiter whose client disconnects leaves the queue; a
 //! holder that disconnects releases the lock.
 
-use super::lock::{acquire_deadline, acquirer_methods, AcquireGuard};
+use super::lock::{acquirer_methods, AcquireGuard};
 use super::protocol::{decode, encode_into, RemoteError, RemoteErrorKind};
 use super::proxy::BaseProxy;
-use super::registry::{deadline, Call, Reply, Served};
+use super::registry::{block_deadline, deadline, Builtin, Call, Reply, Served};
 use crate::error::Result;
+use crate::sync::lock;
 use std::collections::{HashSet, VecDeque};
 use std::marker::PhantomData;
 use std::sync::{Arc, Condvar, Mutex};
@@ -41,22 +42,17 @@ fn not_owner(what: &str) -> RemoteError {
 }
 
 methods! {
-    enum ConditionMethod {
-        Acquire = "acquire",
-        Release = "release",
-        Wait = "wait",
-        Notify = "notify",
-    }
+    enum ConditionMethod for ServedCondition as "Condition" { acquire, release, wait, notify }
 }
 
-impl Served for ServedCondition {
-    fn call(&self, Call { cx, method, args, out }: Call<'_, '_>) -> Reply {
+impl Builtin<ConditionMethod> for ServedCondition {
+    fn serve(&self, method: ConditionMethod, Call { cx, args, out, .. }: Call<'_, '_>) -> Reply {
         let me = cx.conn;
-        let st = self.state.lock().unwrap_or_else(|p| p.into_inner());
-        match ConditionMethod::parse(method, "Condition")? {
-            ConditionMethod::Acquire => {
+        let st = lock(&self.state);
+        match method {
+            ConditionMethod::acquire => {
                 let (block, timeout): (bool, Option<f64>) = decode(args)?;
-                let (mut st, ok) = cx.wait_until(&self.cv, st, acquire_deadline(block, timeout), |s| {
+                let (mut st, ok) = cx.wait_until(&self.cv, st, block_deadline(block, timeout), |s| {
                     s.owner.is_none() || s.owner == Some(me)
                 })?;
                 if ok {
@@ -65,10 +61,10 @@ impl Served for ServedCondition {
                 }
                 encode_into(&ok, out)?;
             }
-            ConditionMethod::Release => {
+            ConditionMethod::release => {
                 let mut st = st;
                 if st.owner != Some(me) {
-                    return Err(not_owner(ConditionMethod::Release.name()));
+                    return Err(not_owner(ConditionMethod::release.name()));
                 }
                 st.count -= 1;
                 if st.count == 0 {
@@ -76,7 +72,7 @@ impl Served for ServedCondition {
                     self.cv.notify_all();
                 }
             }
-            ConditionMethod::Wait => {
+            ConditionMethod::wait => {
                 let timeout: Option<f64> = decode(args)?;
                 let mut st = st;
                 if st.owner != Some(me) {
@@ -93,7 +89,7 @@ impl Served for ServedCondition {
                 let (mut st, notified) = match waited {
                     Ok(r) => r,
                     Err(e) => {
-                        let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
+                        let mut st = lock(&self.state);
                         st.waiting.retain(|t| *t != ticket);
                         st.notified.remove(&ticket);
                         return Err(e);
@@ -107,7 +103,7 @@ impl Served for ServedCondition {
                 st.count = saved;
                 encode_into(&notified, out)?;
             }
-            ConditionMethod::Notify => {
+            ConditionMethod::notify => {
                 let n: u64 = decode(args)?;
                 let mut st = st;
                 if st.owner != Some(me) {
@@ -128,7 +124,7 @@ impl Served for ServedCondition {
     }
 
     fn disconnected(&self, conn: u64) {
-        let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let mut st = lock(&self.state);
         if st.owner == Some(conn) {
             st.owner = None;
             st.count = 0;
@@ -160,12 +156,12 @@ impl ConditionProxy {
     /// Releases the lock, waits for a notification, and takes the lock again (Python's
     /// `wait()`). The caller must hold the lock.
     pub fn wait(&self) -> Result<()> {
-        self.base.call::<_, bool>(ConditionMethod::Wait.name(), &None::<f64>).map(|_| ())
+        self.base.call::<_, bool>(ConditionMethod::wait.name(), &None::<f64>).map(|_| ())
     }
 
     /// As [`wait`](Self::wait), for at most `timeout`: `false` if no notification came.
     pub fn wait_timeout(&self, timeout: Duration) -> Result<bool> {
-        self.base.call(ConditionMethod::Wait.name(), &Some(timeout.as_secs_f64()))
+        self.base.call(ConditionMethod::wait.name(), &Some(timeout.as_secs_f64()))
     }
 
     /// Waits until `predicate()` holds, re-checking after each notification, for at most
@@ -191,12 +187,12 @@ impl ConditionProxy {
 
     /// Wakes up to `n` waiters (Python's `notify(n)`). The caller must hold the lock.
     pub fn notify(&self, n: usize) -> Result<()> {
-        self.base.call(ConditionMethod::Notify.name(), &(n as u64))
+        self.base.call(ConditionMethod::notify.name(), &(n as u64))
     }
 
     /// Wakes every waiter (Python's `notify_all`).
     pub fn notify_all(&self) -> Result<()> {
-        self.base.call(ConditionMethod::Notify.name(), &u64::MAX)
+        self.base.call(ConditionMethod::notify.name(), &u64::MAX)
     }
 }
 

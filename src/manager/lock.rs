@@ -7,11 +7,12 @@
 
 use super::protocol::{decode, encode_into, RemoteError, RemoteErrorKind};
 use super::proxy::BaseProxy;
-use super::registry::{deadline, Call, Reply, Served};
+use super::registry::{block_deadline, Builtin, Call, Reply, Served};
 use crate::error::Result;
+use crate::sync::lock;
 use std::marker::PhantomData;
 use std::sync::{Arc, Condvar, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 #[derive(Default)]
 pub(crate) struct Holder {
@@ -26,15 +27,6 @@ pub(crate) struct ServedLock {
     reentrant: bool,
 }
 
-/// Deadline for Python's `acquire(blocking, timeout)`.
-pub(crate) fn acquire_deadline(block: bool, timeout: Option<f64>) -> Option<Instant> {
-    if block {
-        deadline(timeout)
-    } else {
-        Some(Instant::now())
-    }
-}
-
 impl ServedLock {
     pub(crate) fn create(reentrant: bool) -> Arc<dyn Served> {
         Arc::new(ServedLock { state: Mutex::new(Holder::default()), cv: Condvar::new(), reentrant })
@@ -42,22 +34,26 @@ impl ServedLock {
 }
 
 methods! {
-    enum LockMethod {
-        Acquire = "acquire",
-        Release = "release",
-        Locked = "locked",
-    }
+    enum LockMethod for ServedLock as "Lock" { acquire, release, locked }
 }
 
-impl Served for ServedLock {
-    fn call(&self, Call { cx, method, args, out }: Call<'_, '_>) -> Reply {
-        let st = self.state.lock().unwrap_or_else(|p| p.into_inner());
-        match LockMethod::parse(method, if self.reentrant { "RLock" } else { "Lock" })? {
-            LockMethod::Acquire => {
+impl Builtin<LockMethod> for ServedLock {
+    fn type_name(&self) -> &'static str {
+        if self.reentrant {
+            "RLock"
+        } else {
+            "Lock"
+        }
+    }
+
+    fn serve(&self, method: LockMethod, Call { cx, args, out, .. }: Call<'_, '_>) -> Reply {
+        let st = lock(&self.state);
+        match method {
+            LockMethod::acquire => {
                 let (block, timeout): (bool, Option<f64>) = decode(args)?;
                 let me = cx.conn;
                 let reentrant = self.reentrant;
-                let (mut st, ok) = cx.wait_until(&self.cv, st, acquire_deadline(block, timeout), |h| {
+                let (mut st, ok) = cx.wait_until(&self.cv, st, block_deadline(block, timeout), |h| {
                     h.owner.is_none() || (reentrant && h.owner == Some(me))
                 })?;
                 if ok {
@@ -66,7 +62,7 @@ impl Served for ServedLock {
                 }
                 encode_into(&ok, out)?;
             }
-            LockMethod::Release => {
+            LockMethod::release => {
                 let mut st = st;
                 let held_by_me = st.owner == Some(cx.conn);
                 if st.owner.is_none() || (self.reentrant && !held_by_me) {
@@ -84,13 +80,13 @@ impl Served for ServedLock {
                     self.cv.notify_all();
                 }
             }
-            LockMethod::Locked => encode_into(&st.owner.is_some(), out)?,
+            LockMethod::locked => encode_into(&st.owner.is_some(), out)?,
         }
         Ok(())
     }
 
     fn disconnected(&self, conn: u64) {
-        let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let mut st = lock(&self.state);
         if st.owner == Some(conn) {
             *st = Holder::default();
             self.cv.notify_all();
@@ -106,24 +102,24 @@ macro_rules! acquirer_methods {
         /// Acquires, waiting as long as it takes (Python's `acquire()`).
         pub fn acquire(&self) -> Result<()> {
             self.base
-                .call::<_, bool>(super::lock::LockMethod::Acquire.name(), &(true, None::<f64>))
+                .call::<_, bool>(super::lock::LockMethod::acquire.name(), &(true, None::<f64>))
                 .map(|_| ())
         }
 
         /// Acquires if that is possible now (Python's `acquire(blocking=False)`).
         pub fn try_acquire(&self) -> Result<bool> {
-            self.base.call(super::lock::LockMethod::Acquire.name(), &(false, None::<f64>))
+            self.base.call(super::lock::LockMethod::acquire.name(), &(false, None::<f64>))
         }
 
         /// Acquires, waiting at most `timeout` (Python's `acquire(timeout=t)`): `false` if it
         /// timed out.
         pub fn acquire_timeout(&self, timeout: Duration) -> Result<bool> {
-            self.base.call(super::lock::LockMethod::Acquire.name(), &(true, Some(timeout.as_secs_f64())))
+            self.base.call(super::lock::LockMethod::acquire.name(), &(true, Some(timeout.as_secs_f64())))
         }
 
         /// Releases (Python's `release()`).
         pub fn release(&self) -> Result<()> {
-            self.base.call(super::lock::LockMethod::Release.name(), &())
+            self.base.call(super::lock::LockMethod::release.name(), &())
         }
 
         /// Acquires and returns a guard that releases on drop (Python's `with lock:`).
@@ -143,7 +139,7 @@ pub struct AcquireGuard<'a> {
 
 impl Drop for AcquireGuard<'_> {
     fn drop(&mut self) {
-        let _ = self.base.call::<_, ()>(super::lock::LockMethod::Release.name(), &());
+        let _ = self.base.call::<_, ()>(super::lock::LockMethod::release.name(), &());
     }
 }
 
@@ -176,7 +172,7 @@ impl LockProxy {
 
     /// Whether some client holds the lock.
     pub fn locked(&self) -> Result<bool> {
-        self.base.call(LockMethod::Locked.name(), &())
+        self.base.call(LockMethod::locked.name(), &())
     }
 }
 

@@ -125,34 +125,49 @@ macro_rules! proxy_impls {
 
 /// The methods of a built-in object, by their Python names: one table that the server's
 /// dispatch matches exhaustively (a method added here and not served is a compile error) and
-/// that its proxy names its calls from (a misspelt method is one too). Registered user types get
-/// the same from `#[register]`.
+/// that its proxy names its calls from (a misspelt method is one too). Each variant is the
+/// method's name on the wire, written once. `for` names the object serving the table (its
+/// [`Served`](registry::Served) impl is made here, see [`registry::dispatch`]) and `as` its type
+/// in the error for an unknown method. Registered user types get the same from `#[register]`.
 macro_rules! methods {
-    ($(#[$m:meta])* enum $Name:ident { $($Variant:ident = $name:literal),+ $(,)? }) => {
+    ($(#[$m:meta])* enum $Name:ident for $Object:ident as $object:literal { $($method:ident),+ $(,)? }) => {
         $(#[$m])*
         #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+        #[allow(non_camel_case_types)]
         pub(crate) enum $Name {
-            $($Variant),+
+            $($method),+
         }
 
         impl $Name {
             /// The method's name on the wire (Python's name for it).
             pub(crate) const fn name(self) -> &'static str {
                 match self {
-                    $(Self::$Variant => $name),+
+                    $(Self::$method => stringify!($method)),+
                 }
             }
+        }
 
-            /// The method called `name`, or the error a client gets for an unknown one (`object`
-            /// names the object's type in it).
-            pub(crate) fn parse(
-                name: &str,
-                object: &str,
-            ) -> std::result::Result<Self, $crate::manager::RemoteError> {
+        impl $crate::manager::registry::Methods for $Name {
+            const OBJECT: &'static str = $object;
+
+            fn parse(name: &str) -> Option<Self> {
                 match name {
-                    $($name => Ok(Self::$Variant),)+
-                    _ => Err($crate::manager::custom::no_such_method(object, name)),
+                    $(stringify!($method) => Some(Self::$method),)+
+                    _ => None,
                 }
+            }
+        }
+
+        impl $crate::manager::registry::Served for $Object {
+            fn call(
+                &self,
+                call: $crate::manager::registry::Call<'_, '_>,
+            ) -> $crate::manager::registry::Reply {
+                $crate::manager::registry::dispatch::<$Name>(self, call)
+            }
+
+            fn disconnected(&self, conn: u64) {
+                $crate::manager::registry::Builtin::<$Name>::disconnected(self, conn)
             }
         }
     };

@@ -30,10 +30,11 @@ use super::worker::{worker_process, WorkerArgs};
 use crate::error::{Error, Result};
 use crate::pool::backend::{self, Backend, Phase, Shared, Task, TaskError, TaskErrorKind};
 use crate::process::{Process, StartMethod};
+use crate::sync::lock;
 use crate::{Executor, Pool};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// The keys of one pool.
@@ -108,10 +109,6 @@ return #ids
 
 /// Most results one read takes.
 const RESULTS_AT_ONCE: usize = 1024;
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
-}
 
 /// Options for a [`Pool`] whose workers take tasks from a Redis broker.
 ///

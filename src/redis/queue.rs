@@ -29,6 +29,7 @@
 use super::link::{block_secs, Link, DEFAULT_RECONNECT_WINDOW};
 use crate::error::{Error, Result};
 use crate::queue::TaskDoneError;
+use crate::sync::lock;
 use crate::wire;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
@@ -128,10 +129,6 @@ static PUT_S: OnceLock<::redis::Script> = OnceLock::new();
 static JQ_PUT_S: OnceLock<::redis::Script> = OnceLock::new();
 static JQ_GET_S: OnceLock<::redis::Script> = OnceLock::new();
 static JQ_DONE_S: OnceLock<::redis::Script> = OnceLock::new();
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
-}
 
 struct Keys {
     items: String,
