@@ -5,10 +5,10 @@
 //! Python's `threading.Condition` does. A waiter whose client disconnects leaves the queue; a
 //! holder that disconnects releases the lock.
 
-use super::lock::{acquirer_methods, AcquireGuard};
+use super::lock::{acquire, acquirer_methods, AcquireGuard, Holder};
 use super::protocol::{decode, encode_into, RemoteError, RemoteErrorKind};
 use super::proxy::BaseProxy;
-use super::registry::{block_deadline, deadline, Builtin, Call, Reply, Served};
+use super::registry::{deadline, Builtin, Call, Reply, Served};
 use crate::error::Result;
 use crate::sync::lock;
 use std::collections::{HashSet, VecDeque};
@@ -18,8 +18,7 @@ use std::time::{Duration, Instant};
 
 #[derive(Default)]
 struct CondState {
-    owner: Option<u64>,
-    count: u32,
+    holder: Holder,
     next_ticket: u64,
     waiting: VecDeque<u64>,
     notified: HashSet<u64>,
@@ -50,37 +49,20 @@ impl Builtin<ConditionMethod> for ServedCondition {
         let me = cx.conn;
         let st = lock(&self.state);
         match method {
-            ConditionMethod::acquire => {
-                let (block, timeout): (bool, Option<f64>) = decode(args)?;
-                let (mut st, ok) = cx.wait_until(&self.cv, st, block_deadline(block, timeout), |s| {
-                    s.owner.is_none() || s.owner == Some(me)
-                })?;
-                if ok {
-                    st.owner = Some(me);
-                    st.count += 1;
-                }
-                encode_into(&ok, out)?;
-            }
+            ConditionMethod::acquire => acquire(cx, &self.cv, st, |s| &mut s.holder, true, args, out)?,
             ConditionMethod::release => {
                 let mut st = st;
-                if st.owner != Some(me) {
-                    return Err(not_owner(ConditionMethod::release.name()));
-                }
-                st.count -= 1;
-                if st.count == 0 {
-                    st.owner = None;
+                if st.holder.release(me, true)? {
                     self.cv.notify_all();
                 }
             }
             ConditionMethod::wait => {
                 let timeout: Option<f64> = decode(args)?;
                 let mut st = st;
-                if st.owner != Some(me) {
+                if !st.holder.is_held_by(me) {
                     return Err(not_owner("wait on"));
                 }
-                let saved = st.count;
-                st.owner = None;
-                st.count = 0;
+                let held = std::mem::take(&mut st.holder);
                 let ticket = st.next_ticket;
                 st.next_ticket += 1;
                 st.waiting.push_back(ticket);
@@ -98,15 +80,14 @@ impl Builtin<ConditionMethod> for ServedCondition {
                 st.notified.remove(&ticket);
                 st.waiting.retain(|t| *t != ticket);
                 // Take the lock back before returning, as Python does, however long it takes.
-                let (mut st, _) = cx.wait_until(&self.cv, st, None::<Instant>, |s| s.owner.is_none())?;
-                st.owner = Some(me);
-                st.count = saved;
+                let (mut st, _) = cx.wait_until(&self.cv, st, None::<Instant>, |s| !s.holder.is_held())?;
+                st.holder = held;
                 encode_into(&notified, out)?;
             }
             ConditionMethod::notify => {
                 let n: u64 = decode(args)?;
                 let mut st = st;
-                if st.owner != Some(me) {
+                if !st.holder.is_held_by(me) {
                     return Err(not_owner("notify on"));
                 }
                 for _ in 0..n {
@@ -124,10 +105,7 @@ impl Builtin<ConditionMethod> for ServedCondition {
     }
 
     fn disconnected(&self, conn: u64) {
-        let mut st = lock(&self.state);
-        if st.owner == Some(conn) {
-            st.owner = None;
-            st.count = 0;
+        if lock(&self.state).holder.let_go(conn) {
             self.cv.notify_all();
         }
     }

@@ -4,7 +4,7 @@ use super::list::write_seq;
 use super::protocol::{decode, encode_into, push_varint, RemoteError};
 use super::proxy::{decode_reply, BaseProxy};
 use super::registry::{Builtin, Call, Reply, Served};
-use super::wire_bytes::{encode_one, Bytes};
+use super::wire_bytes::{encode_one, encode_pairs, Bytes};
 use crate::error::Result;
 use crate::sync::lock;
 use indexmap::IndexMap;
@@ -191,12 +191,7 @@ where
         KB: Borrow<K>,
         VB: Borrow<V>,
     {
-        let mut enc = Vec::new();
-        for (k, v) in items {
-            enc.push((encode_one(k.borrow())?, encode_one(v.borrow())?));
-        }
-        let pairs: Vec<(Bytes<'_>, Bytes<'_>)> = enc.iter().map(|(k, v)| (Bytes(k), Bytes(v))).collect();
-        self.base.call(DictMethod::update.name(), &pairs)
+        self.base.call_raw(DictMethod::update.name(), &encode_pairs::<K, V, _, _>(items)?, decode_reply)
     }
 
     /// The value of `key`, inserting `default` first if it is absent (Python's `setdefault`).

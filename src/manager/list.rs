@@ -3,7 +3,7 @@
 use super::protocol::{self, decode, encode_into, push_varint, RemoteError, RemoteErrorKind};
 use super::proxy::{decode_reply, BaseProxy};
 use super::registry::{Builtin, Call, Reply, Served};
-use super::wire_bytes::{encode_items, encode_one, Bytes};
+use super::wire_bytes::{encode_one, encode_seq, Bytes};
 use crate::error::Result;
 use crate::sync::lock;
 use serde::de::DeserializeOwned;
@@ -264,8 +264,7 @@ impl<T: Serialize + DeserializeOwned> ListProxy<T> {
         I: IntoIterator,
         I::Item: Borrow<T>,
     {
-        let (buf, bounds) = encode_items(items)?;
-        self.base.call_raw(ListMethod::extend.name(), &buf_as_seq(&buf, &bounds)?, decode_reply)
+        self.base.call_raw(ListMethod::extend.name(), &encode_seq(items)?, decode_reply)
     }
 
     /// Inserts an item before `index` (at the end if `index` is past it; Python's `insert`).
@@ -342,27 +341,14 @@ impl<T: Serialize + DeserializeOwned> ListProxy<T> {
         loop {
             let (version, mut items): (u64, Vec<T>) = self.call(ListMethod::snapshot, &())?;
             sort(&mut items);
-            let (buf, bounds) = encode_items::<T, _>(items.iter())?;
             let mut args = Vec::new();
             protocol::encode_value(&version, &mut args)?;
-            args.extend_from_slice(&buf_as_seq(&buf, &bounds)?);
+            args.extend_from_slice(&encode_seq::<T, _>(items.iter())?);
             if self.base.call_raw(ListMethod::replace_if.name(), &args, decode_reply::<bool>)? {
                 return Ok(());
             }
         }
     }
-}
-
-/// Items encoded back to back, re-encoded as a sequence of byte strings (what the server
-/// splits into items without knowing their type).
-pub(crate) fn buf_as_seq(buf: &[u8], bounds: &[usize]) -> Result<Vec<u8>> {
-    let mut out = Vec::with_capacity(buf.len() + bounds.len() * 2 + 8);
-    push_varint(&mut out, bounds.len().saturating_sub(1) as u64);
-    for w in bounds.windows(2) {
-        push_varint(&mut out, (w[1] - w[0]) as u64);
-        out.extend_from_slice(&buf[w[0]..w[1]]);
-    }
-    Ok(out)
 }
 
 proxy_impls!(ListProxy<T>, "ListProxy", "list");

@@ -7,17 +7,82 @@
 
 use super::protocol::{decode, encode_into, RemoteError, RemoteErrorKind};
 use super::proxy::BaseProxy;
-use super::registry::{block_deadline, Builtin, Call, Reply, Served};
+use super::registry::{block_deadline, Builtin, Call, CallCx, Reply, Served};
 use crate::error::Result;
 use crate::sync::lock;
 use std::marker::PhantomData;
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::Duration;
 
+/// Which connection holds a lock, and how many times over (only a reentrant lock is taken
+/// again by its holder). A condition's lock is one too.
 #[derive(Default)]
 pub(crate) struct Holder {
-    pub(crate) owner: Option<u64>,
-    pub(crate) count: u32,
+    owner: Option<u64>,
+    count: u32,
+}
+
+impl Holder {
+    /// Whether some connection holds the lock.
+    pub(crate) fn is_held(&self) -> bool {
+        self.owner.is_some()
+    }
+
+    /// Whether connection `conn` holds the lock.
+    pub(crate) fn is_held_by(&self, conn: u64) -> bool {
+        self.owner == Some(conn)
+    }
+
+    /// Python's `release()` by connection `conn`: a `Runtime` error unless it holds the lock
+    /// (a plain lock: unless anyone does). Whether the lock is free now.
+    pub(crate) fn release(&mut self, conn: u64, reentrant: bool) -> std::result::Result<bool, RemoteError> {
+        if !self.is_held() || (reentrant && !self.is_held_by(conn)) {
+            let msg = if reentrant { "cannot release un-acquired lock" } else { "release unlocked lock" };
+            return Err(RemoteError::new(RemoteErrorKind::Runtime, msg));
+        }
+        self.count -= 1;
+        let free = self.count == 0 || !reentrant;
+        if free {
+            *self = Holder::default();
+        }
+        Ok(free)
+    }
+
+    /// Lets the lock go if connection `conn` holds it (the connection closed): whether it did.
+    pub(crate) fn let_go(&mut self, conn: u64) -> bool {
+        let held = self.is_held_by(conn);
+        if held {
+            *self = Holder::default();
+        }
+        held
+    }
+}
+
+/// Python's `acquire(blocking, timeout)` (the encoded `args`) by the calling connection, of the
+/// lock `holder` finds in the state behind `state`: waits on `cv` until the lock is free (or,
+/// when `reentrant`, already the caller's), takes it, and encodes whether it did.
+pub(crate) fn acquire<S>(
+    cx: &CallCx<'_>,
+    cv: &Condvar,
+    state: MutexGuard<'_, S>,
+    holder: impl Fn(&mut S) -> &mut Holder,
+    reentrant: bool,
+    args: &[u8],
+    out: &mut Vec<u8>,
+) -> Reply {
+    let (block, timeout): (bool, Option<f64>) = decode(args)?;
+    let me = cx.conn;
+    let free = |s: &mut S| {
+        let h = holder(s);
+        !h.is_held() || (reentrant && h.is_held_by(me))
+    };
+    let (mut state, ok) = cx.wait_until(cv, state, block_deadline(block, timeout), free)?;
+    if ok {
+        let h = holder(&mut state);
+        h.owner = Some(me);
+        h.count += 1;
+    }
+    encode_into(&ok, out)
 }
 
 /// The server side of a lock (reentrant or not).
@@ -49,46 +114,20 @@ impl Builtin<LockMethod> for ServedLock {
     fn serve(&self, method: LockMethod, Call { cx, args, out, .. }: Call<'_, '_>) -> Reply {
         let st = lock(&self.state);
         match method {
-            LockMethod::acquire => {
-                let (block, timeout): (bool, Option<f64>) = decode(args)?;
-                let me = cx.conn;
-                let reentrant = self.reentrant;
-                let (mut st, ok) = cx.wait_until(&self.cv, st, block_deadline(block, timeout), |h| {
-                    h.owner.is_none() || (reentrant && h.owner == Some(me))
-                })?;
-                if ok {
-                    st.owner = Some(me);
-                    st.count += 1;
-                }
-                encode_into(&ok, out)?;
-            }
+            LockMethod::acquire => acquire(cx, &self.cv, st, |h| h, self.reentrant, args, out)?,
             LockMethod::release => {
                 let mut st = st;
-                let held_by_me = st.owner == Some(cx.conn);
-                if st.owner.is_none() || (self.reentrant && !held_by_me) {
-                    let msg = if self.reentrant {
-                        "cannot release un-acquired lock"
-                    } else {
-                        "release unlocked lock"
-                    };
-                    return Err(RemoteError::new(RemoteErrorKind::Runtime, msg));
-                }
-                st.count -= 1;
-                if st.count == 0 || !self.reentrant {
-                    st.owner = None;
-                    st.count = 0;
+                if st.release(cx.conn, self.reentrant)? {
                     self.cv.notify_all();
                 }
             }
-            LockMethod::locked => encode_into(&st.owner.is_some(), out)?,
+            LockMethod::locked => encode_into(&st.is_held(), out)?,
         }
         Ok(())
     }
 
     fn disconnected(&self, conn: u64) {
-        let mut st = lock(&self.state);
-        if st.owner == Some(conn) {
-            *st = Holder::default();
+        if lock(&self.state).let_go(conn) {
             self.cv.notify_all();
         }
     }
@@ -201,3 +240,33 @@ impl RLockProxy {
 }
 
 proxy_impls!(RLockProxy, "AcquirerProxy", "RLock");
+
+#[cfg(test)]
+mod tests {
+    use super::Holder;
+
+    fn held(owner: u64, count: u32) -> Holder {
+        Holder { owner: Some(owner), count }
+    }
+
+    #[test]
+    fn a_reentrant_holder_is_free_after_as_many_releases_and_only_its_own() {
+        let mut h = held(1, 2);
+        assert_eq!(h.release(2, true).unwrap_err().message(), "cannot release un-acquired lock");
+        assert_eq!(h.release(1, true), Ok(false));
+        assert!(h.is_held_by(1));
+        assert_eq!(h.release(1, true), Ok(true));
+        assert!(!h.is_held());
+        assert!(h.release(1, true).is_err());
+    }
+
+    #[test]
+    fn a_plain_lock_is_released_by_anyone_once_and_let_go_only_by_its_holder() {
+        let mut h = held(1, 1);
+        assert_eq!(h.release(2, false), Ok(true));
+        assert_eq!(h.release(2, false).unwrap_err().message(), "release unlocked lock");
+        let mut h = held(1, 3);
+        assert!(!h.let_go(2) && h.is_held_by(1));
+        assert!(h.let_go(1) && !h.is_held());
+    }
+}

@@ -219,7 +219,7 @@ use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
-use wire_bytes::{encode_items, encode_one, Bytes};
+use wire_bytes::{encode_one, encode_pairs, encode_seq, Bytes};
 
 /// How long [`Manager::start`] waits for the server to report that it listens.
 const START_TIMEOUT: Duration = Duration::from_secs(60);
@@ -478,8 +478,7 @@ impl Manager {
         &self,
         items: impl IntoIterator<Item = T>,
     ) -> Result<ListProxy<T>> {
-        let (buf, bounds) = encode_items::<T, _>(items)?;
-        self.create("list", &list::buf_as_seq(&buf, &bounds)?)
+        self.create("list", &encode_seq::<T, _>(items)?)
     }
 
     /// An empty shared dictionary (Python's `manager.dict()`).
@@ -502,12 +501,7 @@ impl Manager {
         KB: Borrow<K>,
         VB: Borrow<V>,
     {
-        let mut enc = Vec::new();
-        for (k, v) in items {
-            enc.push((encode_one(k.borrow())?, encode_one(v.borrow())?));
-        }
-        let pairs: Vec<(Bytes<'_>, Bytes<'_>)> = enc.iter().map(|(k, v)| (Bytes(k), Bytes(v))).collect();
-        self.create("dict", &encode_one(&pairs)?)
+        self.create("dict", &encode_pairs::<K, V, _, _>(items)?)
     }
 
     /// An empty shared namespace (Python's `manager.Namespace()`).
@@ -525,8 +519,7 @@ impl Manager {
         &self,
         items: impl IntoIterator<Item = T>,
     ) -> Result<ArrayProxy<T>> {
-        let (buf, bounds) = encode_items::<T, _>(items)?;
-        self.create("Array", &list::buf_as_seq(&buf, &bounds)?)
+        self.create("Array", &encode_seq::<T, _>(items)?)
     }
 
     /// A shared FIFO queue holding at most `maxsize` items, `0` for no limit (Python's
