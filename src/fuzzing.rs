@@ -3,24 +3,31 @@
 
 use crate::sys;
 use crate::wire::frame;
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, OwnedFd};
 
-/// Feeds `input` to the frame reader as if a peer had written it, reading frames (with a cap of
-/// `max` bytes) until end-of-file or an error. Returns how many frames were read whole.
-pub fn read_frames(input: &[u8], max: usize) -> usize {
-    let (a, b) = sys::socketpair().expect("socketpair");
-    // Inputs are small (the fuzzer's max_len); a socket buffer holds them, so one thread does.
+/// A connected socket pair, ours and the peer's, with `input` sent by the peer (as much of it as
+/// goes: inputs are small, the fuzzer's max_len, and a socket buffer holds them, so one thread
+/// does).
+fn sent_by_peer(input: &[u8]) -> (OwnedFd, OwnedFd) {
+    let (ours, peer) = sys::socketpair().expect("socketpair");
     let mut sent = 0;
     while sent < input.len() {
-        match sys::send_with_fds(a.as_fd(), &input[sent..], &[]) {
+        match sys::send_with_fds(peer.as_fd(), &input[sent..], &[]) {
             Ok(n) => sent += n,
             Err(_) => break,
         }
     }
-    drop(a);
+    (ours, peer)
+}
+
+/// Feeds `input` to the frame reader as if a peer had written it, reading frames (with a cap of
+/// `max` bytes) until end-of-file or an error. Returns how many frames were read whole.
+pub fn read_frames(input: &[u8], max: usize) -> usize {
+    let (ours, peer) = sent_by_peer(input);
+    drop(peer);
     let mut frames = 0;
     let mut reader = frame::Reader::new();
-    while reader.recv(b.as_fd(), max).is_ok() {
+    while reader.recv(ours.as_fd(), max).is_ok() {
         frames += 1;
     }
     frames
@@ -43,14 +50,7 @@ pub use crate::manager::fuzzing::{frame_decoder, manager_request};
 /// Returns whether the handshake passed (it never should without the key).
 pub fn auth_handshake(input: &[u8]) -> bool {
     let Some((&role, peer_bytes)) = input.split_first() else { return false };
-    let (ours, peer) = sys::socketpair().expect("socketpair");
-    let mut sent = 0;
-    while sent < peer_bytes.len() {
-        match sys::send_with_fds(peer.as_fd(), &peer_bytes[sent..], &[]) {
-            Ok(n) => sent += n,
-            Err(_) => break,
-        }
-    }
+    let (ours, peer) = sent_by_peer(peer_bytes);
     sys::shutdown_write(peer.as_fd()).expect("shutdown");
     let key = b"fuzzing key";
     let r = if role % 2 == 0 {
@@ -126,4 +126,32 @@ fn exercise_queue(q: &crate::Queue<u32>) -> usize {
     let _ = q.get_nowait();
     let _ = q.fuzz_try_write(&[1, 2, 3, 4]);
     n
+}
+
+#[cfg(test)]
+mod tests {
+    /// A frame as a peer writes it: length and descriptor count (little-endian), then the bytes.
+    fn frame(payload: &[u8]) -> Vec<u8> {
+        let mut f = (payload.len() as u32).to_le_bytes().to_vec();
+        f.extend_from_slice(&0u32.to_le_bytes());
+        f.extend_from_slice(payload);
+        f
+    }
+
+    #[test]
+    fn the_frame_entry_counts_the_whole_frames_a_peer_sent() {
+        let mut input = [frame(b"ab"), frame(b"c")].concat();
+        assert_eq!(super::read_frames(&input, 1024), 2);
+        input.extend_from_slice(&frame(b"cut short")[..10]);
+        assert_eq!(super::read_frames(&input, 1024), 2);
+        assert_eq!(super::read_frames(&frame(&[0; 100]), 10), 0);
+    }
+
+    #[test]
+    fn the_handshake_entry_never_passes_without_the_key() {
+        for role in [0u8, 1] {
+            assert!(!super::auth_handshake(&[role, 1, 2, 3]));
+        }
+        assert!(!super::auth_handshake(&[]));
+    }
 }

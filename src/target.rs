@@ -60,19 +60,27 @@ macro_rules! impl_target {
     };
 }
 
-impl_target!();
-impl_target!(A1 a1);
-impl_target!(A1 a1, A2 a2);
-impl_target!(A1 a1, A2 a2, A3 a3);
-impl_target!(A1 a1, A2 a2, A3 a3, A4 a4);
-impl_target!(A1 a1, A2 a2, A3 a3, A4 a4, A5 a5);
-impl_target!(A1 a1, A2 a2, A3 a3, A4 a4, A5 a5, A6 a6);
-impl_target!(A1 a1, A2 a2, A3 a3, A4 a4, A5 a5, A6 a6, A7 a7);
-impl_target!(A1 a1, A2 a2, A3 a3, A4 a4, A5 a5, A6 a6, A7 a7, A8 a8);
-impl_target!(A1 a1, A2 a2, A3 a3, A4 a4, A5 a5, A6 a6, A7 a7, A8 a8, A9 a9);
-impl_target!(A1 a1, A2 a2, A3 a3, A4 a4, A5 a5, A6 a6, A7 a7, A8 a8, A9 a9, A10 a10);
-impl_target!(A1 a1, A2 a2, A3 a3, A4 a4, A5 a5, A6 a6, A7 a7, A8 a8, A9 a9, A10 a10, A11 a11);
-impl_target!(A1 a1, A2 a2, A3 a3, A4 a4, A5 a5, A6 a6, A7 a7, A8 a8, A9 a9, A10 a10, A11 a11, A12 a12);
+/// Invokes `$impl!` once for each arity from 0 to 12, with as many `A1 a1, ...` type and
+/// argument names: the arities [`Target`] and [`ContextTarget`] are implemented for.
+macro_rules! for_each_arity {
+    ($impl:ident) => {
+        $impl!();
+        $impl!(A1 a1);
+        $impl!(A1 a1, A2 a2);
+        $impl!(A1 a1, A2 a2, A3 a3);
+        $impl!(A1 a1, A2 a2, A3 a3, A4 a4);
+        $impl!(A1 a1, A2 a2, A3 a3, A4 a4, A5 a5);
+        $impl!(A1 a1, A2 a2, A3 a3, A4 a4, A5 a5, A6 a6);
+        $impl!(A1 a1, A2 a2, A3 a3, A4 a4, A5 a5, A6 a6, A7 a7);
+        $impl!(A1 a1, A2 a2, A3 a3, A4 a4, A5 a5, A6 a6, A7 a7, A8 a8);
+        $impl!(A1 a1, A2 a2, A3 a3, A4 a4, A5 a5, A6 a6, A7 a7, A8 a8, A9 a9);
+        $impl!(A1 a1, A2 a2, A3 a3, A4 a4, A5 a5, A6 a6, A7 a7, A8 a8, A9 a9, A10 a10);
+        $impl!(A1 a1, A2 a2, A3 a3, A4 a4, A5 a5, A6 a6, A7 a7, A8 a8, A9 a9, A10 a10, A11 a11);
+        $impl!(A1 a1, A2 a2, A3 a3, A4 a4, A5 a5, A6 a6, A7 a7, A8 a8, A9 a9, A10 a10, A11 a11, A12 a12);
+    };
+}
+
+for_each_arity!(impl_target);
 
 /// What an entry gets in the child: the encoded arguments, their descriptors, and the socket to
 /// send the result on (for [`spawn`](crate::spawn)).
@@ -264,19 +272,7 @@ macro_rules! impl_context_target {
     };
 }
 
-impl_context_target!();
-impl_context_target!(A1 a1);
-impl_context_target!(A1 a1, A2 a2);
-impl_context_target!(A1 a1, A2 a2, A3 a3);
-impl_context_target!(A1 a1, A2 a2, A3 a3, A4 a4);
-impl_context_target!(A1 a1, A2 a2, A3 a3, A4 a4, A5 a5);
-impl_context_target!(A1 a1, A2 a2, A3 a3, A4 a4, A5 a5, A6 a6);
-impl_context_target!(A1 a1, A2 a2, A3 a3, A4 a4, A5 a5, A6 a6, A7 a7);
-impl_context_target!(A1 a1, A2 a2, A3 a3, A4 a4, A5 a5, A6 a6, A7 a7, A8 a8);
-impl_context_target!(A1 a1, A2 a2, A3 a3, A4 a4, A5 a5, A6 a6, A7 a7, A8 a8, A9 a9);
-impl_context_target!(A1 a1, A2 a2, A3 a3, A4 a4, A5 a5, A6 a6, A7 a7, A8 a8, A9 a9, A10 a10);
-impl_context_target!(A1 a1, A2 a2, A3 a3, A4 a4, A5 a5, A6 a6, A7 a7, A8 a8, A9 a9, A10 a10, A11 a11);
-impl_context_target!(A1 a1, A2 a2, A3 a3, A4 a4, A5 a5, A6 a6, A7 a7, A8 a8, A9 a9, A10 a10, A11 a11, A12 a12);
+for_each_arity!(impl_context_target);
 
 /// The zero-sized target that runs the context target `F` on a decoded `(ctx, args)` pair: a fn
 /// item, so the usual entries find it by offset.

@@ -6,8 +6,9 @@
 
 use super::protocol::{decode, encode_into, RemoteError, RemoteErrorKind};
 use super::proxy::BaseProxy;
-use super::registry::{deadline, Call, Reply, Served};
+use super::registry::{deadline, Builtin, Call, Reply, Served};
 use crate::error::Result;
+use crate::sync::lock;
 use std::marker::PhantomData;
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
@@ -46,21 +47,14 @@ fn broken() -> RemoteError {
 }
 
 methods! {
-    enum BarrierMethod {
-        Wait = "wait",
-        Reset = "reset",
-        Abort = "abort",
-        Parties = "parties",
-        NWaiting = "n_waiting",
-        Broken = "broken",
-    }
+    enum BarrierMethod for ServedBarrier as "Barrier" { wait, reset, abort, parties, n_waiting, broken }
 }
 
-impl Served for ServedBarrier {
-    fn call(&self, Call { cx, method, args, out }: Call<'_, '_>) -> Reply {
-        let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
-        match BarrierMethod::parse(method, "Barrier")? {
-            BarrierMethod::Wait => {
+impl Builtin<BarrierMethod> for ServedBarrier {
+    fn serve(&self, method: BarrierMethod, Call { cx, args, out, .. }: Call<'_, '_>) -> Reply {
+        let mut st = lock(&self.state);
+        match method {
+            BarrierMethod::wait => {
                 let timeout: Option<f64> = decode(args)?;
                 if st.broken {
                     return Err(broken());
@@ -81,7 +75,7 @@ impl Served for ServedBarrier {
                     Ok(r) => r,
                     Err(e) => {
                         // The client left: nobody can complete this round.
-                        let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
+                        let mut st = lock(&self.state);
                         if st.generation == round {
                             st.broken = true;
                             st.count = st.count.saturating_sub(1);
@@ -102,7 +96,7 @@ impl Served for ServedBarrier {
                 }
                 return Err(broken());
             }
-            BarrierMethod::Reset => {
+            BarrierMethod::reset => {
                 if st.count > 0 {
                     let round = st.generation;
                     st.reset_rounds.push(round);
@@ -115,13 +109,13 @@ impl Served for ServedBarrier {
                 st.broken = false;
                 self.cv.notify_all();
             }
-            BarrierMethod::Abort => {
+            BarrierMethod::abort => {
                 st.broken = true;
                 self.cv.notify_all();
             }
-            BarrierMethod::Parties => encode_into(&self.parties, out)?,
-            BarrierMethod::NWaiting => encode_into(&st.count, out)?,
-            BarrierMethod::Broken => encode_into(&st.broken, out)?,
+            BarrierMethod::parties => encode_into(&self.parties, out)?,
+            BarrierMethod::n_waiting => encode_into(&st.count, out)?,
+            BarrierMethod::broken => encode_into(&st.broken, out)?,
         }
         Ok(())
     }
@@ -147,39 +141,39 @@ impl BarrierProxy {
     /// Waits until all parties have called `wait` (Python's `wait()`); returns this caller's
     /// arrival index, `0..parties`. A `BrokenBarrier` error if the barrier is or becomes broken.
     pub fn wait(&self) -> Result<usize> {
-        self.base.call::<_, u64>(BarrierMethod::Wait.name(), &None::<f64>).map(|i| i as usize)
+        self.base.call::<_, u64>(BarrierMethod::wait.name(), &None::<f64>).map(|i| i as usize)
     }
 
     /// As [`wait`](Self::wait), breaking the barrier if the others do not come within
     /// `timeout`.
     pub fn wait_timeout(&self, timeout: Duration) -> Result<usize> {
-        self.base.call::<_, u64>(BarrierMethod::Wait.name(), &Some(timeout.as_secs_f64())).map(|i| i as usize)
+        self.base.call::<_, u64>(BarrierMethod::wait.name(), &Some(timeout.as_secs_f64())).map(|i| i as usize)
     }
 
     /// Returns the barrier to its empty, unbroken state; current waiters get `BrokenBarrier`
     /// (Python's `reset`).
     pub fn reset(&self) -> Result<()> {
-        self.base.call(BarrierMethod::Reset.name(), &())
+        self.base.call(BarrierMethod::reset.name(), &())
     }
 
     /// Breaks the barrier (Python's `abort`).
     pub fn abort(&self) -> Result<()> {
-        self.base.call(BarrierMethod::Abort.name(), &())
+        self.base.call(BarrierMethod::abort.name(), &())
     }
 
     /// The number of parties (Python's `parties`).
     pub fn parties(&self) -> Result<usize> {
-        self.base.call::<_, u64>(BarrierMethod::Parties.name(), &()).map(|n| n as usize)
+        self.base.call::<_, u64>(BarrierMethod::parties.name(), &()).map(|n| n as usize)
     }
 
     /// How many clients wait now (Python's `n_waiting`).
     pub fn n_waiting(&self) -> Result<usize> {
-        self.base.call::<_, u64>(BarrierMethod::NWaiting.name(), &()).map(|n| n as usize)
+        self.base.call::<_, u64>(BarrierMethod::n_waiting.name(), &()).map(|n| n as usize)
     }
 
     /// Whether the barrier is broken (Python's `broken`).
     pub fn broken(&self) -> Result<bool> {
-        self.base.call(BarrierMethod::Broken.name(), &())
+        self.base.call(BarrierMethod::broken.name(), &())
     }
 }
 

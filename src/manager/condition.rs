@@ -5,11 +5,12 @@
 //! Python's `threading.Condition` does. A waiter whose client disconnects leaves the queue; a
 //! holder that disconnects releases the lock.
 
-use super::lock::{acquire_deadline, acquirer_methods, AcquireGuard};
+use super::lock::{acquire, acquirer_methods, AcquireGuard, Holder};
 use super::protocol::{decode, encode_into, RemoteError, RemoteErrorKind};
 use super::proxy::BaseProxy;
-use super::registry::{deadline, Call, Reply, Served};
+use super::registry::{deadline, Builtin, Call, Reply, Served};
 use crate::error::Result;
+use crate::sync::lock;
 use std::collections::{HashSet, VecDeque};
 use std::marker::PhantomData;
 use std::sync::{Arc, Condvar, Mutex};
@@ -17,8 +18,7 @@ use std::time::{Duration, Instant};
 
 #[derive(Default)]
 struct CondState {
-    owner: Option<u64>,
-    count: u32,
+    holder: Holder,
     next_ticket: u64,
     waiting: VecDeque<u64>,
     notified: HashSet<u64>,
@@ -41,50 +41,28 @@ fn not_owner(what: &str) -> RemoteError {
 }
 
 methods! {
-    enum ConditionMethod {
-        Acquire = "acquire",
-        Release = "release",
-        Wait = "wait",
-        Notify = "notify",
-    }
+    enum ConditionMethod for ServedCondition as "Condition" { acquire, release, wait, notify }
 }
 
-impl Served for ServedCondition {
-    fn call(&self, Call { cx, method, args, out }: Call<'_, '_>) -> Reply {
+impl Builtin<ConditionMethod> for ServedCondition {
+    fn serve(&self, method: ConditionMethod, Call { cx, args, out, .. }: Call<'_, '_>) -> Reply {
         let me = cx.conn;
-        let st = self.state.lock().unwrap_or_else(|p| p.into_inner());
-        match ConditionMethod::parse(method, "Condition")? {
-            ConditionMethod::Acquire => {
-                let (block, timeout): (bool, Option<f64>) = decode(args)?;
-                let (mut st, ok) = cx.wait_until(&self.cv, st, acquire_deadline(block, timeout), |s| {
-                    s.owner.is_none() || s.owner == Some(me)
-                })?;
-                if ok {
-                    st.owner = Some(me);
-                    st.count += 1;
-                }
-                encode_into(&ok, out)?;
-            }
-            ConditionMethod::Release => {
+        let st = lock(&self.state);
+        match method {
+            ConditionMethod::acquire => acquire(cx, &self.cv, st, |s| &mut s.holder, true, args, out)?,
+            ConditionMethod::release => {
                 let mut st = st;
-                if st.owner != Some(me) {
-                    return Err(not_owner(ConditionMethod::Release.name()));
-                }
-                st.count -= 1;
-                if st.count == 0 {
-                    st.owner = None;
+                if st.holder.release(me, true)? {
                     self.cv.notify_all();
                 }
             }
-            ConditionMethod::Wait => {
+            ConditionMethod::wait => {
                 let timeout: Option<f64> = decode(args)?;
                 let mut st = st;
-                if st.owner != Some(me) {
+                if !st.holder.is_held_by(me) {
                     return Err(not_owner("wait on"));
                 }
-                let saved = st.count;
-                st.owner = None;
-                st.count = 0;
+                let held = std::mem::take(&mut st.holder);
                 let ticket = st.next_ticket;
                 st.next_ticket += 1;
                 st.waiting.push_back(ticket);
@@ -93,7 +71,7 @@ impl Served for ServedCondition {
                 let (mut st, notified) = match waited {
                     Ok(r) => r,
                     Err(e) => {
-                        let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
+                        let mut st = lock(&self.state);
                         st.waiting.retain(|t| *t != ticket);
                         st.notified.remove(&ticket);
                         return Err(e);
@@ -102,15 +80,14 @@ impl Served for ServedCondition {
                 st.notified.remove(&ticket);
                 st.waiting.retain(|t| *t != ticket);
                 // Take the lock back before returning, as Python does, however long it takes.
-                let (mut st, _) = cx.wait_until(&self.cv, st, None::<Instant>, |s| s.owner.is_none())?;
-                st.owner = Some(me);
-                st.count = saved;
+                let (mut st, _) = cx.wait_until(&self.cv, st, None::<Instant>, |s| !s.holder.is_held())?;
+                st.holder = held;
                 encode_into(&notified, out)?;
             }
-            ConditionMethod::Notify => {
+            ConditionMethod::notify => {
                 let n: u64 = decode(args)?;
                 let mut st = st;
-                if st.owner != Some(me) {
+                if !st.holder.is_held_by(me) {
                     return Err(not_owner("notify on"));
                 }
                 for _ in 0..n {
@@ -128,10 +105,7 @@ impl Served for ServedCondition {
     }
 
     fn disconnected(&self, conn: u64) {
-        let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
-        if st.owner == Some(conn) {
-            st.owner = None;
-            st.count = 0;
+        if lock(&self.state).holder.let_go(conn) {
             self.cv.notify_all();
         }
     }
@@ -160,12 +134,12 @@ impl ConditionProxy {
     /// Releases the lock, waits for a notification, and takes the lock again (Python's
     /// `wait()`). The caller must hold the lock.
     pub fn wait(&self) -> Result<()> {
-        self.base.call::<_, bool>(ConditionMethod::Wait.name(), &None::<f64>).map(|_| ())
+        self.base.call::<_, bool>(ConditionMethod::wait.name(), &None::<f64>).map(|_| ())
     }
 
     /// As [`wait`](Self::wait), for at most `timeout`: `false` if no notification came.
     pub fn wait_timeout(&self, timeout: Duration) -> Result<bool> {
-        self.base.call(ConditionMethod::Wait.name(), &Some(timeout.as_secs_f64()))
+        self.base.call(ConditionMethod::wait.name(), &Some(timeout.as_secs_f64()))
     }
 
     /// Waits until `predicate()` holds, re-checking after each notification, for at most
@@ -191,12 +165,12 @@ impl ConditionProxy {
 
     /// Wakes up to `n` waiters (Python's `notify(n)`). The caller must hold the lock.
     pub fn notify(&self, n: usize) -> Result<()> {
-        self.base.call(ConditionMethod::Notify.name(), &(n as u64))
+        self.base.call(ConditionMethod::notify.name(), &(n as u64))
     }
 
     /// Wakes every waiter (Python's `notify_all`).
     pub fn notify_all(&self) -> Result<()> {
-        self.base.call(ConditionMethod::Notify.name(), &u64::MAX)
+        self.base.call(ConditionMethod::notify.name(), &u64::MAX)
     }
 }
 

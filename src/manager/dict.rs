@@ -3,9 +3,10 @@
 use super::list::write_seq;
 use super::protocol::{decode, encode_into, push_varint, RemoteError};
 use super::proxy::{decode_reply, BaseProxy};
-use super::registry::{Call, Reply, Served};
-use super::wire_bytes::{encode_one, Bytes};
+use super::registry::{Builtin, Call, Reply, Served};
+use super::wire_bytes::{encode_one, encode_pairs, Bytes};
 use crate::error::Result;
+use crate::sync::lock;
 use indexmap::IndexMap;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -41,59 +42,48 @@ impl ServedDict {
 }
 
 methods! {
-    enum DictMethod {
-        Get = "get",
-        Insert = "insert",
-        Remove = "remove",
-        Contains = "contains",
-        Len = "len",
-        Keys = "keys",
-        Values = "values",
-        Items = "items",
-        Update = "update",
-        Setdefault = "setdefault",
-        Popitem = "popitem",
-        Clear = "clear",
+    enum DictMethod for ServedDict as "dict" {
+        get, insert, remove, contains, len, keys, values, items, update, setdefault, popitem, clear,
     }
 }
 
-impl Served for ServedDict {
-    fn call(&self, Call { cx: _, method, args, out }: Call<'_, '_>) -> Reply {
-        let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
-        match DictMethod::parse(method, "dict")? {
-            DictMethod::Get => put_option(out, map.get(args).map(|v| &**v)),
-            DictMethod::Insert => {
+impl Builtin<DictMethod> for ServedDict {
+    fn serve(&self, method: DictMethod, Call { args, out, .. }: Call<'_, '_>) -> Reply {
+        let mut map = lock(&self.map);
+        match method {
+            DictMethod::get => put_option(out, map.get(args).map(|v| &**v)),
+            DictMethod::insert => {
                 let (k, v): (&[u8], &[u8]) = decode(args)?;
                 let old = map.insert(k.into(), v.into());
                 put_option(out, old.as_deref());
             }
-            DictMethod::Remove => {
+            DictMethod::remove => {
                 let old = map.shift_remove(args);
                 put_option(out, old.as_deref());
             }
-            DictMethod::Contains => encode_into(&map.contains_key(args), out)?,
-            DictMethod::Len => encode_into(&(map.len() as u64), out)?,
-            DictMethod::Keys => write_seq(out, map.keys().map(|k| &**k)),
-            DictMethod::Values => write_seq(out, map.values().map(|v| &**v)),
-            DictMethod::Items => {
+            DictMethod::contains => encode_into(&map.contains_key(args), out)?,
+            DictMethod::len => encode_into(&(map.len() as u64), out)?,
+            DictMethod::keys => write_seq(out, map.keys().map(|k| &**k)),
+            DictMethod::values => write_seq(out, map.values().map(|v| &**v)),
+            DictMethod::items => {
                 push_varint(out, map.len() as u64);
                 for (k, v) in map.iter() {
                     out.extend_from_slice(k);
                     out.extend_from_slice(v);
                 }
             }
-            DictMethod::Update => {
+            DictMethod::update => {
                 let items: Vec<(&[u8], &[u8])> = decode(args)?;
                 for (k, v) in items {
                     map.insert(k.into(), v.into());
                 }
             }
-            DictMethod::Setdefault => {
+            DictMethod::setdefault => {
                 let (k, v): (&[u8], &[u8]) = decode(args)?;
                 let v = map.entry(k.into()).or_insert_with(|| v.into());
                 out.extend_from_slice(v);
             }
-            DictMethod::Popitem => match map.pop() {
+            DictMethod::popitem => match map.pop() {
                 None => out.push(0),
                 Some((k, v)) => {
                     out.push(1);
@@ -101,7 +91,7 @@ impl Served for ServedDict {
                     out.extend_from_slice(&v);
                 }
             },
-            DictMethod::Clear => map.clear(),
+            DictMethod::clear => map.clear(),
         }
         Ok(())
     }
@@ -146,31 +136,31 @@ where
     /// The value of `key`, if present (Python's `d.get(key)`).
     #[doc(alias = "__getitem__")]
     pub fn get(&self, key: impl Borrow<K>) -> Result<Option<V>> {
-        self.call_key(DictMethod::Get, key.borrow())
+        self.call_key(DictMethod::get, key.borrow())
     }
 
     /// Sets `key` to `value`, returning the previous value (Python's `d[key] = value`).
     #[doc(alias = "__setitem__")]
     pub fn insert(&self, key: impl Borrow<K>, value: impl Borrow<V>) -> Result<Option<V>> {
-        self.call_pair(DictMethod::Insert, key.borrow(), value.borrow())
+        self.call_pair(DictMethod::insert, key.borrow(), value.borrow())
     }
 
     /// Removes `key`, returning its value (Python's `d.pop(key, None)`).
     #[doc(alias = "pop")]
     #[doc(alias = "__delitem__")]
     pub fn remove(&self, key: impl Borrow<K>) -> Result<Option<V>> {
-        self.call_key(DictMethod::Remove, key.borrow())
+        self.call_key(DictMethod::remove, key.borrow())
     }
 
     /// Whether `key` is present (Python's `key in d`).
     #[doc(alias = "__contains__")]
     pub fn contains_key(&self, key: impl Borrow<K>) -> Result<bool> {
-        self.call_key(DictMethod::Contains, key.borrow())
+        self.call_key(DictMethod::contains, key.borrow())
     }
 
     /// The number of entries (Python's `len(d)`).
     pub fn len(&self) -> Result<usize> {
-        self.base.call::<_, u64>(DictMethod::Len.name(), &()).map(|n| n as usize)
+        self.base.call::<_, u64>(DictMethod::len.name(), &()).map(|n| n as usize)
     }
 
     /// Whether the dictionary is empty.
@@ -180,18 +170,18 @@ where
 
     /// The keys, in insertion order (Python's `list(d.keys())`).
     pub fn keys(&self) -> Result<Vec<K>> {
-        self.base.call(DictMethod::Keys.name(), &())
+        self.base.call(DictMethod::keys.name(), &())
     }
 
     /// The values, in insertion order (Python's `list(d.values())`).
     pub fn values(&self) -> Result<Vec<V>> {
-        self.base.call(DictMethod::Values.name(), &())
+        self.base.call(DictMethod::values.name(), &())
     }
 
     /// The entries, in insertion order (Python's `list(d.items())` or `d.copy()`).
     #[doc(alias = "copy")]
     pub fn items(&self) -> Result<Vec<(K, V)>> {
-        self.base.call(DictMethod::Items.name(), &())
+        self.base.call(DictMethod::items.name(), &())
     }
 
     /// Sets every entry of `items`, in one call (Python's `update`).
@@ -201,27 +191,22 @@ where
         KB: Borrow<K>,
         VB: Borrow<V>,
     {
-        let mut enc = Vec::new();
-        for (k, v) in items {
-            enc.push((encode_one(k.borrow())?, encode_one(v.borrow())?));
-        }
-        let pairs: Vec<(Bytes<'_>, Bytes<'_>)> = enc.iter().map(|(k, v)| (Bytes(k), Bytes(v))).collect();
-        self.base.call(DictMethod::Update.name(), &pairs)
+        self.base.call_raw(DictMethod::update.name(), &encode_pairs::<K, V, _, _>(items)?, decode_reply)
     }
 
     /// The value of `key`, inserting `default` first if it is absent (Python's `setdefault`).
     pub fn setdefault(&self, key: impl Borrow<K>, default: impl Borrow<V>) -> Result<V> {
-        self.call_pair(DictMethod::Setdefault, key.borrow(), default.borrow())
+        self.call_pair(DictMethod::setdefault, key.borrow(), default.borrow())
     }
 
     /// Removes and returns the last inserted entry (Python's `popitem`), `None` when empty.
     pub fn popitem(&self) -> Result<Option<(K, V)>> {
-        self.base.call(DictMethod::Popitem.name(), &())
+        self.base.call(DictMethod::popitem.name(), &())
     }
 
     /// Removes every entry (Python's `clear`).
     pub fn clear(&self) -> Result<()> {
-        self.base.call(DictMethod::Clear.name(), &())
+        self.base.call(DictMethod::clear.name(), &())
     }
 }
 

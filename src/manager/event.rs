@@ -2,8 +2,9 @@
 
 use super::protocol::{decode, encode_into};
 use super::proxy::BaseProxy;
-use super::registry::{deadline, Call, Reply, Served};
+use super::registry::{deadline, Builtin, Call, Reply, Served};
 use crate::error::Result;
+use crate::sync::lock;
 use std::marker::PhantomData;
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
@@ -21,25 +22,20 @@ impl ServedEvent {
 }
 
 methods! {
-    enum EventMethod {
-        Set = "set",
-        Clear = "clear",
-        IsSet = "is_set",
-        Wait = "wait",
-    }
+    enum EventMethod for ServedEvent as "Event" { set, clear, is_set, wait }
 }
 
-impl Served for ServedEvent {
-    fn call(&self, Call { cx, method, args, out }: Call<'_, '_>) -> Reply {
-        let mut flag = self.flag.lock().unwrap_or_else(|p| p.into_inner());
-        match EventMethod::parse(method, "Event")? {
-            EventMethod::Set => {
+impl Builtin<EventMethod> for ServedEvent {
+    fn serve(&self, method: EventMethod, Call { cx, args, out, .. }: Call<'_, '_>) -> Reply {
+        let mut flag = lock(&self.flag);
+        match method {
+            EventMethod::set => {
                 *flag = true;
                 self.cv.notify_all();
             }
-            EventMethod::Clear => *flag = false,
-            EventMethod::IsSet => encode_into(&*flag, out)?,
-            EventMethod::Wait => {
+            EventMethod::clear => *flag = false,
+            EventMethod::is_set => encode_into(&*flag, out)?,
+            EventMethod::wait => {
                 let timeout: Option<f64> = decode(args)?;
                 let (_f, ok) = cx.wait_until(&self.cv, flag, deadline(timeout), |f| *f)?;
                 encode_into(&ok, out)?;
@@ -69,27 +65,27 @@ pub struct EventProxy {
 impl EventProxy {
     /// Sets the flag and wakes every waiter (Python's `set`).
     pub fn set(&self) -> Result<()> {
-        self.base.call(EventMethod::Set.name(), &())
+        self.base.call(EventMethod::set.name(), &())
     }
 
     /// Clears the flag (Python's `clear`).
     pub fn clear(&self) -> Result<()> {
-        self.base.call(EventMethod::Clear.name(), &())
+        self.base.call(EventMethod::clear.name(), &())
     }
 
     /// Whether the flag is set (Python's `is_set`).
     pub fn is_set(&self) -> Result<bool> {
-        self.base.call(EventMethod::IsSet.name(), &())
+        self.base.call(EventMethod::is_set.name(), &())
     }
 
     /// Waits until the flag is set (Python's `wait()`).
     pub fn wait(&self) -> Result<()> {
-        self.base.call::<_, bool>(EventMethod::Wait.name(), &None::<f64>).map(|_| ())
+        self.base.call::<_, bool>(EventMethod::wait.name(), &None::<f64>).map(|_| ())
     }
 
     /// Waits at most `timeout` (Python's `wait(timeout)`): whether the flag is set.
     pub fn wait_timeout(&self, timeout: Duration) -> Result<bool> {
-        self.base.call(EventMethod::Wait.name(), &Some(timeout.as_secs_f64()))
+        self.base.call(EventMethod::wait.name(), &Some(timeout.as_secs_f64()))
     }
 }
 

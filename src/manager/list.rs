@@ -2,9 +2,10 @@
 
 use super::protocol::{self, decode, encode_into, push_varint, RemoteError, RemoteErrorKind};
 use super::proxy::{decode_reply, BaseProxy};
-use super::registry::{Call, Reply, Served};
-use super::wire_bytes::{encode_items, encode_one, Bytes};
+use super::registry::{Builtin, Call, Reply, Served};
+use super::wire_bytes::{encode_one, encode_seq, Bytes};
 use crate::error::Result;
+use crate::sync::lock;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use std::borrow::Borrow;
@@ -45,47 +46,32 @@ pub(crate) fn write_seq<'a>(out: &mut Vec<u8>, items: impl ExactSizeIterator<Ite
 }
 
 methods! {
-    enum ListMethod {
-        Append = "append",
-        Len = "len",
-        Get = "get",
-        Set = "set",
-        Slice = "slice",
-        Extend = "extend",
-        Insert = "insert",
-        Pop = "pop",
-        Delete = "delete",
-        Remove = "remove",
-        Index = "index",
-        Count = "count",
-        Contains = "contains",
-        Reverse = "reverse",
-        Clear = "clear",
-        Snapshot = "snapshot",
-        ReplaceIf = "replace_if",
+    enum ListMethod for ServedList as "list" {
+        append, len, get, set, slice, extend, insert, pop, delete, remove, index, count, contains, reverse,
+        clear, snapshot, replace_if,
     }
 }
 
-impl Served for ServedList {
-    fn call(&self, Call { cx: _, method, args, out }: Call<'_, '_>) -> Reply {
-        let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
+impl Builtin<ListMethod> for ServedList {
+    fn serve(&self, method: ListMethod, Call { args, out, .. }: Call<'_, '_>) -> Reply {
+        let mut st = lock(&self.state);
         let len = st.items.len();
-        let mutated = match ListMethod::parse(method, "list")? {
-            ListMethod::Append => {
+        let mutated = match method {
+            ListMethod::append => {
                 st.items.push(args.into());
                 true
             }
-            ListMethod::Len => {
+            ListMethod::len => {
                 encode_into(&(len as u64), out)?;
                 false
             }
-            ListMethod::Get => {
+            ListMethod::get => {
                 let i: u64 = decode(args)?;
                 let item = st.items.get(i as usize).ok_or_else(|| index_error("list index out of range"))?;
                 out.extend_from_slice(item);
                 false
             }
-            ListMethod::Set => {
+            ListMethod::set => {
                 let (i, item): (u64, &[u8]) = decode(args)?;
                 let slot = st
                     .items
@@ -94,24 +80,24 @@ impl Served for ServedList {
                 *slot = item.into();
                 true
             }
-            ListMethod::Slice => {
+            ListMethod::slice => {
                 let (start, end): (u64, u64) = decode(args)?;
                 let end = (end as usize).min(len);
                 let start = (start as usize).min(end);
                 write_seq(out, st.items[start..end].iter().map(|b| &**b));
                 false
             }
-            ListMethod::Extend => {
+            ListMethod::extend => {
                 let items: Vec<&[u8]> = decode(args)?;
                 st.items.extend(items.into_iter().map(Box::from));
                 true
             }
-            ListMethod::Insert => {
+            ListMethod::insert => {
                 let (i, item): (u64, &[u8]) = decode(args)?;
                 st.items.insert((i as usize).min(len), item.into());
                 true
             }
-            ListMethod::Pop => {
+            ListMethod::pop => {
                 let i: Option<u64> = decode(args)?;
                 if len == 0 {
                     return Err(index_error("pop from empty list"));
@@ -123,7 +109,7 @@ impl Served for ServedList {
                 out.extend_from_slice(&st.items.remove(i));
                 true
             }
-            ListMethod::Delete => {
+            ListMethod::delete => {
                 let i: u64 = decode(args)?;
                 if i as usize >= len {
                     return Err(index_error("list assignment index out of range"));
@@ -131,7 +117,7 @@ impl Served for ServedList {
                 st.items.remove(i as usize);
                 true
             }
-            ListMethod::Remove => {
+            ListMethod::remove => {
                 let at = st.items.iter().position(|x| **x == *args);
                 let at = at.ok_or_else(|| {
                     RemoteError::new(RemoteErrorKind::Value, "list.remove(x): x not in list")
@@ -139,34 +125,34 @@ impl Served for ServedList {
                 st.items.remove(at);
                 true
             }
-            ListMethod::Index => {
+            ListMethod::index => {
                 let at = st.items.iter().position(|x| **x == *args);
                 let at = at.ok_or_else(|| RemoteError::new(RemoteErrorKind::Value, "x is not in list"))?;
                 encode_into(&(at as u64), out)?;
                 false
             }
-            ListMethod::Count => {
+            ListMethod::count => {
                 encode_into(&(st.items.iter().filter(|x| ***x == *args).count() as u64), out)?;
                 false
             }
-            ListMethod::Contains => {
+            ListMethod::contains => {
                 encode_into(&st.items.iter().any(|x| **x == *args), out)?;
                 false
             }
-            ListMethod::Reverse => {
+            ListMethod::reverse => {
                 st.items.reverse();
                 true
             }
-            ListMethod::Clear => {
+            ListMethod::clear => {
                 st.items.clear();
                 true
             }
-            ListMethod::Snapshot => {
+            ListMethod::snapshot => {
                 encode_into(&st.version, out)?;
                 write_seq(out, st.items.iter().map(|b| &**b));
                 false
             }
-            ListMethod::ReplaceIf => {
+            ListMethod::replace_if => {
                 let (version, items): (u64, Vec<&[u8]>) = decode(args)?;
                 let ok = version == st.version;
                 if ok {
@@ -235,7 +221,7 @@ impl<T: Serialize + DeserializeOwned> ListProxy<T> {
     /// The number of items (Python's `len(l)`).
     #[doc(alias = "__len__")]
     pub fn len(&self) -> Result<usize> {
-        self.call::<_, u64>(ListMethod::Len, &()).map(|n| n as usize)
+        self.call::<_, u64>(ListMethod::len, &()).map(|n| n as usize)
     }
 
     /// Whether the list is empty.
@@ -246,19 +232,19 @@ impl<T: Serialize + DeserializeOwned> ListProxy<T> {
     /// The item at `index` (Python's `l[index]`); an `Index` error past the end.
     #[doc(alias = "__getitem__")]
     pub fn get(&self, index: usize) -> Result<T> {
-        self.call(ListMethod::Get, &(index as u64))
+        self.call(ListMethod::get, &(index as u64))
     }
 
     /// Replaces the item at `index` (Python's `l[index] = item`).
     #[doc(alias = "__setitem__")]
     pub fn set(&self, index: usize, item: impl Borrow<T>) -> Result<()> {
         let bytes = encode_one(item.borrow())?;
-        self.call(ListMethod::Set, &(index as u64, Bytes(&bytes)))
+        self.call(ListMethod::set, &(index as u64, Bytes(&bytes)))
     }
 
     /// The items in `range`, clamped to the list as Python's slices are (Python's `l[a:b]`).
     pub fn slice(&self, range: impl RangeBounds<usize>) -> Result<Vec<T>> {
-        self.call(ListMethod::Slice, &range_to(range))
+        self.call(ListMethod::slice, &range_to(range))
     }
 
     /// A copy of the whole list (Python's `l[:]` or `list(l)`).
@@ -269,7 +255,7 @@ impl<T: Serialize + DeserializeOwned> ListProxy<T> {
 
     /// Adds an item at the end (Python's `append`).
     pub fn append(&self, item: impl Borrow<T>) -> Result<()> {
-        self.call_item(ListMethod::Append, item.borrow())
+        self.call_item(ListMethod::append, item.borrow())
     }
 
     /// Adds every item of `items` at the end, in one call (Python's `extend`).
@@ -278,62 +264,61 @@ impl<T: Serialize + DeserializeOwned> ListProxy<T> {
         I: IntoIterator,
         I::Item: Borrow<T>,
     {
-        let (buf, bounds) = encode_items(items)?;
-        self.base.call_raw(ListMethod::Extend.name(), &buf_as_seq(&buf, &bounds)?, decode_reply)
+        self.base.call_raw(ListMethod::extend.name(), &encode_seq(items)?, decode_reply)
     }
 
     /// Inserts an item before `index` (at the end if `index` is past it; Python's `insert`).
     pub fn insert(&self, index: usize, item: impl Borrow<T>) -> Result<()> {
         let bytes = encode_one(item.borrow())?;
-        self.call(ListMethod::Insert, &(index as u64, Bytes(&bytes)))
+        self.call(ListMethod::insert, &(index as u64, Bytes(&bytes)))
     }
 
     /// Removes and returns the last item (Python's `pop()`); an `Index` error when empty.
     pub fn pop(&self) -> Result<T> {
-        self.call(ListMethod::Pop, &None::<u64>)
+        self.call(ListMethod::pop, &None::<u64>)
     }
 
     /// Removes and returns the item at `index` (Python's `pop(index)`).
     pub fn pop_at(&self, index: usize) -> Result<T> {
-        self.call(ListMethod::Pop, &Some(index as u64))
+        self.call(ListMethod::pop, &Some(index as u64))
     }
 
     /// Removes the item at `index` (Python's `del l[index]`).
     #[doc(alias = "__delitem__")]
     pub fn delete(&self, index: usize) -> Result<()> {
-        self.call(ListMethod::Delete, &(index as u64))
+        self.call(ListMethod::delete, &(index as u64))
     }
 
     /// Removes the first item equal to `item` (Python's `remove`); a `Value` error if none is.
     pub fn remove(&self, item: impl Borrow<T>) -> Result<()> {
-        self.call_item(ListMethod::Remove, item.borrow())
+        self.call_item(ListMethod::remove, item.borrow())
     }
 
     /// The position of the first item equal to `item` (Python's `index`); a `Value` error if
     /// none is.
     pub fn index(&self, item: impl Borrow<T>) -> Result<usize> {
-        self.call_item::<u64>(ListMethod::Index, item.borrow()).map(|i| i as usize)
+        self.call_item::<u64>(ListMethod::index, item.borrow()).map(|i| i as usize)
     }
 
     /// How many items equal `item` (Python's `count`).
     pub fn count(&self, item: impl Borrow<T>) -> Result<usize> {
-        self.call_item::<u64>(ListMethod::Count, item.borrow()).map(|i| i as usize)
+        self.call_item::<u64>(ListMethod::count, item.borrow()).map(|i| i as usize)
     }
 
     /// Whether some item equals `item` (Python's `item in l`).
     #[doc(alias = "__contains__")]
     pub fn contains(&self, item: impl Borrow<T>) -> Result<bool> {
-        self.call_item(ListMethod::Contains, item.borrow())
+        self.call_item(ListMethod::contains, item.borrow())
     }
 
     /// Reverses the list in place (Python's `reverse`).
     pub fn reverse(&self) -> Result<()> {
-        self.call(ListMethod::Reverse, &())
+        self.call(ListMethod::reverse, &())
     }
 
     /// Removes every item (Python's `clear`).
     pub fn clear(&self) -> Result<()> {
-        self.call(ListMethod::Clear, &())
+        self.call(ListMethod::clear, &())
     }
 
     /// Sorts the list by `T`'s order (Python's `sort`), stably and atomically: the items are
@@ -354,29 +339,16 @@ impl<T: Serialize + DeserializeOwned> ListProxy<T> {
 
     fn sort_with(&self, mut sort: impl FnMut(&mut Vec<T>)) -> Result<()> {
         loop {
-            let (version, mut items): (u64, Vec<T>) = self.call(ListMethod::Snapshot, &())?;
+            let (version, mut items): (u64, Vec<T>) = self.call(ListMethod::snapshot, &())?;
             sort(&mut items);
-            let (buf, bounds) = encode_items::<T, _>(items.iter())?;
             let mut args = Vec::new();
             protocol::encode_value(&version, &mut args)?;
-            args.extend_from_slice(&buf_as_seq(&buf, &bounds)?);
-            if self.base.call_raw(ListMethod::ReplaceIf.name(), &args, decode_reply::<bool>)? {
+            args.extend_from_slice(&encode_seq::<T, _>(items.iter())?);
+            if self.base.call_raw(ListMethod::replace_if.name(), &args, decode_reply::<bool>)? {
                 return Ok(());
             }
         }
     }
-}
-
-/// Items encoded back to back, re-encoded as a sequence of byte strings (what the server
-/// splits into items without knowing their type).
-pub(crate) fn buf_as_seq(buf: &[u8], bounds: &[usize]) -> Result<Vec<u8>> {
-    let mut out = Vec::with_capacity(buf.len() + bounds.len() * 2 + 8);
-    push_varint(&mut out, bounds.len().saturating_sub(1) as u64);
-    for w in bounds.windows(2) {
-        push_varint(&mut out, (w[1] - w[0]) as u64);
-        out.extend_from_slice(&buf[w[0]..w[1]]);
-    }
-    Ok(out)
 }
 
 proxy_impls!(ListProxy<T>, "ListProxy", "list");
@@ -388,22 +360,5 @@ impl<T: Serialize + DeserializeOwned + fmt::Debug> fmt::Display for ListProxy<T>
             Ok(v) => write!(f, "{v:?}"),
             Err(e) => write!(f, "<ListProxy: {e}>"),
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::ListMethod;
-    use crate::manager::RemoteErrorKind;
-
-    #[test]
-    fn a_method_table_parses_its_names_and_refuses_others_naming_the_object() {
-        for m in [ListMethod::Append, ListMethod::ReplaceIf, ListMethod::Snapshot] {
-            assert_eq!(ListMethod::parse(m.name(), "list"), Ok(m));
-        }
-        assert_eq!(ListMethod::ReplaceIf.name(), "replace_if");
-        let e = ListMethod::parse("appendd", "list").unwrap_err();
-        assert_eq!(e.kind(), RemoteErrorKind::NoSuchMethod);
-        assert!(e.message().contains("\"list\"") && e.message().contains("\"appendd\""), "{e}");
     }
 }

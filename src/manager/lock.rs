@@ -7,16 +7,82 @@
 
 use super::protocol::{decode, encode_into, RemoteError, RemoteErrorKind};
 use super::proxy::BaseProxy;
-use super::registry::{deadline, Call, Reply, Served};
+use super::registry::{block_deadline, Builtin, Call, CallCx, Reply, Served};
 use crate::error::Result;
+use crate::sync::lock;
 use std::marker::PhantomData;
-use std::sync::{Arc, Condvar, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::Duration;
 
+/// Which connection holds a lock, and how many times over (only a reentrant lock is taken
+/// again by its holder). A condition's lock is one too.
 #[derive(Default)]
 pub(crate) struct Holder {
-    pub(crate) owner: Option<u64>,
-    pub(crate) count: u32,
+    owner: Option<u64>,
+    count: u32,
+}
+
+impl Holder {
+    /// Whether some connection holds the lock.
+    pub(crate) fn is_held(&self) -> bool {
+        self.owner.is_some()
+    }
+
+    /// Whether connection `conn` holds the lock.
+    pub(crate) fn is_held_by(&self, conn: u64) -> bool {
+        self.owner == Some(conn)
+    }
+
+    /// Python's `release()` by connection `conn`: a `Runtime` error unless it holds the lock
+    /// (a plain lock: unless anyone does). Whether the lock is free now.
+    pub(crate) fn release(&mut self, conn: u64, reentrant: bool) -> std::result::Result<bool, RemoteError> {
+        if !self.is_held() || (reentrant && !self.is_held_by(conn)) {
+            let msg = if reentrant { "cannot release un-acquired lock" } else { "release unlocked lock" };
+            return Err(RemoteError::new(RemoteErrorKind::Runtime, msg));
+        }
+        self.count -= 1;
+        let free = self.count == 0 || !reentrant;
+        if free {
+            *self = Holder::default();
+        }
+        Ok(free)
+    }
+
+    /// Lets the lock go if connection `conn` holds it (the connection closed): whether it did.
+    pub(crate) fn let_go(&mut self, conn: u64) -> bool {
+        let held = self.is_held_by(conn);
+        if held {
+            *self = Holder::default();
+        }
+        held
+    }
+}
+
+/// Python's `acquire(blocking, timeout)` (the encoded `args`) by the calling connection, of the
+/// lock `holder` finds in the state behind `state`: waits on `cv` until the lock is free (or,
+/// when `reentrant`, already the caller's), takes it, and encodes whether it did.
+pub(crate) fn acquire<S>(
+    cx: &CallCx<'_>,
+    cv: &Condvar,
+    state: MutexGuard<'_, S>,
+    holder: impl Fn(&mut S) -> &mut Holder,
+    reentrant: bool,
+    args: &[u8],
+    out: &mut Vec<u8>,
+) -> Reply {
+    let (block, timeout): (bool, Option<f64>) = decode(args)?;
+    let me = cx.conn;
+    let free = |s: &mut S| {
+        let h = holder(s);
+        !h.is_held() || (reentrant && h.is_held_by(me))
+    };
+    let (mut state, ok) = cx.wait_until(cv, state, block_deadline(block, timeout), free)?;
+    if ok {
+        let h = holder(&mut state);
+        h.owner = Some(me);
+        h.count += 1;
+    }
+    encode_into(&ok, out)
 }
 
 /// The server side of a lock (reentrant or not).
@@ -26,15 +92,6 @@ pub(crate) struct ServedLock {
     reentrant: bool,
 }
 
-/// Deadline for Python's `acquire(blocking, timeout)`.
-pub(crate) fn acquire_deadline(block: bool, timeout: Option<f64>) -> Option<Instant> {
-    if block {
-        deadline(timeout)
-    } else {
-        Some(Instant::now())
-    }
-}
-
 impl ServedLock {
     pub(crate) fn create(reentrant: bool) -> Arc<dyn Served> {
         Arc::new(ServedLock { state: Mutex::new(Holder::default()), cv: Condvar::new(), reentrant })
@@ -42,57 +99,35 @@ impl ServedLock {
 }
 
 methods! {
-    enum LockMethod {
-        Acquire = "acquire",
-        Release = "release",
-        Locked = "locked",
-    }
+    enum LockMethod for ServedLock as "Lock" { acquire, release, locked }
 }
 
-impl Served for ServedLock {
-    fn call(&self, Call { cx, method, args, out }: Call<'_, '_>) -> Reply {
-        let st = self.state.lock().unwrap_or_else(|p| p.into_inner());
-        match LockMethod::parse(method, if self.reentrant { "RLock" } else { "Lock" })? {
-            LockMethod::Acquire => {
-                let (block, timeout): (bool, Option<f64>) = decode(args)?;
-                let me = cx.conn;
-                let reentrant = self.reentrant;
-                let (mut st, ok) = cx.wait_until(&self.cv, st, acquire_deadline(block, timeout), |h| {
-                    h.owner.is_none() || (reentrant && h.owner == Some(me))
-                })?;
-                if ok {
-                    st.owner = Some(me);
-                    st.count += 1;
-                }
-                encode_into(&ok, out)?;
-            }
-            LockMethod::Release => {
+impl Builtin<LockMethod> for ServedLock {
+    fn type_name(&self) -> &'static str {
+        if self.reentrant {
+            "RLock"
+        } else {
+            "Lock"
+        }
+    }
+
+    fn serve(&self, method: LockMethod, Call { cx, args, out, .. }: Call<'_, '_>) -> Reply {
+        let st = lock(&self.state);
+        match method {
+            LockMethod::acquire => acquire(cx, &self.cv, st, |h| h, self.reentrant, args, out)?,
+            LockMethod::release => {
                 let mut st = st;
-                let held_by_me = st.owner == Some(cx.conn);
-                if st.owner.is_none() || (self.reentrant && !held_by_me) {
-                    let msg = if self.reentrant {
-                        "cannot release un-acquired lock"
-                    } else {
-                        "release unlocked lock"
-                    };
-                    return Err(RemoteError::new(RemoteErrorKind::Runtime, msg));
-                }
-                st.count -= 1;
-                if st.count == 0 || !self.reentrant {
-                    st.owner = None;
-                    st.count = 0;
+                if st.release(cx.conn, self.reentrant)? {
                     self.cv.notify_all();
                 }
             }
-            LockMethod::Locked => encode_into(&st.owner.is_some(), out)?,
+            LockMethod::locked => encode_into(&st.is_held(), out)?,
         }
         Ok(())
     }
 
     fn disconnected(&self, conn: u64) {
-        let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
-        if st.owner == Some(conn) {
-            *st = Holder::default();
+        if lock(&self.state).let_go(conn) {
             self.cv.notify_all();
         }
     }
@@ -106,24 +141,24 @@ macro_rules! acquirer_methods {
         /// Acquires, waiting as long as it takes (Python's `acquire()`).
         pub fn acquire(&self) -> Result<()> {
             self.base
-                .call::<_, bool>(super::lock::LockMethod::Acquire.name(), &(true, None::<f64>))
+                .call::<_, bool>(super::lock::LockMethod::acquire.name(), &(true, None::<f64>))
                 .map(|_| ())
         }
 
         /// Acquires if that is possible now (Python's `acquire(blocking=False)`).
         pub fn try_acquire(&self) -> Result<bool> {
-            self.base.call(super::lock::LockMethod::Acquire.name(), &(false, None::<f64>))
+            self.base.call(super::lock::LockMethod::acquire.name(), &(false, None::<f64>))
         }
 
         /// Acquires, waiting at most `timeout` (Python's `acquire(timeout=t)`): `false` if it
         /// timed out.
         pub fn acquire_timeout(&self, timeout: Duration) -> Result<bool> {
-            self.base.call(super::lock::LockMethod::Acquire.name(), &(true, Some(timeout.as_secs_f64())))
+            self.base.call(super::lock::LockMethod::acquire.name(), &(true, Some(timeout.as_secs_f64())))
         }
 
         /// Releases (Python's `release()`).
         pub fn release(&self) -> Result<()> {
-            self.base.call(super::lock::LockMethod::Release.name(), &())
+            self.base.call(super::lock::LockMethod::release.name(), &())
         }
 
         /// Acquires and returns a guard that releases on drop (Python's `with lock:`).
@@ -143,7 +178,7 @@ pub struct AcquireGuard<'a> {
 
 impl Drop for AcquireGuard<'_> {
     fn drop(&mut self) {
-        let _ = self.base.call::<_, ()>(super::lock::LockMethod::Release.name(), &());
+        let _ = self.base.call::<_, ()>(super::lock::LockMethod::release.name(), &());
     }
 }
 
@@ -176,7 +211,7 @@ impl LockProxy {
 
     /// Whether some client holds the lock.
     pub fn locked(&self) -> Result<bool> {
-        self.base.call(LockMethod::Locked.name(), &())
+        self.base.call(LockMethod::locked.name(), &())
     }
 }
 
@@ -205,3 +240,33 @@ impl RLockProxy {
 }
 
 proxy_impls!(RLockProxy, "AcquirerProxy", "RLock");
+
+#[cfg(test)]
+mod tests {
+    use super::Holder;
+
+    fn held(owner: u64, count: u32) -> Holder {
+        Holder { owner: Some(owner), count }
+    }
+
+    #[test]
+    fn a_reentrant_holder_is_free_after_as_many_releases_and_only_its_own() {
+        let mut h = held(1, 2);
+        assert_eq!(h.release(2, true).unwrap_err().message(), "cannot release un-acquired lock");
+        assert_eq!(h.release(1, true), Ok(false));
+        assert!(h.is_held_by(1));
+        assert_eq!(h.release(1, true), Ok(true));
+        assert!(!h.is_held());
+        assert!(h.release(1, true).is_err());
+    }
+
+    #[test]
+    fn a_plain_lock_is_released_by_anyone_once_and_let_go_only_by_its_holder() {
+        let mut h = held(1, 1);
+        assert_eq!(h.release(2, false), Ok(true));
+        assert_eq!(h.release(2, false).unwrap_err().message(), "release unlocked lock");
+        let mut h = held(1, 3);
+        assert!(!h.let_go(2) && h.is_held_by(1));
+        assert!(h.let_go(1) && !h.is_held());
+    }
+}

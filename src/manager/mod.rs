@@ -125,34 +125,49 @@ macro_rules! proxy_impls {
 
 /// The methods of a built-in object, by their Python names: one table that the server's
 /// dispatch matches exhaustively (a method added here and not served is a compile error) and
-/// that its proxy names its calls from (a misspelt method is one too). Registered user types get
-/// the same from `#[register]`.
+/// that its proxy names its calls from (a misspelt method is one too). Each variant is the
+/// method's name on the wire, written once. `for` names the object serving the table (its
+/// [`Served`](registry::Served) impl is made here, see [`registry::dispatch`]) and `as` its type
+/// in the error for an unknown method. Registered user types get the same from `#[register]`.
 macro_rules! methods {
-    ($(#[$m:meta])* enum $Name:ident { $($Variant:ident = $name:literal),+ $(,)? }) => {
+    ($(#[$m:meta])* enum $Name:ident for $Object:ident as $object:literal { $($method:ident),+ $(,)? }) => {
         $(#[$m])*
         #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+        #[allow(non_camel_case_types)]
         pub(crate) enum $Name {
-            $($Variant),+
+            $($method),+
         }
 
         impl $Name {
             /// The method's name on the wire (Python's name for it).
             pub(crate) const fn name(self) -> &'static str {
                 match self {
-                    $(Self::$Variant => $name),+
+                    $(Self::$method => stringify!($method)),+
                 }
             }
+        }
 
-            /// The method called `name`, or the error a client gets for an unknown one (`object`
-            /// names the object's type in it).
-            pub(crate) fn parse(
-                name: &str,
-                object: &str,
-            ) -> std::result::Result<Self, $crate::manager::RemoteError> {
+        impl $crate::manager::registry::Methods for $Name {
+            const OBJECT: &'static str = $object;
+
+            fn parse(name: &str) -> Option<Self> {
                 match name {
-                    $($name => Ok(Self::$Variant),)+
-                    _ => Err($crate::manager::custom::no_such_method(object, name)),
+                    $(stringify!($method) => Some(Self::$method),)+
+                    _ => None,
                 }
+            }
+        }
+
+        impl $crate::manager::registry::Served for $Object {
+            fn call(
+                &self,
+                call: $crate::manager::registry::Call<'_, '_>,
+            ) -> $crate::manager::registry::Reply {
+                $crate::manager::registry::dispatch::<$Name>(self, call)
+            }
+
+            fn disconnected(&self, conn: u64) {
+                $crate::manager::registry::Builtin::<$Name>::disconnected(self, conn)
             }
         }
     };
@@ -204,7 +219,7 @@ use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
-use wire_bytes::{encode_items, encode_one, Bytes};
+use wire_bytes::{encode_one, encode_pairs, encode_seq, Bytes};
 
 /// How long [`Manager::start`] waits for the server to report that it listens.
 const START_TIMEOUT: Duration = Duration::from_secs(60);
@@ -463,8 +478,7 @@ impl Manager {
         &self,
         items: impl IntoIterator<Item = T>,
     ) -> Result<ListProxy<T>> {
-        let (buf, bounds) = encode_items::<T, _>(items)?;
-        self.create("list", &list::buf_as_seq(&buf, &bounds)?)
+        self.create("list", &encode_seq::<T, _>(items)?)
     }
 
     /// An empty shared dictionary (Python's `manager.dict()`).
@@ -487,12 +501,7 @@ impl Manager {
         KB: Borrow<K>,
         VB: Borrow<V>,
     {
-        let mut enc = Vec::new();
-        for (k, v) in items {
-            enc.push((encode_one(k.borrow())?, encode_one(v.borrow())?));
-        }
-        let pairs: Vec<(Bytes<'_>, Bytes<'_>)> = enc.iter().map(|(k, v)| (Bytes(k), Bytes(v))).collect();
-        self.create("dict", &encode_one(&pairs)?)
+        self.create("dict", &encode_pairs::<K, V, _, _>(items)?)
     }
 
     /// An empty shared namespace (Python's `manager.Namespace()`).
@@ -510,8 +519,7 @@ impl Manager {
         &self,
         items: impl IntoIterator<Item = T>,
     ) -> Result<ArrayProxy<T>> {
-        let (buf, bounds) = encode_items::<T, _>(items)?;
-        self.create("Array", &list::buf_as_seq(&buf, &bounds)?)
+        self.create("Array", &encode_seq::<T, _>(items)?)
     }
 
     /// A shared FIFO queue holding at most `maxsize` items, `0` for no limit (Python's

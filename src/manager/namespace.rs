@@ -3,9 +3,10 @@
 
 use super::protocol::{decode, encode_into, RemoteError, RemoteErrorKind};
 use super::proxy::{decode_reply, BaseProxy};
-use super::registry::{Call, Reply, Served};
+use super::registry::{Builtin, Call, Reply, Served};
 use super::wire_bytes::{encode_one, Bytes};
 use crate::error::Result;
+use crate::sync::lock;
 use indexmap::IndexMap;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -30,36 +31,30 @@ fn no_attribute(name: &str) -> RemoteError {
 }
 
 methods! {
-    enum NamespaceMethod {
-        Get = "get",
-        Set = "set",
-        Remove = "remove",
-        Contains = "contains",
-        Names = "names",
-    }
+    enum NamespaceMethod for ServedNamespace as "Namespace" { get, set, remove, contains, names }
 }
 
-impl Served for ServedNamespace {
-    fn call(&self, Call { cx: _, method, args, out }: Call<'_, '_>) -> Reply {
-        let mut attrs = self.attrs.lock().unwrap_or_else(|p| p.into_inner());
-        match NamespaceMethod::parse(method, "Namespace")? {
-            NamespaceMethod::Get => {
+impl Builtin<NamespaceMethod> for ServedNamespace {
+    fn serve(&self, method: NamespaceMethod, Call { args, out, .. }: Call<'_, '_>) -> Reply {
+        let mut attrs = lock(&self.attrs);
+        match method {
+            NamespaceMethod::get => {
                 let name: &str = decode(args)?;
                 out.extend_from_slice(attrs.get(name).ok_or_else(|| no_attribute(name))?);
             }
-            NamespaceMethod::Set => {
+            NamespaceMethod::set => {
                 let (name, value): (&str, &[u8]) = decode(args)?;
                 attrs.insert(name.to_string(), value.into());
             }
-            NamespaceMethod::Remove => {
+            NamespaceMethod::remove => {
                 let name: &str = decode(args)?;
                 attrs.shift_remove(name).ok_or_else(|| no_attribute(name))?;
             }
-            NamespaceMethod::Contains => {
+            NamespaceMethod::contains => {
                 let name: &str = decode(args)?;
                 encode_into(&attrs.contains_key(name), out)?;
             }
-            NamespaceMethod::Names => encode_into(&attrs.keys().collect::<Vec<_>>(), out)?,
+            NamespaceMethod::names => encode_into(&attrs.keys().collect::<Vec<_>>(), out)?,
         }
         Ok(())
     }
@@ -87,30 +82,30 @@ impl NamespaceProxy {
     /// The attribute `name` (Python's `ns.name`); an `Attribute` error if it is not set.
     #[doc(alias = "__getattr__")]
     pub fn get<T: DeserializeOwned>(&self, name: &str) -> Result<T> {
-        self.base.call(NamespaceMethod::Get.name(), &name)
+        self.base.call(NamespaceMethod::get.name(), &name)
     }
 
     /// Sets the attribute `name` (Python's `ns.name = value`).
     #[doc(alias = "__setattr__")]
     pub fn set<T: Serialize + ?Sized>(&self, name: &str, value: &T) -> Result<()> {
         let v = encode_one(value)?;
-        self.base.call_raw(NamespaceMethod::Set.name(), &postcard_pair(name, &v)?, decode_reply)
+        self.base.call_raw(NamespaceMethod::set.name(), &postcard_pair(name, &v)?, decode_reply)
     }
 
     /// Deletes the attribute `name` (Python's `del ns.name`).
     #[doc(alias = "__delattr__")]
     pub fn remove(&self, name: &str) -> Result<()> {
-        self.base.call(NamespaceMethod::Remove.name(), &name)
+        self.base.call(NamespaceMethod::remove.name(), &name)
     }
 
     /// Whether the attribute `name` is set (Python's `hasattr`).
     pub fn contains(&self, name: &str) -> Result<bool> {
-        self.base.call(NamespaceMethod::Contains.name(), &name)
+        self.base.call(NamespaceMethod::contains.name(), &name)
     }
 
     /// The names of the attributes, in the order they were first set.
     pub fn names(&self) -> Result<Vec<String>> {
-        self.base.call(NamespaceMethod::Names.name(), &())
+        self.base.call(NamespaceMethod::names.name(), &())
     }
 }
 

@@ -7,16 +7,17 @@
 
 use super::protocol::{decode, encode_into, RemoteError, RemoteErrorKind};
 use super::proxy::BaseProxy;
-use super::registry::{deadline, Call, Reply, Served};
+use super::registry::{block_deadline, deadline, Builtin, Call, Reply, Served};
 use super::wire_bytes::{encode_one, Bytes};
 use crate::error::Result;
+use crate::sync::lock;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use std::borrow::Borrow;
 use std::collections::VecDeque;
 use std::marker::PhantomData;
 use std::sync::{Arc, Condvar, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 struct QueueState {
     items: VecDeque<Box<[u8]>>,
@@ -45,36 +46,21 @@ impl ServedQueue {
     }
 }
 
-fn wait_deadline(block: bool, timeout: Option<f64>) -> Option<Instant> {
-    if block {
-        deadline(timeout)
-    } else {
-        Some(Instant::now())
-    }
-}
-
 methods! {
-    enum QueueMethod {
-        Put = "put",
-        Get = "get",
-        Qsize = "qsize",
-        Empty = "empty",
-        Full = "full",
-        TaskDone = "task_done",
-        Join = "join",
-    }
+    enum QueueMethod for ServedQueue as "Queue" { put, get, qsize, empty, full, task_done, join }
 }
 
-impl Served for ServedQueue {
-    fn call(&self, Call { cx, method, args, out }: Call<'_, '_>) -> Reply {
-        let st = self.state.lock().unwrap_or_else(|p| p.into_inner());
-        match QueueMethod::parse(method, "Queue")? {
-            QueueMethod::Put => {
+impl Builtin<QueueMethod> for ServedQueue {
+    fn serve(&self, method: QueueMethod, Call { cx, args, out, .. }: Call<'_, '_>) -> Reply {
+        let st = lock(&self.state);
+        match method {
+            QueueMethod::put => {
                 let (block, timeout, item): (bool, Option<f64>, &[u8]) = decode(args)?;
                 let max = self.maxsize;
-                let (mut st, ok) = cx.wait_until(&self.not_full, st, wait_deadline(block, timeout), |s| {
-                    max == 0 || s.items.len() < max
-                })?;
+                let (mut st, ok) =
+                    cx.wait_until(&self.not_full, st, block_deadline(block, timeout), |s| {
+                        max == 0 || s.items.len() < max
+                    })?;
                 if !ok {
                     return Err(RemoteError::new(RemoteErrorKind::Full, "queue is full"));
                 }
@@ -82,10 +68,10 @@ impl Served for ServedQueue {
                 st.unfinished += 1;
                 self.not_empty.notify_one();
             }
-            QueueMethod::Get => {
+            QueueMethod::get => {
                 let (block, timeout): (bool, Option<f64>) = decode(args)?;
                 let (mut st, ok) =
-                    cx.wait_until(&self.not_empty, st, wait_deadline(block, timeout), |s| {
+                    cx.wait_until(&self.not_empty, st, block_deadline(block, timeout), |s| {
                         !s.items.is_empty()
                     })?;
                 if !ok {
@@ -96,14 +82,14 @@ impl Served for ServedQueue {
                 self.not_full.notify_one();
                 let (state, not_empty) = (self.state.clone(), self.not_empty.clone());
                 cx.on_undeliverable(move || {
-                    state.lock().unwrap_or_else(|p| p.into_inner()).items.push_front(item);
+                    lock(&state).items.push_front(item);
                     not_empty.notify_one();
                 });
             }
-            QueueMethod::Qsize => encode_into(&(st.items.len() as u64), out)?,
-            QueueMethod::Empty => encode_into(&st.items.is_empty(), out)?,
-            QueueMethod::Full => encode_into(&(self.maxsize > 0 && st.items.len() >= self.maxsize), out)?,
-            QueueMethod::TaskDone => {
+            QueueMethod::qsize => encode_into(&(st.items.len() as u64), out)?,
+            QueueMethod::empty => encode_into(&st.items.is_empty(), out)?,
+            QueueMethod::full => encode_into(&(self.maxsize > 0 && st.items.len() >= self.maxsize), out)?,
+            QueueMethod::task_done => {
                 let mut st = st;
                 if st.unfinished == 0 {
                     return Err(RemoteError::new(
@@ -116,7 +102,7 @@ impl Served for ServedQueue {
                     self.all_done.notify_all();
                 }
             }
-            QueueMethod::Join => {
+            QueueMethod::join => {
                 let timeout: Option<f64> = decode(args)?;
                 let (_st, ok) =
                     cx.wait_until(&self.all_done, st, deadline(timeout), |s| s.unfinished == 0)?;
@@ -157,11 +143,11 @@ pub struct QueueProxy<T> {
 impl<T: Serialize + DeserializeOwned> QueueProxy<T> {
     fn put_with(&self, item: &T, block: bool, timeout: Option<f64>) -> Result<()> {
         let bytes = encode_one(item)?;
-        self.base.call(QueueMethod::Put.name(), &(block, timeout, Bytes(&bytes)))
+        self.base.call(QueueMethod::put.name(), &(block, timeout, Bytes(&bytes)))
     }
 
     fn get_with(&self, block: bool, timeout: Option<f64>) -> Result<T> {
-        self.base.call(QueueMethod::Get.name(), &(block, timeout))
+        self.base.call(QueueMethod::get.name(), &(block, timeout))
     }
 
     /// Adds an item, waiting for room if the queue is bounded (Python's `put(item)`).
@@ -197,17 +183,17 @@ impl<T: Serialize + DeserializeOwned> QueueProxy<T> {
 
     /// The number of items (Python's `qsize`).
     pub fn qsize(&self) -> Result<usize> {
-        self.base.call::<_, u64>(QueueMethod::Qsize.name(), &()).map(|n| n as usize)
+        self.base.call::<_, u64>(QueueMethod::qsize.name(), &()).map(|n| n as usize)
     }
 
     /// Whether the queue is empty (Python's `empty`).
     pub fn empty(&self) -> Result<bool> {
-        self.base.call(QueueMethod::Empty.name(), &())
+        self.base.call(QueueMethod::empty.name(), &())
     }
 
     /// Whether a bounded queue is full (Python's `full`).
     pub fn full(&self) -> Result<bool> {
-        self.base.call(QueueMethod::Full.name(), &())
+        self.base.call(QueueMethod::full.name(), &())
     }
 }
 
@@ -279,17 +265,17 @@ impl<T: Serialize + DeserializeOwned> JoinableQueueProxy<T> {
     /// Marks one item taken with `get` as processed (Python's `task_done`); a `Value` error if
     /// called more times than items were put.
     pub fn task_done(&self) -> Result<()> {
-        self.base.call(QueueMethod::TaskDone.name(), &())
+        self.base.call(QueueMethod::task_done.name(), &())
     }
 
     /// Waits until every item put has been marked done (Python's `join`).
     pub fn join(&self) -> Result<()> {
-        self.base.call::<_, bool>(QueueMethod::Join.name(), &None::<f64>).map(|_| ())
+        self.base.call::<_, bool>(QueueMethod::join.name(), &None::<f64>).map(|_| ())
     }
 
     /// As [`join`](Self::join), waiting at most `timeout`; `false` if items are still pending.
     pub fn join_timeout(&self, timeout: Duration) -> Result<bool> {
-        self.base.call(QueueMethod::Join.name(), &Some(secs(timeout)))
+        self.base.call(QueueMethod::join.name(), &Some(secs(timeout)))
     }
 }
 

@@ -21,6 +21,40 @@ pub(crate) trait Served: Send + Sync + 'static {
     fn disconnected(&self, _conn: u64) {}
 }
 
+/// A method table made by `methods!`: a built-in type's methods, by name.
+pub(crate) trait Methods: Sized {
+    /// The type's name in the error for a method it does not have (Python's type name).
+    const OBJECT: &'static str;
+
+    /// The method called `name`.
+    fn parse(name: &str) -> Option<Self>;
+}
+
+/// A built-in object, serving the methods of its table `M`: `methods!` implements [`Served`]
+/// for it with [`dispatch`].
+pub(crate) trait Builtin<M: Methods>: Send + Sync + 'static {
+    /// Runs one call of `method` (named by `call.method`).
+    fn serve(&self, method: M, call: Call<'_, '_>) -> Reply;
+
+    /// The name an unknown method's error gives the object: its table's, unless the object
+    /// tells its kinds apart.
+    fn type_name(&self) -> &'static str {
+        M::OBJECT
+    }
+
+    /// As [`Served::disconnected`].
+    fn disconnected(&self, _conn: u64) {}
+}
+
+/// Serves `call` on a built-in object: parses the method's name, refusing one the table does
+/// not have (alike for every type), and runs the method.
+pub(crate) fn dispatch<M: Methods>(object: &impl Builtin<M>, call: Call<'_, '_>) -> Reply {
+    match M::parse(call.method) {
+        Some(method) => object.serve(method, call),
+        None => Err(super::custom::no_such_method(object.type_name(), call.method)),
+    }
+}
+
 /// One method call, as an object serves it.
 pub(crate) struct Call<'c, 'a> {
     /// The calling connection.
@@ -91,6 +125,16 @@ pub(crate) fn deadline(timeout: Option<f64>) -> Option<Instant> {
     timeout.map(|t| Instant::now() + Duration::from_secs_f64(t.clamp(0.0, 1e9)))
 }
 
+/// The deadline of a call that may block (Python's `block`, `timeout` pair): none to wait
+/// for when it must not block, else as [`deadline`].
+pub(crate) fn block_deadline(block: bool, timeout: Option<f64>) -> Option<Instant> {
+    if block {
+        deadline(timeout)
+    } else {
+        Some(Instant::now())
+    }
+}
+
 /// Creates a built-in object from its type id and encoded initial state.
 pub(crate) fn create(typeid: &str, ctor: &str, args: &[u8]) -> Result<Arc<dyn Served>, RemoteError> {
     let obj: Arc<dyn Served> = match typeid {
@@ -140,5 +184,52 @@ impl TypeRegistration {
     /// The registration of `T`.
     pub const fn of<T: super::custom::Registered>() -> TypeRegistration {
         TypeRegistration { typeid: T::TYPEID, create: super::custom::create::<T> }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{create, Call, CallCx, Methods, Reply, Served};
+    use crate::manager::list::ListMethod;
+    use crate::manager::RemoteErrorKind;
+    use std::os::fd::AsFd;
+
+    fn call(obj: &dyn Served, method: &str, args: &[u8]) -> (Reply, Vec<u8>) {
+        let (_peer, sock) = crate::sys::socketpair().unwrap();
+        let cx = CallCx { conn: 1, sock: sock.as_fd(), undo: Default::default() };
+        let mut out = Vec::new();
+        let reply = obj.call(Call { cx: &cx, method, args, out: &mut out });
+        (reply, out)
+    }
+
+    #[test]
+    fn a_method_table_parses_the_names_it_lists() {
+        for m in [ListMethod::append, ListMethod::replace_if, ListMethod::snapshot] {
+            assert_eq!(ListMethod::parse(m.name()), Some(m));
+        }
+        assert_eq!(ListMethod::replace_if.name(), "replace_if");
+        assert_eq!(ListMethod::parse("appendd"), None);
+    }
+
+    #[test]
+    fn a_builtin_serves_its_methods_and_refuses_others_naming_its_type() {
+        let list = create("list", "", &[0]).unwrap();
+        let (reply, out) = call(&*list, "len", &[]);
+        assert_eq!((reply, out), (Ok(()), vec![0]));
+        // A lock's kinds are told apart; the bounded semaphore and the joinable queue are named
+        // as their plain kinds.
+        for (typeid, named) in [
+            ("list", "list"),
+            ("Lock", "Lock"),
+            ("RLock", "RLock"),
+            ("BoundedSemaphore", "Semaphore"),
+            ("JoinableQueue", "Queue"),
+        ] {
+            let obj = create(typeid, "", &[0]).unwrap();
+            let e = call(&*obj, "appendd", &[]).0.unwrap_err();
+            assert_eq!(e.kind(), RemoteErrorKind::NoSuchMethod);
+            let message = e.message();
+            assert!(message.contains(&format!("{named:?}")) && message.contains("\"appendd\""), "{e}");
+        }
     }
 }

@@ -1,11 +1,12 @@
 //! `Semaphore` and `BoundedSemaphore` kept in a manager's server: [`SemaphoreProxy`] (Python's
 //! `manager.Semaphore(value)` / `manager.BoundedSemaphore(value)`).
 
-use super::lock::{acquire_deadline, acquirer_methods, AcquireGuard};
+use super::lock::{acquirer_methods, AcquireGuard};
 use super::protocol::{decode, encode_into, RemoteError, RemoteErrorKind};
 use super::proxy::BaseProxy;
-use super::registry::{Call, Reply, Served};
+use super::registry::{block_deadline, Builtin, Call, Reply, Served};
 use crate::error::Result;
+use crate::sync::lock;
 use std::marker::PhantomData;
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
@@ -29,26 +30,22 @@ impl ServedSemaphore {
 }
 
 methods! {
-    enum SemaphoreMethod {
-        Acquire = "acquire",
-        Release = "release",
-        GetValue = "get_value",
-    }
+    enum SemaphoreMethod for ServedSemaphore as "Semaphore" { acquire, release, get_value }
 }
 
-impl Served for ServedSemaphore {
-    fn call(&self, Call { cx, method, args, out }: Call<'_, '_>) -> Reply {
-        let v = self.value.lock().unwrap_or_else(|p| p.into_inner());
-        match SemaphoreMethod::parse(method, "Semaphore")? {
-            SemaphoreMethod::Acquire => {
+impl Builtin<SemaphoreMethod> for ServedSemaphore {
+    fn serve(&self, method: SemaphoreMethod, Call { cx, args, out, .. }: Call<'_, '_>) -> Reply {
+        let v = lock(&self.value);
+        match method {
+            SemaphoreMethod::acquire => {
                 let (block, timeout): (bool, Option<f64>) = decode(args)?;
-                let (mut v, ok) = cx.wait_until(&self.cv, v, acquire_deadline(block, timeout), |v| *v > 0)?;
+                let (mut v, ok) = cx.wait_until(&self.cv, v, block_deadline(block, timeout), |v| *v > 0)?;
                 if ok {
                     *v -= 1;
                 }
                 encode_into(&ok, out)?;
             }
-            SemaphoreMethod::Release => {
+            SemaphoreMethod::release => {
                 let n: u64 = if args.is_empty() { 1 } else { decode(args)? };
                 let mut v = v;
                 if self.bound.is_some_and(|b| *v + n > b) {
@@ -60,7 +57,7 @@ impl Served for ServedSemaphore {
                 *v += n;
                 self.cv.notify_all();
             }
-            SemaphoreMethod::GetValue => encode_into(&*v, out)?,
+            SemaphoreMethod::get_value => encode_into(&*v, out)?,
         }
         Ok(())
     }
@@ -89,12 +86,12 @@ impl SemaphoreProxy {
 
     /// Releases `n` times at once (Python's `release(n)`).
     pub fn release_n(&self, n: usize) -> Result<()> {
-        self.base.call(SemaphoreMethod::Release.name(), &(n as u64))
+        self.base.call(SemaphoreMethod::release.name(), &(n as u64))
     }
 
     /// The counter's current value (Python's `get_value`).
     pub fn get_value(&self) -> Result<usize> {
-        self.base.call::<_, u64>(SemaphoreMethod::GetValue.name(), &()).map(|v| v as usize)
+        self.base.call::<_, u64>(SemaphoreMethod::get_value.name(), &()).map(|v| v as usize)
     }
 }
 

@@ -16,6 +16,7 @@ use super::registry::{self, CallCx, Served};
 use super::stream::{spin_budget, Kind, Reader, Writer};
 use crate::connection::{Address, Connection, Listener};
 use crate::error::{Error, Result};
+use crate::sync::lock;
 use crate::sys;
 use crate::wire::frame;
 use serde::{Deserialize, Serialize};
@@ -61,7 +62,7 @@ pub(crate) struct Server {
 
 impl Server {
     fn table(&self) -> MutexGuard<'_, Table> {
-        self.table.lock().unwrap_or_else(|p| p.into_inner())
+        lock(&self.table)
     }
 
     fn object(&self, id: u64) -> std::result::Result<Arc<dyn Served>, RemoteError> {

@@ -4,9 +4,10 @@
 use super::list::write_seq;
 use super::protocol::{decode, encode_into, RemoteError, RemoteErrorKind};
 use super::proxy::{decode_reply, BaseProxy};
-use super::registry::{Call, Reply, Served};
+use super::registry::{Builtin, Call, Reply, Served};
 use super::wire_bytes::{encode_one, Bytes};
 use crate::error::Result;
+use crate::sync::lock;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use std::borrow::Borrow;
@@ -26,29 +27,16 @@ impl ServedValue {
 }
 
 methods! {
-    enum ValueMethod {
-        Get = "get",
-        Set = "set",
-        Swap = "swap",
-    }
+    enum ValueMethod for ServedValue as "Value" { get, set, swap }
 }
 
-methods! {
-    enum ArrayMethod {
-        Len = "len",
-        Get = "get",
-        Set = "set",
-        Slice = "slice",
-    }
-}
-
-impl Served for ServedValue {
-    fn call(&self, Call { cx: _, method, args, out }: Call<'_, '_>) -> Reply {
-        let mut v = self.value.lock().unwrap_or_else(|p| p.into_inner());
-        match ValueMethod::parse(method, "Value")? {
-            ValueMethod::Get => out.extend_from_slice(&v),
-            ValueMethod::Set => *v = args.into(),
-            ValueMethod::Swap => {
+impl Builtin<ValueMethod> for ServedValue {
+    fn serve(&self, method: ValueMethod, Call { args, out, .. }: Call<'_, '_>) -> Reply {
+        let mut v = lock(&self.value);
+        match method {
+            ValueMethod::get => out.extend_from_slice(&v),
+            ValueMethod::set => *v = args.into(),
+            ValueMethod::swap => {
                 out.extend_from_slice(&v);
                 *v = args.into();
             }
@@ -75,17 +63,17 @@ pub struct ValueProxy<T> {
 impl<T: Serialize + DeserializeOwned> ValueProxy<T> {
     /// The value (Python's `v.value`).
     pub fn get(&self) -> Result<T> {
-        self.base.call(ValueMethod::Get.name(), &())
+        self.base.call(ValueMethod::get.name(), &())
     }
 
     /// Replaces the value (Python's `v.value = x`).
     pub fn set(&self, value: impl Borrow<T>) -> Result<()> {
-        self.base.call_raw(ValueMethod::Set.name(), &encode_one(value.borrow())?, decode_reply)
+        self.base.call_raw(ValueMethod::set.name(), &encode_one(value.borrow())?, decode_reply)
     }
 
     /// Replaces the value and returns the previous one, in one call.
     pub fn swap(&self, value: impl Borrow<T>) -> Result<T> {
-        self.base.call_raw(ValueMethod::Swap.name(), &encode_one(value.borrow())?, decode_reply)
+        self.base.call_raw(ValueMethod::swap.name(), &encode_one(value.borrow())?, decode_reply)
     }
 }
 
@@ -103,21 +91,25 @@ impl ServedArray {
     }
 }
 
-impl Served for ServedArray {
-    fn call(&self, Call { cx: _, method, args, out }: Call<'_, '_>) -> Reply {
-        let mut items = self.items.lock().unwrap_or_else(|p| p.into_inner());
+methods! {
+    enum ArrayMethod for ServedArray as "Array" { len, get, set, slice }
+}
+
+impl Builtin<ArrayMethod> for ServedArray {
+    fn serve(&self, method: ArrayMethod, Call { args, out, .. }: Call<'_, '_>) -> Reply {
+        let mut items = lock(&self.items);
         let out_of_range = || RemoteError::new(RemoteErrorKind::Index, "array index out of range");
-        match ArrayMethod::parse(method, "Array")? {
-            ArrayMethod::Len => encode_into(&(items.len() as u64), out)?,
-            ArrayMethod::Get => {
+        match method {
+            ArrayMethod::len => encode_into(&(items.len() as u64), out)?,
+            ArrayMethod::get => {
                 let i: u64 = decode(args)?;
                 out.extend_from_slice(items.get(i as usize).ok_or_else(out_of_range)?);
             }
-            ArrayMethod::Set => {
+            ArrayMethod::set => {
                 let (i, v): (u64, &[u8]) = decode(args)?;
                 *items.get_mut(i as usize).ok_or_else(out_of_range)? = v.into();
             }
-            ArrayMethod::Slice => {
+            ArrayMethod::slice => {
                 let (start, end): (u64, u64) = decode(args)?;
                 let end = (end as usize).min(items.len());
                 let start = (start as usize).min(end);
@@ -147,7 +139,7 @@ pub struct ArrayProxy<T> {
 impl<T: Serialize + DeserializeOwned> ArrayProxy<T> {
     /// The number of items (Python's `len(a)`).
     pub fn len(&self) -> Result<usize> {
-        self.base.call::<_, u64>(ArrayMethod::Len.name(), &()).map(|n| n as usize)
+        self.base.call::<_, u64>(ArrayMethod::len.name(), &()).map(|n| n as usize)
     }
 
     /// Whether the array has no items.
@@ -157,18 +149,18 @@ impl<T: Serialize + DeserializeOwned> ArrayProxy<T> {
 
     /// The item at `index` (Python's `a[index]`).
     pub fn get(&self, index: usize) -> Result<T> {
-        self.base.call(ArrayMethod::Get.name(), &(index as u64))
+        self.base.call(ArrayMethod::get.name(), &(index as u64))
     }
 
     /// Replaces the item at `index` (Python's `a[index] = x`).
     pub fn set(&self, index: usize, value: impl Borrow<T>) -> Result<()> {
         let v = encode_one(value.borrow())?;
-        self.base.call(ArrayMethod::Set.name(), &(index as u64, Bytes(&v)))
+        self.base.call(ArrayMethod::set.name(), &(index as u64, Bytes(&v)))
     }
 
     /// The items in `range`, clamped to the array (Python's `a[i:j]`).
     pub fn slice(&self, range: impl RangeBounds<usize>) -> Result<Vec<T>> {
-        self.base.call(ArrayMethod::Slice.name(), &super::list::range_to(range))
+        self.base.call(ArrayMethod::slice.name(), &super::list::range_to(range))
     }
 
     /// All the items (Python's `a[:]`).

@@ -17,6 +17,40 @@ pub(crate) unsafe trait SharedLayout: Sync {
     const MAGIC: u32;
 }
 
+/// Declares a state layout for shared memory: a `#[repr(C)]` struct whose first field is the
+/// magic word, the four ASCII bytes `magic` (the layout's name and version) read as a big-endian
+/// `u32`, implementing [`SharedLayout`] with it, and `size` bytes long (checked at compile time:
+/// other processes, other builds included, expect that layout).
+///
+/// The rest of the trait's contract is the caller's, who writes `unsafe struct` and says in a
+/// `// SAFETY:` comment why the fields are atomics and plain integers (or layouts of their own)
+/// that are valid when all their bytes are zero.
+macro_rules! shared_layout {
+    (
+        magic: $magic:literal, size: $size:expr;
+        $(#[$m:meta])*
+        $vis:vis unsafe struct $Name:ident {
+            $($(#[$fm:meta])* $field:ident: $ty:ty),+ $(,)?
+        }
+    ) => {
+        $(#[$m])*
+        #[repr(C)]
+        $vis struct $Name {
+            magic: u32,
+            $($(#[$fm])* $field: $ty),+
+        }
+
+        // SAFETY: `repr(C)` with the `u32` magic word first, as declared here; the caller vouches
+        // for the fields (see the macro's documentation).
+        unsafe impl $crate::mem::SharedLayout for $Name {
+            const MAGIC: u32 = u32::from_be_bytes(*$magic);
+        }
+
+        const _: () = assert!(std::mem::size_of::<$Name>() == $size);
+    };
+}
+pub(crate) use shared_layout;
+
 pub(crate) struct Shared<T: SharedLayout> {
     region: Region,
     offset: usize,

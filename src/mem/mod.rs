@@ -12,5 +12,5 @@
 mod cell;
 mod region;
 
-pub(crate) use cell::{Shared, SharedLayout};
+pub(crate) use cell::{shared_layout, Shared, SharedLayout};
 pub(crate) use region::Region;

@@ -10,13 +10,14 @@
 
 use crate::error::{Error, Result};
 use crate::error::{TaskError, TaskErrorKind};
+pub(crate) use crate::sync::lock;
 use crate::wire;
 use serde::de::DeserializeOwned;
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Waker};
 use std::thread::Thread;
 use std::time::{Duration, Instant};
@@ -37,10 +38,6 @@ pub(crate) trait Sink: Send + Sync {
     }
     /// The outcome of unit `index`: its encoded value, or why there is none.
     fn complete(&self, index: usize, outcome: std::result::Result<&[u8], TaskError>);
-}
-
-pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 type OkCallback<T> = Box<dyn FnOnce(&T) + Send>;

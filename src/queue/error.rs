@@ -10,9 +10,9 @@
 
 /// Defines `PutError<T>`, `TryPutError<T>`, `PutTimeoutError<T>`, `GetError`, `TryGetError`
 /// and `GetTimeoutError` in the calling module, with `$Fault` as the variant for a failure of
-/// the queue itself, the `From` conversions from each blocking form into its wider forms, and
-/// the conversions into the crate's [`Error`](crate::Error) (`$fault => $to_error` maps the
-/// fault's payload).
+/// the queue itself, the `From` conversions from each blocking form into its wider forms (`from`),
+/// and the conversions into the crate's [`Error`](crate::Error) (`$fault => $to_error` maps the
+/// fault's payload; a form's own case becomes the `Error` variant named last in its `extra`).
 macro_rules! queue_errors {
     (
         queue: $q:literal,
@@ -27,180 +27,87 @@ macro_rules! queue_errors {
         decode_doc: $ddoc:literal,
         to_error: |$fault:ident| $to_error:expr,
     ) => {
-        $crate::queue::queue_errors!(@put PutError, [$($pd),*], $Fault($FaultTy), $pfdoc, $edoc,
-            doc: [
-                concat!("Why a blocking `put` on a ", $q, " failed", $put_also, "; the value comes back"),
-                "([`into_inner`](Self::into_inner)).",
-                "",
-                "A blocking put waits for room as long as it takes, so it is never full: Python's",
-                "`put(obj)` raises only for a closed queue or an item that cannot be pickled, which",
-                "are `Closed` and `Encode` here.",
-            ],
-            extra: []);
-        $crate::queue::queue_errors!(@put TryPutError, [$($pd),*], $Fault($FaultTy), $pfdoc, $edoc,
-            doc: [
-                concat!("Why `put_nowait` on a ", $q, " failed (crossbeam's `TrySendError`); the value"),
-                "comes back ([`into_inner`](Self::into_inner)). `Full` is Python's `queue.Full`.",
-            ],
-            extra: [
-                #[doc = "The bounded queue held `maxsize` items (Python's `queue.Full`); nothing was put."]
-                Full => "queue is full", is_full, "Whether the queue was full."
-            ]);
-        $crate::queue::queue_errors!(@put PutTimeoutError, [$($pd),*], $Fault($FaultTy), $pfdoc, $edoc,
-            doc: [
-                concat!("Why `put_timeout` on a ", $q, " failed (crossbeam's `SendTimeoutError`); the"),
-                "value comes back ([`into_inner`](Self::into_inner)). `Timeout` is where Python's",
-                "`put(obj, timeout=t)` raises `queue.Full`.",
-            ],
-            extra: [
-                #[doc = "The bounded queue held `maxsize` items for the whole timeout (Python raises"]
-                #[doc = "`queue.Full`); nothing was put."]
-                Timeout => "timed out waiting for room in the queue", is_timeout, "Whether the timeout expired."
-            ]);
-
-        $crate::queue::queue_errors!(@get GetError, [$($gd),*], $Fault($FaultTy), $gfdoc, $ddoc,
-            doc: [
-                concat!("Why a blocking `get` on a ", $q, " failed", $get_also, "."),
-                "",
-                "A blocking get waits for an item as long as it takes, so it is never empty.",
-            ],
-            extra: []);
-        $crate::queue::queue_errors!(@get TryGetError, [$($gd),*], $Fault($FaultTy), $gfdoc, $ddoc,
-            doc: [
-                concat!("Why `get_nowait` on a ", $q, " failed (crossbeam's `TryRecvError`). `Empty` is"),
-                "Python's `queue.Empty`.",
-            ],
-            extra: [
-                #[doc = "No item was there (Python's `queue.Empty`)."]
-                Empty => "queue is empty", is_empty, "Whether the queue was empty."
-            ]);
-        $crate::queue::queue_errors!(@get GetTimeoutError, [$($gd),*], $Fault($FaultTy), $gfdoc, $ddoc,
-            doc: [
-                concat!("Why `get_timeout` on a ", $q, " failed (crossbeam's `RecvTimeoutError`). `Timeout`"),
-                "is where Python's `get(timeout=t)` raises `queue.Empty`.",
-            ],
-            extra: [
-                #[doc = "No item came within the timeout (Python raises `queue.Empty`)."]
-                Timeout => "timed out waiting for a queue item", is_timeout, "Whether the timeout expired."
-            ]);
-
-        impl<T> From<PutError<T>> for TryPutError<T> {
-            fn from(e: PutError<T>) -> Self {
-                match e {
-                    PutError::Closed(v) => TryPutError::Closed(v),
-                    PutError::Encode(v, m) => TryPutError::Encode(v, m),
-                    PutError::$Fault(v, f) => TryPutError::$Fault(v, f),
-                }
+        $crate::queue::queue_errors!(@put ($($pd),*), $Fault($FaultTy), $pfdoc, $edoc, |$fault| $to_error;
+            PutError {
+                doc: [
+                    concat!("Why a blocking `put` on a ", $q, " failed", $put_also, "; the value comes back"),
+                    "([`into_inner`](Self::into_inner)).",
+                    "",
+                    "A blocking put waits for room as long as it takes, so it is never full: Python's",
+                    "`put(obj)` raises only for a closed queue or an item that cannot be pickled, which",
+                    "are `Closed` and `Encode` here.",
+                ],
+                extra: [],
             }
-        }
-
-        impl<T> From<PutError<T>> for PutTimeoutError<T> {
-            fn from(e: PutError<T>) -> Self {
-                match e {
-                    PutError::Closed(v) => PutTimeoutError::Closed(v),
-                    PutError::Encode(v, m) => PutTimeoutError::Encode(v, m),
-                    PutError::$Fault(v, f) => PutTimeoutError::$Fault(v, f),
-                }
+            TryPutError from PutError {
+                doc: [
+                    concat!("Why `put_nowait` on a ", $q, " failed (crossbeam's `TrySendError`); the value"),
+                    "comes back ([`into_inner`](Self::into_inner)). `Full` is Python's `queue.Full`.",
+                ],
+                extra: [
+                    #[doc = "The bounded queue held `maxsize` items (Python's `queue.Full`); nothing was"]
+                    #[doc = "put."]
+                    Full => "queue is full", is_full, "Whether the queue was full.", Full
+                ],
             }
-        }
-
-        impl From<GetError> for TryGetError {
-            fn from(e: GetError) -> Self {
-                match e {
-                    GetError::Closed => TryGetError::Closed,
-                    GetError::Decode(m) => TryGetError::Decode(m),
-                    GetError::$Fault(f) => TryGetError::$Fault(f),
-                }
+            PutTimeoutError from PutError {
+                doc: [
+                    concat!("Why `put_timeout` on a ", $q, " failed (crossbeam's `SendTimeoutError`); the"),
+                    "value comes back ([`into_inner`](Self::into_inner)). `Timeout` is where Python's",
+                    "`put(obj, timeout=t)` raises `queue.Full`.",
+                ],
+                extra: [
+                    #[doc = "The bounded queue held `maxsize` items for the whole timeout (Python raises"]
+                    #[doc = "`queue.Full`); nothing was put."]
+                    Timeout => "timed out waiting for room in the queue", is_timeout,
+                    "Whether the timeout expired.", Timeout
+                ],
             }
-        }
+        );
 
-        impl From<GetError> for GetTimeoutError {
-            fn from(e: GetError) -> Self {
-                match e {
-                    GetError::Closed => GetTimeoutError::Closed,
-                    GetError::Decode(m) => GetTimeoutError::Decode(m),
-                    GetError::$Fault(f) => GetTimeoutError::$Fault(f),
-                }
+        $crate::queue::queue_errors!(@get ($($gd),*), $Fault($FaultTy), $gfdoc, $ddoc, |$fault| $to_error;
+            GetError {
+                doc: [
+                    concat!("Why a blocking `get` on a ", $q, " failed", $get_also, "."),
+                    "",
+                    "A blocking get waits for an item as long as it takes, so it is never empty.",
+                ],
+                extra: [],
             }
-        }
-
-        impl<T> From<PutError<T>> for $crate::Error {
-            /// For `?` in functions returning the crate's `Result`; the value is dropped.
-            fn from(e: PutError<T>) -> Self {
-                match e {
-                    PutError::Closed(_) => $crate::Error::Closed("queue"),
-                    PutError::Encode(_, msg) => $crate::Error::Encode(msg),
-                    PutError::$Fault(_, $fault) => $to_error,
-                }
+            TryGetError from GetError {
+                doc: [
+                    concat!("Why `get_nowait` on a ", $q, " failed (crossbeam's `TryRecvError`). `Empty` is"),
+                    "Python's `queue.Empty`.",
+                ],
+                extra: [
+                    #[doc = "No item was there (Python's `queue.Empty`)."]
+                    Empty => "queue is empty", is_empty, "Whether the queue was empty.", Empty
+                ],
             }
-        }
-
-        impl<T> From<TryPutError<T>> for $crate::Error {
-            /// For `?`; the value is dropped. `Full` becomes [`Error::Full`]($crate::Error::Full).
-            fn from(e: TryPutError<T>) -> Self {
-                match e {
-                    TryPutError::Full(_) => $crate::Error::Full,
-                    TryPutError::Closed(_) => $crate::Error::Closed("queue"),
-                    TryPutError::Encode(_, msg) => $crate::Error::Encode(msg),
-                    TryPutError::$Fault(_, $fault) => $to_error,
-                }
+            GetTimeoutError from GetError {
+                doc: [
+                    concat!("Why `get_timeout` on a ", $q, " failed (crossbeam's `RecvTimeoutError`)."),
+                    "`Timeout` is where Python's `get(timeout=t)` raises `queue.Empty`.",
+                ],
+                extra: [
+                    #[doc = "No item came within the timeout (Python raises `queue.Empty`)."]
+                    Timeout => "timed out waiting for a queue item", is_timeout,
+                    "Whether the timeout expired.", Timeout
+                ],
             }
-        }
-
-        impl<T> From<PutTimeoutError<T>> for $crate::Error {
-            /// For `?`; the value is dropped. `Timeout` becomes
-            /// [`Error::Timeout`]($crate::Error::Timeout).
-            fn from(e: PutTimeoutError<T>) -> Self {
-                match e {
-                    PutTimeoutError::Timeout(_) => $crate::Error::Timeout,
-                    PutTimeoutError::Closed(_) => $crate::Error::Closed("queue"),
-                    PutTimeoutError::Encode(_, msg) => $crate::Error::Encode(msg),
-                    PutTimeoutError::$Fault(_, $fault) => $to_error,
-                }
-            }
-        }
-
-        impl From<GetError> for $crate::Error {
-            fn from(e: GetError) -> Self {
-                match e {
-                    GetError::Closed => $crate::Error::Closed("queue"),
-                    GetError::Decode(msg) => $crate::Error::Decode(msg),
-                    GetError::$Fault($fault) => $to_error,
-                }
-            }
-        }
-
-        impl From<TryGetError> for $crate::Error {
-            /// `Empty` becomes [`Error::Empty`]($crate::Error::Empty).
-            fn from(e: TryGetError) -> Self {
-                match e {
-                    TryGetError::Empty => $crate::Error::Empty,
-                    TryGetError::Closed => $crate::Error::Closed("queue"),
-                    TryGetError::Decode(msg) => $crate::Error::Decode(msg),
-                    TryGetError::$Fault($fault) => $to_error,
-                }
-            }
-        }
-
-        impl From<GetTimeoutError> for $crate::Error {
-            /// `Timeout` becomes [`Error::Timeout`]($crate::Error::Timeout).
-            fn from(e: GetTimeoutError) -> Self {
-                match e {
-                    GetTimeoutError::Timeout => $crate::Error::Timeout,
-                    GetTimeoutError::Closed => $crate::Error::Closed("queue"),
-                    GetTimeoutError::Decode(msg) => $crate::Error::Decode(msg),
-                    GetTimeoutError::$Fault($fault) => $to_error,
-                }
-            }
-        }
+        );
     };
 
-    (@put $Name:ident, [$($pd:ident),*], $Fault:ident($FaultTy:ty), $pfdoc:literal, $edoc:literal,
-        doc: [$($doc:expr),* $(,)?],
-        extra: [$($(#[doc = $xdoc:literal])* $X:ident => $xmsg:literal, $is:ident, $isdoc:literal)?]
-    ) => {
+    (@put $derive:tt, $Fault:ident($FaultTy:ty), $pfdoc:literal, $edoc:literal, |$fault:ident| $to_error:expr;
+        $($Name:ident $(from $Base:ident)? {
+            doc: [$($doc:expr),* $(,)?],
+            extra: [$(
+                $(#[doc = $xdoc:literal])* $X:ident => $xmsg:literal, $is:ident, $isdoc:literal, $XErr:ident
+            )?],
+        })+
+    ) => {$(
         $(#[doc = $doc])*
-        #[derive($($pd),*)]
+        #[derive $derive]
         #[non_exhaustive]
         pub enum $Name<T> {
             $($(#[doc = $xdoc])* $X(T),)?
@@ -258,14 +165,46 @@ macro_rules! queue_errors {
         }
 
         impl<T> ::std::error::Error for $Name<T> {}
-    };
 
-    (@get $Name:ident, [$($gd:ident),*], $Fault:ident($FaultTy:ty), $gfdoc:literal, $ddoc:literal,
-        doc: [$($doc:expr),* $(,)?],
-        extra: [$($(#[doc = $xdoc:literal])* $X:ident => $xmsg:literal, $is:ident, $isdoc:literal)?]
-    ) => {
+        $(
+            impl<T> From<$Base<T>> for $Name<T> {
+                fn from(e: $Base<T>) -> Self {
+                    match e {
+                        $Base::Closed(v) => $Name::Closed(v),
+                        $Base::Encode(v, m) => $Name::Encode(v, m),
+                        $Base::$Fault(v, f) => $Name::$Fault(v, f),
+                    }
+                }
+            }
+        )?
+
+        impl<T> From<$Name<T>> for $crate::Error {
+            #[doc = concat!(
+                "For `?` in functions returning the crate's `Result`; the value is dropped.",
+                $(" `", stringify!($X), "` becomes [`Error::", stringify!($XErr), "`](crate::Error::",
+                    stringify!($XErr), ").",)?
+            )]
+            fn from(e: $Name<T>) -> Self {
+                match e {
+                    $($Name::$X(_) => $crate::Error::$XErr,)?
+                    $Name::Closed(_) => $crate::Error::Closed("queue"),
+                    $Name::Encode(_, msg) => $crate::Error::Encode(msg),
+                    $Name::$Fault(_, $fault) => $to_error,
+                }
+            }
+        }
+    )+};
+
+    (@get $derive:tt, $Fault:ident($FaultTy:ty), $gfdoc:literal, $ddoc:literal, |$fault:ident| $to_error:expr;
+        $($Name:ident $(from $Base:ident)? {
+            doc: [$($doc:expr),* $(,)?],
+            extra: [$(
+                $(#[doc = $xdoc:literal])* $X:ident => $xmsg:literal, $is:ident, $isdoc:literal, $XErr:ident
+            )?],
+        })+
+    ) => {$(
         $(#[doc = $doc])*
-        #[derive($($gd),*)]
+        #[derive $derive]
         #[non_exhaustive]
         pub enum $Name {
             $($(#[doc = $xdoc])* $X,)?
@@ -303,7 +242,35 @@ macro_rules! queue_errors {
         }
 
         impl ::std::error::Error for $Name {}
-    };
+
+        $(
+            impl From<$Base> for $Name {
+                fn from(e: $Base) -> Self {
+                    match e {
+                        $Base::Closed => $Name::Closed,
+                        $Base::Decode(m) => $Name::Decode(m),
+                        $Base::$Fault(f) => $Name::$Fault(f),
+                    }
+                }
+            }
+        )?
+
+        impl From<$Name> for $crate::Error {
+            #[doc = concat!(
+                "For `?` in functions returning the crate's `Result`.",
+                $(" `", stringify!($X), "` becomes [`Error::", stringify!($XErr), "`](crate::Error::",
+                    stringify!($XErr), ").",)?
+            )]
+            fn from(e: $Name) -> Self {
+                match e {
+                    $($Name::$X => $crate::Error::$XErr,)?
+                    $Name::Closed => $crate::Error::Closed("queue"),
+                    $Name::Decode(msg) => $crate::Error::Decode(msg),
+                    $Name::$Fault($fault) => $to_error,
+                }
+            }
+        }
+    )+};
 }
 
 pub(crate) use queue_errors;

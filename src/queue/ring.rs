@@ -311,15 +311,21 @@ impl Ring {
 
     // ---- ring bytes ---------------------------------------------------------------------
 
-    fn write_at(&self, pos: u64, data: &[u8]) {
+    /// Where `len` bytes at ring position `pos` lie: their offset in the ring, and how many of
+    /// them come before its end (the rest wrap around to its start). Callers never ask for more
+    /// than the ring holds: free space and committed bytes are checked to be at most its capacity
+    /// (`free`, `known_tail`). The assertion keeps the copies inside the ring whatever the shared
+    /// header says; `what` is the copy, for its message.
+    fn span(&self, pos: u64, len: usize, what: &str) -> (usize, usize) {
         let cap = self.capacity();
-        // Callers never ask for more: free space and committed bytes are checked to be at most
-        // `cap` (`free`, `known_tail`). The assertion keeps the copies inside the ring whatever
-        // the shared header says.
-        assert!(data.len() <= cap, "queue ring corrupted: {} bytes to write into {cap}", data.len());
+        assert!(len <= cap, "queue ring corrupted: {len} bytes to {what} {cap}");
         let off = (pos % cap as u64) as usize;
-        let first = data.len().min(cap - off);
-        // SAFETY: `off + first <= cap` and `data.len() - first <= cap` (asserted) bytes lie inside the ring
+        (off, len.min(cap - off))
+    }
+
+    fn write_at(&self, pos: u64, data: &[u8]) {
+        let (off, first) = self.span(pos, data.len(), "write into");
+        // SAFETY: `off + first <= cap` and `data.len() - first <= cap` (`span`) bytes lie inside the ring
         // (RING_OFFSET + cap <= region.len()). Only the put-lock holder writes, and only in the
         // free part of the ring (between tail and head + cap) that no reader looks at.
         unsafe {
@@ -330,10 +336,7 @@ impl Ring {
     }
 
     fn read_at(&self, pos: u64, out: &mut [std::mem::MaybeUninit<u8>]) {
-        let cap = self.capacity();
-        assert!(out.len() <= cap, "queue ring corrupted: {} bytes to read from {cap}", out.len());
-        let off = (pos % cap as u64) as usize;
-        let first = out.len().min(cap - off);
+        let (off, first) = self.span(pos, out.len(), "read from");
         // SAFETY: as in `write_at`; only the get-lock holder reads, and only committed bytes
         // (between head and tail) that no writer touches until head moves past them.
         unsafe {

@@ -37,6 +37,25 @@ pub(crate) fn split_fragment(url: &str) -> (&str, Option<&str>) {
     }
 }
 
+/// Pipeline steps the pool's client and its workers take in several places.
+pub(crate) trait PipelineSteps {
+    /// `SET key value PX ms`, its reply ignored: a key that lapses after `ms` unless set again.
+    fn set_px(&mut self, key: String, value: impl ::redis::ToRedisArgs, ms: u64) -> &mut Self;
+
+    /// `LRANGE key 0 -1` and `DEL key`: takes the whole list (one reply, its items).
+    fn take_list(&mut self, key: String) -> &mut Self;
+}
+
+impl PipelineSteps for ::redis::Pipeline {
+    fn set_px(&mut self, key: String, value: impl ::redis::ToRedisArgs, ms: u64) -> &mut Self {
+        self.cmd("SET").arg(key).arg(value).arg("PX").arg(ms).ignore()
+    }
+
+    fn take_list(&mut self, key: String) -> &mut Self {
+        self.cmd("LRANGE").arg(&key).arg(0).arg(-1).cmd("DEL").arg(key).ignore()
+    }
+}
+
 /// A connection to one server, opened lazily and reopened after failures.
 pub(crate) struct Link {
     client: ::redis::Client,

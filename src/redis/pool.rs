@@ -24,16 +24,17 @@
 //! comes back (the server restarted, possibly empty) has every pending task sent again. Past
 //! the window, every pending task fails with [`TaskErrorKind::Broken`] naming the broker.
 
-use super::link::{block_secs, Link, DEFAULT_RECONNECT_WINDOW};
+use super::link::{block_secs, Link, PipelineSteps, DEFAULT_RECONNECT_WINDOW};
 use super::message::{self, ResultMsg, TaskMsg};
 use super::worker::{worker_process, WorkerArgs};
 use crate::error::{Error, Result};
 use crate::pool::backend::{self, Backend, Phase, Shared, Task, TaskError, TaskErrorKind};
 use crate::process::{Process, StartMethod};
+use crate::sync::lock;
 use crate::{Executor, Pool};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// The keys of one pool.
@@ -108,10 +109,6 @@ return #ids
 
 /// Most results one read takes.
 const RESULTS_AT_ONCE: usize = 1024;
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
-}
 
 /// Options for a [`Pool`] whose workers take tasks from a Redis broker.
 ///
@@ -350,12 +347,7 @@ fn register(
             .arg(keys.k("maxdeaths"))
             .arg(max_deaths)
             .ignore()
-            .cmd("SET")
-            .arg(keys.k("alive"))
-            .arg(1)
-            .arg("PX")
-            .arg(alive_ms(heartbeat))
-            .ignore()
+            .set_px(keys.k("alive"), 1, alive_ms(heartbeat))
             .query::<()>(c)
     })
 }
@@ -370,7 +362,7 @@ fn unregister(link: &mut Link, keys: &PoolKeys) -> Result<()> {
     link.call("removing a pool", true, None, |c| {
         let mut p = ::redis::pipe();
         // Workers still attached see this and leave; it expires on its own.
-        p.cmd("SET").arg(keys.k("state")).arg("finished").arg("PX").arg(60_000).ignore();
+        p.set_px(keys.k("state"), "finished", 60_000);
         for k in [
             "build",
             "hello",
@@ -743,28 +735,11 @@ impl RedisBackend {
         let (workers, poisoned, refused): (Vec<String>, Vec<u64>, Vec<String>) =
             self.link.call("watching workers", true, None, |c| {
                 ::redis::pipe()
-                    .cmd("SET")
-                    .arg(k.k("alive"))
-                    .arg(1)
-                    .arg("PX")
-                    .arg(alive)
-                    .ignore()
+                    .set_px(k.k("alive"), 1, alive)
                     .cmd("SMEMBERS")
                     .arg(k.k("workers"))
-                    .cmd("LRANGE")
-                    .arg(k.k("poisoned"))
-                    .arg(0)
-                    .arg(-1)
-                    .cmd("DEL")
-                    .arg(k.k("poisoned"))
-                    .ignore()
-                    .cmd("LRANGE")
-                    .arg(k.k("refused"))
-                    .arg(0)
-                    .arg(-1)
-                    .cmd("DEL")
-                    .arg(k.k("refused"))
-                    .ignore()
+                    .take_list(k.k("poisoned"))
+                    .take_list(k.k("refused"))
                     .query(c)
             })?;
         for why in refused {

@@ -29,6 +29,7 @@
 use super::link::{block_secs, Link, DEFAULT_RECONNECT_WINDOW};
 use crate::error::{Error, Result};
 use crate::queue::TaskDoneError;
+use crate::sync::lock;
 use crate::wire;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
@@ -42,6 +43,16 @@ use std::time::{Duration, Instant};
 
 /// Longest single wait on the server; longer waits are several.
 const SLICE: Duration = Duration::from_millis(250);
+
+/// How long the next wait on the server may be, for a call waiting up to `deadline` (`None`:
+/// no wait, `Some(None)`: forever): `None` for no wait, zero once the deadline has passed.
+fn next_wait(deadline: Option<Option<Instant>>) -> Option<Duration> {
+    match deadline {
+        None => None,
+        Some(None) => Some(SLICE),
+        Some(Some(d)) => Some(d.saturating_duration_since(Instant::now()).min(SLICE)),
+    }
+}
 /// Default visibility timeout of a [`JoinableQueue`] item.
 const DEFAULT_VISIBILITY: Duration = Duration::from_secs(60);
 /// An unbounded queue's get takes ahead about this much of its caller's work.
@@ -128,10 +139,6 @@ static PUT_S: OnceLock<::redis::Script> = OnceLock::new();
 static JQ_PUT_S: OnceLock<::redis::Script> = OnceLock::new();
 static JQ_GET_S: OnceLock<::redis::Script> = OnceLock::new();
 static JQ_DONE_S: OnceLock<::redis::Script> = OnceLock::new();
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
-}
 
 struct Keys {
     items: String,
@@ -499,11 +506,7 @@ impl Core {
         let mut link = lock(&self.getter);
         let k = &self.keys;
         loop {
-            let wait = match deadline {
-                None => None,
-                Some(None) => Some(SLICE),
-                Some(Some(d)) => Some(d.saturating_duration_since(Instant::now()).min(SLICE)),
-            };
+            let wait = next_wait(deadline);
             let got: Vec<Vec<u8>> = match wait {
                 Some(w) if !w.is_zero() => {
                     let r: Option<(String, Vec<Vec<u8>>)> =
@@ -581,16 +584,9 @@ impl Core {
             if self.try_put(&mut link, bytes)? {
                 return Ok(true);
             }
-            let wait = match deadline {
-                None => return Ok(false),
-                Some(None) => SLICE,
-                Some(Some(d)) => {
-                    let left = d.saturating_duration_since(Instant::now());
-                    if left.is_zero() {
-                        return Ok(false);
-                    }
-                    left.min(SLICE)
-                }
+            let wait = match next_wait(deadline) {
+                Some(w) if !w.is_zero() => w,
+                _ => return Ok(false),
             };
             let _: Option<(String, String)> =
                 link.call("waiting for room in a queue", true, Some(wait), |c| {
@@ -626,14 +622,7 @@ impl Core {
         let mut link = lock(&self.getter);
         let k = &self.keys;
         loop {
-            let wait = match deadline {
-                None => None,
-                Some(None) => Some(SLICE),
-                Some(Some(d)) => {
-                    let left = d.saturating_duration_since(Instant::now());
-                    Some(left.min(SLICE))
-                }
-            };
+            let wait = next_wait(deadline);
             let got: Option<Vec<u8>> = if self.joinable {
                 let r: Option<(String, Vec<u8>)> = link.call("getting from a queue", false, None, |c| {
                     script(JQ_GET, &JQ_GET_S)
@@ -777,11 +766,35 @@ fn encode<T: Serialize>(value: &T) -> std::result::Result<Vec<u8>, String> {
 }
 
 macro_rules! queue_common {
-    ($Q:ident) => {
+    ($(#[$m:meta])* pub struct $Q:ident<T>, joinable: $joinable:literal) => {
+        $(#[$m])*
+        pub struct $Q<T> {
+            core: Arc<Core>,
+            closed: Arc<AtomicBool>,
+            _t: PhantomData<fn() -> T>,
+        }
+
+        impl<T> $Q<T> {
+            /// Opens the queue `name` at `url` (`maxsize`: the bound to create it with or check).
+            fn open_core(
+                url: &str,
+                name: &str,
+                maxsize: Option<usize>,
+                visibility: Duration,
+            ) -> Result<Self> {
+                Ok(Self::on(Arc::new(Core::open(url, name, $joinable, maxsize, visibility)?)))
+            }
+
+            /// A handle on `core` with a `closed` flag of its own.
+            fn on(core: Arc<Core>) -> Self {
+                $Q { core, closed: Arc::new(AtomicBool::new(false)), _t: PhantomData }
+            }
+        }
+
         impl<T> Clone for $Q<T> {
             /// Another handle on the same queue, sharing this one's connections.
             fn clone(&self) -> Self {
-                $Q { core: self.core.clone(), closed: Arc::new(AtomicBool::new(false)), _t: PhantomData }
+                Self::on(self.core.clone())
             }
         }
 
@@ -955,103 +968,85 @@ macro_rules! queue_common {
         impl<'de, T> Deserialize<'de> for $Q<T> {
             fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
                 let (url, name, maxsize, vis): (String, String, usize, u64) = Deserialize::deserialize(d)?;
-                let core =
-                    Core::open(&url, &name, $Q::<T>::JOINABLE, Some(maxsize), Duration::from_millis(vis))
-                        .map_err(serde::de::Error::custom)?;
-                Ok($Q { core: Arc::new(core), closed: Arc::new(AtomicBool::new(false)), _t: PhantomData })
+                Self::open_core(&url, &name, Some(maxsize), Duration::from_millis(vis))
+                    .map_err(serde::de::Error::custom)
             }
         }
     };
 }
 
-/// A FIFO queue on a Redis broker, shared by every process that opens it by URL and name.
-///
-/// The API is the local [`Queue`](crate::Queue)'s, with the differences a server brings:
-/// `qsize`, `empty` and `full` ask the server and may fail; a broker that is away for longer
-/// than the reconnect window (10 s) turns calls into the `Broker` case of their error
-/// ([`PutError::Broker`], [`GetError::Broker`], ...). Items are plain serde values (no handles).
-/// Each form of `put` and `get` has its own error type, as on the local queue.
-///
-/// **Batching (unbounded queues).** As on a local queue, `put` hands the item to this handle's
-/// backlog and returns; a thread writes the backlog to the server in order, many items per
-/// round trip. Dropping the last handle of a process waits for it (as Python joins the feeder
-/// thread), and so does [`flush`](Self::flush); a process that leaves without dropping it
-/// (`std::process::exit`, a signal) loses what was not yet written. A write that fails (the
-/// broker away for longer than the reconnect window) loses its items, and the next `put` or
-/// `flush` reports it. This handle's own puts are on the server before its next `get`,
-/// `qsize`, `empty` or `full`.
-///
-/// A `get` takes up to as many items as its caller consumes in about 2 ms (at most 128) in one
-/// round trip, and serves the next gets from them; a caller that spends more than 2 ms between
-/// gets takes one item at a time. Items taken ahead are this handle's: counted by its own
-/// `qsize` but not by other handles', and given back to the front of the queue when the handle
-/// has not asked for one for 100 ms, or when its last clone is dropped. So one consumer sees the
-/// items in the order they were put; with several, an item given back comes after newer items
-/// that another consumer took meanwhile (as a [`JoinableQueue`] item whose lease expired does).
-/// A consumer that dies takes the items it took ahead with it, as it takes the item it was
-/// working on: a plain queue delivers at most once, a [`JoinableQueue`] at least once.
-///
-/// A bounded queue ([`with_maxsize`](Self::with_maxsize)) does neither: every put checks the
-/// bound on the server and every get takes one item, so that the bound holds across processes.
-///
-/// ```no_run
-/// let q = multiproc::redis::Queue::<u32>::open("redis://127.0.0.1:6379/0", "jobs")?;
-/// q.put(7)?;
-/// assert_eq!(q.get()?, 7);
-/// # Ok::<(), multiproc::Error>(())
-/// ```
-pub struct Queue<T> {
-    core: Arc<Core>,
-    closed: Arc<AtomicBool>,
-    _t: PhantomData<fn() -> T>,
-}
-
-impl<T> Queue<T> {
-    const JOINABLE: bool = false;
+queue_common! {
+    /// A FIFO queue on a Redis broker, shared by every process that opens it by URL and name.
+    ///
+    /// The API is the local [`Queue`](crate::Queue)'s, with the differences a server brings:
+    /// `qsize`, `empty` and `full` ask the server and may fail; a broker that is away for longer
+    /// than the reconnect window (10 s) turns calls into the `Broker` case of their error
+    /// ([`PutError::Broker`], [`GetError::Broker`], ...). Items are plain serde values (no handles).
+    /// Each form of `put` and `get` has its own error type, as on the local queue.
+    ///
+    /// **Batching (unbounded queues).** As on a local queue, `put` hands the item to this handle's
+    /// backlog and returns; a thread writes the backlog to the server in order, many items per
+    /// round trip. Dropping the last handle of a process waits for it (as Python joins the feeder
+    /// thread), and so does [`flush`](Self::flush); a process that leaves without dropping it
+    /// (`std::process::exit`, a signal) loses what was not yet written. A write that fails (the
+    /// broker away for longer than the reconnect window) loses its items, and the next `put` or
+    /// `flush` reports it. This handle's own puts are on the server before its next `get`,
+    /// `qsize`, `empty` or `full`.
+    ///
+    /// A `get` takes up to as many items as its caller consumes in about 2 ms (at most 128) in one
+    /// round trip, and serves the next gets from them; a caller that spends more than 2 ms between
+    /// gets takes one item at a time. Items taken ahead are this handle's: counted by its own
+    /// `qsize` but not by other handles', and given back to the front of the queue when the handle
+    /// has not asked for one for 100 ms, or when its last clone is dropped. So one consumer sees the
+    /// items in the order they were put; with several, an item given back comes after newer items
+    /// that another consumer took meanwhile (as a [`JoinableQueue`] item whose lease expired does).
+    /// A consumer that dies takes the items it took ahead with it, as it takes the item it was
+    /// working on: a plain queue delivers at most once, a [`JoinableQueue`] at least once.
+    ///
+    /// A bounded queue ([`with_maxsize`](Self::with_maxsize)) does neither: every put checks the
+    /// bound on the server and every get takes one item, so that the bound holds across processes.
+    ///
+    /// ```no_run
+    /// let q = multiproc::redis::Queue::<u32>::open("redis://127.0.0.1:6379/0", "jobs")?;
+    /// q.put(7)?;
+    /// assert_eq!(q.get()?, 7);
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub struct Queue<T>, joinable: false
 }
 
 impl<T: Serialize + DeserializeOwned> Queue<T> {
     /// Opens the queue `name` on the server at `url` (`redis://[user:password@]host:port/db`),
     /// with the bound it was created with (unbounded if it was never given one).
     pub fn open(url: &str, name: &str) -> Result<Queue<T>> {
-        let core = Core::open(url, name, false, None, DEFAULT_VISIBILITY)?;
-        Ok(Queue { core: Arc::new(core), closed: Arc::new(AtomicBool::new(false)), _t: PhantomData })
+        Self::open_core(url, name, None, DEFAULT_VISIBILITY)
     }
 
     /// Opens (creating if needed) the queue `name` bounded to `maxsize` items (0: unbounded).
     /// Every handle of one queue sees the same bound: opening an existing queue with another
     /// one is an error.
     pub fn with_maxsize(url: &str, name: &str, maxsize: usize) -> Result<Queue<T>> {
-        let core = Core::open(url, name, false, Some(maxsize), DEFAULT_VISIBILITY)?;
-        Ok(Queue { core: Arc::new(core), closed: Arc::new(AtomicBool::new(false)), _t: PhantomData })
+        Self::open_core(url, name, Some(maxsize), DEFAULT_VISIBILITY)
     }
 }
 
-queue_common!(Queue);
-
-/// A [`Queue`] whose items are counted until marked done (Python's `JoinableQueue`), and come
-/// back when the consumer that took one dies before marking it done.
-///
-/// Each item a `get` returns is leased to this handle for the queue's visibility timeout (60 s
-/// by default, [`with_options`](Self::with_options)): [`task_done`](Self::task_done) ends the
-/// oldest lease the handle holds. An item whose lease expires goes back to the front of the
-/// queue and is delivered again (at-least-once): a consumer that takes longer than the timeout
-/// may see its item run twice, and its late `task_done` still counts it once.
-pub struct JoinableQueue<T> {
-    core: Arc<Core>,
-    closed: Arc<AtomicBool>,
-    _t: PhantomData<fn() -> T>,
-}
-
-impl<T> JoinableQueue<T> {
-    const JOINABLE: bool = true;
+queue_common! {
+    /// A [`Queue`] whose items are counted until marked done (Python's `JoinableQueue`), and come
+    /// back when the consumer that took one dies before marking it done.
+    ///
+    /// Each item a `get` returns is leased to this handle for the queue's visibility timeout (60 s
+    /// by default, [`with_options`](Self::with_options)): [`task_done`](Self::task_done) ends the
+    /// oldest lease the handle holds. An item whose lease expires goes back to the front of the
+    /// queue and is delivered again (at-least-once): a consumer that takes longer than the timeout
+    /// may see its item run twice, and its late `task_done` still counts it once.
+    pub struct JoinableQueue<T>, joinable: true
 }
 
 impl<T: Serialize + DeserializeOwned> JoinableQueue<T> {
     /// Opens the joinable queue `name` on the server at `url`, with the bound it was created
     /// with and a 60 s visibility timeout.
     pub fn open(url: &str, name: &str) -> Result<JoinableQueue<T>> {
-        Self::open_with(url, name, None, DEFAULT_VISIBILITY)
+        Self::open_core(url, name, None, DEFAULT_VISIBILITY)
     }
 
     /// Opens (creating if needed) the queue bounded to `maxsize` items (0: unbounded), with
@@ -1062,20 +1057,10 @@ impl<T: Serialize + DeserializeOwned> JoinableQueue<T> {
         maxsize: usize,
         visibility: Duration,
     ) -> Result<JoinableQueue<T>> {
-        Self::open_with(url, name, Some(maxsize), visibility)
-    }
-
-    fn open_with(
-        url: &str,
-        name: &str,
-        maxsize: Option<usize>,
-        visibility: Duration,
-    ) -> Result<JoinableQueue<T>> {
         if visibility < Duration::from_millis(1) {
             return Err(Error::invalid("a visibility timeout must be at least 1 ms"));
         }
-        let core = Core::open(url, name, true, maxsize, visibility)?;
-        Ok(JoinableQueue { core: Arc::new(core), closed: Arc::new(AtomicBool::new(false)), _t: PhantomData })
+        Self::open_core(url, name, Some(maxsize), visibility)
     }
 
     /// Marks the oldest item this handle took as done (Python's `task_done`).
@@ -1103,5 +1088,3 @@ impl<T: Serialize + DeserializeOwned> JoinableQueue<T> {
         Ok(v.unwrap_or(0).max(0) as u64)
     }
 }
-
-queue_common!(JoinableQueue);

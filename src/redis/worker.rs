@@ -22,7 +22,7 @@
 //! ids off the worker's list. A task whose process died counts a death against it and goes back
 //! to the front of `tasks` until the pool's limit.
 
-use super::link::{block_secs, split_fragment, Link};
+use super::link::{block_secs, split_fragment, Link, PipelineSteps};
 use super::message::{self, ResultMsg, TaskMsg};
 use super::pool::{PoolKeys, DEATHS};
 use crate::pool::backend::{self, Sink, TaskError, TaskErrorKind};
@@ -294,18 +294,7 @@ pub(crate) fn serve(args: &WorkerArgs) -> i32 {
     // Registered before the first task is taken, so that the client watches this worker's
     // list from the start, whenever the heartbeat thread first runs.
     let registered = link.call("registering a worker", true, None, |c| {
-        ::redis::pipe()
-            .cmd("SET")
-            .arg(keys.hb(&wid))
-            .arg(1)
-            .arg("PX")
-            .arg(settings.heartbeat.as_millis() as u64)
-            .ignore()
-            .cmd("SADD")
-            .arg(keys.k("workers"))
-            .arg(&wid)
-            .ignore()
-            .query::<()>(c)
+        announce(&mut ::redis::pipe(), &keys, &wid, settings.heartbeat).query::<()>(c)
     });
     if let Err(e) = registered {
         eprintln!("multiproc: broker pool worker {wid} lost the broker: {e}");
@@ -541,6 +530,17 @@ fn run_task(
     None
 }
 
+/// Adds to `p` what says worker `wid` serves the pool: its heartbeat key, lapsing after
+/// `period` unless renewed, and its place in the pool's set of workers.
+fn announce<'p>(
+    p: &'p mut ::redis::Pipeline,
+    keys: &PoolKeys,
+    wid: &str,
+    period: Duration,
+) -> &'p mut ::redis::Pipeline {
+    p.set_px(keys.hb(wid), 1, period.as_millis() as u64).cmd("SADD").arg(keys.k("workers")).arg(wid).ignore()
+}
+
 fn heartbeat_loop(
     url: &str,
     keys: &PoolKeys,
@@ -554,17 +554,7 @@ fn heartbeat_loop(
     let absent_limit = period * 8;
     while !stop.load(Ordering::Acquire) {
         let r: crate::Result<(Option<String>, bool)> = link.call("sending a heartbeat", true, None, |c| {
-            ::redis::pipe()
-                .cmd("SET")
-                .arg(keys.hb(wid))
-                .arg(1)
-                .arg("PX")
-                .arg(period.as_millis() as u64)
-                .ignore()
-                .cmd("SADD")
-                .arg(keys.k("workers"))
-                .arg(wid)
-                .ignore()
+            announce(&mut ::redis::pipe(), keys, wid, period)
                 .cmd("GET")
                 .arg(keys.k("state"))
                 .cmd("EXISTS")

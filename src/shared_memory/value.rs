@@ -16,7 +16,7 @@
 //! processes simply wait for the lock.
 
 use crate::error::{Error, Result};
-use crate::mem::{Shared, SharedLayout};
+use crate::mem::{shared_layout, Shared, SharedLayout};
 use crate::sync::{LockState, RLock, RLockGuard};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::fmt;
@@ -41,21 +41,17 @@ pod!(i8, i16, i32, i64, i128, isize, u8, u16, u32, u64, u128, usize, f32, f64, b
 // SAFETY: an array of Pod is Pod.
 unsafe impl<T: Pod, const N: usize> Pod for [T; N] {}
 
-#[repr(C)]
-pub(crate) struct Header {
-    magic: u32,
-    elem_size: u32,
-    len: u64,
-    lock: LockState,
-}
-
-// SAFETY: repr(C), integers and a LockState (itself SharedLayout-valid when zero), magic first.
-unsafe impl SharedLayout for Header {
-    const MAGIC: u32 = 0x5641_4c31; // "VAL1"
+// SAFETY: integers and a LockState (itself valid when zero).
+shared_layout! {
+    magic: b"VAL1", size: 32;
+    pub(crate) unsafe struct Header {
+        elem_size: u32,
+        len: u64,
+        lock: LockState,
+    }
 }
 
 const HEADER: usize = std::mem::size_of::<Header>();
-const _: () = assert!(HEADER == 32);
 const LOCK_OFFSET: usize = std::mem::offset_of!(Header, lock);
 
 fn create<T: Pod>(len: usize) -> Result<(Shared<Header>, RLock)> {

@@ -14,7 +14,7 @@
 //! way a process target is (see `process/target.rs`).
 
 use crate::error::{Error, Result};
-use crate::mem::{Shared, SharedLayout};
+use crate::mem::{shared_layout, Shared};
 use crate::sys::futex;
 use crate::target::{self, EntryOffset, Target};
 use serde::{Deserialize, Serialize};
@@ -23,22 +23,17 @@ use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
-#[repr(C)]
-pub(crate) struct BarrierState {
-    magic: u32,
-    parties: AtomicU32,
-    count: AtomicU32,
-    generation: AtomicU32,
-    resets: AtomicU32,
-    broken: AtomicU32,
+// SAFETY: atomics; all-zero is valid.
+shared_layout! {
+    magic: b"BAR1", size: 24;
+    pub(crate) unsafe struct BarrierState {
+        parties: AtomicU32,
+        count: AtomicU32,
+        generation: AtomicU32,
+        resets: AtomicU32,
+        broken: AtomicU32,
+    }
 }
-
-// SAFETY: repr(C), atomics and a u32, magic first; all-zero is valid.
-unsafe impl SharedLayout for BarrierState {
-    const MAGIC: u32 = 0x4241_5231; // "BAR1"
-}
-
-const _: () = assert!(std::mem::size_of::<BarrierState>() == 24);
 
 /// The barrier was broken (by a timeout, `abort` or `reset`) while or before waiting (Python's
 /// `BrokenBarrierError`).

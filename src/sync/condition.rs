@@ -24,7 +24,7 @@
 
 use super::lock::{Lock, LockGuard, LockState};
 use crate::error::{Error, Result};
-use crate::mem::{Shared, SharedLayout};
+use crate::mem::{shared_layout, Shared, SharedLayout};
 use crate::sys::{self, futex};
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -45,28 +45,23 @@ struct Slot {
     ticket: AtomicU64,
 }
 
-#[repr(C)]
-pub(crate) struct CondState {
-    magic: u32,
-    /// Bumped by every notify, for waiters that found no slot.
-    seq: AtomicU32,
-    lock: LockState,
-    /// The next waiter's ticket; moved only by lock holders.
-    next_ticket: AtomicU64,
-    /// Slots below this index have been used; moved only by lock holders.
-    used: AtomicU32,
-    /// Waiters sleeping on `seq` (no slot was free).
-    overflow: AtomicU32,
-    slots: [Slot; SLOTS],
+// SAFETY: atomics, a LockState and an array of repr(C) atomics; all-zero is valid (unlocked,
+// no waiter, every slot FREE).
+shared_layout! {
+    magic: b"CON2", size: 40 + 16 * SLOTS;
+    pub(crate) unsafe struct CondState {
+        /// Bumped by every notify, for waiters that found no slot.
+        seq: AtomicU32,
+        lock: LockState,
+        /// The next waiter's ticket; moved only by lock holders.
+        next_ticket: AtomicU64,
+        /// Slots below this index have been used; moved only by lock holders.
+        used: AtomicU32,
+        /// Waiters sleeping on `seq` (no slot was free).
+        overflow: AtomicU32,
+        slots: [Slot; SLOTS],
+    }
 }
-
-// SAFETY: repr(C), atomics, a LockState and an array of repr(C) atomics, magic first; all-zero
-// is valid (unlocked, no waiter, every slot FREE).
-unsafe impl SharedLayout for CondState {
-    const MAGIC: u32 = 0x434f_4e32; // "CON2"
-}
-
-const _: () = assert!(std::mem::size_of::<CondState>() == 40 + 16 * SLOTS);
 
 /// Where a waiter sleeps.
 enum Place<'a> {

@@ -4,25 +4,20 @@
 //! sleeps while the word is 0. No participant owns it, so a dying process leaves it as it was.
 
 use crate::error::Result;
-use crate::mem::{Shared, SharedLayout};
+use crate::mem::{shared_layout, Shared};
 use crate::sys::futex;
 use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
-#[repr(C)]
-pub(crate) struct EventState {
-    magic: u32,
-    flag: AtomicU32,
+// SAFETY: an atomic; all-zero is "clear".
+shared_layout! {
+    magic: b"EVT1", size: 8;
+    pub(crate) unsafe struct EventState {
+        flag: AtomicU32,
+    }
 }
-
-// SAFETY: repr(C), a u32 and an atomic, magic first; all-zero is "clear".
-unsafe impl SharedLayout for EventState {
-    const MAGIC: u32 = 0x4556_5431; // "EVT1"
-}
-
-const _: () = assert!(std::mem::size_of::<EventState>() == 8);
 
 /// A process-shared event (Python's `multiprocessing.Event`).
 ///

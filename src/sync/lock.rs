@@ -10,7 +10,7 @@
 
 use super::raw::{self, Acquired};
 use crate::error::{Error, Result};
-use crate::mem::{Shared, SharedLayout};
+use crate::mem::{shared_layout, Shared};
 use crate::sys;
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -52,21 +52,16 @@ impl<G> std::error::Error for OwnerDied<G> {}
 /// What `acquire` returns: the guard, or the guard inside [`OwnerDied`].
 pub type LockResult<G> = std::result::Result<G, OwnerDied<G>>;
 
-/// The shared state of a `Lock`/`RLock`.
-#[repr(C)]
-pub(crate) struct LockState {
-    magic: u32,
-    word: AtomicU32,
-    owner_tid: AtomicU32,
-    count: AtomicU32,
+// SAFETY: atomics; all-zero is "free".
+shared_layout! {
+    magic: b"LOK1", size: 16;
+    /// The shared state of a `Lock`/`RLock`.
+    pub(crate) unsafe struct LockState {
+        word: AtomicU32,
+        owner_tid: AtomicU32,
+        count: AtomicU32,
+    }
 }
-
-// SAFETY: repr(C), atomics and a u32, all-zero is "free", magic first.
-unsafe impl SharedLayout for LockState {
-    const MAGIC: u32 = 0x4c4f_4b31; // "LOK1"
-}
-
-const _: () = assert!(std::mem::size_of::<LockState>() == 16);
 
 /// Bit of an `RLock`'s `count`: the holder has lent out references to the data it guards.
 const LENT: u32 = 1 << 31;

@@ -27,3 +27,10 @@ pub use event::Event;
 pub(crate) use lock::LockState;
 pub use lock::{Lock, LockGuard, LockResult, OwnerDied, RLock, RLockGuard};
 pub use semaphore::{BoundedSemaphore, BoundedSemaphoreGuard, Semaphore, SemaphoreGuard};
+
+/// Locks a thread mutex of this process, taking it over if a thread panicked while holding it:
+/// the state these mutexes guard is left consistent at every step, so a poisoned lock carries
+/// nothing to act on.
+pub(crate) fn lock<T: ?Sized>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}

@@ -8,27 +8,22 @@
 //! Python as here — so waiters with a timeout time out; without one they wait, as in Python.
 
 use crate::error::{Error, Result};
-use crate::mem::{Shared, SharedLayout};
+use crate::mem::{shared_layout, Shared};
 use crate::sys::futex;
 use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
-#[repr(C)]
-pub(crate) struct SemState {
-    magic: u32,
-    value: AtomicU32,
-    max: AtomicU32,
-    sleepers: AtomicU32,
+// SAFETY: atomics; all-zero is a valid (empty) state.
+shared_layout! {
+    magic: b"SEM1", size: 16;
+    pub(crate) unsafe struct SemState {
+        value: AtomicU32,
+        max: AtomicU32,
+        sleepers: AtomicU32,
+    }
 }
-
-// SAFETY: repr(C), atomics and a u32, magic first; all-zero is a valid (empty) state.
-unsafe impl SharedLayout for SemState {
-    const MAGIC: u32 = 0x5345_4d31; // "SEM1"
-}
-
-const _: () = assert!(std::mem::size_of::<SemState>() == 16);
 
 fn acquire(s: &SemState, deadline: Option<Instant>) -> bool {
     loop {

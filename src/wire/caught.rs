@@ -116,12 +116,22 @@ impl<T: Serialize + ?Sized> Serialize for Wrap<'_, T> {
 /// A compound (sequence, tuple, map, struct) of the wrapped serializer.
 pub(super) struct Compound<C>(C);
 
+/// `Serializer` methods that pass their arguments to the inner serializer; those that begin a
+/// compound (`-> SerializeSeq`, ...) wrap it.
 macro_rules! forward_ser {
-    ($($name:ident($ty:ty)),* $(,)?) => {$(
-        fn $name(self, v: $ty) -> Result<Self::Ok, Self::Error> {
-            self.0.$name(v).map_err(Caught::Inner)
-        }
+    ($($name:ident($($arg:ident: $ty:ty),*) $(-> $Compound:ident)?),* $(,)?) => {$(
+        forward_ser!(@one $name($($arg: $ty),*) $(-> $Compound)?);
     )*};
+    (@one $name:ident($($arg:ident: $ty:ty),*)) => {
+        fn $name(self, $($arg: $ty),*) -> Result<Self::Ok, Self::Error> {
+            self.0.$name($($arg),*).map_err(Caught::Inner)
+        }
+    };
+    (@one $name:ident($($arg:ident: $ty:ty),*) -> $Compound:ident) => {
+        fn $name(self, $($arg: $ty),*) -> Result<Self::$Compound, Self::Error> {
+            self.0.$name($($arg),*).map(Compound).map_err(Caught::Inner)
+        }
+    };
 }
 
 impl<S: ser::Serializer> ser::Serializer for Ser<S> {
@@ -136,41 +146,39 @@ impl<S: ser::Serializer> ser::Serializer for Ser<S> {
     type SerializeStructVariant = Compound<S::SerializeStructVariant>;
 
     forward_ser!(
-        serialize_bool(bool),
-        serialize_i8(i8),
-        serialize_i16(i16),
-        serialize_i32(i32),
-        serialize_i64(i64),
-        serialize_i128(i128),
-        serialize_u8(u8),
-        serialize_u16(u16),
-        serialize_u32(u32),
-        serialize_u64(u64),
-        serialize_u128(u128),
-        serialize_f32(f32),
-        serialize_f64(f64),
-        serialize_char(char),
-        serialize_str(&str),
-        serialize_bytes(&[u8]),
-        serialize_unit_struct(&'static str),
+        serialize_bool(v: bool),
+        serialize_i8(v: i8),
+        serialize_i16(v: i16),
+        serialize_i32(v: i32),
+        serialize_i64(v: i64),
+        serialize_i128(v: i128),
+        serialize_u8(v: u8),
+        serialize_u16(v: u16),
+        serialize_u32(v: u32),
+        serialize_u64(v: u64),
+        serialize_u128(v: u128),
+        serialize_f32(v: f32),
+        serialize_f64(v: f64),
+        serialize_char(v: char),
+        serialize_str(v: &str),
+        serialize_bytes(v: &[u8]),
+        serialize_unit_struct(name: &'static str),
+        serialize_none(),
+        serialize_unit(),
+        serialize_unit_variant(name: &'static str, index: u32, variant: &'static str),
+        serialize_seq(len: Option<usize>) -> SerializeSeq,
+        serialize_tuple(len: usize) -> SerializeTuple,
+        serialize_tuple_struct(name: &'static str, len: usize) -> SerializeTupleStruct,
+        serialize_tuple_variant(name: &'static str, index: u32, variant: &'static str, len: usize)
+            -> SerializeTupleVariant,
+        serialize_map(len: Option<usize>) -> SerializeMap,
+        serialize_struct(name: &'static str, len: usize) -> SerializeStruct,
+        serialize_struct_variant(name: &'static str, index: u32, variant: &'static str, len: usize)
+            -> SerializeStructVariant,
     );
 
-    fn serialize_none(self) -> Result<Self::Ok, Self::Error> {
-        self.0.serialize_none().map_err(Caught::Inner)
-    }
     fn serialize_some<T: Serialize + ?Sized>(self, v: &T) -> Result<Self::Ok, Self::Error> {
         self.0.serialize_some(&Wrap(v)).map_err(Caught::Inner)
-    }
-    fn serialize_unit(self) -> Result<Self::Ok, Self::Error> {
-        self.0.serialize_unit().map_err(Caught::Inner)
-    }
-    fn serialize_unit_variant(
-        self,
-        name: &'static str,
-        index: u32,
-        variant: &'static str,
-    ) -> Result<Self::Ok, Self::Error> {
-        self.0.serialize_unit_variant(name, index, variant).map_err(Caught::Inner)
     }
     fn serialize_newtype_struct<T: Serialize + ?Sized>(
         self,
@@ -187,43 +195,6 @@ impl<S: ser::Serializer> ser::Serializer for Ser<S> {
         v: &T,
     ) -> Result<Self::Ok, Self::Error> {
         self.0.serialize_newtype_variant(name, index, variant, &Wrap(v)).map_err(Caught::Inner)
-    }
-    fn serialize_seq(self, len: Option<usize>) -> Result<Self::SerializeSeq, Self::Error> {
-        self.0.serialize_seq(len).map(Compound).map_err(Caught::Inner)
-    }
-    fn serialize_tuple(self, len: usize) -> Result<Self::SerializeTuple, Self::Error> {
-        self.0.serialize_tuple(len).map(Compound).map_err(Caught::Inner)
-    }
-    fn serialize_tuple_struct(
-        self,
-        name: &'static str,
-        len: usize,
-    ) -> Result<Self::SerializeTupleStruct, Self::Error> {
-        self.0.serialize_tuple_struct(name, len).map(Compound).map_err(Caught::Inner)
-    }
-    fn serialize_tuple_variant(
-        self,
-        name: &'static str,
-        index: u32,
-        variant: &'static str,
-        len: usize,
-    ) -> Result<Self::SerializeTupleVariant, Self::Error> {
-        self.0.serialize_tuple_variant(name, index, variant, len).map(Compound).map_err(Caught::Inner)
-    }
-    fn serialize_map(self, len: Option<usize>) -> Result<Self::SerializeMap, Self::Error> {
-        self.0.serialize_map(len).map(Compound).map_err(Caught::Inner)
-    }
-    fn serialize_struct(self, name: &'static str, len: usize) -> Result<Self::SerializeStruct, Self::Error> {
-        self.0.serialize_struct(name, len).map(Compound).map_err(Caught::Inner)
-    }
-    fn serialize_struct_variant(
-        self,
-        name: &'static str,
-        index: u32,
-        variant: &'static str,
-        len: usize,
-    ) -> Result<Self::SerializeStructVariant, Self::Error> {
-        self.0.serialize_struct_variant(name, index, variant, len).map(Compound).map_err(Caught::Inner)
     }
     fn collect_str<T: Display + ?Sized>(self, v: &T) -> Result<Self::Ok, Self::Error> {
         self.0.collect_str(v).map_err(Caught::Inner)
@@ -314,10 +285,12 @@ impl<'de, T: DeserializeSeed<'de>> DeserializeSeed<'de> for Seed<T> {
     }
 }
 
+/// `Deserializer` methods that pass their arguments (those in parentheses, then the visitor,
+/// wrapped) to the inner deserializer.
 macro_rules! forward_de {
-    ($($name:ident),* $(,)?) => {$(
-        fn $name<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Self::Error> {
-            self.0.$name(Vis(visitor)).map_err(Caught::Inner)
+    ($($name:ident $(($($arg:ident: $ty:ty),*))?),* $(,)?) => {$(
+        fn $name<V: Visitor<'de>>(self, $($($arg: $ty,)*)? visitor: V) -> Result<V::Value, Self::Error> {
+            self.0.$name($($($arg,)*)? Vis(visitor)).map_err(Caught::Inner)
         }
     )*};
 }
@@ -351,49 +324,14 @@ impl<'de, D: de::Deserializer<'de>> de::Deserializer<'de> for De<D> {
         deserialize_map,
         deserialize_identifier,
         deserialize_ignored_any,
+        deserialize_unit_struct(name: &'static str),
+        deserialize_newtype_struct(name: &'static str),
+        deserialize_tuple(len: usize),
+        deserialize_tuple_struct(name: &'static str, len: usize),
+        deserialize_struct(name: &'static str, fields: &'static [&'static str]),
+        deserialize_enum(name: &'static str, variants: &'static [&'static str]),
     );
 
-    fn deserialize_unit_struct<V: Visitor<'de>>(
-        self,
-        name: &'static str,
-        visitor: V,
-    ) -> Result<V::Value, Self::Error> {
-        self.0.deserialize_unit_struct(name, Vis(visitor)).map_err(Caught::Inner)
-    }
-    fn deserialize_newtype_struct<V: Visitor<'de>>(
-        self,
-        name: &'static str,
-        visitor: V,
-    ) -> Result<V::Value, Self::Error> {
-        self.0.deserialize_newtype_struct(name, Vis(visitor)).map_err(Caught::Inner)
-    }
-    fn deserialize_tuple<V: Visitor<'de>>(self, len: usize, visitor: V) -> Result<V::Value, Self::Error> {
-        self.0.deserialize_tuple(len, Vis(visitor)).map_err(Caught::Inner)
-    }
-    fn deserialize_tuple_struct<V: Visitor<'de>>(
-        self,
-        name: &'static str,
-        len: usize,
-        visitor: V,
-    ) -> Result<V::Value, Self::Error> {
-        self.0.deserialize_tuple_struct(name, len, Vis(visitor)).map_err(Caught::Inner)
-    }
-    fn deserialize_struct<V: Visitor<'de>>(
-        self,
-        name: &'static str,
-        fields: &'static [&'static str],
-        visitor: V,
-    ) -> Result<V::Value, Self::Error> {
-        self.0.deserialize_struct(name, fields, Vis(visitor)).map_err(Caught::Inner)
-    }
-    fn deserialize_enum<V: Visitor<'de>>(
-        self,
-        name: &'static str,
-        variants: &'static [&'static str],
-        visitor: V,
-    ) -> Result<V::Value, Self::Error> {
-        self.0.deserialize_enum(name, variants, Vis(visitor)).map_err(Caught::Inner)
-    }
     fn is_human_readable(&self) -> bool {
         self.0.is_human_readable()
     }
