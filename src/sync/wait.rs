@@ -638,11 +638,14 @@ pub(crate) const PARKED: u32 = 2;
 /// The waker makes its change (a `SeqCst` store) before it reads the flag, and the waiter
 /// parks (a `SeqCst` store) before it checks `ready`: so either the waiter sees the change or
 /// the waker sees it parked. The waker moves the flag off [`PARKED`] before it wakes, so a
-/// waiter that has not reached its futex wait yet does not sleep on the old value.
+/// waiter that has not reached its futex wait yet does not sleep on the old value; a return
+/// from the futex with the flag still [`PARKED`] (a signal, a spurious wake) sleeps again.
 pub(crate) fn park(flag: &impl Word, awake: u32, ready: impl Fn() -> bool, until: Instant) -> bool {
     flag.store(PARKED, SeqCst);
-    if !ready() {
-        let _ = flag.sleep(PARKED, Some(until));
+    while !ready() && flag.load(SeqCst) == PARKED {
+        if !matches!(flag.sleep(PARKED, Some(until)), Ok(futex::Wait::Retry)) {
+            break;
+        }
     }
     flag.store(awake, SeqCst);
     ready()
@@ -824,6 +827,43 @@ mod tests {
         assert!(!park(&f, 1, || false, t + Duration::from_millis(20)));
         assert!(t.elapsed() >= Duration::from_millis(20));
         assert_eq!(f.load(SeqCst), 1, "awake again");
+    }
+
+    #[test]
+    #[cfg_attr(miri, ignore = "signals")]
+    fn a_signal_does_not_end_a_park_before_its_deadline() {
+        extern "C" fn nothing(_: libc::c_int) {}
+        // SAFETY: a handler that does nothing, installed without SA_RESTART so that the futex
+        // wait returns EINTR; a zeroed sigaction is a valid empty mask and flags.
+        unsafe {
+            let mut sa: libc::sigaction = std::mem::zeroed();
+            sa.sa_sigaction = nothing as extern "C" fn(libc::c_int) as usize;
+            assert_eq!(libc::sigaction(libc::SIGUSR2, &sa, std::ptr::null_mut()), 0);
+        }
+        let flag = std::sync::Arc::new(AtomicU32::new(1));
+        let f = flag.clone();
+        let slice = Duration::from_millis(300);
+        let parked = std::thread::spawn(move || {
+            let t = Instant::now();
+            let ready = park(&*f, 1, || false, t + slice);
+            (ready, t.elapsed())
+        });
+        use std::os::unix::thread::JoinHandleExt;
+        let thread = parked.as_pthread_t();
+        let mut signals = 0;
+        while !parked.is_finished() {
+            if flag.load(SeqCst) == PARKED {
+                // SAFETY: the thread is alive (not finished, and joined only below).
+                unsafe { libc::pthread_kill(thread, libc::SIGUSR2) };
+                signals += 1;
+            }
+            std::thread::yield_now();
+        }
+        let (ready, took) = parked.join().unwrap();
+        assert!(!ready);
+        assert!(signals > 0, "the waiter was never seen parked");
+        assert!(took >= slice, "{signals} signals ended the park after {took:?}, before its {slice:?}");
+        assert_eq!(flag.load(SeqCst), 1, "awake again");
     }
 
     #[test]

@@ -2,7 +2,7 @@
 
 use std::ffi::CStr;
 use std::io;
-use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
 use std::ptr::NonNull;
 
 /// A new close-on-exec memory file of `len` bytes (zero-filled), named for `/proc/<pid>/fd`.
@@ -10,7 +10,7 @@ use std::ptr::NonNull;
 pub(crate) fn memfd(name: &CStr, len: usize) -> io::Result<OwnedFd> {
     let fd = syscall!(memfd_create(name.as_ptr(), libc::MFD_CLOEXEC))?;
     // SAFETY: memfd_create returned a new descriptor that nothing else owns.
-    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    let fd = unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) };
     syscall!(ftruncate(fd.as_raw_fd(), len as libc::off_t))?;
     Ok(fd)
 }
