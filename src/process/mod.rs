@@ -23,6 +23,7 @@ pub use entries::{ProcessOutput, Run as RunProcess};
 pub use partial::{partial, Partial};
 
 use crate::error::{ChildError, ChildFailure, Error, Result};
+use crate::sync::lock;
 use crate::sys;
 use crate::target::{self, EntryOffset};
 use crate::wire::{self, frame};
@@ -33,7 +34,7 @@ use std::fmt;
 use std::marker::PhantomData;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::str::FromStr;
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 /// How a child process is created (Python's start methods).
@@ -173,10 +174,6 @@ struct Inner {
 #[derive(Clone)]
 pub struct Process {
     inner: Arc<Inner>,
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 fn encode_args<A: Serialize>(args: &A) -> Result<(Vec<u8>, Vec<OwnedFd>)> {
