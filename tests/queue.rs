@@ -462,7 +462,7 @@ fn bench_small(q: Queue<u64>, n: u64) {
 fn bench_big(q: Queue<Bytes>, n: usize) {
     let blob = Bytes(vec![b'x'; 1 << 20]);
     for _ in 0..n {
-        q.put(blob.clone()).unwrap();
+        q.put_ref(&blob).unwrap();
     }
 }
 
@@ -733,5 +733,224 @@ fn producer_killed_mid_put_and_unreaped_is_seen_dead() {
         putter.join().unwrap();
         p.join().unwrap();
         assert!(q.empty(), "{method}: {}", q.qsize());
+    }
+}
+
+// ---- large items encoded straight into the ring -------------------------------------------
+
+/// Item `k` of [`put_sizes`]: `len` bytes from `k`.
+fn sized(len: usize, k: usize) -> Bytes {
+    Bytes((0..len).map(|i| (i * 13 + k * 7) as u8).collect())
+}
+
+/// Puts items of the given sizes, every other one by reference.
+fn put_sizes(q: Queue<Bytes>, sizes: Vec<usize>) {
+    for (k, &len) in sizes.iter().enumerate() {
+        let item = sized(len, k);
+        if k % 2 == 0 {
+            q.put(item).unwrap();
+        } else {
+            q.put_ref(&item).unwrap();
+        }
+    }
+}
+
+/// Beyond CPython: a run of large items, each encoded into the ring where it fits (across the
+/// ring's end, too) and through the thread's buffer where it does not, arrives whole and in
+/// order; a put after one that is larger than the ring's room goes the other way.
+#[test]
+fn large_items_encoded_in_place_arrive_whole_and_in_order() {
+    let _g = serial();
+    let sizes: Vec<usize> =
+        (0..40).map(|k| [70_000, 300_000, 1_000_000, 130_000, 1_900_000, 65_536][k % 6] + k).collect();
+    for method in METHODS {
+        let q = Queue::with_ring(0, 2 << 20).unwrap();
+        let p = start(method, put_sizes, (q.clone(), sizes.clone()));
+        for (k, &len) in sizes.iter().enumerate() {
+            let got = q.get_timeout(Duration::from_secs(20)).unwrap();
+            assert!(got == sized(len, k), "{method}: item {k} of {len} bytes came as {} bytes", got.len());
+        }
+        assert_eq!(p.join().unwrap().exitcode(), 0, "{method}");
+        assert!(q.empty());
+    }
+}
+
+/// An item (a tag and bytes) whose encoding can misbehave halfway, after the tag: fail, panic,
+/// put another item into a queue, or tell the parent and wait forever. It arrives as a plain
+/// item.
+#[derive(Debug)]
+struct Odd {
+    tag: u8,
+    bytes: Bytes,
+    act: Act,
+}
+
+#[derive(Debug)]
+enum Act {
+    None,
+    Fail,
+    Panic,
+    PutInto(Queue<Odd>),
+    Stall,
+}
+
+fn odd(tag: u8, len: usize) -> Odd {
+    Odd { tag, bytes: Bytes(vec![tag; len]), act: Act::None }
+}
+
+impl PartialEq for Odd {
+    fn eq(&self, other: &Odd) -> bool {
+        (self.tag, &self.bytes) == (other.tag, &other.bytes)
+    }
+}
+
+/// Where a stalling [`Odd`] says it stalled.
+static STALL: std::sync::OnceLock<Connection> = std::sync::OnceLock::new();
+
+impl serde::Serialize for Odd {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeTuple;
+        let mut t = s.serialize_tuple(2)?;
+        t.serialize_element(&self.tag)?;
+        match &self.act {
+            Act::None => {}
+            Act::Fail => return Err(serde::ser::Error::custom("refused halfway")),
+            Act::Panic => panic!("a Serialize that panics halfway"),
+            Act::PutInto(q) => q.put(odd(3, 100_000)).unwrap(),
+            Act::Stall => {
+                t.serialize_element(&self.bytes)?;
+                STALL.get().unwrap().send(&()).unwrap();
+                loop {
+                    std::thread::park();
+                }
+            }
+        }
+        t.serialize_element(&self.bytes)?;
+        t.end()
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Odd {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Odd, D::Error> {
+        let (tag, bytes) = <(u8, Bytes)>::deserialize(d)?;
+        Ok(Odd { tag, bytes, act: Act::None })
+    }
+}
+
+/// Beyond CPython: a large item whose encoding fails or panics halfway, after a large item
+/// (so that it is encoded into the ring), leaves the queue as it was: no item, no slot and no
+/// task counted, the producers' lock free for the next put.
+#[test]
+fn a_large_item_that_fails_to_encode_in_place_leaves_the_queue_as_it_was() {
+    let _g = serial();
+    let q: JoinableQueue<Odd> = JoinableQueue::with_maxsize(3).unwrap();
+    let first = odd(1, 200_000);
+    q.put_ref(&first).unwrap();
+    match q.put(Odd { act: Act::Fail, ..odd(2, 200_000) }) {
+        Err(PutError::Encode(v, msg)) => {
+            assert_eq!(v.bytes.len(), 200_000);
+            assert!(msg.contains("refused halfway"), "{msg}");
+        }
+        other => panic!("{other:?}"),
+    }
+    let panicked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let _ = q.put(Odd { act: Act::Panic, ..odd(2, 200_000) });
+    }));
+    assert!(panicked.is_err());
+    assert_eq!(q.qsize(), 1);
+    // Two slots are left (maxsize 3), and the lock is free: a put from another thread is
+    // not kept waiting.
+    let q2 = q.clone();
+    let t = Instant::now();
+    std::thread::spawn(move || {
+        q2.put(odd(4, 200_000)).unwrap();
+        q2.put_nowait(odd(5, 10)).unwrap();
+        assert!(matches!(q2.put_nowait(odd(6, 1)), Err(TryPutError::Full(_))));
+    })
+    .join()
+    .unwrap();
+    assert!(t.elapsed() < Duration::from_secs(2), "{:?}", t.elapsed());
+    for want in [first, odd(4, 200_000), odd(5, 10)] {
+        assert_eq!(q.get().unwrap(), want);
+    }
+    for _ in 0..3 {
+        q.task_done().unwrap();
+    }
+    // Exactly three tasks were counted: a fourth task_done is refused.
+    assert!(q.task_done().is_err());
+    assert!(q.join_timeout(Duration::from_secs(5)));
+}
+
+/// Beyond CPython: a put made from inside an item's `Serialize`, into the bounded queue the item
+/// is being put into, while the item is encoded into the ring with the producers' lock held,
+/// does not wait for that lock: both items arrive.
+#[test]
+fn a_put_from_inside_a_large_items_encoding_does_not_wait_for_its_own_lock() {
+    let _g = serial();
+    let q: Queue<Odd> = Queue::with_maxsize(10).unwrap();
+    q.put(odd(1, 100_000)).unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let q2 = q.clone();
+    std::thread::spawn(move || {
+        tx.send(q2.put(Odd { act: Act::PutInto(q2.clone()), ..odd(2, 100_000) }).is_ok()).unwrap();
+    });
+    assert!(rx.recv_timeout(Duration::from_secs(10)).expect("the put hung on its own lock"));
+    let mut got: Vec<Odd> = (0..3).map(|_| q.get_timeout(Duration::from_secs(10)).unwrap()).collect();
+    assert_eq!(got[0], odd(1, 100_000));
+    got.sort_by_key(|o| o.tag);
+    assert_eq!(got, [odd(1, 100_000), odd(2, 100_000), odd(3, 100_000)]);
+}
+
+/// Puts a large item, then one whose encoding stops halfway (its `Serialize` tells the parent
+/// and waits) until the process is killed.
+fn put_then_stall_mid_encoding(q: Queue<Odd>, ready: Connection) {
+    q.put(odd(1, 300_000)).unwrap();
+    STALL.set(ready).unwrap();
+    let _ = q.put(Odd { act: Act::Stall, ..odd(9, 200_000) });
+}
+
+/// Beyond CPython: a producer killed while its item is being encoded into the ring (the
+/// producers' lock held, half the bytes written, nothing published) leaves no item behind, and
+/// the next producer takes the lock over within a bound.
+#[test]
+fn a_producer_killed_mid_encoding_in_place_leaves_no_item() {
+    let _g = serial();
+    for method in METHODS {
+        let q: Queue<Odd> = Queue::with_ring(0, 1 << 20).unwrap();
+        let (mine, theirs) = Pipe::duplex().unwrap();
+        let p = start(method, put_then_stall_mid_encoding, (q.clone(), theirs));
+        assert_eq!(q.get_timeout(Duration::from_secs(10)).unwrap(), odd(1, 300_000), "{method}");
+        assert!(mine.poll(Some(Duration::from_secs(10))).unwrap(), "{method}: the encoding began");
+        mine.recv::<()>().unwrap();
+        assert_eq!((q.qsize(), q.ring_bytes_used()), (0, 0), "{method}: nothing published");
+        p.kill().unwrap();
+        p.join().unwrap();
+        let t = Instant::now();
+        q.put(odd(4, 300_000)).unwrap();
+        q.put(odd(5, 300_000)).unwrap();
+        assert_eq!(q.get_timeout(Duration::from_secs(5)).unwrap(), odd(4, 300_000), "{method}");
+        assert_eq!(q.get_timeout(Duration::from_secs(5)).unwrap(), odd(5, 300_000), "{method}");
+        assert!(t.elapsed() < Duration::from_secs(3), "{method}: took {:?}", t.elapsed());
+        assert!(q.empty());
+    }
+}
+
+/// Beyond CPython: `put_ref` puts a copy and leaves the value with the caller; a refused one
+/// hands the reference back.
+#[test]
+fn put_ref_puts_a_copy_and_a_refused_one_hands_the_reference_back() {
+    let _g = serial();
+    let q: Queue<Bytes> = Queue::new().unwrap();
+    let block = Bytes(vec![8; 300_000]);
+    for _ in 0..3 {
+        q.put_ref(&block).unwrap();
+    }
+    for _ in 0..3 {
+        assert!(q.get_timeout(Duration::from_secs(5)).unwrap() == block);
+    }
+    q.close();
+    match q.put_ref(&block) {
+        Err(PutError::Closed(r)) => assert!(std::ptr::eq(r, &block)),
+        other => panic!("{other:?}"),
     }
 }

@@ -14,6 +14,14 @@
 //! backlog buffer.) An item larger than the ring is written in chunks
 //! while the producer holds the producer lock; the consumer assembles it.
 //!
+//! A thread whose last item encoded to 64 KiB or more encodes its next one straight into the
+//! ring's free part, with the producer lock held, so a large item's bytes are copied once on
+//! each side; an item that turns out not to fit is moved to the thread's buffer and takes the
+//! paths above. Its `Serialize` then runs with the lock held: one that fails or panics leaves
+//! the queue as it was, and a put from inside it goes to the backlog rather than wait for the
+//! lock its own thread holds. [`Queue::put_ref`] puts from a reference, for an item sent many
+//! times.
+//!
 //! Handles inside items (connections, queues, locks, shared memory) travel too: their
 //! descriptors go through a datagram socket that every handle of the queue shares, one datagram
 //! per item, tagged with a sequence number that the item's record carries; the consumer takes
@@ -38,9 +46,10 @@ use crate::error::{Error, Result};
 use crate::mem::Region;
 use crate::wire;
 use crate::wire::{FdOwned, FdRef};
-use ring::{Corrupted, Ring};
+use ring::{Corrupted, InPlaceError, Placed, Ring};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use std::borrow::Borrow;
 use std::collections::VecDeque;
 use std::fmt;
 use std::marker::PhantomData;
@@ -256,6 +265,56 @@ impl Drop for Scratch {
     }
 }
 
+/// Encodes an item for the ring: its bytes into `out`, the descriptors of its handles
+/// returned; the error message when it cannot be encoded or carries too many handles.
+fn encode_item<T: Serialize + ?Sized>(
+    item: &T,
+    out: &mut impl wire::Sink,
+) -> std::result::Result<Vec<RawFd>, String> {
+    match wire::encode_to(item, out) {
+        Err(e) => Err(e.to_string()),
+        Ok(fds) if fds.len() > crate::sys::MAX_FDS_PER_MESSAGE => {
+            Err(format!("an item can carry at most {} handles", crate::sys::MAX_FDS_PER_MESSAGE))
+        }
+        Ok(fds) => Ok(fds),
+    }
+}
+
+/// Items whose encoding is expected to reach this size (the size of the thread's last item)
+/// are encoded straight into the ring ([`Ring::try_write_in_place`]) rather than into the
+/// thread's buffer and copied from there: two passes over a large item's bytes become one.
+/// Smaller items take the buffer, whose encoding runs no user code with the put lock held.
+const IN_PLACE_FROM: usize = 64 << 10;
+
+thread_local! {
+    /// The encoded size of the last item this thread put.
+    static LAST_PUT_LEN: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+    /// Whether this thread is encoding an item into a ring, with its put lock held: a put made
+    /// from inside that item's `Serialize` goes to the backlog, so it never waits for the lock
+    /// its own thread holds.
+    static IN_PLACE: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Marks this thread as encoding into a ring ([`IN_PLACE`]) until dropped.
+struct InPlaceScope;
+
+impl InPlaceScope {
+    fn enter() -> InPlaceScope {
+        IN_PLACE.set(true);
+        InPlaceScope
+    }
+
+    fn active() -> bool {
+        IN_PLACE.get()
+    }
+}
+
+impl Drop for InPlaceScope {
+    fn drop(&mut self) {
+        IN_PLACE.set(false);
+    }
+}
+
 /// This process's pid (cached process-wide, forgotten in every forked child).
 fn me() -> u32 {
     crate::sys::getpid() as u32
@@ -291,6 +350,40 @@ fn feed(shared: Arc<Shared>) {
         }
         drop(b);
         shared.cv.notify_all();
+    }
+}
+
+/// An item slot of a bounded queue (and a task of a joinable one) held by a put: given back
+/// when dropped still held, so that a put that fails, or whose `Serialize` panics, leaves the
+/// counts as they were.
+struct Slot<'a> {
+    s: &'a Shared,
+    held: bool,
+}
+
+impl Slot<'_> {
+    /// The slot was reserved: count the task too.
+    fn taken(&mut self) {
+        if self.s.joinable {
+            self.s.ring.task_added();
+        }
+        self.held = true;
+    }
+
+    /// The item is in the ring (or the backlog): the slot stays taken.
+    fn keep(&mut self) {
+        self.held = false;
+    }
+}
+
+impl Drop for Slot<'_> {
+    fn drop(&mut self) {
+        if self.held {
+            self.s.ring.unreserve();
+            if self.s.joinable {
+                self.s.ring.task_done();
+            }
+        }
     }
 }
 
@@ -393,6 +486,28 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     ///
     /// It waits for room as long as it takes, so its error is never "full" ([`PutError`]).
     pub fn put(&self, value: T) -> std::result::Result<(), PutError<T>> {
+        self.put_blocking(value)
+    }
+
+    /// Puts a copy of `*value`, as [`put`](Self::put) does, encoded from the reference: for
+    /// an item that is sent many times or kept after it is sent, with no clone made first
+    /// (Python's `put(obj)` does not copy `obj` either). The error hands the reference back.
+    ///
+    /// ```
+    /// use multiproc::{Bytes, Queue};
+    /// let q = Queue::new()?;
+    /// let block = Bytes(vec![7; 1 << 16]);
+    /// for _ in 0..3 {
+    ///     q.put_ref(&block).unwrap();
+    /// }
+    /// assert_eq!(q.get().unwrap(), block);
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn put_ref<'a>(&self, value: &'a T) -> std::result::Result<(), PutError<&'a T>> {
+        self.put_blocking(value)
+    }
+
+    fn put_blocking<V: Borrow<T>>(&self, value: V) -> std::result::Result<(), PutError<V>> {
         let mut value = value;
         loop {
             match self.put_inner(value, None, true).map_err(TryPutError::full_or) {
@@ -420,53 +535,89 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
         self.put_inner(value, None, false)
     }
 
-    fn put_inner(
+    fn put_inner<V: Borrow<T>>(
         &self,
-        value: T,
+        value: V,
         deadline: Option<Instant>,
         block: bool,
-    ) -> std::result::Result<(), TryPutError<T>> {
+    ) -> std::result::Result<(), TryPutError<V>> {
         // `Full` here means no room came before the deadline (or at once, without `block`);
         // each public form says it in its own terms.
         let s = self.s();
         if s.closed.load(SeqCst) {
             return Err(TryPutError::Closed(value));
         }
-        let mut scratch = Scratch::take();
-        let fds = match wire::encode(&value, &mut scratch.0) {
-            Err(e) => return Err(TryPutError::Encode(value, e.to_string())),
-            Ok(fds) if fds.len() > crate::sys::MAX_FDS_PER_MESSAGE => {
-                let msg = format!("an item can carry at most {} handles", crate::sys::MAX_FDS_PER_MESSAGE);
-                return Err(TryPutError::Encode(value, msg));
-            }
-            Ok(fds) => fds,
-        };
-        let sock = s.sockets.0.as_fd();
-        if !s.ring.reserve(deadline, block) {
-            return Err(TryPutError::Full(value));
-        }
-        if s.joinable {
-            s.ring.task_added();
-        }
+        let item = value.borrow();
         let me = me();
-        if s.pending.load(SeqCst) == 0 {
-            let mut send_now = |seq| send_handles(sock, seq, &fds, libc::MSG_DONTWAIT);
-            match s.ring.try_write(&scratch.0, me, (!fds.is_empty()).then_some(&mut send_now as _)) {
-                Ok(true) => return Ok(()),
-                Ok(false) => {}
-                Err(Corrupted(msg)) => {
-                    self.give_back_slot();
-                    return Err(TryPutError::Corrupted(value, msg));
+        let sock = s.sockets.0.as_fd();
+        let mut scratch = Scratch::take();
+        // The item slot (and task) this put holds, given back on every path out that does not
+        // put the item, a panicking `Serialize` included.
+        let mut slot = Slot { s, held: false };
+        let mut encoded = None;
+        // Whether the ring was found without room, or its lock busy, for the patience already.
+        let mut waited = false;
+        let expect = LAST_PUT_LEN.get();
+        let direct = s.pending.load(SeqCst) == 0 && !InPlaceScope::active();
+        if direct && expect >= IN_PLACE_FROM && s.ring.reserve(None, false) {
+            slot.taken();
+            let _scope = InPlaceScope::enter();
+            let mut send = |seq, fds: &[RawFd]| send_handles(sock, seq, fds, libc::MSG_DONTWAIT);
+            match s.ring.try_write_in_place(
+                me,
+                expect,
+                &mut scratch.0,
+                |sink| encode_item(item, sink),
+                &mut send,
+            ) {
+                Ok(Placed::Written(len)) => {
+                    LAST_PUT_LEN.set(len);
+                    slot.keep();
+                    return Ok(());
                 }
+                Ok(Placed::Spilled(fds)) => encoded = Some(fds),
+                Ok(Placed::NotNow) => waited = true,
+                Err(e) => {
+                    return Err(match e {
+                        InPlaceError::Encode(msg) => TryPutError::Encode(value, msg),
+                        InPlaceError::Corrupted(Corrupted(msg)) => TryPutError::Corrupted(value, msg),
+                    });
+                }
+            }
+        }
+        let fds = match encoded {
+            Some(fds) => fds,
+            None => match encode_item(item, &mut scratch.0) {
+                Ok(fds) => fds,
+                Err(msg) => return Err(TryPutError::Encode(value, msg)),
+            },
+        };
+        LAST_PUT_LEN.set(scratch.0.len());
+        if !slot.held {
+            if !s.ring.reserve(deadline, block) {
+                return Err(TryPutError::Full(value));
+            }
+            slot.taken();
+        }
+        if direct {
+            let mut send_now = |seq| send_handles(sock, seq, &fds, libc::MSG_DONTWAIT);
+            let handles = (!fds.is_empty()).then_some(&mut send_now as _);
+            match if waited { Ok(false) } else { s.ring.try_write(&scratch.0, me, handles) } {
+                Ok(true) => {
+                    slot.keep();
+                    return Ok(());
+                }
+                Ok(false) => {}
+                Err(Corrupted(msg)) => return Err(TryPutError::Corrupted(value, msg)),
             }
             if block && s.ring.maxsize() != 0 {
                 let mut send = |seq| send_handles(sock, seq, &fds, 0);
                 let written =
                     s.ring.write(&scratch.0, me, deadline, (!fds.is_empty()).then_some(&mut send as _));
                 if let Ok(true) = written {
+                    slot.keep();
                     return Ok(());
                 }
-                self.give_back_slot();
                 return Err(match written {
                     Err(Corrupted(msg)) => TryPutError::Corrupted(value, msg),
                     _ => TryPutError::Full(value),
@@ -478,10 +629,10 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
             match fds.iter().map(|&fd| crate::sys::dup_cloexec(fd)).collect::<std::io::Result<Vec<_>>>() {
                 Ok(owned) => owned,
                 Err(e) => {
-                    self.give_back_slot();
                     return Err(TryPutError::Encode(value, format!("duplicating the item's handles: {e}")));
                 }
             };
+        slot.keep();
         let mut b = s.backlog.lock().unwrap_or_else(|e| e.into_inner());
         let buf = scratch.detach(&mut b.spare);
         b.items.push_back((buf, owned));
@@ -501,15 +652,6 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
             );
         }
         Ok(())
-    }
-
-    /// Undoes the bookkeeping of a put that did not happen.
-    fn give_back_slot(&self) {
-        let s = self.s();
-        s.ring.unreserve();
-        if s.joinable {
-            s.ring.task_done();
-        }
     }
 
     /// Takes the next item, waiting as long as it takes (Python's `get()`); its error is never

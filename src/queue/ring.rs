@@ -17,11 +17,12 @@ use crate::mem::Region;
 use crate::sync::atomic::{AtomicU32, AtomicU64};
 use crate::sync::wait::{self, Waited, WAITERS};
 use crate::sys;
+use std::os::fd::RawFd;
 use std::sync::atomic::Ordering::*;
 use std::time::{Duration, Instant};
 
 const MAGIC: u64 = 0x4d50_5155_4555_4531; // "MPQUEUE1"
-const VERSION: u32 = 3;
+const VERSION: u32 = 4;
 /// The ring starts here, after the header (a page under the model checker, whose atomics are
 /// larger).
 const RING_OFFSET: usize = if cfg!(loom) { 4096 } else { 512 };
@@ -32,6 +33,10 @@ const LAST: u32 = 2;
 /// The item's handles travel on the queue's socket, in a datagram tagged with the record's
 /// handle sequence number (header bytes 12..16).
 const HANDLES: u32 = 4;
+/// Filler up to the ring's end, written before an item encoded in place so that the item lies
+/// in one piece at the ring's start (where a get decodes it without assembling it first);
+/// consumers skip it.
+const PAD: u32 = 8;
 /// How long a non-blocking write waits for the put lock (and a large item for room) before
 /// leaving the item to the feeder.
 const PUT_LOCK_PATIENCE: Duration = Duration::from_millis(2);
@@ -174,6 +179,104 @@ thread_local! {
 
 /// Largest assembly buffer a thread keeps between gets.
 const ASSEMBLY_KEEP: usize = 16 << 20;
+
+/// Releases a pid lock word when dropped.
+struct Unlock<'a>(&'a AtomicU32);
+
+impl Drop for Unlock<'_> {
+    fn drop(&mut self) {
+        Ring::unlock(self.0);
+    }
+}
+
+/// How [`Ring::try_write_in_place`] ended.
+#[derive(Debug)]
+pub(crate) enum Placed {
+    /// Published, with this many encoded bytes.
+    Written(usize),
+    /// Encoded into the spill buffer instead (it did not fit, or its handles could not be
+    /// sent now); the descriptors of its handles.
+    Spilled(Vec<RawFd>),
+    /// Nothing encoded: the put lock or the room did not come within the patience.
+    NotNow,
+}
+
+/// Why [`Ring::try_write_in_place`] failed; nothing was published.
+#[derive(Debug)]
+pub(crate) enum InPlaceError<E> {
+    /// The item's own encoding failed.
+    Encode(E),
+    Corrupted(Corrupted),
+}
+
+/// The free part of the ring after the header of a record being written, as an encoder's
+/// output ([`wire::Sink`]): bytes go straight into the shared memory while they fit, and
+/// into the spill buffer (after a copy of those already written) once they do not.
+pub(crate) struct InPlace<'a> {
+    ring: &'a Ring,
+    /// Ring offset of the next byte.
+    off: usize,
+    /// Bytes that fit.
+    room: usize,
+    /// Bytes written.
+    len: usize,
+    start: u64,
+    spill: &'a mut Vec<u8>,
+    spilled: bool,
+}
+
+impl<'a> InPlace<'a> {
+    fn new(ring: &'a Ring, start: u64, room: usize, spill: &'a mut Vec<u8>) -> InPlace<'a> {
+        let off = (start % ring.capacity as u64) as usize;
+        InPlace { ring, off, room, len: 0, start, spill, spilled: false }
+    }
+
+    /// Moves what was written into the spill buffer; later bytes go there too.
+    fn spill_now(&mut self) {
+        if self.spilled {
+            return;
+        }
+        self.spilled = true;
+        self.spill.reserve(self.len);
+        let at = self.spill.len();
+        self.ring.read_at(self.start, &mut self.spill.spare_capacity_mut()[..self.len]);
+        // SAFETY: `read_at` just initialised the `len` bytes after `at`.
+        unsafe { self.spill.set_len(at + self.len) };
+    }
+}
+
+impl crate::wire::Sink for InPlace<'_> {
+    #[inline]
+    fn push(&mut self, byte: u8) {
+        self.extend(&[byte]);
+    }
+
+    #[inline]
+    fn extend(&mut self, data: &[u8]) {
+        if !self.spilled {
+            if data.len() <= self.room - self.len {
+                let cap = self.ring.capacity;
+                if self.off + data.len() < cap {
+                    // SAFETY: `off + data.len() < cap`: inside the ring. The bytes lie in its
+                    // free part (at most `room` bytes after `start`, checked against `head` by
+                    // the put-lock holder), which no reader looks at until they are published.
+                    unsafe {
+                        let at = self.ring.region.as_ptr().add(RING_OFFSET + self.off);
+                        std::ptr::copy_nonoverlapping(data.as_ptr(), at, data.len());
+                    }
+                    self.off += data.len();
+                } else {
+                    self.ring.write_at(self.start.wrapping_add(self.len as u64), data);
+                    self.off = (self.off + data.len()) - cap;
+                }
+                self.len += data.len();
+                return;
+            }
+            self.spill_now();
+        }
+        self.spill.extend_from_slice(data);
+    }
+}
 
 /// The mapped queue memory, with its size and item limit as read once on arrival (the header
 /// lies in memory that other processes can write; indices into the ring never trust it again).
@@ -510,6 +613,14 @@ impl Ring {
     }
 
     fn commit(&self, chunk: &[u8], flags: u32, me: u32, total: usize, seq: u32) {
+        let tail = self.h().tail.load(Relaxed);
+        self.write_at(tail.wrapping_add(REC as u64), chunk);
+        self.publish(chunk.len(), flags, me, total, seq);
+    }
+
+    /// Writes the header of a record whose `len` bytes are already in place after `tail`, and
+    /// publishes it.
+    fn publish(&self, len: usize, flags: u32, me: u32, total: usize, seq: u32) {
         let h = self.h();
         let tail = h.tail.load(Relaxed);
         if flags & FIRST != 0 && self.maxsize == 0 {
@@ -517,10 +628,81 @@ impl Ring {
             // `SeqCst` store of `tail` below publishes it before the item can be taken.
             h.committed.store(h.committed.load(Relaxed).wrapping_add(1), Relaxed);
         }
-        self.write_at(tail, &record_header(chunk.len(), flags, me, total, seq));
-        self.write_at(tail.wrapping_add(REC as u64), chunk);
-        h.tail.store(tail.wrapping_add((REC + chunk.len()) as u64), SeqCst);
+        self.write_at(tail, &record_header(len, flags, me, total, seq));
+        h.tail.store(tail.wrapping_add((REC + len) as u64), SeqCst);
         Self::notify(&h.not_empty, &h.empty_waiters);
+    }
+
+    /// Encodes an item straight into the free part of the ring, with the put lock held, and
+    /// publishes it as one record: the copy into a private buffer and out of it again is
+    /// saved. `expect` is the encoded size the caller expects (the thread's last item), for
+    /// which room must be there, or come within [`PUT_LOCK_PATIENCE`]; `encode` runs the
+    /// item's `Serialize` (a panic in it releases the lock and publishes nothing) and returns
+    /// the descriptors of its handles, which `send` sends (without blocking) before the record
+    /// is published.
+    ///
+    /// An item that turns out larger than the room, or whose handles cannot be sent now, ends
+    /// in `spill` (empty on entry), its bytes and descriptors handed back
+    /// ([`Placed::Spilled`]) for the other paths to write; nothing is published.
+    pub(crate) fn try_write_in_place<E>(
+        &self,
+        me: u32,
+        expect: usize,
+        spill: &mut Vec<u8>,
+        encode: impl FnOnce(&mut InPlace<'_>) -> Result<Vec<RawFd>, E>,
+        send: &mut dyn FnMut(u32, &[RawFd]) -> std::io::Result<()>,
+    ) -> Result<Placed, InPlaceError<E>> {
+        debug_assert!(spill.is_empty());
+        let h = self.h();
+        let need = REC.saturating_add(expect) as u64;
+        if need > self.capacity() as u64 {
+            return Ok(Placed::NotNow);
+        }
+        let mut patience = None;
+        let mut patience = || *patience.get_or_insert_with(|| Instant::now() + PUT_LOCK_PATIENCE);
+        if h.put_lock.compare_exchange(0, me, Acquire, Relaxed).is_err()
+            && !Self::lock(&h.put_lock, me, Some(patience()))
+        {
+            return Ok(Placed::NotNow);
+        }
+        // Released on every path out, a panicking `Serialize` in `encode` included.
+        let _unlock = Unlock(&h.put_lock);
+        let mut free = self.free(need);
+        if free.is_some_and(|f| f < need) {
+            let ready = || self.free(need).is_none_or(|f| f >= need);
+            Self::wait_for(&h.not_full, &h.full_waiters, ready, Some(patience()), || false);
+            free = self.free(need);
+        }
+        let Some(free) = free else { return Err(InPlaceError::Corrupted(self.corrupted())) };
+        if free < need {
+            return Ok(Placed::NotNow);
+        }
+        // All the room there is now (the figure for `need` may be an older, smaller one): the
+        // item may be larger than expected. One read of the consumers' line per large item.
+        let mut free = self.free(self.capacity() as u64).unwrap_or(free) as usize;
+        let mut tail = h.tail.load(Relaxed);
+        let to_end = self.capacity() - (tail % self.capacity() as u64) as usize;
+        if (REC..REC + expect).contains(&to_end) && free >= to_end + need as usize {
+            // The item would wrap around the ring's end, and the room allows a filler first.
+            self.write_at(tail, &record_header(to_end - REC, PAD, me, 0, 0));
+            tail = tail.wrapping_add(to_end as u64);
+            h.tail.store(tail, SeqCst);
+            free -= to_end;
+        }
+        let mut sink = InPlace::new(self, tail.wrapping_add(REC as u64), free - REC, spill);
+        let fds = encode(&mut sink).map_err(InPlaceError::Encode)?;
+        if sink.spilled {
+            return Ok(Placed::Spilled(fds));
+        }
+        let len = sink.len;
+        let mut send_now = |seq: u32| send(seq, &fds);
+        let handles: Option<SendHandles<'_>> = if fds.is_empty() { None } else { Some(&mut send_now) };
+        let Some((flag, seq)) = self.send_handles(handles) else {
+            sink.spill_now();
+            return Ok(Placed::Spilled(fds));
+        };
+        self.publish(len, FIRST | LAST | flag, me, len, seq);
+        Ok(Placed::Written(len))
     }
 
     /// Writes `item`, waiting for the put lock and ring space. The deadline covers the wait
@@ -594,12 +776,6 @@ impl Ring {
             return Ok(None);
         }
         // Released on every path out, a panicking `Deserialize` in `take` included.
-        struct Unlock<'a>(&'a AtomicU32);
-        impl Drop for Unlock<'_> {
-            fn drop(&mut self) {
-                Ring::unlock(self.0);
-            }
-        }
         let _unlock = Unlock(&h.get_lock);
         self.read_locked(deadline, block, recv_handles, take)
     }
@@ -674,6 +850,11 @@ impl Ring {
             if (REC + len) as u64 > committed {
                 return Err(corrupted("a record runs past the committed bytes"));
             }
+            let next = head.wrapping_add((REC + len) as u64);
+            if flags & PAD != 0 {
+                self.consumed(next, false);
+                continue;
+            }
             let total = usize::try_from(total).map_err(|_| corrupted("item length out of range"))?;
             let so_far = if flags & FIRST != 0 { 0 } else { partial.as_ref().map_or(0, |p| p.0.len()) };
             let whole =
@@ -684,7 +865,6 @@ impl Ring {
                     return Err(corrupted("a record does not fit its item"));
                 }
             }
-            let next = head.wrapping_add((REC + len) as u64);
             if flags & FIRST != 0 && partial.take().is_some() {
                 // A writer died mid-item and another producer went on: drop the pieces.
                 self.item_gone();
@@ -1021,5 +1201,150 @@ mod tests {
             unsafe { (*(ring.region().as_ptr() as *mut Header)).capacity = capacity };
             assert!(matches!(Ring::from_region(ring.region().clone()), Err(Error::Decode(_))), "{capacity}");
         }
+    }
+
+    /// Writes `data` into the ring as an encoder would, in pieces of 700 bytes and a byte.
+    fn in_place(ring: &Ring, data: &[u8], expect: usize, spill: &mut Vec<u8>) -> Placed {
+        use crate::wire::Sink;
+        let encode = |sink: &mut InPlace<'_>| {
+            let (last, rest) = data.split_last().unwrap();
+            for piece in rest.chunks(700) {
+                sink.extend(piece);
+            }
+            sink.push(*last);
+            Ok::<_, ()>(Vec::new())
+        };
+        ring.try_write_in_place(me(), expect, spill, encode, &mut |_, _| Ok(())).unwrap()
+    }
+
+    fn pattern(len: usize) -> Vec<u8> {
+        (0..len).map(|i| (i * 7 + len) as u8).collect()
+    }
+
+    fn put_lock_is_free(ring: &Ring) -> bool {
+        let free = Ring::try_lock(&ring.h().put_lock, me());
+        if free {
+            Ring::unlock(&ring.h().put_lock);
+        }
+        free
+    }
+
+    #[test]
+    fn an_item_encoded_in_place_at_the_ring_end_arrives_whole_after_a_filler_or_across_the_end() {
+        let ring = Ring::new(0, 4096).unwrap();
+        // (length, expected length, filler before it): records at 0, 1024, 2048; then one that
+        // would cross the end goes to the start after a filler; one expected to be small (so no
+        // filler is made for it) crosses the end; one fills the whole ring.
+        let steps = [
+            (1000, 1000, 0),
+            (1000, 1000, 0),
+            (1000, 1000, 0),
+            (2000, 2000, 1024),
+            (3000, 100, 0),
+            (100, 100, 0),
+            (4096 - REC, 4096 - REC, 0),
+        ];
+        for (len, expect, filler) in steps {
+            let data = pattern(len);
+            let mut spill = Vec::new();
+            let placed = in_place(&ring, &data, expect, &mut spill);
+            assert!(matches!(placed, Placed::Written(n) if n == len), "{len}: {placed:?}");
+            assert!(spill.is_empty());
+            assert_eq!((ring.count(), ring.used()), (1, filler + REC + len), "{len}");
+            assert_eq!(get(&ring, None).unwrap(), data, "{len}");
+            assert_eq!(ring.used(), 0);
+        }
+        assert!(put_lock_is_free(&ring));
+    }
+
+    #[test]
+    fn an_item_larger_than_the_room_spills_whole_and_publishes_nothing() {
+        let ring = Ring::new(0, 4096).unwrap();
+        assert!(ring.write(&[1; 2000], me(), None, None).unwrap());
+        let used = ring.used();
+        let data = pattern(3000);
+        let mut spill = Vec::new();
+        let placed = in_place(&ring, &data, 100, &mut spill);
+        assert!(matches!(&placed, Placed::Spilled(fds) if fds.is_empty()), "{placed:?}");
+        assert_eq!(spill, data);
+        assert_eq!((ring.used(), ring.count()), (used, 1));
+        assert!(put_lock_is_free(&ring));
+        // Expected to be larger than the room: nothing is encoded.
+        let mut spill = Vec::new();
+        assert!(matches!(in_place(&ring, &data, 3000, &mut spill), Placed::NotNow));
+        assert!(spill.is_empty());
+        assert_eq!(get(&ring, None).unwrap(), vec![1; 2000]);
+        assert_eq!(ring.used(), 0);
+    }
+
+    #[test]
+    fn a_failed_or_panicking_encoding_in_place_publishes_nothing_and_frees_the_lock() {
+        use crate::wire::Sink;
+        let ring = Ring::new(0, 4096).unwrap();
+        let send = &mut |_: u32, _: &[RawFd]| Ok(());
+        let failed = ring.try_write_in_place(
+            me(),
+            10,
+            &mut Vec::new(),
+            |sink| {
+                sink.extend(&[9; 500]);
+                Err("refused")
+            },
+            send,
+        );
+        assert!(matches!(failed, Err(InPlaceError::Encode("refused"))));
+        assert_eq!((ring.used(), ring.count()), (0, 0));
+        assert!(put_lock_is_free(&ring));
+        let panicked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let encode = |sink: &mut InPlace<'_>| -> Result<Vec<RawFd>, ()> {
+                sink.extend(&[9; 500]);
+                panic!("a Serialize that panics")
+            };
+            ring.try_write_in_place(me(), 10, &mut Vec::new(), encode, send)
+        }));
+        assert!(panicked.is_err());
+        assert_eq!((ring.used(), ring.count()), (0, 0));
+        assert!(put_lock_is_free(&ring));
+        assert!(ring.write(&[2; 10], me(), Some(Instant::now() + Duration::from_secs(5)), None).unwrap());
+        assert_eq!(get(&ring, None).unwrap(), vec![2; 10]);
+    }
+
+    #[test]
+    fn an_item_whose_handles_cannot_be_sent_now_spills() {
+        let ring = Ring::new(0, 4096).unwrap();
+        let data = pattern(1500);
+        let encode = |sink: &mut InPlace<'_>| {
+            crate::wire::Sink::extend(sink, &data);
+            Ok::<_, ()>(vec![0 as RawFd])
+        };
+        let mut spill = Vec::new();
+        let mut busy = |_: u32, _: &[RawFd]| Err(std::io::ErrorKind::WouldBlock.into());
+        let placed = ring.try_write_in_place(me(), 1500, &mut spill, encode, &mut busy).unwrap();
+        assert!(matches!(&placed, Placed::Spilled(fds) if fds == &[0]), "{placed:?}");
+        assert_eq!(spill, data);
+        assert_eq!(ring.used(), 0);
+        // Sent: the record carries the datagram's tag, which the consumer asks for.
+        let mut sent = Vec::new();
+        let placed = ring
+            .try_write_in_place(me(), 1500, &mut Vec::new(), encode, &mut |seq, fds| {
+                sent.push((seq, fds.to_vec()));
+                Ok(())
+            })
+            .unwrap();
+        assert!(matches!(placed, Placed::Written(1500)));
+        let mut asked = Vec::new();
+        let got = ring.read_with(
+            me(),
+            None,
+            true,
+            &mut |seq| {
+                asked.push(seq);
+                Vec::new()
+            },
+            |b, _| b.to_vec(),
+        );
+        assert_eq!(got.unwrap().unwrap(), data);
+        assert_eq!(sent.len(), 1);
+        assert_eq!((asked, sent[0].1.clone()), (vec![sent[0].0], vec![0]));
     }
 }

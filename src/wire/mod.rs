@@ -26,19 +26,40 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use std::os::fd::{OwnedFd, RawFd};
 
-/// A postcard output flavor that appends to a caller's `Vec<u8>` with bulk copies.
-struct AppendTo<'a>(&'a mut Vec<u8>);
+/// Where [`encode_to`] writes the encoded bytes: a growing buffer, or the free part of a
+/// queue's ring (`queue::ring::InPlace`).
+pub(crate) trait Sink {
+    fn push(&mut self, byte: u8);
+    fn extend(&mut self, data: &[u8]);
+}
 
-impl postcard::ser_flavors::Flavor for AppendTo<'_> {
+impl Sink for Vec<u8> {
+    #[inline]
+    fn push(&mut self, byte: u8) {
+        Vec::push(self, byte);
+    }
+
+    #[inline]
+    fn extend(&mut self, data: &[u8]) {
+        self.extend_from_slice(data);
+    }
+}
+
+/// A postcard output flavor that hands the bytes to a [`Sink`] with bulk copies.
+struct AppendTo<'a, S: Sink>(&'a mut S);
+
+impl<S: Sink> postcard::ser_flavors::Flavor for AppendTo<'_, S> {
     type Output = ();
 
+    #[inline]
     fn try_push(&mut self, data: u8) -> postcard::Result<()> {
         self.0.push(data);
         Ok(())
     }
 
+    #[inline]
     fn try_extend(&mut self, data: &[u8]) -> postcard::Result<()> {
-        self.0.extend_from_slice(data);
+        self.0.extend(data);
         Ok(())
     }
 
@@ -51,6 +72,11 @@ impl postcard::ser_flavors::Flavor for AppendTo<'_> {
 /// reference, in index order. The descriptors are borrowed: they stay valid only while
 /// `value` lives.
 pub(crate) fn encode<T: Serialize + ?Sized>(value: &T, out: &mut Vec<u8>) -> Result<Vec<RawFd>> {
+    encode_to(value, out)
+}
+
+/// [`encode`] into any [`Sink`].
+pub(crate) fn encode_to<T: Serialize + ?Sized, S: Sink>(value: &T, out: &mut S) -> Result<Vec<RawFd>> {
     let scope = fd::EncodeScope::enter();
     let caught = caught::Scope::enter();
     let mut ser = postcard::Serializer { output: AppendTo(out) };
