@@ -954,3 +954,53 @@ fn put_ref_puts_a_copy_and_a_refused_one_hands_the_reference_back() {
         other => panic!("{other:?}"),
     }
 }
+
+fn take_blocks(q: Queue<Bytes>, n: usize) -> Vec<(usize, u8, u8)> {
+    (0..n)
+        .map(|_| {
+            let b = q.get().unwrap().0;
+            (b.len(), b[0], b[b.len() - 1])
+        })
+        .collect()
+}
+
+/// _TestQueue.test_put's `queue.Full` cases through the by-reference forms: on a full queue
+/// `put_ref_nowait` says `Full` and `put_ref_timeout` times out within bounds, each handing
+/// back the very reference it was given, with the queue's count and contents untouched; a
+/// child then takes exactly the items that went in.
+#[test]
+fn put_ref_nowait_and_timeout_on_a_full_queue_hand_the_reference_back() {
+    let _g = serial();
+    for method in METHODS {
+        let q: Queue<Bytes> = Queue::with_maxsize(2).unwrap();
+        let mut block = Bytes(vec![1; 200_000]);
+        q.put_ref_nowait(&block).unwrap();
+        block.0[0] = 2;
+        q.put_ref_timeout(&block, Duration::from_secs(5)).unwrap();
+        block.0[0] = 3;
+        match q.put_ref_nowait(&block) {
+            Err(TryPutError::Full(r)) => assert!(std::ptr::eq(r, &block), "{method}"),
+            other => panic!("{method}: {other:?}"),
+        }
+        assert_eq!(q.qsize(), 2, "{method}: a refused put leaves the count");
+        let t = Instant::now();
+        match q.put_ref_timeout(&block, Duration::from_millis(100)) {
+            Err(PutTimeoutError::Timeout(r)) => assert!(std::ptr::eq(r, &block), "{method}"),
+            other => panic!("{method}: {other:?}"),
+        }
+        let took = t.elapsed();
+        assert!(took >= Duration::from_millis(100) && took < Duration::from_secs(2), "{method}: {took:?}");
+        assert_eq!(q.qsize(), 2, "{method}");
+
+        let got = get_context(Some(method)).spawn(take_blocks, (q.clone(), 2)).unwrap().join().unwrap();
+        assert_eq!(got, [(200_000, 1, 1), (200_000, 2, 1)], "{method}: the items that went in, in order");
+        assert_eq!(q.get_nowait(), Err(TryGetError::Empty), "{method}: nothing of the refused puts");
+        q.put_ref_timeout(&block, Duration::from_secs(5)).unwrap();
+        assert!(q.get_timeout(Duration::from_secs(5)).unwrap() == block, "{method}");
+        q.close();
+        match q.put_ref_nowait(&block) {
+            Err(TryPutError::Closed(r)) => assert!(std::ptr::eq(r, &block), "{method}"),
+            other => panic!("{method}: {other:?}"),
+        }
+    }
+}

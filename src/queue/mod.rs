@@ -19,8 +19,8 @@
 //! each side; an item that turns out not to fit is moved to the thread's buffer and takes the
 //! paths above. Its `Serialize` then runs with the lock held: one that fails or panics leaves
 //! the queue as it was, and a put from inside it goes to the backlog rather than wait for the
-//! lock its own thread holds. [`Queue::put_ref`] puts from a reference, for an item sent many
-//! times.
+//! lock its own thread holds. [`Queue::put_ref`], [`Queue::put_ref_timeout`] and
+//! [`Queue::put_ref_nowait`] put from a reference, for an item sent many times.
 //!
 //! Handles inside items (connections, queues, locks, shared memory) travel too: their
 //! descriptors go through a datagram socket that every handle of the queue shares, one datagram
@@ -523,6 +523,37 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     /// [`PutTimeoutError::Timeout`] with the value back when there was none (where Python
     /// raises `queue.Full`).
     pub fn put_timeout(&self, value: T, timeout: Duration) -> std::result::Result<(), PutTimeoutError<T>> {
+        self.put_until(value, timeout)
+    }
+
+    /// Puts a copy of `*value`, waiting at most `timeout` for room, as
+    /// [`put_timeout`](Self::put_timeout) does; the error hands the reference back.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use multiproc::{PutTimeoutError, Queue};
+    /// let q = Queue::with_maxsize(1)?;
+    /// let word = String::from("kept");
+    /// q.put_ref_timeout(&word, Duration::from_millis(10)).unwrap();
+    /// match q.put_ref_timeout(&word, Duration::from_millis(10)) {
+    ///     Err(PutTimeoutError::Timeout(back)) => assert!(std::ptr::eq(back, &word)),
+    ///     other => panic!("{other:?}"),
+    /// }
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn put_ref_timeout<'a>(
+        &self,
+        value: &'a T,
+        timeout: Duration,
+    ) -> std::result::Result<(), PutTimeoutError<&'a T>> {
+        self.put_until(value, timeout)
+    }
+
+    fn put_until<V: Borrow<T>>(
+        &self,
+        value: V,
+        timeout: Duration,
+    ) -> std::result::Result<(), PutTimeoutError<V>> {
         self.put_inner(value, Some(Instant::now() + timeout), true).map_err(|e| match e.full_or() {
             Ok(v) => PutTimeoutError::Timeout(v),
             Err(e) => e.into(),
@@ -532,6 +563,12 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     /// Puts `value` only if there is room now (Python's `put_nowait`); [`TryPutError::Full`]
     /// with the value back otherwise (Python's `queue.Full`), the queue left as it was.
     pub fn put_nowait(&self, value: T) -> std::result::Result<(), TryPutError<T>> {
+        self.put_inner(value, None, false)
+    }
+
+    /// Puts a copy of `*value` only if there is room now, as [`put_nowait`](Self::put_nowait)
+    /// does; [`TryPutError::Full`] hands the reference back, the queue left as it was.
+    pub fn put_ref_nowait<'a>(&self, value: &'a T) -> std::result::Result<(), TryPutError<&'a T>> {
         self.put_inner(value, None, false)
     }
 
