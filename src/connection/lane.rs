@@ -15,7 +15,8 @@
 //!
 //! Waking: a receiver spins on its lane as the wait core allows ([`crate::sync::wait`]: only
 //! with two usable CPUs or more, only while the peer is not asleep, as long as recent spins
-//! paid), then sleeps. With one usable CPU, or with more runnable tasks than CPUs, it parks: it sets `reader_active` to
+//! paid, and on a machine with every CPU busy only while the last record's sender ran on
+//! another CPU, which each record's sender notes in the lane's header), then sleeps. With one usable CPU, or with more runnable tasks than CPUs, it parks: it sets `reader_active` to
 //! [`wait::PARKED`] and sleeps on that word's futex, in slices after which it checks that the
 //! socket is not hung up; a sender that finds the flag parked after committing a record moves
 //! it back and wakes the futex (one system call a side). With more CPUs, some idle, it sleeps on
@@ -80,7 +81,9 @@ struct LaneHeader {
     bells: AtomicU64,
     put_lock: AtomicU32,
     space_waiters: AtomicU32,
-    _senders: [u8; 40],
+    /// The CPU (plus one; 0: not known) the last sender ran on when it published a record.
+    sender_cpu: AtomicU32,
+    _senders: [u8; 36],
     head: AtomicU64,
     drained: AtomicU64,
     get_lock: AtomicU32,
@@ -106,7 +109,8 @@ impl LaneHeader {
             bells: AtomicU64::new(0),
             put_lock: AtomicU32::new(0),
             space_waiters: AtomicU32::new(0),
-            _senders: [0; 40],
+            sender_cpu: AtomicU32::new(0),
+            _senders: [0; 36],
             head: AtomicU64::new(0),
             drained: AtomicU64::new(0),
             get_lock: AtomicU32::new(0),
@@ -264,6 +268,7 @@ impl<'a> Lane<'a> {
         }
         self.write(at, &header(payload.len(), kind));
         self.write(at + REC, payload);
+        self.h.sender_cpu.store(sys::current_cpu(), Relaxed);
         self.h.tail.store(tail + (pad + need) as u64, SeqCst);
         true
     }
@@ -396,7 +401,15 @@ impl<'a> Lane<'a> {
     /// either, and the spin stops.
     pub(crate) fn spin_for_data(&self, peer: &Lane<'_>) -> bool {
         let peer_runs = || peer.h.reader_active.load(Relaxed) == ACTIVE || peer.has_data();
-        wait::LANE.spin(|| self.has_data(), peer_runs)
+        wait::LANE.spin_where(|| self.has_data(), peer_runs, || self.apart())
+    }
+
+    /// Whether the sender of the last record ran on another CPU than this receiver runs on
+    /// now (false where either is unknown).
+    fn apart(&self) -> bool {
+        let sender = self.h.sender_cpu.load(Relaxed);
+        let here = sys::current_cpu();
+        sender != 0 && here != 0 && sender != here
     }
 
     /// Doorbells written but not yet read off the socket.
@@ -585,6 +598,33 @@ mod tests {
         };
         l.advance(after);
         Some(out)
+    }
+
+    /// The spin policy's hint: a receiver is "apart" from its sender exactly while the last
+    /// record came from another CPU than the one the receiver runs on.
+    #[test]
+    #[cfg_attr(miri, ignore = "sched_getcpu and sched_setaffinity")]
+    fn a_receiver_is_apart_while_the_last_record_came_from_another_cpu() {
+        std::thread::spawn(|| {
+            let b = block();
+            let l = lane(&b);
+            assert!(!l.apart(), "nothing sent yet: not known, so not apart");
+            sys::pin_thread_to(0).unwrap();
+            assert!(l.try_push(KIND_DATA, b"x"));
+            assert_eq!(b.header.sender_cpu.load(Relaxed), 1, "the sender's CPU, plus one");
+            assert!(!l.apart(), "same CPU as the sender");
+            if sys::cpu_count() < 2 {
+                return;
+            }
+            if sys::pin_thread_to(1).is_err() {
+                return; // CPU 1 is outside this process's cgroup.
+            }
+            assert!(l.apart(), "the record came from CPU 0, the receiver runs on CPU 1");
+            assert!(l.try_push(KIND_DATA, b"y"));
+            assert!(!l.apart(), "the last record came from CPU 1 too");
+        })
+        .join()
+        .unwrap();
     }
 
     #[test]

@@ -324,6 +324,36 @@ pub(crate) fn affinity_cpu_count() -> usize {
     (unsafe { libc::CPU_COUNT(&set) } as usize).max(1)
 }
 
+/// The CPU the calling thread runs on as of this call, plus one; 0 where that is unknown
+/// (glibc reads it from the thread's rseq area or the vDSO, without a system call).
+pub(crate) fn current_cpu() -> u32 {
+    if cfg!(miri) {
+        return 0;
+    }
+    // SAFETY: sched_getcpu takes no arguments and only returns a number (-1 on failure).
+    let cpu = unsafe { libc::sched_getcpu() };
+    u32::try_from(cpu).map_or(0, |c| c.wrapping_add(1))
+}
+
+/// Binds the calling thread to CPU `cpu` alone (tests that need two sides on known CPUs).
+#[cfg(test)]
+pub(crate) fn pin_thread_to(cpu: usize) -> std::io::Result<()> {
+    // SAFETY: cpu_set_t is plain data for which all-zero bytes is a valid (empty) set.
+    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    if cpu >= libc::CPU_SETSIZE as usize {
+        return Err(std::io::Error::from_raw_os_error(libc::EINVAL));
+    }
+    // SAFETY: CPU_SET writes one bit of the set we own; cpu is below CPU_SETSIZE (checked).
+    unsafe { libc::CPU_SET(cpu, &mut set) };
+    // SAFETY: the kernel reads size_of::<cpu_set_t>() bytes of `set`, which we own.
+    let r = unsafe { libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) };
+    if r == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
+
 /// The calling thread's id.
 pub(crate) fn gettid() -> libc::pid_t {
     // SAFETY: gettid cannot fail.
