@@ -47,7 +47,8 @@ pub(crate) fn wait(word: &AtomicU32, expected: u32, deadline: Option<Instant>) -
             expected,
             ts_ptr,
             std::ptr::null::<u32>(),
-            libc::FUTEX_BITSET_MATCH_ANY,
+            // The kernel reads the mask as a u32 (all bits set); libc spells it as -1i32.
+            libc::FUTEX_BITSET_MATCH_ANY as u32,
         )
     };
     if r == 0 {
